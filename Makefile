@@ -1,0 +1,88 @@
+# AliasOS — the two commands are `make run` and `make test`; both set up what is missing.
+#
+#   make run   [UEFI=1] [MACHINE=q35|pc] [MEM=512M] [KVM=1] [DISK="a.img b.img"] [BUS=virtio|ahci|nvme]
+#              [HEADLESS=1] [GDB=1] [CMDLINE="..."]
+#   make test                  host unit tests + kernel tests in QEMU (cargo test --workspace)
+#   make image                 target/aliasos-bios.img and target/aliasos-uefi.img
+#   make gdb                   attach gdb to a `make run GDB=1`
+#   make usb DEV=/dev/sdX      write the UEFI image (BIOS=1: the BIOS image) to a USB stick
+#   make lint                  clippy -D warnings and rustfmt --check
+#   make deps                  install QEMU, OVMF, e2fsprogs and the pinned Rust toolchain
+
+SHELL := /bin/bash
+CARGO ?= cargo
+MACHINE ?= q35
+MEM ?= 512M
+BUS ?= virtio
+DATA_DISK := target/data.img
+
+BOOT := $(CARGO) run -q -p boot --
+
+RUN_FLAGS := --machine $(MACHINE) --mem $(MEM)
+ifeq ($(UEFI),1)
+RUN_FLAGS += --uefi
+endif
+ifeq ($(KVM),1)
+RUN_FLAGS += --kvm
+endif
+ifeq ($(HEADLESS),1)
+RUN_FLAGS += --headless
+endif
+ifeq ($(GDB),1)
+RUN_FLAGS += --gdb
+endif
+ifneq ($(CMDLINE),)
+RUN_FLAGS += --cmdline "$(CMDLINE)"
+endif
+# DISK may list several images (spaces or commas); each may carry its own bus as path:bus.
+comma := ,
+ifeq ($(DISK),)
+RUN_DISKS := --disk $(DATA_DISK):$(BUS)
+else
+RUN_DISKS := $(foreach d,$(subst $(comma), ,$(DISK)),--disk $(if $(findstring :,$(d)),$(d),$(d):$(BUS)))
+endif
+
+.PHONY: all deps toolchain image run test lint gdb usb clean data-disk
+
+all: image
+
+deps:
+	@bash tools/deps.sh
+
+toolchain:
+	@rustup toolchain install >/dev/null
+
+image: deps
+	$(BOOT) image
+
+$(DATA_DISK): tools/data-disk.sh
+	@bash tools/data-disk.sh $(DATA_DISK)
+
+data-disk: deps $(DATA_DISK)
+
+run: deps $(if $(DISK),,$(DATA_DISK))
+	$(BOOT) run $(RUN_FLAGS) $(RUN_DISKS)
+
+test: deps
+	@bash tools/test-summary.sh $(CARGO) test --workspace
+
+lint: deps
+	$(CARGO) clippy --workspace -- -D warnings
+	$(CARGO) clippy -p mm -p drivers -p fs -p tests --all-targets -- -D warnings
+	$(CARGO) fmt --all -- --check
+
+gdb:
+	@command -v gdb >/dev/null || (apt-get update -qq && apt-get install -y -qq gdb)
+	gdb -q -ex "symbol-file $$($(BOOT) kernel-elf) -o 0xffff800000000000" \
+	    -ex "target remote localhost:1234" \
+	    -ex "echo Kernel symbols loaded; 'continue' boots.\n"
+
+usb: deps
+ifeq ($(DEV),)
+	@echo "usage: make usb DEV=/dev/sdX   (the whole stick, not a partition; BIOS=1 for legacy BIOS PCs)"; exit 2
+else
+	$(BOOT) usb $(DEV) $(if $(filter 1,$(BIOS)),--bios)
+endif
+
+clean:
+	$(CARGO) clean

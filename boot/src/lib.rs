@@ -1,0 +1,406 @@
+//! Host-side tooling for AliasOS: builds the BIOS and UEFI disk images around the kernel
+//! ELF, and runs QEMU with the project's standard machine, disks and debug devices.
+//!
+//! Used by `make run` (through the `boot` binary), by the QEMU tests in `tests/`, and by
+//! the benchmarks.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub mod usb;
+
+/// The kernel ELF, built by cargo as an artifact dependency of this crate.
+pub fn kernel_elf() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_FILE_KERNEL_kernel"))
+}
+
+/// The workspace's `target/` folder (honours `CARGO_TARGET_DIR`).
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+    }
+}
+
+/// Firmware the machine boots with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    /// SeaBIOS, booting `aliasos-bios.img` (MBR).
+    Bios,
+    /// OVMF, booting `aliasos-uefi.img` (GPT + EFI system partition).
+    Uefi,
+}
+
+impl fmt::Display for Firmware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Firmware::Bios => "bios",
+            Firmware::Uefi => "uefi",
+        })
+    }
+}
+
+/// QEMU machine type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Machine {
+    /// Q35 + ICH9: PCIe with ECAM (ACPI MCFG), AHCI built in.
+    Q35,
+    /// i440FX + PIIX: legacy PCI, configuration by port I/O only.
+    Pc,
+}
+
+impl Machine {
+    fn qemu_name(self) -> &'static str {
+        match self {
+            Machine::Q35 => "q35",
+            Machine::Pc => "pc",
+        }
+    }
+}
+
+impl std::str::FromStr for Machine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "q35" => Ok(Machine::Q35),
+            "pc" | "i440fx" => Ok(Machine::Pc),
+            other => Err(format!("unknown machine '{other}' (use q35 or pc)")),
+        }
+    }
+}
+
+/// The bus a data disk is attached to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bus {
+    /// virtio-blk over PCI (modern).
+    Virtio,
+    /// A SATA disk on an extra AHCI controller.
+    Ahci,
+    /// An NVMe controller with one namespace.
+    Nvme,
+}
+
+impl std::str::FromStr for Bus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "virtio" | "virtio-blk" => Ok(Bus::Virtio),
+            "ahci" | "sata" => Ok(Bus::Ahci),
+            "nvme" => Ok(Bus::Nvme),
+            other => Err(format!("unknown bus '{other}' (use virtio, ahci or nvme)")),
+        }
+    }
+}
+
+/// A data disk: a raw image file on a bus.
+#[derive(Clone, Debug)]
+pub struct Disk {
+    /// Path of the raw image.
+    pub path: PathBuf,
+    /// Where it is attached.
+    pub bus: Bus,
+    /// Attach read-only (virtio only; QEMU's ide-hd refuses read-only drives).
+    pub readonly: bool,
+    /// Extra `-drive` options, e.g. a blkdebug error-injection config.
+    pub drive_opts: Option<String>,
+}
+
+impl Disk {
+    /// A read-write disk on `bus`.
+    pub fn new(path: impl Into<PathBuf>, bus: Bus) -> Self {
+        Disk {
+            path: path.into(),
+            bus,
+            readonly: false,
+            drive_opts: None,
+        }
+    }
+}
+
+/// Where the guest's serial port goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serial {
+    /// The terminal, with QEMU's monitor multiplexed (Ctrl-A X quits, Ctrl-A C monitor).
+    Terminal,
+    /// Captured and returned in [`Outcome::serial`].
+    Capture,
+}
+
+/// Everything that describes one QEMU run.
+#[derive(Clone, Debug)]
+pub struct Qemu {
+    pub firmware: Firmware,
+    pub machine: Machine,
+    /// Guest RAM, QEMU syntax (`512M`, `2G`).
+    pub mem: String,
+    /// Use KVM instead of TCG (slow here: /dev/kvm is PVM; see TOOLCHAIN.md).
+    pub kvm: bool,
+    /// Deterministic instruction counting (`-icount shift=0,sleep=off`).
+    pub icount: bool,
+    pub disks: Vec<Disk>,
+    /// No window: `-display none`.
+    pub headless: bool,
+    /// Start paused with a gdb stub on :1234.
+    pub gdb: bool,
+    /// The kernel command line, passed through fw_cfg as `opt/aliasos/cmdline`.
+    pub cmdline: Option<String>,
+    pub serial: Serial,
+    /// Kill QEMU after this long.
+    pub timeout: Option<Duration>,
+    /// Extra arguments appended verbatim.
+    pub extra: Vec<String>,
+    /// Number of virtual CPUs.
+    pub cpus: u32,
+}
+
+impl Default for Qemu {
+    fn default() -> Self {
+        Qemu {
+            firmware: Firmware::Bios,
+            machine: Machine::Q35,
+            mem: "512M".into(),
+            kvm: false,
+            icount: false,
+            disks: Vec::new(),
+            headless: true,
+            gdb: false,
+            cmdline: None,
+            serial: Serial::Capture,
+            timeout: Some(Duration::from_secs(120)),
+            extra: Vec::new(),
+            cpus: 1,
+        }
+    }
+}
+
+/// How a QEMU run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// QEMU's exit status; `None` if it was killed at the timeout or by a signal.
+    pub status: Option<i32>,
+    /// True if the run hit its timeout.
+    pub timed_out: bool,
+    /// Serial output (empty unless captured).
+    pub serial: String,
+    /// Wall-clock duration of the run.
+    pub elapsed: Duration,
+}
+
+/// Exit codes the kernel reports through the isa-debug-exit device; QEMU exits with
+/// `(code << 1) | 1`. A clean ACPI poweroff exits 0.
+pub mod exit_code {
+    /// `panic!` in the kernel.
+    pub const PANIC: i32 = (0x11 << 1) | 1;
+    /// An unhandled CPU exception.
+    pub const EXCEPTION: i32 = (0x12 << 1) | 1;
+    /// A kernel test failed.
+    pub const TEST_FAILED: i32 = (0x13 << 1) | 1;
+}
+
+/// The OVMF firmware image shipped by Debian's `ovmf` package.
+pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+
+/// Build (or reuse, if newer than the kernel ELF) the disk image for `firmware`.
+/// The images are `target/aliasos-bios.img` and `target/aliasos-uefi.img`.
+pub fn image(firmware: Firmware) -> Result<PathBuf, String> {
+    // Tests run in parallel threads; one builder at a time (other processes are kept
+    // apart by the temporary name below).
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let kernel = kernel_elf();
+    let path = target_dir().join(format!("aliasos-{firmware}.img"));
+    let newer = |a: &Path, b: &Path| -> bool {
+        let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        matches!((m(a), m(b)), (Some(x), Some(y)) if x >= y)
+    };
+    // The boot tool itself decides the image layout, so a rebuilt tool rebuilds images.
+    let tool = std::env::current_exe().ok();
+    let fresh = newer(&path, &kernel) && tool.as_deref().is_none_or(|t| newer(&path, t));
+    if fresh {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(target_dir()).map_err(|e| format!("create target dir: {e}"))?;
+    let mut config = bootloader::BootConfig::default();
+    config.serial_logging = false;
+    config.frame_buffer_logging = false;
+    let mut builder = bootloader::DiskImageBuilder::new(kernel);
+    builder.set_boot_config(&config);
+    // Write to a temporary name and rename, so concurrent test runs never see a half image.
+    let tmp = path.with_extension(format!("img.tmp{}", std::process::id()));
+    let result = match firmware {
+        Firmware::Bios => builder.create_bios_image(&tmp),
+        Firmware::Uefi => builder.create_uefi_image(&tmp),
+    };
+    result.map_err(|e| format!("building {firmware} image: {e:#}"))?;
+    std::fs::rename(&tmp, &path).map_err(|e| format!("rename image: {e}"))?;
+    Ok(path)
+}
+
+impl Qemu {
+    /// The full QEMU argument list for this run (the boot image is built first).
+    pub fn args(&self) -> Result<Vec<String>, String> {
+        let img = image(self.firmware)?;
+        let mut a: Vec<String> = Vec::new();
+        let mut push = |s: &str| a.push(s.to_string());
+        push("-machine");
+        push(self.machine.qemu_name());
+        push("-accel");
+        push(if self.kvm { "kvm" } else { "tcg" });
+        if self.kvm {
+            push("-cpu");
+            push("host");
+        } else {
+            // Every feature TCG can emulate, so the kernel sees a modern CPU.
+            push("-cpu");
+            push("max");
+        }
+        push("-smp");
+        push(&self.cpus.to_string());
+        push("-m");
+        push(&self.mem);
+        push("-no-reboot");
+        push("-nic");
+        push("none");
+        push("-device");
+        push("isa-debug-exit,iobase=0xf4,iosize=0x04");
+        if self.icount {
+            push("-icount");
+            push("shift=0,sleep=off");
+        }
+        if self.firmware == Firmware::Uefi {
+            push("-bios");
+            push(OVMF);
+        }
+        if self.headless {
+            push("-display");
+            push("none");
+        }
+        match self.serial {
+            Serial::Terminal => {
+                push("-serial");
+                push("mon:stdio");
+            }
+            Serial::Capture => {
+                push("-serial");
+                push("stdio");
+                push("-monitor");
+                push("none");
+            }
+        }
+        if self.gdb {
+            push("-s");
+            push("-S");
+        }
+        if let Some(cmdline) = &self.cmdline {
+            push("-fw_cfg");
+            push(&format!(
+                "name=opt/aliasos/cmdline,string={}",
+                cmdline.replace(',', ",,")
+            ));
+        }
+        // The boot disk: on q35 it lands on the ICH9 AHCI at 00:1f.2, on pc on PIIX IDE.
+        // bootindex=0 is required: without it SeaBIOS may boot an empty data disk and hang.
+        push("-drive");
+        // snapshot=on: the guest never changes the boot image, and many QEMUs can share it.
+        push(&format!(
+            "if=none,id=boot,format=raw,snapshot=on,file={}",
+            img.display()
+        ));
+        push("-device");
+        push("ide-hd,drive=boot,bootindex=0");
+        let mut ahci_ports = 0;
+        let mut ahci_ctrl = 0;
+        for (i, d) in self.disks.iter().enumerate() {
+            let mut drive = format!("if=none,id=disk{i},format=raw,file={}", d.path.display());
+            if d.readonly {
+                drive.push_str(",readonly=on");
+            }
+            if let Some(o) = &d.drive_opts {
+                drive.push(',');
+                drive.push_str(o);
+            }
+            push("-drive");
+            push(&drive);
+            push("-device");
+            match d.bus {
+                Bus::Virtio => push(&format!("virtio-blk-pci,drive=disk{i},disable-legacy=on")),
+                Bus::Ahci => {
+                    // One extra AHCI controller (6 ports) for every six SATA disks.
+                    if ahci_ports % 6 == 0 {
+                        ahci_ctrl += 1;
+                        push(&format!("ahci,id=ahci{ahci_ctrl}"));
+                        push("-device");
+                    }
+                    push(&format!(
+                        "ide-hd,drive=disk{i},bus=ahci{ahci_ctrl}.{}",
+                        ahci_ports % 6
+                    ));
+                    ahci_ports += 1;
+                }
+                Bus::Nvme => {
+                    push(&format!("nvme,id=nvme{i},serial=aliasos{i}"));
+                    push("-device");
+                    push(&format!("nvme-ns,drive=disk{i},bus=nvme{i},nsid=1"));
+                }
+            }
+        }
+        a.extend(self.extra.iter().cloned());
+        Ok(a)
+    }
+
+    /// Run QEMU to completion (or the timeout).
+    pub fn run(&self) -> Result<Outcome, String> {
+        let args = self.args()?;
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(&args);
+        cmd.stdin(if self.serial == Serial::Terminal {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        });
+        if self.serial == Serial::Capture {
+            cmd.stdout(Stdio::piped());
+        }
+        let start = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start qemu-system-x86_64: {e} (run `make deps`)"))?;
+        // Read serial output on a thread so a chatty guest never blocks on a full pipe.
+        let reader = child.stdout.take().map(|mut out| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = out.read_to_end(&mut buf);
+                buf
+            })
+        });
+        let mut timed_out = false;
+        let status = loop {
+            match child
+                .try_wait()
+                .map_err(|e| format!("waiting for qemu: {e}"))?
+            {
+                Some(s) => break s,
+                None => {
+                    if self.timeout.is_some_and(|t| start.elapsed() > t) {
+                        timed_out = true;
+                        let _ = child.kill();
+                        break child.wait().map_err(|e| format!("waiting for qemu: {e}"))?;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
+        let serial = reader
+            .map(|r| String::from_utf8_lossy(&r.join().unwrap_or_default()).into_owned())
+            .unwrap_or_default();
+        Ok(Outcome {
+            status: if timed_out { None } else { status.code() },
+            timed_out,
+            serial,
+            elapsed: start.elapsed(),
+        })
+    }
+}

@@ -1,0 +1,154 @@
+//! `boot`: build the AliasOS images and run them in QEMU, or write one to a USB stick.
+//!
+//! ```text
+//! boot image                       build target/aliasos-{bios,uefi}.img
+//! boot kernel-elf                  print the kernel ELF's path (for gdb)
+//! boot run [options] [-- QEMU...]  boot in QEMU (serial on this terminal)
+//!   --uefi            boot with OVMF instead of SeaBIOS
+//!   --machine q35|pc  machine type (default q35)
+//!   --mem SIZE        guest RAM (default 512M)
+//!   --kvm             use KVM instead of TCG
+//!   --icount          deterministic instruction counting
+//!   --disk PATH[:BUS] attach a data disk; BUS = virtio (default), ahci, nvme; repeatable
+//!   --headless        no display window
+//!   --gdb             wait for gdb on :1234
+//!   --cmdline STR     kernel command line (fw_cfg opt/aliasos/cmdline)
+//!   --timeout SECS    kill QEMU after SECS
+//! boot usb DEV [--bios] [--yes]    write the (UEFI, or BIOS) image to a USB stick
+//! ```
+//! The exit status is QEMU's: 0 after a clean poweroff, non-zero after a panic or failure.
+
+use boot::{Bus, Disk, Firmware, Qemu, Serial};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "{}",
+        include_str!("main.rs")
+            .lines()
+            .skip(2)
+            .take(17)
+            .map(|l| l.trim_start_matches("//! "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    ExitCode::from(2)
+}
+
+fn parse_disk(spec: &str) -> Result<Disk, String> {
+    let mut parts = spec.split(':');
+    let path = parts.next().unwrap_or_default();
+    if path.is_empty() {
+        return Err("--disk needs a path".into());
+    }
+    let bus: Bus = match parts.next() {
+        Some(b) => b.parse()?,
+        None => Bus::Virtio,
+    };
+    let mut disk = Disk::new(path, bus);
+    for flag in parts {
+        match flag {
+            "ro" => disk.readonly = true,
+            other => return Err(format!("unknown disk flag '{other}'")),
+        }
+    }
+    if !disk.path.exists() {
+        return Err(format!("disk image {} does not exist", disk.path.display()));
+    }
+    Ok(disk)
+}
+
+fn run(args: &[String]) -> Result<ExitCode, String> {
+    let mut q = Qemu {
+        serial: Serial::Terminal,
+        timeout: None,
+        headless: false,
+        ..Qemu::default()
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{a} needs a value"))
+        };
+        match a.as_str() {
+            "--uefi" => q.firmware = Firmware::Uefi,
+            "--machine" => q.machine = value()?.parse()?,
+            "--mem" => q.mem = value()?,
+            "--kvm" => q.kvm = true,
+            "--icount" => q.icount = true,
+            "--disk" => q.disks.push(parse_disk(&value()?)?),
+            "--headless" => q.headless = true,
+            "--gdb" => q.gdb = true,
+            "--cmdline" => q.cmdline = Some(value()?),
+            "--timeout" => {
+                let secs: u64 = value()?.parse().map_err(|e| format!("--timeout: {e}"))?;
+                q.timeout = Some(Duration::from_secs(secs));
+            }
+            "--" => {
+                q.extra.extend(it.by_ref().cloned());
+            }
+            other => return Err(format!("unknown option '{other}'")),
+        }
+    }
+    // Without a display server QEMU cannot open a window; fall back to headless.
+    if !q.headless
+        && std::env::var_os("DISPLAY").is_none()
+        && std::env::var_os("WAYLAND_DISPLAY").is_none()
+    {
+        q.headless = true;
+    }
+    if q.gdb {
+        eprintln!("QEMU waits for gdb on localhost:1234 (run `make gdb` in another terminal)");
+    }
+    eprintln!("qemu-system-x86_64 {}", q.args()?.join(" "));
+    eprintln!("(Ctrl-A X quits QEMU, Ctrl-A C switches to its monitor)");
+    let outcome = q.run()?;
+    Ok(match outcome.status {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => {
+            eprintln!("QEMU exited with status {code}");
+            ExitCode::from(code.clamp(1, 255) as u8)
+        }
+        None => ExitCode::from(124),
+    })
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("image") => (|| {
+            for fw in [Firmware::Bios, Firmware::Uefi] {
+                println!("{}", boot::image(fw)?.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        })(),
+        Some("run") => run(&args[1..]),
+        Some("kernel-elf") => {
+            println!("{}", boot::kernel_elf().display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("usb") => (|| {
+            let dev = args
+                .get(1)
+                .ok_or("usage: boot usb /dev/sdX [--bios] [--yes]")?;
+            // Most PCs sold since ~2020 boot UEFI only; --bios writes the MBR image instead.
+            let fw = if args.iter().any(|a| a == "--bios") {
+                Firmware::Bios
+            } else {
+                Firmware::Uefi
+            };
+            let img = boot::image(fw)?;
+            boot::usb::write_image(&img, &PathBuf::from(dev), args.iter().any(|a| a == "--yes"))?;
+            Ok(ExitCode::SUCCESS)
+        })(),
+        _ => return usage(),
+    };
+    result.unwrap_or_else(|e: String| {
+        eprintln!("boot: {e}");
+        ExitCode::FAILURE
+    })
+}

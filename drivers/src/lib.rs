@@ -1,0 +1,3 @@
+//! Device drivers and the block request model.
+#![cfg_attr(not(test), no_std)]
+pub mod pci;

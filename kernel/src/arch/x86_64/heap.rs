@@ -1,0 +1,120 @@
+//! The kernel heap: a linked-list allocator over a virtual region in its own level-4
+//! slot, grown on demand by mapping more frames (which need not be contiguous).
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use linked_list_allocator::Heap;
+use mm::frame::FRAME_SIZE;
+use mm::frame_table::Owner;
+use spin::Mutex;
+
+use super::cpu;
+use super::paging::{self, Access};
+
+/// The heap grows in steps of at least this many bytes.
+const GROW_STEP: usize = 1 << 20;
+/// And never beyond this size.
+const MAX_HEAP: u64 = 64 << 30;
+
+struct KernelHeap {
+    heap: Mutex<Heap>,
+}
+
+static BASE: AtomicU64 = AtomicU64::new(0);
+static MAPPED: AtomicU64 = AtomicU64::new(0);
+
+#[global_allocator]
+static HEAP: KernelHeap = KernelHeap {
+    heap: Mutex::new(Heap::empty()),
+};
+
+/// Map `bytes` more of heap at its top. Returns false when out of frames or address space.
+fn grow(bytes: usize) -> bool {
+    let base = BASE.load(Ordering::Relaxed);
+    let mapped = MAPPED.load(Ordering::Relaxed);
+    let pages = bytes.div_ceil(FRAME_SIZE) as u64;
+    if base == 0 || mapped + pages * FRAME_SIZE as u64 > MAX_HEAP {
+        return false;
+    }
+    for i in 0..pages {
+        let Ok(pfn) = crate::memory::frames().alloc(Owner::Heap) else {
+            MAPPED.store(mapped + i * FRAME_SIZE as u64, Ordering::Relaxed);
+            return i > 0;
+        };
+        let va = base + mapped + i * FRAME_SIZE as u64;
+        if paging::map_kernel_page(
+            va,
+            pfn,
+            Access {
+                write: true,
+                user: false,
+                execute: false,
+            },
+        )
+        .is_err()
+        {
+            let _ = crate::memory::frames().put(pfn);
+            MAPPED.store(mapped + i * FRAME_SIZE as u64, Ordering::Relaxed);
+            return i > 0;
+        }
+    }
+    MAPPED.store(mapped + pages * FRAME_SIZE as u64, Ordering::Relaxed);
+    true
+}
+
+/// Reserve the heap's virtual region and map its first `initial` bytes.
+pub fn init(initial: usize) -> Result<(), &'static str> {
+    let base = paging::reserve_kernel_slot().ok_or("no free level-4 slot for the heap")?;
+    BASE.store(base, Ordering::Relaxed);
+    if !grow(initial) {
+        return Err("no memory for the initial heap");
+    }
+    let mapped = MAPPED.load(Ordering::Relaxed) as usize;
+    // SAFETY: [base, base + mapped) was just mapped, writable, and nothing else uses it.
+    unsafe { HEAP.heap.lock().init(base as *mut u8, mapped) };
+    Ok(())
+}
+
+/// (bytes mapped, bytes in use) of the heap.
+pub fn stats() -> (u64, u64) {
+    cpu::without_interrupts(|| {
+        let h = HEAP.heap.lock();
+        (MAPPED.load(Ordering::Relaxed), h.used() as u64)
+    })
+}
+
+// SAFETY: allocation and deallocation are serialised by the heap lock (taken with
+// interrupts off so an interrupt handler can never deadlock on it); the region handed to
+// the linked-list heap is mapped and owned by the heap for the kernel's lifetime, and
+// `extend` is only called after the pages right above the current top were mapped.
+unsafe impl GlobalAlloc for KernelHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        cpu::without_interrupts(|| {
+            let mut heap = self.heap.lock();
+            loop {
+                if let Ok(p) = heap.allocate_first_fit(layout) {
+                    return p.as_ptr();
+                }
+                let want = (layout.size() + layout.align() + 64).max(GROW_STEP);
+                let before = MAPPED.load(Ordering::Relaxed);
+                if !grow(want) {
+                    return core::ptr::null_mut();
+                }
+                let added = (MAPPED.load(Ordering::Relaxed) - before) as usize;
+                // SAFETY: `grow` mapped `added` bytes directly above the heap's top.
+                unsafe { heap.extend(added) };
+            }
+        })
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        cpu::without_interrupts(|| {
+            if let Some(p) = NonNull::new(ptr) {
+                // SAFETY: `ptr` was returned by `alloc` with this layout (GlobalAlloc contract).
+                unsafe { self.heap.lock().deallocate(p, layout) };
+            }
+        })
+    }
+}

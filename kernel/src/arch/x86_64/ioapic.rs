@@ -1,0 +1,161 @@
+//! IOAPICs: routing of global system interrupts (GSIs) to vectors, following the ACPI
+//! MADT's IOAPIC list and ISA interrupt source overrides.
+
+use alloc::vec::Vec;
+use spin::Mutex;
+
+use super::paging;
+
+/// One IOAPIC as described by the MADT.
+#[derive(Clone, Copy, Debug)]
+pub struct IoApicInfo {
+    pub id: u8,
+    pub phys_addr: u64,
+    pub gsi_base: u32,
+}
+
+/// An ISA IRQ that the MADT maps to a different GSI or signalling.
+#[derive(Clone, Copy, Debug)]
+pub struct IsaOverride {
+    pub isa_irq: u8,
+    pub gsi: u32,
+    pub active_low: bool,
+    pub level: bool,
+}
+
+/// Signalling of an interrupt line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trigger {
+    pub level: bool,
+    pub active_low: bool,
+}
+
+impl Trigger {
+    /// ISA default: edge-triggered, active high.
+    pub const ISA: Trigger = Trigger {
+        level: false,
+        active_low: false,
+    };
+    /// PCI INTx: level-triggered, active low.
+    pub const PCI: Trigger = Trigger {
+        level: true,
+        active_low: true,
+    };
+}
+
+struct IoApic {
+    base: u64,
+    gsi_base: u32,
+    inputs: u32,
+}
+
+impl IoApic {
+    fn read(&self, reg: u32) -> u32 {
+        // SAFETY: `base` maps the IOAPIC's register window (IOREGSEL at +0, IOWIN at +0x10);
+        // callers hold the IOAPIC lock, so the select/access pair is not interleaved.
+        unsafe {
+            core::ptr::write_volatile(self.base as *mut u32, reg);
+            core::ptr::read_volatile((self.base + 0x10) as *const u32)
+        }
+    }
+
+    fn write(&self, reg: u32, value: u32) {
+        // SAFETY: as in `read`.
+        unsafe {
+            core::ptr::write_volatile(self.base as *mut u32, reg);
+            core::ptr::write_volatile((self.base + 0x10) as *mut u32, value);
+        }
+    }
+}
+
+struct State {
+    apics: Vec<IoApic>,
+    overrides: Vec<IsaOverride>,
+}
+
+static STATE: Mutex<State> = Mutex::new(State {
+    apics: Vec::new(),
+    overrides: Vec::new(),
+});
+
+/// Take over the IOAPICs: every input masked.
+pub fn init(apics: &[IoApicInfo], overrides: &[IsaOverride]) {
+    let mut st = STATE.lock();
+    st.overrides = overrides.to_vec();
+    st.apics.clear();
+    for a in apics {
+        let mut io = IoApic {
+            base: paging::phys_to_virt(a.phys_addr),
+            gsi_base: a.gsi_base,
+            inputs: 0,
+        };
+        io.inputs = ((io.read(1) >> 16) & 0xFF) + 1;
+        for i in 0..io.inputs {
+            io.write(0x10 + 2 * i, 1 << 16);
+            io.write(0x11 + 2 * i, 0);
+        }
+        log::debug!(
+            "ioapic id {} at {:#x}: GSIs {}..{}",
+            a.id,
+            a.phys_addr,
+            a.gsi_base,
+            a.gsi_base + io.inputs
+        );
+        st.apics.push(io);
+    }
+}
+
+/// Number of IOAPICs in use.
+pub fn count() -> usize {
+    STATE.lock().apics.len()
+}
+
+/// The GSI and signalling of ISA IRQ `irq`, after the MADT's overrides.
+pub fn isa_irq(irq: u8) -> (u32, Trigger) {
+    let st = STATE.lock();
+    match st.overrides.iter().find(|o| o.isa_irq == irq) {
+        Some(o) => (
+            o.gsi,
+            Trigger {
+                level: o.level,
+                active_low: o.active_low,
+            },
+        ),
+        None => (irq as u32, Trigger::ISA),
+    }
+}
+
+fn with_input<R>(gsi: u32, f: impl FnOnce(&IoApic, u32) -> R) -> Option<R> {
+    let st = STATE.lock();
+    let apic = st
+        .apics
+        .iter()
+        .find(|a| gsi >= a.gsi_base && gsi < a.gsi_base + a.inputs)?;
+    Some(f(apic, gsi - apic.gsi_base))
+}
+
+/// Deliver `gsi` to `vector` on the CPU with APIC id `dest`, unmasked. Returns false if
+/// no IOAPIC has that input.
+pub fn route(gsi: u32, vector: u8, trigger: Trigger, dest: u32) -> bool {
+    with_input(gsi, |io, pin| {
+        let mut low = vector as u32;
+        if trigger.active_low {
+            low |= 1 << 13;
+        }
+        if trigger.level {
+            low |= 1 << 15;
+        }
+        io.write(0x10 + 2 * pin, 1 << 16);
+        io.write(0x11 + 2 * pin, (dest & 0xFF) << 24);
+        io.write(0x10 + 2 * pin, low);
+    })
+    .is_some()
+}
+
+/// Mask `gsi`.
+pub fn mask(gsi: u32) {
+    with_input(gsi, |io, pin| {
+        let low = io.read(0x10 + 2 * pin);
+        io.write(0x10 + 2 * pin, low | (1 << 16));
+    });
+}

@@ -1,0 +1,354 @@
+//! Page tables: the bootloader's physical-memory map (every frame is reachable at
+//! `PHYS_OFFSET + phys`), the kernel's own mappings (heap), and address spaces for
+//! processes that share the kernel's upper half.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use mm::frame::{FRAME_SIZE, Pfn};
+use mm::frame_table::{FrameDescriptor, Owner};
+use spin::Mutex;
+use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::structures::paging::mapper::{MapToError, TranslateResult, UnmapError};
+use x86_64::structures::paging::{
+    FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB,
+    Translate,
+};
+use x86_64::{PhysAddr, VirtAddr};
+
+static PHYS_OFFSET: AtomicU64 = AtomicU64::new(0);
+static KERNEL_P4: AtomicU64 = AtomicU64::new(0);
+
+/// The kernel's view of its own page tables (upper half), for mapping kernel pages.
+static KERNEL_MAPPER: Mutex<Option<OffsetPageTable<'static>>> = Mutex::new(None);
+
+/// Record the physical-memory map offset and the active (bootloader-built) page table.
+pub fn init(phys_offset: u64) {
+    PHYS_OFFSET.store(phys_offset, Ordering::Relaxed);
+    let (frame, _) = Cr3::read();
+    KERNEL_P4.store(frame.start_address().as_u64(), Ordering::Relaxed);
+    // SAFETY: the bootloader maps all physical memory at `phys_offset`, and CR3 points at
+    // the live level-4 table; only this mapper (behind its lock) modifies the kernel's
+    // tables from now on.
+    let mapper = unsafe {
+        OffsetPageTable::new(
+            &mut *table_ptr(frame.start_address().as_u64()),
+            VirtAddr::new(phys_offset),
+        )
+    };
+    *KERNEL_MAPPER.lock() = Some(mapper);
+}
+
+/// The virtual address of physical address `phys` in the physical-memory map.
+#[inline]
+pub fn phys_to_virt(phys: u64) -> u64 {
+    PHYS_OFFSET.load(Ordering::Relaxed) + phys
+}
+
+fn table_ptr(phys: u64) -> *mut PageTable {
+    phys_to_virt(phys) as *mut PageTable
+}
+
+/// Turn `count` descriptors' worth of physical memory at `phys` into the frame descriptor
+/// table, every record initialised as reserved.
+pub fn frame_table_storage(phys: u64, count: usize) -> &'static [FrameDescriptor] {
+    let ptr = phys_to_virt(phys) as *mut FrameDescriptor;
+    // SAFETY: the caller carved `count * size_of::<FrameDescriptor>()` bytes at `phys` out of
+    // usable RAM and never hands them to the allocator, so the memory is mapped, exclusively
+    // ours and lives forever; every record is written before the slice is created.
+    unsafe {
+        for i in 0..count {
+            ptr.add(i).write(FrameDescriptor::new_reserved());
+        }
+        core::slice::from_raw_parts(ptr, count)
+    }
+}
+
+/// Fill frame `pfn` with `byte`. The caller must own the frame (it allocated it).
+pub fn fill_frame(pfn: Pfn, byte: u8) {
+    // SAFETY: the frame is mapped by the physical-memory map; the caller owns it, so no
+    // one else accesses these 4096 bytes concurrently.
+    unsafe { core::ptr::write_bytes(phys_to_virt(pfn.addr()) as *mut u8, byte, FRAME_SIZE) }
+}
+
+/// Copy `data` into frame `pfn` at `offset`. The caller must own the frame.
+pub fn write_frame(pfn: Pfn, offset: usize, data: &[u8]) {
+    assert!(
+        offset + data.len() <= FRAME_SIZE,
+        "write past the end of a frame"
+    );
+    // SAFETY: bounds checked above; the caller owns the frame; `data` cannot overlap the
+    // frame because the caller holds no other reference into it.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            data.as_ptr(),
+            (phys_to_virt(pfn.addr()) as *mut u8).add(offset),
+            data.len(),
+        )
+    }
+}
+
+/// Copy from frame `pfn` at `offset` into `buf`. The caller must own the frame.
+pub fn read_frame(pfn: Pfn, offset: usize, buf: &mut [u8]) {
+    assert!(
+        offset + buf.len() <= FRAME_SIZE,
+        "read past the end of a frame"
+    );
+    // SAFETY: as in `write_frame`.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            (phys_to_virt(pfn.addr()) as *const u8).add(offset),
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    }
+}
+
+/// Page-table frames come from the kernel's frame allocator.
+struct TableFrames;
+
+// SAFETY: every frame returned is freshly allocated, unused and owned by the page table
+// that receives it (the mapper zeroes new tables before use).
+unsafe impl FrameAllocator<Size4KiB> for TableFrames {
+    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        let pfn = crate::memory::frames().alloc(Owner::PageTable).ok()?;
+        Some(PhysFrame::containing_address(PhysAddr::new(pfn.addr())))
+    }
+}
+
+/// Page permissions for [`AddressSpace::map`] and [`map_kernel_page`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    pub write: bool,
+    pub user: bool,
+    pub execute: bool,
+}
+
+impl Access {
+    fn flags(self) -> PageTableFlags {
+        let mut f = PageTableFlags::PRESENT;
+        if self.write {
+            f |= PageTableFlags::WRITABLE;
+        }
+        if self.user {
+            f |= PageTableFlags::USER_ACCESSIBLE;
+        }
+        if !self.execute {
+            f |= PageTableFlags::NO_EXECUTE;
+        }
+        f
+    }
+}
+
+/// Why a mapping could not be made or removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// No frame for a page table.
+    OutOfMemory,
+    /// The page is already mapped.
+    AlreadyMapped,
+    /// The page is not mapped.
+    NotMapped,
+    /// The address is not in the part of the address space the operation may touch.
+    BadAddress,
+}
+
+fn map_err(e: MapToError<Size4KiB>) -> MapError {
+    match e {
+        MapToError::FrameAllocationFailed => MapError::OutOfMemory,
+        MapToError::PageAlreadyMapped(_) | MapToError::ParentEntryHugePage => {
+            MapError::AlreadyMapped
+        }
+    }
+}
+
+/// Lowest address of the kernel's half.
+pub const KERNEL_HALF: u64 = 0xffff_8000_0000_0000;
+
+/// An upper-half level-4 slot that the bootloader left empty, for a kernel region
+/// (512 GiB of virtual space). Creates its level-3 table so that every address space made
+/// afterwards shares whatever is mapped in it later.
+pub fn reserve_kernel_slot() -> Option<u64> {
+    let mut guard = KERNEL_MAPPER.lock();
+    let mapper = guard.as_mut()?;
+    let p4 = mapper.level_4_table_mut();
+    let idx = (256..512).rev().find(|&i| p4[i].is_unused())?;
+    let pfn = crate::memory::frames().alloc(Owner::PageTable).ok()?;
+    fill_frame(pfn, 0);
+    p4[idx].set_addr(
+        PhysAddr::new(pfn.addr()),
+        PageTableFlags::PRESENT | PageTableFlags::WRITABLE,
+    );
+    // Sign-extend the 48-bit address.
+    Some(0xffff_0000_0000_0000 | ((idx as u64) << 39))
+}
+
+/// Map `pfn` at kernel address `va`.
+pub fn map_kernel_page(va: u64, pfn: Pfn, access: Access) -> Result<(), MapError> {
+    if va < KERNEL_HALF {
+        return Err(MapError::BadAddress);
+    }
+    let mut guard = KERNEL_MAPPER.lock();
+    let mapper = guard.as_mut().ok_or(MapError::BadAddress)?;
+    let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+    let frame = PhysFrame::containing_address(PhysAddr::new(pfn.addr()));
+    // SAFETY: `va` is in the kernel half inside a slot reserved for kernel regions, so the
+    // new mapping cannot alias memory that Rust code already references.
+    let flush =
+        unsafe { mapper.map_to(page, frame, access.flags(), &mut TableFrames) }.map_err(map_err)?;
+    flush.flush();
+    Ok(())
+}
+
+/// A user address space: its own lower half, the kernel's upper half shared.
+pub struct AddressSpace {
+    p4: Pfn,
+}
+
+impl AddressSpace {
+    /// A new address space with an empty lower half.
+    pub fn new() -> Result<AddressSpace, MapError> {
+        let pfn = crate::memory::frames()
+            .alloc(Owner::PageTable)
+            .map_err(|_| MapError::OutOfMemory)?;
+        fill_frame(pfn, 0);
+        let kernel = table_ptr(KERNEL_P4.load(Ordering::Relaxed));
+        let new = table_ptr(pfn.addr());
+        // SAFETY: both tables are mapped by the physical-memory map; the new one is ours
+        // alone; the kernel's upper-half entries are only read (their lower levels are
+        // shared, which is the point).
+        unsafe {
+            let (new, kernel) = (&mut *new, &*kernel);
+            for i in 256..512 {
+                new[i] = kernel[i].clone();
+            }
+        }
+        Ok(AddressSpace { p4: pfn })
+    }
+
+    fn mapper(&mut self) -> OffsetPageTable<'_> {
+        // SAFETY: `p4` is this address space's level-4 table, reached through the
+        // physical-memory map; `&mut self` makes this the only mapper for it.
+        unsafe {
+            OffsetPageTable::new(
+                &mut *table_ptr(self.p4.addr()),
+                VirtAddr::new(PHYS_OFFSET.load(Ordering::Relaxed)),
+            )
+        }
+    }
+
+    /// Map `pfn` at user address `va` (must be in the lower half).
+    pub fn map(&mut self, va: u64, pfn: Pfn, access: Access) -> Result<(), MapError> {
+        if va >= 0x0000_8000_0000_0000 {
+            return Err(MapError::BadAddress);
+        }
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+        let frame = PhysFrame::containing_address(PhysAddr::new(pfn.addr()));
+        let mut flags = access.flags();
+        let parents =
+            PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
+        if access.user {
+            flags |= PageTableFlags::USER_ACCESSIBLE;
+        }
+        // SAFETY: lower-half pages of a user address space are never referenced by kernel
+        // Rust code except through explicit, checked copies.
+        let flush = unsafe {
+            self.mapper()
+                .map_to_with_table_flags(page, frame, flags, parents, &mut TableFrames)
+        }
+        .map_err(map_err)?;
+        // The TLB only needs flushing if this address space is live.
+        if self.is_active() {
+            flush.flush();
+        } else {
+            flush.ignore();
+        }
+        Ok(())
+    }
+
+    /// Remove the mapping at `va`, returning the frame that was mapped.
+    pub fn unmap(&mut self, va: u64) -> Result<Pfn, MapError> {
+        if va >= 0x0000_8000_0000_0000 {
+            return Err(MapError::BadAddress);
+        }
+        let active = self.is_active();
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+        let (frame, flush) = self.mapper().unmap(page).map_err(|e| match e {
+            UnmapError::PageNotMapped => MapError::NotMapped,
+            _ => MapError::BadAddress,
+        })?;
+        if active {
+            flush.flush();
+        } else {
+            flush.ignore();
+        }
+        Ok(Pfn::from_addr(frame.start_address().as_u64()))
+    }
+
+    /// The physical address `va` maps to, if any.
+    pub fn translate(&mut self, va: u64) -> Option<u64> {
+        match self.mapper().translate(VirtAddr::new(va)) {
+            TranslateResult::Mapped { frame, offset, .. } => {
+                Some(frame.start_address().as_u64() + offset)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether this is the address space the CPU is using.
+    pub fn is_active(&self) -> bool {
+        Cr3::read().0.start_address().as_u64() == self.p4.addr()
+    }
+
+    /// Switch the CPU to this address space.
+    pub fn activate(&self) {
+        let frame = PhysFrame::containing_address(PhysAddr::new(self.p4.addr()));
+        // SAFETY: the upper half (kernel code, data, stacks, physical map) is identical in
+        // every address space, so kernel execution continues unaffected.
+        unsafe { Cr3::write(frame, Cr3Flags::empty()) }
+    }
+}
+
+/// Switch the CPU back to the kernel's own address space.
+pub fn activate_kernel() {
+    let frame = PhysFrame::containing_address(PhysAddr::new(KERNEL_P4.load(Ordering::Relaxed)));
+    // SAFETY: the kernel's table maps everything the kernel uses.
+    unsafe { Cr3::write(frame, Cr3Flags::empty()) }
+}
+
+impl Drop for AddressSpace {
+    /// Frees the lower half's page-table frames and the level-4 table. Frames still mapped
+    /// belong to whoever mapped them and are not touched.
+    fn drop(&mut self) {
+        if self.is_active() {
+            activate_kernel();
+        }
+        let frames = crate::memory::frames();
+        fn free_level(frames: &mm::frame_alloc::FrameAllocator, table: u64, level: u8) {
+            let t = table_ptr(table);
+            for i in 0..512 {
+                // SAFETY: `table` is a page table of this address space, reachable through
+                // the physical-memory map; nothing else uses it during drop.
+                let entry = unsafe { &(&*t)[i] };
+                if entry.is_unused() || entry.flags().contains(PageTableFlags::HUGE_PAGE) {
+                    continue;
+                }
+                if level > 2 {
+                    free_level(frames, entry.addr().as_u64(), level - 1);
+                }
+                if level > 1 {
+                    let _ = frames.put(Pfn::from_addr(entry.addr().as_u64()));
+                }
+            }
+        }
+        let p4 = table_ptr(self.p4.addr());
+        for i in 0..256 {
+            // SAFETY: as above.
+            let entry = unsafe { &(&*p4)[i] };
+            if !entry.is_unused() {
+                free_level(frames, entry.addr().as_u64(), 3);
+                let _ = frames.put(Pfn::from_addr(entry.addr().as_u64()));
+            }
+        }
+        let _ = frames.put(self.p4);
+    }
+}

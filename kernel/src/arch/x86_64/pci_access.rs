@@ -1,0 +1,104 @@
+//! PCI configuration space access: PCIe ECAM (memory-mapped, from ACPI MCFG) or the
+//! legacy 0xCF8/0xCFC port mechanism.
+
+use drivers::pci::{Bdf, ConfigAccess};
+use spin::Mutex;
+use x86_64::instructions::port::Port;
+
+use super::paging;
+
+/// Configuration mechanism #1: address port 0xCF8, data port 0xCFC.
+pub struct PortIo {
+    lock: Mutex<()>,
+}
+
+impl PortIo {
+    /// The port mechanism (present on every PC).
+    pub const fn new() -> PortIo {
+        PortIo {
+            lock: Mutex::new(()),
+        }
+    }
+}
+
+impl Default for PortIo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ConfigAccess for PortIo {
+    fn read32(&self, bdf: Bdf, offset: u16) -> u32 {
+        if offset >= 256 {
+            return 0xFFFF_FFFF;
+        }
+        let _g = self.lock.lock();
+        // SAFETY: 0xCF8/0xCFC are the PCI configuration ports; the lock keeps the
+        // address/data pair atomic.
+        unsafe {
+            Port::<u32>::new(0xCF8).write(bdf.legacy_address(offset));
+            Port::<u32>::new(0xCFC).read()
+        }
+    }
+
+    fn write32(&self, bdf: Bdf, offset: u16, value: u32) {
+        if offset >= 256 {
+            return;
+        }
+        let _g = self.lock.lock();
+        // SAFETY: as in read32.
+        unsafe {
+            Port::<u32>::new(0xCF8).write(bdf.legacy_address(offset));
+            Port::<u32>::new(0xCFC).write(value)
+        }
+    }
+}
+
+/// PCIe enhanced configuration access through an ECAM window.
+pub struct Ecam {
+    virt_base: u64,
+    bus_start: u8,
+    bus_end: u8,
+}
+
+impl Ecam {
+    /// An ECAM window for buses `bus_start..=bus_end` at physical `phys_base` (which is the
+    /// address of bus 0, as in MCFG).
+    pub fn new(phys_base: u64, bus_start: u8, bus_end: u8) -> Ecam {
+        Ecam {
+            virt_base: paging::phys_to_virt(phys_base),
+            bus_start,
+            bus_end,
+        }
+    }
+
+    fn reg(&self, bdf: Bdf, offset: u16) -> Option<u64> {
+        if bdf.bus() < self.bus_start
+            || bdf.bus() > self.bus_end
+            || offset >= 4096
+            || offset & 3 != 0
+        {
+            return None;
+        }
+        // MCFG's base address is that of bus 0 even when the window starts later.
+        Some(self.virt_base + bdf.ecam_offset(offset) as u64)
+    }
+}
+
+impl ConfigAccess for Ecam {
+    fn read32(&self, bdf: Bdf, offset: u16) -> u32 {
+        match self.reg(bdf, offset) {
+            // SAFETY: the address is inside the ECAM window described by MCFG (bus range
+            // checked), mapped by the physical map; config reads have no side effects.
+            Some(a) => unsafe { core::ptr::read_volatile(a as *const u32) },
+            None => 0xFFFF_FFFF,
+        }
+    }
+
+    fn write32(&self, bdf: Bdf, offset: u16, value: u32) {
+        if let Some(a) = self.reg(bdf, offset) {
+            // SAFETY: as in read32; the caller decides what the write means to the device.
+            unsafe { core::ptr::write_volatile(a as *mut u32, value) }
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! Trap entry: the IDT, one assembly stub per vector, the common save/restore path and the
+//! Rust dispatcher.
+//!
+//! Every vector (exceptions, device interrupts, the timer) enters through the same path,
+//! which saves all general-purpose registers in a [`TrapFrame`]. Exceptions nobody handles
+//! are reported with vector, error code, RIP, CR2 and every register, then the machine
+//! stops (QEMU exits with [`ExitCode::Exception`]).
+
+use core::arch::global_asm;
+use core::fmt;
+
+use spin::RwLock;
+
+use super::cpu::{self, ExitCode};
+use super::gdt;
+
+/// The registers saved on entry, in stack order (lowest address first).
+#[repr(C)]
+#[derive(Clone, Debug, Default)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    /// Vector number, pushed by the stub.
+    pub vector: u64,
+    /// The CPU's error code, or 0 for vectors without one.
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+impl TrapFrame {
+    /// Whether the trap came from ring 3.
+    pub fn from_user(&self) -> bool {
+        self.cs & 3 == 3
+    }
+}
+
+// One 16-byte stub per vector at `trap_stubs + 16 * vector`. Vectors without a CPU error
+// code push a zero so every frame has the same layout.
+global_asm!(
+    r#"
+    .section .text.trap, "ax"
+    .global trap_stubs
+    .balign 16
+trap_stubs:
+    .set vec, 0
+    .rept 256
+        .balign 16
+        .if vec < 32
+            .if ((0x60227D00 >> vec) & 1) == 0
+                pushq $0
+            .endif
+        .else
+            pushq $0
+        .endif
+        pushq $vec
+        jmp trap_common
+        .set vec, vec + 1
+    .endr
+
+trap_common:
+    testb $3, 24(%rsp)
+    jz 1f
+    swapgs
+1:
+    pushq %rax
+    pushq %rbx
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %rbp
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, %rdi
+    cld
+    call trap_dispatch
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rbp
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rbx
+    popq %rax
+    testb $3, 24(%rsp)
+    jz 2f
+    swapgs
+2:
+    addq $16, %rsp
+    iretq
+    .text
+"#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    static trap_stubs: u8;
+}
+
+/// A trap handler. For exceptions, returning `true` resumes the interrupted code; `false`
+/// falls through to the fatal report. For interrupts the result is ignored.
+pub type TrapHandler = fn(&mut TrapFrame) -> bool;
+
+static HANDLERS: RwLock<[Option<TrapHandler>; 256]> = RwLock::new([None; 256]);
+
+/// First vector of the remapped legacy PIC (which stays masked).
+pub const VECTOR_PIC_BASE: u8 = 0x20;
+/// The local APIC timer.
+pub const VECTOR_TIMER: u8 = 0x30;
+/// IOAPIC input `gsi` is delivered at `VECTOR_GSI_BASE + gsi`.
+pub const VECTOR_GSI_BASE: u8 = 0x40;
+/// The local APIC's spurious-interrupt vector.
+pub const VECTOR_SPURIOUS: u8 = 0xFF;
+
+/// Install `handler` for `vector`, replacing any previous one.
+pub fn set_handler(vector: u8, handler: TrapHandler) {
+    cpu::without_interrupts(|| HANDLERS.write()[vector as usize] = Some(handler));
+}
+
+/// Remove the handler of `vector`.
+pub fn clear_handler(vector: u8) {
+    cpu::without_interrupts(|| HANDLERS.write()[vector as usize] = None);
+}
+
+#[repr(C, packed)]
+#[derive(Clone, Copy)]
+struct Gate {
+    offset_low: u16,
+    selector: u16,
+    ist: u8,
+    attributes: u8,
+    offset_mid: u16,
+    offset_high: u32,
+    reserved: u32,
+}
+
+static mut IDT: [Gate; 256] = [Gate {
+    offset_low: 0,
+    selector: 0,
+    ist: 0,
+    attributes: 0,
+    offset_mid: 0,
+    offset_high: 0,
+    reserved: 0,
+}; 256];
+
+/// Fill and load the IDT: every vector gets its stub; #DF, NMI and #MC run on IST stacks;
+/// `int3` may be raised from ring 3.
+pub fn init() {
+    let base = core::ptr::addr_of!(trap_stubs) as u64;
+    let cs = gdt::selectors().kernel_code.0;
+    let mut gates = [Gate {
+        offset_low: 0,
+        selector: 0,
+        ist: 0,
+        attributes: 0,
+        offset_mid: 0,
+        offset_high: 0,
+        reserved: 0,
+    }; 256];
+    for (v, gate) in gates.iter_mut().enumerate() {
+        let addr = base + 16 * v as u64;
+        let ist = match v {
+            8 => gdt::IST_DOUBLE_FAULT + 1,
+            2 => gdt::IST_NMI + 1,
+            18 => gdt::IST_MACHINE_CHECK + 1,
+            _ => 0,
+        } as u8;
+        // Present, 64-bit interrupt gate (interrupts off on entry); DPL 3 for int3.
+        let attributes = if v == 3 { 0xEE } else { 0x8E };
+        *gate = Gate {
+            offset_low: addr as u16,
+            selector: cs,
+            ist,
+            attributes,
+            offset_mid: (addr >> 16) as u16,
+            offset_high: (addr >> 32) as u32,
+            reserved: 0,
+        };
+    }
+    // SAFETY: init runs once on the boot CPU before interrupts are enabled, so nothing
+    // reads the IDT while it is written; the table is static so the pointer given to
+    // `lidt` stays valid forever.
+    unsafe {
+        let idt = &raw mut IDT;
+        idt.write(gates);
+        let ptr = x86_64::structures::DescriptorTablePointer {
+            limit: (core::mem::size_of::<[Gate; 256]>() - 1) as u16,
+            base: x86_64::VirtAddr::new(idt as u64),
+        };
+        x86_64::instructions::tables::lidt(&ptr);
+    }
+}
+
+/// Called by `trap_common` with the saved registers.
+#[unsafe(no_mangle)]
+extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    let vector = frame.vector as u8;
+    let handler = HANDLERS.read()[vector as usize];
+    if vector < 32 {
+        if let Some(h) = handler
+            && h(frame)
+        {
+            return;
+        }
+        fatal_exception(frame);
+    }
+    if (VECTOR_PIC_BASE..VECTOR_PIC_BASE + 16).contains(&vector) {
+        // A spurious interrupt from the masked legacy PIC: nothing to acknowledge.
+        return;
+    }
+    if let Some(h) = handler {
+        h(frame);
+    }
+    if vector != VECTOR_SPURIOUS {
+        super::apic::eoi();
+    }
+}
+
+/// The mnemonic of CPU exception `vector`.
+pub fn exception_name(vector: u64) -> &'static str {
+    const NAMES: [&str; 32] = [
+        "#DE divide error",
+        "#DB debug",
+        "NMI",
+        "#BP breakpoint",
+        "#OF overflow",
+        "#BR bound range",
+        "#UD invalid opcode",
+        "#NM device not available",
+        "#DF double fault",
+        "coprocessor overrun",
+        "#TS invalid TSS",
+        "#NP segment not present",
+        "#SS stack fault",
+        "#GP general protection",
+        "#PF page fault",
+        "reserved 15",
+        "#MF x87 error",
+        "#AC alignment check",
+        "#MC machine check",
+        "#XM SIMD error",
+        "#VE virtualization",
+        "#CP control protection",
+        "reserved 22",
+        "reserved 23",
+        "reserved 24",
+        "reserved 25",
+        "reserved 26",
+        "reserved 27",
+        "#HV hypervisor injection",
+        "#VC VMM communication",
+        "#SX security",
+        "reserved 31",
+    ];
+    NAMES.get(vector as usize).copied().unwrap_or("interrupt")
+}
+
+/// Human-readable report of a trap frame (used for fatal exceptions).
+pub struct Report<'a>(pub &'a TrapFrame);
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.0;
+        writeln!(
+            f,
+            "EXCEPTION {} (vector {}) error code {:#x}",
+            exception_name(t.vector),
+            t.vector,
+            t.error_code
+        )?;
+        if t.vector == 14 {
+            let e = t.error_code;
+            writeln!(
+                f,
+                "  page fault: {} {} in {} mode{}",
+                if e & 1 != 0 {
+                    "protection violation on"
+                } else {
+                    "not-present page on"
+                },
+                if e & 0x10 != 0 {
+                    "instruction fetch"
+                } else if e & 2 != 0 {
+                    "write"
+                } else {
+                    "read"
+                },
+                if e & 4 != 0 { "user" } else { "kernel" },
+                if e & 8 != 0 {
+                    " (reserved bit set)"
+                } else {
+                    ""
+                }
+            )?;
+        }
+        writeln!(
+            f,
+            "  RIP={:#018x} CS={:#06x} RFLAGS={:#010x}",
+            t.rip, t.cs, t.rflags
+        )?;
+        writeln!(
+            f,
+            "  RSP={:#018x} SS={:#06x} CR2={:#018x}",
+            t.rsp,
+            t.ss,
+            cpu::cr2()
+        )?;
+        writeln!(
+            f,
+            "  RAX={:#018x} RBX={:#018x} RCX={:#018x}",
+            t.rax, t.rbx, t.rcx
+        )?;
+        writeln!(
+            f,
+            "  RDX={:#018x} RSI={:#018x} RDI={:#018x}",
+            t.rdx, t.rsi, t.rdi
+        )?;
+        writeln!(
+            f,
+            "  RBP={:#018x} R8 ={:#018x} R9 ={:#018x}",
+            t.rbp, t.r8, t.r9
+        )?;
+        writeln!(
+            f,
+            "  R10={:#018x} R11={:#018x} R12={:#018x}",
+            t.r10, t.r11, t.r12
+        )?;
+        write!(
+            f,
+            "  R13={:#018x} R14={:#018x} R15={:#018x}",
+            t.r13, t.r14, t.r15
+        )
+    }
+}
+
+fn fatal_exception(frame: &TrapFrame) -> ! {
+    crate::console::emergency(format_args!("\n{}\n", Report(frame)));
+    cpu::fail_exit(ExitCode::Exception)
+}

@@ -1,0 +1,93 @@
+//! The boot sequence, from the bootloader's hand-off to the idle loop (or a test suite).
+
+use bootloader_api::BootInfo;
+
+use crate::arch::{acpi, apic, cpu, gdt, ioapic, pic, trap};
+use crate::{cmdline, console, kprintln, memory, pci, time};
+
+/// Bring the machine up; never returns.
+pub fn start(boot_info: &'static mut BootInfo) -> ! {
+    time::mark_boot();
+    console::init_serial();
+    console::init_log(log::LevelFilter::Info);
+    gdt::init();
+    trap::init();
+
+    let phys_offset = match boot_info.physical_memory_offset.into_option() {
+        Some(o) => o,
+        None => panic!("the bootloader did not map physical memory"),
+    };
+    let mem = match memory::init(&boot_info.memory_regions, phys_offset) {
+        Ok(m) => m,
+        Err(e) => panic!("memory setup failed: {e}"),
+    };
+    if let Some(fb) = boot_info.framebuffer.as_mut() {
+        console::init_framebuffer(fb);
+    }
+    let cmdline = cmdline::init();
+    if let Some(level) = cmdline::value("log").and_then(|l| l.parse().ok()) {
+        log::set_max_level(level);
+    }
+
+    kprintln!("AliasOS {} — zero-copy storage unikernel", crate::VERSION);
+    kprintln!(
+        "memory: {} MiB RAM, {} MiB usable, frame table {} KiB, {} frames free ({} MiB)",
+        mem.ram_bytes >> 20,
+        mem.usable_bytes >> 20,
+        mem.table_bytes >> 10,
+        memory::frames().free_frames(),
+        (memory::frames().free_frames() * 4096) >> 20
+    );
+    if !cmdline.is_empty() {
+        kprintln!("command line: {cmdline}");
+    }
+
+    let platform = match boot_info.rsdp_addr.into_option().map(acpi::init) {
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => {
+            log::warn!("ACPI tables unusable ({e:?}); no IOAPIC, no poweroff");
+            None
+        }
+        None => {
+            log::warn!("no ACPI RSDP; no IOAPIC, no poweroff");
+            None
+        }
+    };
+    pic::remap_and_mask(trap::VECTOR_PIC_BASE);
+    apic::init(trap::VECTOR_SPURIOUS);
+    if let Some(p) = platform {
+        ioapic::init(&p.ioapics, &p.isa_overrides);
+    }
+    let tsc_hz = time::calibrate();
+    time::start_timer();
+    cpu::enable_interrupts();
+    kprintln!(
+        "cpu: {} CPU(s), local APIC {:?} id {}, {} IOAPIC(s), TSC {}.{:03} MHz, APIC timer {} kHz, tick {} Hz",
+        platform.map(|p| p.cpus).unwrap_or(1),
+        apic::mode(),
+        apic::id(),
+        ioapic::count(),
+        tsc_hz / 1_000_000,
+        (tsc_hz / 1000) % 1000,
+        time::apic_timer_hz() / 1000,
+        time::HZ
+    );
+
+    pci::init(platform);
+    pci::print_table();
+
+    if let Some(suite) = cmdline::value("test") {
+        crate::ktest::run(suite);
+    }
+    if cmdline::value("poweroff").is_some() {
+        kprintln!("poweroff requested on the command line");
+        acpi::poweroff();
+    }
+    kprintln!(
+        "boot complete in {} ms; idle (no userland yet)",
+        time::now_ns() / 1_000_000
+    );
+    loop {
+        cpu::enable_interrupts_and_halt();
+    }
+}

@@ -1,0 +1,160 @@
+//! In-kernel test suites, selected with `test=SUITE` on the kernel command line and run
+//! by `make test` in QEMU. Each test prints a libtest-style line on the console; the run
+//! ends with a summary line, then ACPI poweroff (QEMU exits 0) if everything passed, or
+//! the test-failure exit code otherwise.
+//!
+//! Suites: `core` (memory, interrupts, timer, platform, PCI); crash suites that must end
+//! in a reported fault (`page_fault`, `double_fault`, `panic`); and `fail`/`hang`, which
+//! check that the harness notices a failing or hanging kernel.
+
+mod crash;
+mod interrupts;
+mod memory;
+mod platform;
+
+use alloc::string::String;
+
+use crate::arch::acpi;
+use crate::arch::cpu::{self, ExitCode};
+use crate::{kprintln, time};
+
+/// A test's outcome: `Err` carries the failure message.
+pub type TestResult = Result<(), String>;
+
+/// One named kernel test.
+pub struct Test {
+    pub name: &'static str,
+    pub run: fn() -> TestResult,
+}
+
+/// Fail the current test with a message unless `cond` holds.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(alloc::format!("{} (at {}:{})", format_args!($($msg)+), file!(), line!()));
+        }
+    };
+}
+
+const CORE: &[Test] = &[
+    Test {
+        name: "frame_alloc_exhaustion",
+        run: memory::frame_alloc_exhaustion,
+    },
+    Test {
+        name: "frame_alloc_reuse",
+        run: memory::frame_alloc_reuse,
+    },
+    Test {
+        name: "frame_alloc_contiguous_runs",
+        run: memory::frame_alloc_contiguous_runs,
+    },
+    Test {
+        name: "frame_refs_and_pins",
+        run: memory::frame_refs_and_pins,
+    },
+    Test {
+        name: "heap_stress",
+        run: memory::heap_stress,
+    },
+    Test {
+        name: "heap_grows_on_demand",
+        run: memory::heap_grows_on_demand,
+    },
+    Test {
+        name: "address_space_map_translate_unmap",
+        run: memory::address_space_map_translate_unmap,
+    },
+    Test {
+        name: "breakpoint_resumes_with_frame_intact",
+        run: interrupts::breakpoint_resumes_with_frame_intact,
+    },
+    Test {
+        name: "timer_ticks_advance",
+        run: interrupts::timer_ticks_advance,
+    },
+    Test {
+        name: "tsc_agrees_with_timer",
+        run: interrupts::tsc_agrees_with_timer,
+    },
+    Test {
+        name: "ioapic_routes_rtc_interrupt",
+        run: interrupts::ioapic_routes_rtc_interrupt,
+    },
+    Test {
+        name: "acpi_describes_platform",
+        run: platform::acpi_describes_platform,
+    },
+    Test {
+        name: "cmdline_from_fw_cfg",
+        run: platform::cmdline_from_fw_cfg,
+    },
+    Test {
+        name: "pci_finds_exactly_the_storage_controllers",
+        run: platform::pci_finds_exactly_the_storage_controllers,
+    },
+    Test {
+        name: "framebuffer_console_draws",
+        run: platform::framebuffer_console_draws,
+    },
+];
+
+const FAIL: &[Test] = &[
+    Test {
+        name: "passes",
+        run: || Ok(()),
+    },
+    Test {
+        name: "fails_on_purpose",
+        run: || Err("this test fails on purpose".into()),
+    },
+];
+
+fn run_tests(suite: &str, tests: &[Test]) -> ! {
+    kprintln!("\nrunning {} kernel tests (suite {suite})", tests.len());
+    let start = time::now_ns();
+    let mut failed = 0;
+    for t in tests {
+        let t0 = time::now_ns();
+        let result = (t.run)();
+        let ms = (time::now_ns() - t0) / 1_000_000;
+        match result {
+            Ok(()) => kprintln!("test {} ... ok ({ms} ms)", t.name),
+            Err(msg) => {
+                failed += 1;
+                kprintln!("test {} ... FAILED ({ms} ms)\n    {msg}", t.name);
+            }
+        }
+    }
+    let passed = tests.len() - failed;
+    let secs = (time::now_ns() - start) as f64 / 1e9;
+    kprintln!(
+        "\ntest result: {}. {passed} passed; {failed} failed; finished in {secs:.2}s",
+        if failed == 0 { "ok" } else { "FAILED" }
+    );
+    if failed == 0 {
+        acpi::poweroff()
+    } else {
+        cpu::fail_exit(ExitCode::TestFailed)
+    }
+}
+
+/// Run `suite` and end the machine accordingly.
+pub fn run(suite: &str) -> ! {
+    match suite {
+        "core" => run_tests(suite, CORE),
+        "fail" => run_tests(suite, FAIL),
+        "hang" => {
+            kprintln!("hanging on purpose");
+            cpu::halt_forever()
+        }
+        "page_fault" => crash::page_fault(),
+        "double_fault" => crash::double_fault(),
+        "panic" => crash::panic(),
+        other => {
+            kprintln!("unknown test suite '{other}'");
+            cpu::fail_exit(ExitCode::TestFailed)
+        }
+    }
+}

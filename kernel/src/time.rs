@@ -1,0 +1,82 @@
+//! Time: the TSC (calibrated against the PIT) as the clock, and the local APIC timer's
+//! fixed tick.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::arch::trap::{self, TrapFrame};
+use crate::arch::{apic, cpu, pit};
+
+/// Timer interrupts per second.
+pub const HZ: u64 = 100;
+
+static BOOT_TSC: AtomicU64 = AtomicU64::new(0);
+static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+static APIC_TIMER_HZ: AtomicU64 = AtomicU64::new(0);
+static TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// Remember the boot TSC value (call first thing).
+pub fn mark_boot() {
+    BOOT_TSC.store(cpu::rdtsc(), Ordering::Relaxed);
+}
+
+/// Calibrate the TSC over 20 ms of the PIT; returns its frequency in Hz.
+pub fn calibrate() -> u64 {
+    let hz = pit::calibrate_tsc(20);
+    TSC_HZ.store(hz, Ordering::Relaxed);
+    hz
+}
+
+/// TSC frequency in Hz (0 before calibration).
+pub fn tsc_hz() -> u64 {
+    TSC_HZ.load(Ordering::Relaxed)
+}
+
+/// Local APIC timer input frequency in Hz.
+pub fn apic_timer_hz() -> u64 {
+    APIC_TIMER_HZ.load(Ordering::Relaxed)
+}
+
+/// Nanoseconds since boot (0 before calibration).
+pub fn now_ns() -> u64 {
+    let hz = tsc_hz();
+    if hz == 0 {
+        return 0;
+    }
+    let dt = cpu::rdtsc().wrapping_sub(BOOT_TSC.load(Ordering::Relaxed));
+    (dt as u128 * 1_000_000_000 / hz as u128) as u64
+}
+
+/// Busy-wait for `us` microseconds.
+pub fn spin_us(us: u64) {
+    let hz = tsc_hz().max(1_000_000);
+    let start = cpu::rdtsc();
+    let wait = us * (hz / 1_000_000);
+    while cpu::rdtsc().wrapping_sub(start) < wait {
+        core::hint::spin_loop();
+    }
+}
+
+/// Timer ticks since the timer started.
+pub fn ticks() -> u64 {
+    TICKS.load(Ordering::Relaxed)
+}
+
+fn on_tick(_frame: &mut TrapFrame) -> bool {
+    TICKS.fetch_add(1, Ordering::Relaxed);
+    true
+}
+
+/// Start the periodic local APIC timer at [`HZ`].
+pub fn start_timer() {
+    trap::set_handler(trap::VECTOR_TIMER, on_tick);
+    let hz = apic::start_timer(trap::VECTOR_TIMER, HZ, tsc_hz());
+    APIC_TIMER_HZ.store(hz, Ordering::Relaxed);
+}
+
+/// Sleep (halting the CPU) for at least `n` timer ticks. Needs interrupts enabled.
+pub fn sleep_ticks(n: u64) {
+    let until = ticks() + n;
+    while ticks() < until {
+        cpu::enable_interrupts_and_halt();
+    }
+}

@@ -1,0 +1,14 @@
+//! Physical memory management: frames, frame descriptors, (later) the page cache.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod counters;
+pub mod frame;
+pub mod frame_alloc;
+pub mod frame_table;
+
+pub use counters::Counter;
+pub use frame::{FRAME_SIZE, Pfn};
+pub use frame_alloc::{AllocError, FrameAllocator, FrameError, MAX_ORDER};
+pub use frame_table::{FrameDescriptor, FrameFlags, FrameTable, Owner};

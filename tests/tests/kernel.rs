@@ -1,0 +1,154 @@
+//! Boot the kernel in QEMU and run its test suites: on BIOS and UEFI, on q35 and pc, with
+//! data disks on every bus, and the crash suites that must be caught and reported.
+
+use tests::*;
+
+/// PCI ids of the storage controllers: the chipset's own and the ones the disks add.
+const ICH9_AHCI: &str = "8086:2922";
+const PIIX3_IDE: &str = "8086:7010";
+const VIRTIO_BLK: &str = "1af4:1042";
+const QEMU_NVME: &str = "1b36:0010";
+
+fn core_suite(firmware: Firmware, machine: Machine) {
+    let tag = format!("{firmware}-{machine:?}").to_lowercase();
+    let disks = vec![
+        Disk::new(scratch_disk(&format!("core-{tag}-vd"), 16), Bus::Virtio),
+        Disk::new(scratch_disk(&format!("core-{tag}-sd"), 16), Bus::Ahci),
+        Disk::new(scratch_disk(&format!("core-{tag}-nvme"), 16), Bus::Nvme),
+    ];
+    let chipset = if machine == Machine::Q35 {
+        ICH9_AHCI
+    } else {
+        PIIX3_IDE
+    };
+    // One extra AHCI controller is added for the SATA disk.
+    let expect = format!("pci_expect={chipset},{VIRTIO_BLK},{ICH9_AHCI},{QEMU_NVME}");
+    let q = Qemu {
+        disks,
+        ..with_args(suite("core", firmware, machine), &expect)
+    };
+    let passed = assert_suite_passed(&run(&q));
+    assert!(
+        passed.len() >= 15,
+        "only {} kernel tests passed: {passed:?}",
+        passed.len()
+    );
+}
+
+#[test]
+fn core_suite_bios_q35() {
+    core_suite(Firmware::Bios, Machine::Q35);
+}
+
+#[test]
+fn core_suite_uefi_q35() {
+    core_suite(Firmware::Uefi, Machine::Q35);
+}
+
+#[test]
+fn core_suite_bios_pc() {
+    core_suite(Firmware::Bios, Machine::Pc);
+}
+
+#[test]
+fn core_suite_uefi_pc() {
+    core_suite(Firmware::Uefi, Machine::Pc);
+}
+
+#[test]
+fn page_fault_is_reported_with_cr2_and_registers() {
+    let o = run(&suite("page_fault", Firmware::Bios, Machine::Q35));
+    assert_ended_with(
+        &o,
+        exit_code::EXCEPTION,
+        &[
+            "EXCEPTION #PF page fault (vector 14)",
+            "not-present page on read in kernel mode",
+            "CR2=0x000000deadbee000",
+            "RIP=0xffff",
+            "R15=",
+        ],
+    );
+}
+
+#[test]
+fn stack_overflow_double_faults_onto_its_own_stack() {
+    let o = run(&suite("double_fault", Firmware::Bios, Machine::Q35));
+    assert_ended_with(
+        &o,
+        exit_code::EXCEPTION,
+        &["EXCEPTION #DF double fault (vector 8)"],
+    );
+}
+
+#[test]
+fn panic_prints_message_and_location() {
+    let o = run(&suite("panic", Firmware::Bios, Machine::Q35));
+    assert_ended_with(
+        &o,
+        exit_code::PANIC,
+        &[
+            "KERNEL PANIC",
+            "deliberate panic for the test suite",
+            "ktest/crash.rs",
+        ],
+    );
+}
+
+#[test]
+fn failing_kernel_test_fails_the_run() {
+    let o = run(&suite("fail", Firmware::Bios, Machine::Q35));
+    assert_ended_with(
+        &o,
+        exit_code::TEST_FAILED,
+        &[
+            "test passes ... ok",
+            "test fails_on_purpose ... FAILED",
+            "test result: FAILED. 1 passed; 1 failed",
+        ],
+    );
+}
+
+#[test]
+fn hanging_kernel_is_stopped_at_the_timeout() {
+    let q = Qemu {
+        timeout: Some(std::time::Duration::from_secs(20)),
+        ..suite("hang", Firmware::Bios, Machine::Q35)
+    };
+    let o = run(&q);
+    assert!(
+        o.timed_out && o.status.is_none(),
+        "expected a timeout, got {:?}",
+        o.status
+    );
+    assert!(
+        o.serial.contains("hanging on purpose"),
+        "serial: {}",
+        o.serial
+    );
+}
+
+#[test]
+fn poweroff_ends_qemu_with_status_zero() {
+    for machine in [Machine::Q35, Machine::Pc] {
+        let q = Qemu {
+            cmdline: Some("poweroff".into()),
+            ..Qemu {
+                machine,
+                ..Qemu::default()
+            }
+        };
+        let o = run(&q);
+        assert_ended_with(&o, 0, &["AliasOS", "poweroff requested"]);
+    }
+}
+
+#[test]
+fn unknown_suite_is_an_error() {
+    let o = run(&suite("no_such_suite", Firmware::Bios, Machine::Q35));
+    assert_ended_with(
+        &o,
+        exit_code::TEST_FAILED,
+        &["unknown test suite 'no_such_suite'"],
+    );
+}
