@@ -104,7 +104,9 @@ pub struct Disk {
     pub bus: Bus,
     /// Attach read-only (virtio only; QEMU's ide-hd refuses read-only drives).
     pub readonly: bool,
-    /// Extra `-drive` options, e.g. a blkdebug error-injection config.
+    /// A QEMU blkdebug config (error injection) to put under the raw format node.
+    pub blkdebug: Option<PathBuf>,
+    /// Extra `-drive` options.
     pub drive_opts: Option<String>,
 }
 
@@ -115,9 +117,22 @@ impl Disk {
             path: path.into(),
             bus,
             readonly: false,
+            blkdebug: None,
             drive_opts: None,
         }
     }
+}
+
+/// A Linux kernel booted by QEMU itself (`-kernel`/`-initrd`/`-append`) in place of the
+/// AliasOS boot image: the benchmarks' Linux peer runs on exactly the same machine.
+#[derive(Clone, Debug)]
+pub struct DirectKernel {
+    /// The kernel (a bzImage such as Debian's `vmlinuz`).
+    pub kernel: PathBuf,
+    /// The initramfs.
+    pub initrd: PathBuf,
+    /// The kernel command line.
+    pub append: String,
 }
 
 /// Where the guest's serial port goes.
@@ -154,6 +169,9 @@ pub struct Qemu {
     pub extra: Vec<String>,
     /// Number of virtual CPUs.
     pub cpus: u32,
+    /// Boot this Linux kernel instead of the AliasOS image (no boot disk is attached;
+    /// every other option is unchanged).
+    pub direct_kernel: Option<DirectKernel>,
 }
 
 impl Default for Qemu {
@@ -172,6 +190,7 @@ impl Default for Qemu {
             timeout: Some(Duration::from_secs(120)),
             extra: Vec::new(),
             cpus: 1,
+            direct_kernel: None,
         }
     }
 }
@@ -242,7 +261,10 @@ pub fn image(firmware: Firmware) -> Result<PathBuf, String> {
 impl Qemu {
     /// The full QEMU argument list for this run (the boot image is built first).
     pub fn args(&self) -> Result<Vec<String>, String> {
-        let img = image(self.firmware)?;
+        let img = match &self.direct_kernel {
+            Some(_) => None,
+            None => Some(image(self.firmware)?),
+        };
         let mut a: Vec<String> = Vec::new();
         let mut push = |s: &str| a.push(s.to_string());
         push("-machine");
@@ -301,20 +323,38 @@ impl Qemu {
                 cmdline.replace(',', ",,")
             ));
         }
-        // The boot disk: on q35 it lands on the ICH9 AHCI at 00:1f.2, on pc on PIIX IDE.
-        // bootindex=0 is required: without it SeaBIOS may boot an empty data disk and hang.
-        push("-drive");
-        // snapshot=on: the guest never changes the boot image, and many QEMUs can share it.
-        push(&format!(
-            "if=none,id=boot,format=raw,snapshot=on,file={}",
-            img.display()
-        ));
-        push("-device");
-        push("ide-hd,drive=boot,bootindex=0");
+        if let Some(dk) = &self.direct_kernel {
+            push("-kernel");
+            push(&dk.kernel.display().to_string());
+            push("-initrd");
+            push(&dk.initrd.display().to_string());
+            push("-append");
+            push(&dk.append);
+        }
+        if let Some(img) = &img {
+            // The boot disk: on q35 it lands on the ICH9 AHCI at 00:1f.2, on pc on PIIX IDE.
+            // bootindex=0 is required: without it SeaBIOS may boot an empty data disk and hang.
+            push("-drive");
+            // snapshot=on: the guest never changes the boot image, and many QEMUs can share it.
+            push(&format!(
+                "if=none,id=boot,format=raw,snapshot=on,file={}",
+                img.display()
+            ));
+            push("-device");
+            push("ide-hd,drive=boot,bootindex=0");
+        }
         let mut ahci_ports = 0;
         let mut ahci_ctrl = 0;
         for (i, d) in self.disks.iter().enumerate() {
-            let mut drive = format!("if=none,id=disk{i},format=raw,file={}", d.path.display());
+            let mut drive = match &d.blkdebug {
+                // blkdebug injects errors only *under* the raw format node.
+                Some(conf) => format!(
+                    "if=none,id=disk{i},format=raw,file.driver=blkdebug,file.config={},file.image.filename={}",
+                    conf.display(),
+                    d.path.display()
+                ),
+                None => format!("if=none,id=disk{i},format=raw,file={}", d.path.display()),
+            };
             if d.readonly {
                 drive.push_str(",readonly=on");
             }

@@ -75,6 +75,7 @@ pub fn start(boot_info: &'static mut BootInfo) -> ! {
 
     pci::init(platform);
     pci::print_table();
+    crate::block::init();
 
     if let Some(suite) = cmdline::value("test") {
         crate::ktest::run(suite);

@@ -43,7 +43,14 @@ pub fn info() -> MemoryInfo {
 
 /// Build the frame table and allocator from the bootloader's memory map, then the heap.
 pub fn init(regions: &MemoryRegions, phys_offset: u64) -> Result<MemoryInfo, &'static str> {
-    paging::init(phys_offset);
+    // The bootloader maps physical memory from 0 to max(4 GiB, end of the memory map).
+    let map_end = regions
+        .iter()
+        .map(|r| r.end)
+        .max()
+        .unwrap_or(0)
+        .max(1 << 32);
+    paging::init(phys_offset, map_end);
     let usable = || {
         regions
             .iter()

@@ -39,9 +39,16 @@ pub fn with_args(mut q: Qemu, args: &str) -> Qemu {
 }
 
 /// Run QEMU; a failure to even start it fails the test.
+/// With `ALIASOS_SERIAL=1` in the environment the serial output is printed even when
+/// the test passes (use with `-- --nocapture`).
 pub fn run(q: &Qemu) -> Outcome {
     match q.run() {
-        Ok(o) => o,
+        Ok(o) => {
+            if std::env::var_os("ALIASOS_SERIAL").is_some() {
+                eprintln!("{}", o.serial);
+            }
+            o
+        }
         Err(e) => panic!("could not run QEMU: {e}"),
     }
 }
@@ -100,4 +107,51 @@ pub fn assert_ended_with(o: &Outcome, status: i32, needles: &[&str]) {
             describe(o)
         );
     }
+}
+
+/// Sector regions the kernel's `blk` suite writes (kernel/src/ktest/block.rs), as
+/// (first sector, sector count, pattern seed).
+pub const BLK_REGIONS: [(u64, u64, u64); 3] = [
+    (8, 45, 1),              // multi-segment round trip: 23040 bytes
+    (16 * 1024, 64 * 16, 2), // 64 requests in flight, 8 KiB each
+    (32 * 1024, 131_072, 3), // 64 MiB sequential write
+];
+
+/// Check that the image holds the pattern in every sector of every region; returns the
+/// number of sectors checked.
+pub fn check_blk_regions(image: &std::path::Path) -> u64 {
+    use drivers::block::pattern;
+    let data = std::fs::read(image).expect("read disk image");
+    let mut checked = 0;
+    for (first, count, seed) in BLK_REGIONS {
+        for s in first..first + count {
+            let off = (s * 512) as usize;
+            let sector = data
+                .get(off..off + 512)
+                .unwrap_or_else(|| panic!("image too small for sector {s}"));
+            assert!(
+                pattern::check_sector(sector, s, seed),
+                "{}: sector {s} does not hold the pattern the kernel wrote (seed {seed}); starts {:02x?}",
+                image.display(),
+                &sector[..24]
+            );
+            checked += 1;
+        }
+    }
+    checked
+}
+
+/// A blkdebug config failing reads and writes that touch `sector`.
+pub fn blkdebug_eio_config(name: &str, sector: u64) -> PathBuf {
+    let path = boot::target_dir()
+        .join("test-disks")
+        .join(format!("{name}.blkdebug"));
+    let mut conf = String::new();
+    for event in ["read_aio", "write_aio"] {
+        conf.push_str(&format!(
+            "[inject-error]\nevent = \"{event}\"\nerrno = \"5\"\nsector = \"{sector}\"\n\n"
+        ));
+    }
+    std::fs::write(&path, conf).expect("write blkdebug config");
+    path
 }

@@ -3,10 +3,11 @@
 //! ends with a summary line, then ACPI poweroff (QEMU exits 0) if everything passed, or
 //! the test-failure exit code otherwise.
 //!
-//! Suites: `core` (memory, interrupts, timer, platform, PCI); crash suites that must end
+//! Suites: `core` (memory, interrupts, timer, platform, PCI); `blk` (block devices); crash suites that must end
 //! in a reported fault (`page_fault`, `double_fault`, `panic`); and `fail`/`hang`, which
 //! check that the harness notices a failing or hanging kernel.
 
+mod block;
 mod crash;
 mod interrupts;
 mod memory;
@@ -100,6 +101,41 @@ const CORE: &[Test] = &[
     },
 ];
 
+const BLK: &[Test] = &[
+    Test {
+        name: "blk_disks_found_with_capacity",
+        run: block::disks_found_with_capacity,
+    },
+    Test {
+        name: "blk_multi_segment_round_trip",
+        run: block::multi_segment_round_trip,
+    },
+    Test {
+        name: "blk_many_requests_in_flight",
+        run: block::many_requests_in_flight,
+    },
+    Test {
+        name: "blk_flush_completes",
+        run: block::flush_completes,
+    },
+    Test {
+        name: "blk_invalid_requests_are_refused",
+        run: block::invalid_requests_are_refused,
+    },
+    Test {
+        name: "blk_read_only_disk_refuses_writes",
+        run: block::read_only_disk_refuses_writes,
+    },
+    Test {
+        name: "blk_injected_io_errors_are_reported",
+        run: block::injected_io_errors_are_reported,
+    },
+    Test {
+        name: "blk_sequential_64mib_write",
+        run: block::sequential_64mib_write,
+    },
+];
+
 const FAIL: &[Test] = &[
     Test {
         name: "passes",
@@ -144,6 +180,7 @@ fn run_tests(suite: &str, tests: &[Test]) -> ! {
 pub fn run(suite: &str) -> ! {
     match suite {
         "core" => run_tests(suite, CORE),
+        "blk" => run_tests(suite, BLK),
         "fail" => run_tests(suite, FAIL),
         "hang" => {
             kprintln!("hanging on purpose");

@@ -147,3 +147,9 @@ pub fn start_timer(vector: u8, hz: u64, tsc_hz: u64) -> u64 {
     );
     timer_hz
 }
+
+/// The MSI/MSI-X (address, data) that delivers `vector` to this CPU: fixed delivery,
+/// physical destination, edge-triggered.
+pub fn msi_message(vector: u8) -> (u64, u32) {
+    (0xFEE0_0000 | ((id() as u64 & 0xFF) << 12), vector as u32)
+}

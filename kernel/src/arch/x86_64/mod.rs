@@ -5,6 +5,7 @@
 pub mod acpi;
 pub mod apic;
 pub mod cpu;
+pub mod dma;
 pub mod fw_cfg;
 pub mod gdt;
 pub mod heap;

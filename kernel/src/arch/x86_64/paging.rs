@@ -16,14 +16,16 @@ use x86_64::structures::paging::{
 use x86_64::{PhysAddr, VirtAddr};
 
 static PHYS_OFFSET: AtomicU64 = AtomicU64::new(0);
+static PHYS_MAP_END: AtomicU64 = AtomicU64::new(0);
 static KERNEL_P4: AtomicU64 = AtomicU64::new(0);
 
 /// The kernel's view of its own page tables (upper half), for mapping kernel pages.
 static KERNEL_MAPPER: Mutex<Option<OffsetPageTable<'static>>> = Mutex::new(None);
 
 /// Record the physical-memory map offset and the active (bootloader-built) page table.
-pub fn init(phys_offset: u64) {
+pub fn init(phys_offset: u64, phys_map_end: u64) {
     PHYS_OFFSET.store(phys_offset, Ordering::Relaxed);
+    PHYS_MAP_END.store(phys_map_end, Ordering::Relaxed);
     let (frame, _) = Cr3::read();
     KERNEL_P4.store(frame.start_address().as_u64(), Ordering::Relaxed);
     // SAFETY: the bootloader maps all physical memory at `phys_offset`, and CR3 points at
@@ -42,6 +44,13 @@ pub fn init(phys_offset: u64) {
 #[inline]
 pub fn phys_to_virt(phys: u64) -> u64 {
     PHYS_OFFSET.load(Ordering::Relaxed) + phys
+}
+
+/// The physical address behind `virt` if it lies in the physical-memory map.
+pub fn virt_to_phys_map(virt: u64) -> Option<u64> {
+    let offset = PHYS_OFFSET.load(Ordering::Relaxed);
+    let end = offset.checked_add(PHYS_MAP_END.load(Ordering::Relaxed))?;
+    (virt >= offset && virt < end).then(|| virt - offset)
 }
 
 fn table_ptr(phys: u64) -> *mut PageTable {

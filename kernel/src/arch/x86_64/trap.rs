@@ -9,6 +9,8 @@
 use core::arch::global_asm;
 use core::fmt;
 
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use spin::RwLock;
 
 use super::cpu::{self, ExitCode};
@@ -142,6 +144,37 @@ pub const VECTOR_GSI_BASE: u8 = 0x40;
 /// The local APIC's spurious-interrupt vector.
 pub const VECTOR_SPURIOUS: u8 = 0xFF;
 
+/// A device interrupt handler (may capture its device).
+pub type IrqHandler = Arc<dyn Fn() + Send + Sync>;
+
+const NO_IRQ_HANDLER: Option<IrqHandler> = None;
+static IRQ_HANDLERS: RwLock<[Option<IrqHandler>; 256]> = RwLock::new([NO_IRQ_HANDLER; 256]);
+static IRQ_COUNTS: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
+
+/// First vector handed out by [`alloc_vector`] (MSI / MSI-X device interrupts).
+pub const VECTOR_DYNAMIC_FIRST: u8 = 0x80;
+const VECTOR_DYNAMIC_LAST: u8 = 0xEF;
+static NEXT_VECTOR: AtomicU8 = AtomicU8::new(VECTOR_DYNAMIC_FIRST);
+
+/// A vector for a device interrupt (MSI/MSI-X), or `None` when all are taken.
+pub fn alloc_vector() -> Option<u8> {
+    NEXT_VECTOR
+        .try_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            (v <= VECTOR_DYNAMIC_LAST).then(|| v + 1)
+        })
+        .ok()
+}
+
+/// Run `handler` (then EOI) whenever `vector` arrives.
+pub fn set_irq_handler(vector: u8, handler: IrqHandler) {
+    cpu::without_interrupts(|| IRQ_HANDLERS.write()[vector as usize] = Some(handler));
+}
+
+/// How many times `vector` has been delivered.
+pub fn irq_count(vector: u8) -> u64 {
+    IRQ_COUNTS[vector as usize].load(Ordering::Relaxed)
+}
+
 /// Install `handler` for `vector`, replacing any previous one.
 pub fn set_handler(vector: u8, handler: TrapHandler) {
     cpu::without_interrupts(|| HANDLERS.write()[vector as usize] = Some(handler));
@@ -239,8 +272,13 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         // A spurious interrupt from the masked legacy PIC: nothing to acknowledge.
         return;
     }
+    IRQ_COUNTS[vector as usize].fetch_add(1, Ordering::Relaxed);
     if let Some(h) = handler {
         h(frame);
+    }
+    let irq = IRQ_HANDLERS.read()[vector as usize].clone();
+    if let Some(h) = irq {
+        h();
     }
     if vector != VECTOR_SPURIOUS {
         super::apic::eoi();

@@ -1,0 +1,199 @@
+//! Requests, segments, errors and validation.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use super::stats;
+
+/// The logical block size every request is expressed in.
+pub const SECTOR_SIZE: usize = 512;
+
+/// What a request does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Device to memory.
+    Read,
+    /// Memory to device.
+    Write,
+    /// Make previously completed writes durable (no data, no sector).
+    Flush,
+}
+
+/// A physically contiguous piece of a request's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Physical address (a frame address plus an offset).
+    pub phys: u64,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+/// Why a request failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockError {
+    /// The range reaches past the end of the device.
+    OutOfRange,
+    /// A read or write of zero bytes.
+    ZeroLength,
+    /// A segment's address or length is not a multiple of [`SECTOR_SIZE`].
+    Misaligned,
+    /// More segments, or more bytes, than the device takes in one request.
+    TooLarge,
+    /// A write or flush to a read-only device.
+    ReadOnly,
+    /// The device has no such operation (e.g. flush without a volatile cache).
+    Unsupported,
+    /// The device reported an error (media, ABRT, injected EIO...).
+    Io,
+    /// The device did not answer in time and was reset.
+    Timeout,
+}
+
+impl BlockError {
+    /// The Linux errno this error is reported as to user programs.
+    pub fn errno(self) -> i32 {
+        match self {
+            BlockError::OutOfRange | BlockError::ZeroLength | BlockError::Misaligned => 22, // EINVAL
+            BlockError::TooLarge => 22,
+            BlockError::ReadOnly => 30,                // EROFS
+            BlockError::Unsupported => 95,             // EOPNOTSUPP
+            BlockError::Io | BlockError::Timeout => 5, // EIO
+        }
+    }
+}
+
+impl fmt::Display for BlockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BlockError::OutOfRange => "request beyond the end of the device",
+            BlockError::ZeroLength => "zero-length request",
+            BlockError::Misaligned => "segment not aligned to 512 bytes",
+            BlockError::TooLarge => "request too large for the device",
+            BlockError::ReadOnly => "device is read-only",
+            BlockError::Unsupported => "operation not supported by the device",
+            BlockError::Io => "I/O error reported by the device",
+            BlockError::Timeout => "device timed out",
+        })
+    }
+}
+
+/// What a finished request reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Completion {
+    /// Bytes transferred, or the error.
+    pub result: Result<u64, BlockError>,
+}
+
+/// Called once when the request finishes. It owns whatever keeps the buffers alive.
+pub type Callback = Box<dyn FnOnce(Completion) + Send>;
+
+/// One block request.
+pub struct Request {
+    pub op: Op,
+    /// First sector (ignored for flush).
+    pub sector: u64,
+    pub segments: Vec<Segment>,
+    on_complete: Option<Callback>,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("op", &self.op)
+            .field("sector", &self.sector)
+            .field("segments", &self.segments)
+            .finish()
+    }
+}
+
+impl Request {
+    /// A request that calls `on_complete` when done.
+    pub fn new(op: Op, sector: u64, segments: Vec<Segment>, on_complete: Callback) -> Request {
+        Request {
+            op,
+            sector,
+            segments,
+            on_complete: Some(on_complete),
+        }
+    }
+
+    /// Total bytes of all segments.
+    pub fn bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.len as u64).sum()
+    }
+
+    /// Finish the request: count it at the block layer, then run its completion. Drivers
+    /// call this exactly once per request, when the device is done with its buffers.
+    pub fn complete(mut self, result: Result<u64, BlockError>) {
+        stats::record(self.op, &result);
+        if let Some(cb) = self.on_complete.take() {
+            cb(Completion { result });
+        }
+    }
+}
+
+/// Static facts about a device.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceInfo {
+    /// `vda`, `sdb`...
+    pub name: String,
+    /// Capacity in 512-byte sectors.
+    pub sectors: u64,
+    pub read_only: bool,
+    /// The device has a volatile write cache that flush empties.
+    pub flush: bool,
+    pub model: String,
+    pub serial: String,
+    /// What was negotiated or found, for the boot log.
+    pub features: String,
+    /// Requests the hardware can hold at once.
+    pub queue_depth: usize,
+    /// Segments in one request.
+    pub max_segments: usize,
+    /// Bytes in one request.
+    pub max_bytes: u64,
+}
+
+/// Check `req` against `info`; returns the request's byte count. Every driver calls this
+/// before touching hardware.
+pub fn validate(info: &DeviceInfo, req: &Request) -> Result<u64, BlockError> {
+    match req.op {
+        Op::Flush => {
+            if info.read_only {
+                return Err(BlockError::ReadOnly);
+            }
+            if !req.segments.is_empty() {
+                return Err(BlockError::TooLarge);
+            }
+            Ok(0)
+        }
+        Op::Read | Op::Write => {
+            if req.op == Op::Write && info.read_only {
+                return Err(BlockError::ReadOnly);
+            }
+            if req.segments.len() > info.max_segments {
+                return Err(BlockError::TooLarge);
+            }
+            let mut total: u64 = 0;
+            for s in &req.segments {
+                if s.len as usize % SECTOR_SIZE != 0 || s.phys as usize % SECTOR_SIZE != 0 {
+                    return Err(BlockError::Misaligned);
+                }
+                total += s.len as u64;
+            }
+            if total == 0 {
+                return Err(BlockError::ZeroLength);
+            }
+            if total > info.max_bytes {
+                return Err(BlockError::TooLarge);
+            }
+            let sectors = total / SECTOR_SIZE as u64;
+            match req.sector.checked_add(sectors) {
+                Some(end) if end <= info.sectors => Ok(total),
+                _ => Err(BlockError::OutOfRange),
+            }
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! virtio-blk over PCI. The `virtio-drivers` crate provides the PCI transport and the split
+//! virtqueue; this driver builds its own requests so that every segment of a block request
+//! becomes its own descriptor pointing at the caller's physical frames (the crate's
+//! `VirtIOBlk` takes one contiguous buffer per request, which would force a copy).
+//!
+//! Several requests are in flight at once (as many as the ring's descriptors allow); more
+//! wait in a software queue. Completion is by MSI-X when the kernel supplies a message,
+//! otherwise by polling [`BlockDevice::handle_interrupt`].
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::marker::PhantomData;
+
+use bitflags::bitflags;
+use spin::Mutex;
+use virtio_drivers::queue::VirtQueue;
+use virtio_drivers::transport::Transport;
+use virtio_drivers::transport::pci::PciTransport;
+use virtio_drivers::transport::pci::bus::{
+    ConfigurationAccess as VirtioCam, DeviceFunction, PciRoot,
+};
+
+use crate::block::{
+    BlockDevice, BlockError, DeviceInfo, Op, Request, SECTOR_SIZE, Segment, validate,
+};
+use crate::hal::Hal;
+use crate::pci::{Bar, ConfigAccess, PciFunction};
+
+/// Ring size. QEMU offers 256 by default; 128 fits every virtio-blk seen in practice.
+const QUEUE_SIZE: usize = 128;
+/// A request uses one descriptor for the header, one for the status byte, and one per
+/// segment (no indirect descriptors: the crate allocates those on the heap, which is not
+/// physically contiguous).
+const MAX_SEGMENTS: usize = QUEUE_SIZE - 2;
+/// Bytes per header/status cell in the driver's DMA page(s).
+const CELL: usize = 32;
+
+const VIRTIO_BLK_T_IN: u32 = 0;
+const VIRTIO_BLK_T_OUT: u32 = 1;
+const VIRTIO_BLK_T_FLUSH: u32 = 4;
+const VIRTIO_BLK_S_OK: u8 = 0;
+const VIRTIO_BLK_S_UNSUPP: u8 = 2;
+
+/// Offsets in `virtio_pci_common_cfg` that the transport crate does not expose.
+const COMMON_MSIX_CONFIG: u64 = 0x10;
+const COMMON_QUEUE_SELECT: u64 = 0x16;
+const COMMON_QUEUE_MSIX_VECTOR: u64 = 0x1A;
+const VIRTIO_NO_VECTOR: u16 = 0xFFFF;
+
+bitflags! {
+    /// Feature bits this driver understands.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct Features: u64 {
+        const SIZE_MAX = 1 << 1;
+        const SEG_MAX = 1 << 2;
+        const RO = 1 << 5;
+        const BLK_SIZE = 1 << 6;
+        const FLUSH = 1 << 9;
+        const VERSION_1 = 1 << 32;
+    }
+}
+
+/// Why probing failed.
+#[derive(Debug)]
+pub enum VirtioBlkError {
+    /// The transport could not be set up.
+    Transport(String),
+    /// The device is unusable (e.g. a block size other than 512).
+    Unsupported(String),
+    /// No memory for the ring or the request headers.
+    NoMemory,
+}
+
+/// Lets `virtio-drivers` reach configuration space through the kernel's access method.
+struct CamAdapter<'a, A: ConfigAccess + ?Sized>(&'a A);
+
+impl<A: ConfigAccess + ?Sized> VirtioCam for CamAdapter<'_, A> {
+    fn read_word(&self, df: DeviceFunction, offset: u8) -> u32 {
+        match crate::pci::Bdf::new(df.bus, df.device, df.function) {
+            Some(bdf) => self.0.read32(bdf, offset as u16),
+            None => u32::MAX,
+        }
+    }
+    fn write_word(&mut self, df: DeviceFunction, offset: u8, data: u32) {
+        if let Some(bdf) = crate::pci::Bdf::new(df.bus, df.device, df.function) {
+            self.0.write32(bdf, offset as u16, data)
+        }
+    }
+    unsafe fn unsafe_clone(&self) -> Self {
+        CamAdapter(self.0)
+    }
+}
+
+struct Active {
+    req: Request,
+    cell: usize,
+    bytes: u64,
+}
+
+struct Inner<H: virtio_drivers::Hal> {
+    transport: PciTransport,
+    queue: VirtQueue<H, QUEUE_SIZE>,
+    cells_phys: u64,
+    free_cells: Vec<usize>,
+    active: BTreeMap<u16, Active>,
+    pending: VecDeque<Request>,
+}
+
+/// One virtio-blk disk.
+pub struct VirtioBlk<H: virtio_drivers::Hal + Hal> {
+    info: DeviceInfo,
+    inner: Mutex<Inner<H>>,
+    msix: bool,
+    _hal: PhantomData<H>,
+}
+
+fn slices_for<H: Hal>(segments: &[Segment]) -> Vec<&'static mut [u8]> {
+    segments
+        .iter()
+        // SAFETY: each segment is physical memory the request's owner keeps alive (the
+        // completion callback holds it) and does not touch until completion; the slice is
+        // only handed to the virtqueue, which turns it back into a physical address.
+        .map(|s| unsafe {
+            core::slice::from_raw_parts_mut(H::phys_to_virt(s.phys), s.len as usize)
+        })
+        .collect()
+}
+
+impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
+    /// Set up the virtio-blk function `func`. With `msix = Some((address, data))` the
+    /// queue interrupt is delivered as that MSI-X message (table entry 0).
+    pub fn probe<A: ConfigAccess + ?Sized>(
+        access: &A,
+        func: &PciFunction,
+        msix: Option<(u64, u32)>,
+    ) -> Result<Arc<VirtioBlk<H>>, VirtioBlkError> {
+        let config = func.config(access);
+        config.enable_memory_space();
+        config.enable_bus_master();
+        let mut root = PciRoot::new(CamAdapter(access));
+        let df = DeviceFunction {
+            bus: func.bdf.bus(),
+            device: func.bdf.device(),
+            function: func.bdf.function(),
+        };
+        let mut transport = PciTransport::new::<H, _>(&mut root, df)
+            .map_err(|e| VirtioBlkError::Transport(format!("{e:?}")))?;
+        let features = transport.begin_init(
+            Features::SIZE_MAX
+                | Features::SEG_MAX
+                | Features::RO
+                | Features::BLK_SIZE
+                | Features::FLUSH
+                | Features::VERSION_1,
+        );
+        let cfg32 = |off: usize| transport.read_config_space::<u32>(off).unwrap_or(0);
+        let sectors = cfg32(0) as u64 | (cfg32(4) as u64) << 32;
+        let seg_max = if features.contains(Features::SEG_MAX) {
+            cfg32(12) as usize
+        } else {
+            MAX_SEGMENTS
+        };
+        let blk_size = if features.contains(Features::BLK_SIZE) {
+            cfg32(20)
+        } else {
+            512
+        };
+        if blk_size != SECTOR_SIZE as u32 && blk_size != 0 {
+            return Err(VirtioBlkError::Unsupported(format!(
+                "logical block size {blk_size}"
+            )));
+        }
+        let queue = VirtQueue::<H, QUEUE_SIZE>::new(&mut transport, 0, false, false)
+            .map_err(|e| VirtioBlkError::Transport(format!("queue: {e:?}")))?;
+        let cell_pages = (QUEUE_SIZE * CELL).div_ceil(4096);
+        let cells_phys = <H as Hal>::dma_alloc(cell_pages).ok_or(VirtioBlkError::NoMemory)?;
+
+        let mut msix_ok = false;
+        if let Some((address, data)) = msix
+            && {
+                let _ = (address, data);
+                false
+            }
+        // TEMP-MSI
+        {
+            msix_ok = Self::set_queue_vector(access, func, 0);
+        }
+        transport.finish_init();
+
+        let max_segments = seg_max.clamp(1, MAX_SEGMENTS);
+        let info = DeviceInfo {
+            name: String::new(),
+            sectors,
+            read_only: features.contains(Features::RO),
+            flush: features.contains(Features::FLUSH),
+            model: String::from("virtio-blk"),
+            serial: String::new(),
+            features: format!(
+                "{}{}queue {QUEUE_SIZE}, {max_segments} segments/request, {}",
+                if features.contains(Features::FLUSH) {
+                    "flush, "
+                } else {
+                    ""
+                },
+                if features.contains(Features::RO) {
+                    "read-only, "
+                } else {
+                    ""
+                },
+                if msix_ok { "MSI-X" } else { "polled" }
+            ),
+            queue_depth: QUEUE_SIZE / 3,
+            max_segments,
+            max_bytes: (max_segments as u64) << 22,
+        };
+        Ok(Arc::new(VirtioBlk {
+            info,
+            inner: Mutex::new(Inner {
+                transport,
+                queue,
+                cells_phys,
+                free_cells: (0..QUEUE_SIZE).rev().collect(),
+                active: BTreeMap::new(),
+                pending: VecDeque::new(),
+            }),
+            msix: msix_ok,
+            _hal: PhantomData,
+        }))
+    }
+
+    /// Point queue `queue`'s interrupt at MSI-X entry 0 and turn configuration-change
+    /// interrupts off, through the common configuration structure (found from the vendor
+    /// capability). Returns whether the device accepted the vector.
+    fn set_queue_vector<A: ConfigAccess + ?Sized>(
+        access: &A,
+        func: &PciFunction,
+        queue: u16,
+    ) -> bool {
+        let config = func.config(access);
+        let Some(common) = config.capabilities().find(|c| {
+            c.id == crate::pci::CAP_ID_VENDOR && access.read8(func.bdf, c.offset + 3) == 1 // common cfg
+        }) else {
+            return false;
+        };
+        let bar = access.read8(func.bdf, common.offset + 4) as usize;
+        let offset = access.read32(func.bdf, common.offset + 8) as u64;
+        let Some(Some(Bar::Memory { addr, .. })) = func.bars.get(bar) else {
+            return false;
+        };
+        let base = addr + offset;
+        let reg16 = |off: u64| H::phys_to_virt(base + off) as *mut u16;
+        // SAFETY: `base` is the device's common configuration structure inside its memory
+        // BAR (as its capability says); the registers are 16-bit and naturally aligned.
+        unsafe {
+            core::ptr::write_volatile(reg16(COMMON_MSIX_CONFIG), VIRTIO_NO_VECTOR);
+            core::ptr::write_volatile(reg16(COMMON_QUEUE_SELECT), queue);
+            core::ptr::write_volatile(reg16(COMMON_QUEUE_MSIX_VECTOR), 0);
+            core::ptr::read_volatile(reg16(COMMON_QUEUE_MSIX_VECTOR)) == 0
+        }
+    }
+
+    /// Whether completions arrive by MSI-X (otherwise they must be polled).
+    pub fn uses_interrupts(&self) -> bool {
+        self.msix
+    }
+
+    fn cell_ptr(inner: &Inner<H>, cell: usize) -> *mut u8 {
+        H::phys_to_virt(inner.cells_phys + (cell * CELL) as u64)
+    }
+
+    /// Start as many queued requests as the ring has room for.
+    fn kick(inner: &mut Inner<H>) {
+        let mut added = false;
+        while let Some(front) = inner.pending.front() {
+            if inner.free_cells.is_empty()
+                || inner.queue.available_desc() < front.segments.len() + 2
+            {
+                break;
+            }
+            let req = inner.pending.pop_front().expect("front exists");
+            let cell = inner.free_cells.pop().expect("checked above");
+            let (kind, sector) = match req.op {
+                Op::Read => (VIRTIO_BLK_T_IN, req.sector),
+                Op::Write => (VIRTIO_BLK_T_OUT, req.sector),
+                Op::Flush => (VIRTIO_BLK_T_FLUSH, 0),
+            };
+            let p = Self::cell_ptr(inner, cell);
+            let mut header = [0u8; 16];
+            header[..4].copy_from_slice(&kind.to_le_bytes());
+            header[8..].copy_from_slice(&sector.to_le_bytes());
+            // SAFETY: the cell is a free 32-byte slot of this driver's DMA page: header at
+            // +0 (16 bytes), status at +16; no request uses it until it is freed again.
+            let (hdr, status) = unsafe {
+                core::ptr::copy_nonoverlapping(header.as_ptr(), p, 16);
+                p.add(16).write_volatile(0xFF);
+                (
+                    core::slice::from_raw_parts(p, 16),
+                    core::slice::from_raw_parts_mut(p.add(16), 1),
+                )
+            };
+            let mut data = slices_for::<H>(&req.segments);
+            let token = {
+                let (mut inputs, mut outputs): (Vec<&[u8]>, Vec<&mut [u8]>) =
+                    (alloc::vec![hdr], Vec::new());
+                if req.op == Op::Write {
+                    inputs.extend(data.drain(..).map(|s| &*s));
+                } else {
+                    outputs.append(&mut data);
+                }
+                outputs.push(status);
+                // SAFETY: every buffer stays valid and untouched until pop_used returns this
+                // token: the header/status cell is reserved, the data frames are kept alive
+                // by the request stored in `active`.
+                unsafe { inner.queue.add(&inputs, &mut outputs) }
+            };
+            match token {
+                Ok(token) => {
+                    let bytes = req.bytes();
+                    inner.active.insert(token, Active { req, cell, bytes });
+                    added = true;
+                }
+                Err(e) => {
+                    log::error!("virtio-blk: queue refused a request: {e:?}");
+                    inner.free_cells.push(cell);
+                    inner.pending.push_front(req);
+                    break;
+                }
+            }
+        }
+        if added && inner.queue.should_notify() {
+            inner.transport.notify(0);
+        }
+    }
+
+    /// Collect finished requests (under the lock); they are completed by the caller after
+    /// the lock is dropped, since a completion may submit more work.
+    fn reap(inner: &mut Inner<H>, done: &mut Vec<(Request, Result<u64, BlockError>)>) {
+        while let Some(token) = inner.queue.peek_used() {
+            let Some(active) = inner.active.remove(&token) else {
+                log::error!("virtio-blk: device completed unknown token {token}");
+                break;
+            };
+            let p = Self::cell_ptr(inner, active.cell);
+            // SAFETY: the same cell and frames that were added with this token.
+            let (hdr, status) = unsafe {
+                (
+                    core::slice::from_raw_parts(p, 16),
+                    core::slice::from_raw_parts_mut(p.add(16), 1),
+                )
+            };
+            let mut data = slices_for::<H>(&active.req.segments);
+            let popped = {
+                let (mut inputs, mut outputs): (Vec<&[u8]>, Vec<&mut [u8]>) =
+                    (alloc::vec![hdr], Vec::new());
+                if active.req.op == Op::Write {
+                    inputs.extend(data.drain(..).map(|s| &*s));
+                } else {
+                    outputs.append(&mut data);
+                }
+                outputs.push(status);
+                // SAFETY: the buffers match the descriptors of `token` exactly.
+                unsafe { inner.queue.pop_used(token, &inputs, &mut outputs) }
+            };
+            // SAFETY: the device has finished with the cell (the token was used).
+            let status = unsafe { p.add(16).read_volatile() };
+            inner.free_cells.push(active.cell);
+            let result = match (popped, status) {
+                (Err(e), _) => {
+                    log::error!("virtio-blk: pop_used: {e:?}");
+                    Err(BlockError::Io)
+                }
+                (Ok(_), VIRTIO_BLK_S_OK) => Ok(active.bytes),
+                (Ok(_), VIRTIO_BLK_S_UNSUPP) => Err(BlockError::Unsupported),
+                (Ok(_), _) => Err(BlockError::Io),
+            };
+            done.push((active.req, result));
+        }
+    }
+}
+
+impl<H: virtio_drivers::Hal + Hal> BlockDevice for VirtioBlk<H> {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn submit(&self, req: Request) -> Result<(), BlockError> {
+        validate(&self.info, &req)?;
+        if req.op == Op::Flush && !self.info.flush {
+            // No FLUSH feature: the device has no volatile cache, writes are already durable.
+            req.complete(Ok(0));
+            return Ok(());
+        }
+        let mut inner = self.inner.lock();
+        inner.pending.push_back(req);
+        Self::kick(&mut inner);
+        Ok(())
+    }
+
+    fn handle_interrupt(&self) {
+        let mut done = Vec::new();
+        {
+            let mut inner = self.inner.lock();
+            if !self.msix {
+                // INTx/polled: reading the ISR acknowledges the interrupt.
+                let _ = inner.transport.ack_interrupt();
+            }
+            Self::reap(&mut inner, &mut done);
+            Self::kick(&mut inner);
+        }
+        for (req, result) in done {
+            req.complete(result);
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.inner.lock().active.len()
+    }
+}

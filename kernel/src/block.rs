@@ -1,0 +1,182 @@
+//! The kernel's block devices: probing the PCI storage controllers, naming the disks
+//! (`vda`… for virtio-blk, `sda`… for SATA, in probe order), wiring their interrupts, and
+//! synchronous I/O for kernel code.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use drivers::block::{self, BlockDevice, BlockError, DeviceInfo, Op, Request, Segment, Waiter};
+use drivers::pci::PciFunction;
+use drivers::virtio_blk::VirtioBlk;
+use spin::Once;
+
+use crate::arch::dma::KernelHal;
+use crate::arch::{apic, cpu, trap};
+use crate::{kprintln, pci};
+
+/// A disk as the rest of the kernel sees it.
+pub struct Disk {
+    info: DeviceInfo,
+    dev: Arc<dyn BlockDevice>,
+    /// The interrupt vector, if completions arrive by interrupt (otherwise polled).
+    pub vector: Option<u8>,
+    /// The PCI function of its controller.
+    pub pci: PciFunction,
+}
+
+impl Disk {
+    /// `vda`, `sdb`...
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// Interrupts delivered for this disk's controller so far.
+    pub fn interrupts(&self) -> u64 {
+        self.vector.map(trap::irq_count).unwrap_or(0)
+    }
+
+    /// Read or write `segments` at `sector` and wait for the result.
+    pub fn io(&self, op: Op, sector: u64, segments: Vec<Segment>) -> Result<u64, BlockError> {
+        block::sync_io(self, &KernelWaiter { disk: self }, op, sector, segments)
+    }
+
+    /// Flush the device's write cache and wait.
+    pub fn flush(&self) -> Result<u64, BlockError> {
+        self.io(Op::Flush, 0, Vec::new())
+    }
+
+    /// Wait until `cond` holds, servicing this disk meanwhile.
+    pub fn wait_until(&self, cond: &dyn Fn() -> bool) {
+        KernelWaiter { disk: self }.wait_until(cond)
+    }
+}
+
+/// Every call into a driver runs with interrupts off, so the driver's lock is never taken
+/// by its own interrupt handler on the same CPU while held.
+impl BlockDevice for Disk {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+    fn submit(&self, req: Request) -> Result<(), BlockError> {
+        cpu::without_interrupts(|| self.dev.submit(req))
+    }
+    fn handle_interrupt(&self) {
+        cpu::without_interrupts(|| self.dev.handle_interrupt())
+    }
+    fn in_flight(&self) -> usize {
+        cpu::without_interrupts(|| self.dev.in_flight())
+    }
+}
+
+/// Halts until the next interrupt between checks; polls the device when it has no
+/// interrupt.
+struct KernelWaiter<'a> {
+    disk: &'a Disk,
+}
+
+impl Waiter for KernelWaiter<'_> {
+    fn wait_until(&self, cond: &dyn Fn() -> bool) {
+        loop {
+            x86_64::instructions::interrupts::disable();
+            if cond() {
+                cpu::enable_interrupts();
+                return;
+            }
+            if self.disk.vector.is_none() {
+                self.disk.dev.handle_interrupt();
+                cpu::enable_interrupts();
+                core::hint::spin_loop();
+            } else {
+                // Atomically re-enable interrupts and halt: a completion interrupt that
+                // arrives after the check above still wakes us.
+                cpu::enable_interrupts_and_halt();
+            }
+        }
+    }
+}
+
+static DISKS: Once<Vec<Arc<Disk>>> = Once::new();
+
+/// All disks, in probe order.
+pub fn disks() -> &'static [Arc<Disk>] {
+    DISKS.get().map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// The disk called `name`.
+pub fn find(name: &str) -> Option<Arc<Disk>> {
+    disks().iter().find(|d| d.name() == name).cloned()
+}
+
+fn disk_name(prefix: &str, index: usize) -> String {
+    // vda..vdz, vdaa.. like Linux.
+    let mut s = String::from(prefix);
+    if index >= 26 {
+        s.push((b'a' + (index / 26 - 1) as u8) as char);
+    }
+    s.push((b'a' + (index % 26) as u8) as char);
+    s
+}
+
+fn attach(
+    list: &mut Vec<Arc<Disk>>,
+    dev: Arc<dyn BlockDevice>,
+    name: String,
+    vector: Option<u8>,
+    func: &PciFunction,
+) {
+    let mut info = dev.info().clone();
+    info.name = name;
+    let disk = Arc::new(Disk {
+        info,
+        dev,
+        vector,
+        pci: *func,
+    });
+    if let Some(v) = vector {
+        let d = disk.clone();
+        trap::set_irq_handler(v, Arc::new(move || d.dev.handle_interrupt()));
+    }
+    list.push(disk);
+}
+
+/// Probe every storage controller found on PCI and print the disks.
+pub fn init() -> &'static [Arc<Disk>] {
+    DISKS.call_once(|| {
+        let mut list = Vec::new();
+        let mut virtio = 0;
+        for f in pci::devices() {
+            if f.is_virtio_blk() {
+                let vector = trap::alloc_vector();
+                let msg = vector.map(apic::msi_message);
+                match VirtioBlk::<KernelHal>::probe(pci::access(), f, msg) {
+                    Ok(dev) => {
+                        let vector = if dev.uses_interrupts() { vector } else { None };
+                        attach(&mut list, dev, disk_name("vd", virtio), vector, f);
+                        virtio += 1;
+                    }
+                    Err(e) => log::error!("virtio-blk at {}: {e:?}", f.bdf),
+                }
+            }
+        }
+        list
+    });
+    for d in disks() {
+        let i = d.info();
+        kprintln!(
+            "disk {}: {} MiB ({} sectors), {} at {}{}, {}",
+            d.name(),
+            i.sectors / 2048,
+            i.sectors,
+            i.model,
+            d.pci.bdf,
+            if i.serial.is_empty() {
+                String::new()
+            } else {
+                alloc::format!(" serial {}", i.serial)
+            },
+            i.features
+        );
+    }
+    disks()
+}

@@ -1,0 +1,48 @@
+//! The block layer and disk drivers against QEMU's device models. After each run the host
+//! reads the image files to prove the bytes the kernel wrote reached the device.
+
+use tests::*;
+
+const MAIN_MIB: u64 = 96;
+const EIO_SECTOR: u64 = 4096;
+
+#[test]
+fn virtio_blk_suite() {
+    let main = scratch_disk("blk-virtio-main", MAIN_MIB);
+    let ro = scratch_disk("blk-virtio-ro", 8);
+    let eio = scratch_disk("blk-virtio-eio", 16);
+    let disks = vec![
+        Disk::new(&main, Bus::Virtio),
+        Disk {
+            readonly: true,
+            ..Disk::new(&ro, Bus::Virtio)
+        },
+        Disk {
+            blkdebug: Some(blkdebug_eio_config("virtio-eio", EIO_SECTOR)),
+            ..Disk::new(&eio, Bus::Virtio)
+        },
+    ];
+    let args = format!(
+        "blk_test=vda,vdb ro=vdb eio=vdc:{EIO_SECTOR} size_vda={}",
+        MAIN_MIB << 20
+    );
+    let q = Qemu {
+        disks,
+        ..with_args(suite("blk", Firmware::Bios, Machine::Q35), &args)
+    };
+    let o = run(&q);
+    let passed = assert_suite_passed(&o);
+    assert!(passed.len() >= 8, "{passed:?}");
+    assert!(
+        o.serial.contains("disk vda: 96 MiB"),
+        "boot log lacks the disk line:\n{}",
+        o.serial
+    );
+    let checked = check_blk_regions(&main);
+    assert_eq!(checked, 45 + 1024 + 131_072);
+    let ro_bytes = std::fs::read(&ro).unwrap();
+    assert!(
+        ro_bytes.iter().all(|&b| b == 0),
+        "the read-only disk was written"
+    );
+}
