@@ -4,6 +4,7 @@
 
 extern crate alloc;
 
+pub mod ahci;
 pub mod block;
 pub mod hal;
 pub mod pci;

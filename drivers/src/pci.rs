@@ -29,6 +29,7 @@ mod caps;
 mod class;
 mod header;
 pub mod ids;
+pub mod msi;
 pub mod regs;
 mod scan;
 

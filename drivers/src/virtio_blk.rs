@@ -17,11 +17,11 @@ use core::marker::PhantomData;
 use bitflags::bitflags;
 use spin::Mutex;
 use virtio_drivers::queue::VirtQueue;
-use virtio_drivers::transport::Transport;
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{
     ConfigurationAccess as VirtioCam, DeviceFunction, PciRoot,
 };
+use virtio_drivers::transport::{DeviceStatus, Transport};
 
 use crate::block::{
     BlockDevice, BlockError, DeviceInfo, Op, Request, SECTOR_SIZE, Segment, validate,
@@ -148,14 +148,15 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
         };
         let mut transport = PciTransport::new::<H, _>(&mut root, df)
             .map_err(|e| VirtioBlkError::Transport(format!("{e:?}")))?;
-        let features = transport.begin_init(
+        let features = Self::negotiate(
+            &mut transport,
             Features::SIZE_MAX
                 | Features::SEG_MAX
                 | Features::RO
                 | Features::BLK_SIZE
                 | Features::FLUSH
                 | Features::VERSION_1,
-        );
+        )?;
         let cfg32 = |off: usize| transport.read_config_space::<u32>(off).unwrap_or(0);
         let sectors = cfg32(0) as u64 | (cfg32(4) as u64) << 32;
         let seg_max = if features.contains(Features::SEG_MAX) {
@@ -180,13 +181,20 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
 
         let mut msix_ok = false;
         if let Some((address, data)) = msix
-            && {
-                let _ = (address, data);
-                false
-            }
-        // TEMP-MSI
+            && crate::pci::msi::enable_msix::<H>(access, func, 0, address, data)
         {
             msix_ok = Self::set_queue_vector(access, func, 0);
+            if !msix_ok {
+                log::warn!(
+                    "virtio-blk {}: the device refused MSI-X vector 0; polling",
+                    func.bdf
+                );
+            }
+        } else if msix.is_some() {
+            log::warn!(
+                "virtio-blk {}: no usable MSI-X capability; polling",
+                func.bdf
+            );
         }
         transport.finish_init();
 
@@ -229,6 +237,27 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
             msix: msix_ok,
             _hal: PhantomData,
         }))
+    }
+
+    /// Feature negotiation (virtio 1.x, 3.1.1), done here rather than by the transport's
+    /// `begin_init` so that the feature type stays this crate's own.
+    fn negotiate(
+        transport: &mut PciTransport,
+        wanted: Features,
+    ) -> Result<Features, VirtioBlkError> {
+        transport.set_status(DeviceStatus::empty());
+        transport.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER);
+        let negotiated = Features::from_bits_truncate(transport.read_device_features()) & wanted;
+        transport.write_driver_features(negotiated.bits());
+        transport.set_status(
+            DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER | DeviceStatus::FEATURES_OK,
+        );
+        if !transport.get_status().contains(DeviceStatus::FEATURES_OK) {
+            return Err(VirtioBlkError::Unsupported(format!(
+                "device refused features {negotiated:?}"
+            )));
+        }
+        Ok(negotiated)
     }
 
     /// Point queue `queue`'s interrupt at MSI-X entry 0 and turn configuration-change

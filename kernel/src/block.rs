@@ -6,6 +6,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use drivers::ahci::AhciController;
 use drivers::block::{self, BlockDevice, BlockError, DeviceInfo, Op, Request, Segment, Waiter};
 use drivers::pci::PciFunction;
 use drivers::virtio_blk::VirtioBlk;
@@ -144,7 +145,7 @@ fn attach(
 pub fn init() -> &'static [Arc<Disk>] {
     DISKS.call_once(|| {
         let mut list = Vec::new();
-        let mut virtio = 0;
+        let (mut virtio, mut sata) = (0, 0);
         for f in pci::devices() {
             if f.is_virtio_blk() {
                 let vector = trap::alloc_vector();
@@ -152,10 +153,37 @@ pub fn init() -> &'static [Arc<Disk>] {
                 match VirtioBlk::<KernelHal>::probe(pci::access(), f, msg) {
                     Ok(dev) => {
                         let vector = if dev.uses_interrupts() { vector } else { None };
+                        if let Some(v) = vector {
+                            let d = dev.clone();
+                            trap::set_irq_handler(v, Arc::new(move || d.handle_interrupt()));
+                        }
                         attach(&mut list, dev, disk_name("vd", virtio), vector, f);
                         virtio += 1;
                     }
                     Err(e) => log::error!("virtio-blk at {}: {e:?}", f.bdf),
+                }
+            } else if f.is_ahci() {
+                let vector = trap::alloc_vector();
+                let msg = vector.map(apic::msi_message);
+                match AhciController::<KernelHal>::probe(pci::access(), f, msg) {
+                    Ok(hba) => {
+                        // One interrupt per controller; its handler services every port.
+                        let vector = if hba.uses_interrupts() { vector } else { None };
+                        if let Some(v) = vector {
+                            let h = hba.clone();
+                            trap::set_irq_handler(
+                                v,
+                                Arc::new(move || {
+                                    h.handle_interrupt();
+                                }),
+                            );
+                        }
+                        for disk in hba.disks() {
+                            attach(&mut list, disk, disk_name("sd", sata), vector, f);
+                            sata += 1;
+                        }
+                    }
+                    Err(e) => log::error!("ahci at {}: {e:?}", f.bdf),
                 }
             }
         }

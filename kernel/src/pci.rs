@@ -45,6 +45,18 @@ pub fn init(platform: Option<&Platform>) -> &'static [PciFunction] {
     DEVICES.call_once(|| {
         let mut found = Vec::new();
         pci::enumerate(access, |f| found.push(*f));
+        // Firmware (OVMF in particular) puts 64-bit BARs above 4 GiB, beyond the physical
+        // map: map them now so drivers reach them through phys_to_virt.
+        for f in &found {
+            for bar in f.bars.iter().flatten() {
+                if let Bar::Memory { addr, size, .. } = *bar
+                    && addr != 0
+                    && let Err(e) = crate::arch::paging::map_mmio(addr, size)
+                {
+                    log::error!("pci {}: cannot map BAR at {addr:#x}: {e:?}", f.bdf);
+                }
+            }
+        }
         found
     })
 }

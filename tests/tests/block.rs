@@ -46,3 +46,40 @@ fn virtio_blk_suite() {
         "the read-only disk was written"
     );
 }
+
+#[test]
+fn ahci_suite() {
+    let main = scratch_disk("blk-ahci-main", MAIN_MIB);
+    let eio = scratch_disk("blk-ahci-eio", 16);
+    // Both disks on one extra AHCI controller (ports 0 and 1): sda and sdb. On q35 the
+    // boot disk sits on the chipset's AHCI at 00:1f.2, probed later: sdc.
+    let disks = vec![
+        Disk::new(&main, Bus::Ahci),
+        Disk {
+            blkdebug: Some(blkdebug_eio_config("ahci-eio", EIO_SECTOR)),
+            ..Disk::new(&eio, Bus::Ahci)
+        },
+    ];
+    let args = format!(
+        "blk_test=sda eio=sdb:{EIO_SECTOR} size_sda={}",
+        MAIN_MIB << 20
+    );
+    let q = Qemu {
+        disks,
+        ..with_args(suite("blk", Firmware::Bios, Machine::Q35), &args)
+    };
+    let o = run(&q);
+    let passed = assert_suite_passed(&o);
+    assert!(passed.len() >= 8, "{passed:?}");
+    assert!(
+        o.serial.contains("disk sda: 96 MiB"),
+        "boot log lacks the disk line:\n{}",
+        o.serial
+    );
+    assert!(
+        o.serial.contains("disk sdc:"),
+        "the boot disk on the chipset AHCI was not found:\n{}",
+        o.serial
+    );
+    assert_eq!(check_blk_regions(&main), 45 + 1024 + 131_072);
+}

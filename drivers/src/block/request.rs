@@ -178,7 +178,9 @@ pub fn validate(info: &DeviceInfo, req: &Request) -> Result<u64, BlockError> {
             }
             let mut total: u64 = 0;
             for s in &req.segments {
-                if s.len as usize % SECTOR_SIZE != 0 || s.phys as usize % SECTOR_SIZE != 0 {
+                if !(s.len as usize).is_multiple_of(SECTOR_SIZE)
+                    || !(s.phys as usize).is_multiple_of(SECTOR_SIZE)
+                {
                     return Err(BlockError::Misaligned);
                 }
                 total += s.len as u64;

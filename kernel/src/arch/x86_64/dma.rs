@@ -21,7 +21,7 @@ impl drivers::hal::Hal for KernelHal {
             .alloc_contiguous(pages as u64, Owner::Dma)
             .ok()?;
         for i in 0..pages as u64 {
-            paging::fill_frame(start.add(i), 0);
+            mm::phys::zero(start.add(i), 0, FRAME_SIZE);
         }
         Some(start.addr())
     }

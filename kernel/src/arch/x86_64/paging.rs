@@ -40,10 +40,105 @@ pub fn init(phys_offset: u64, phys_map_end: u64) {
     *KERNEL_MAPPER.lock() = Some(mapper);
 }
 
-/// The virtual address of physical address `phys` in the physical-memory map.
+/// The virtual address of physical address `phys`: through the physical-memory map, or,
+/// for device memory above it (64-bit BARs that firmware placed high), through a mapping
+/// made by [`map_mmio`].
 #[inline]
 pub fn phys_to_virt(phys: u64) -> u64 {
-    PHYS_OFFSET.load(Ordering::Relaxed) + phys
+    if phys < PHYS_MAP_END.load(Ordering::Relaxed) {
+        return PHYS_OFFSET.load(Ordering::Relaxed) + phys;
+    }
+    mmio_lookup(phys).unwrap_or_else(|| {
+        log::error!("physical address {phys:#x} is neither RAM nor mapped device memory");
+        PHYS_OFFSET.load(Ordering::Relaxed) + phys
+    })
+}
+
+/// A device-memory range mapped outside the physical-memory map.
+#[derive(Clone, Copy)]
+struct MmioRegion {
+    phys: u64,
+    size: u64,
+    virt: u64,
+}
+
+struct MmioWindow {
+    regions: alloc::vec::Vec<MmioRegion>,
+    /// Next free address in the window's level-4 slot (0: no slot yet).
+    next: u64,
+    end: u64,
+}
+
+static MMIO: Mutex<MmioWindow> = Mutex::new(MmioWindow {
+    regions: alloc::vec::Vec::new(),
+    next: 0,
+    end: 0,
+});
+
+fn mmio_lookup(phys: u64) -> Option<u64> {
+    crate::arch::cpu::without_interrupts(|| {
+        MMIO.lock()
+            .regions
+            .iter()
+            .find(|r| phys >= r.phys && phys - r.phys < r.size)
+            .map(|r| r.virt + (phys - r.phys))
+    })
+}
+
+/// Make device memory `[phys, phys + size)` reachable through [`phys_to_virt`]: ranges
+/// inside the physical-memory map already are; ranges above it get an uncached mapping in
+/// a kernel slot of their own.
+pub fn map_mmio(phys: u64, size: u64) -> Result<u64, MapError> {
+    let end = phys.checked_add(size).ok_or(MapError::BadAddress)?;
+    if end <= PHYS_MAP_END.load(Ordering::Relaxed) {
+        return Ok(phys_to_virt(phys));
+    }
+    if let Some(v) = mmio_lookup(phys).filter(|_| mmio_lookup(end - 1).is_some()) {
+        return Ok(v);
+    }
+    let first = phys & !(FRAME_SIZE as u64 - 1);
+    let pages = (end - first).div_ceil(FRAME_SIZE as u64);
+    let base = crate::arch::cpu::without_interrupts(|| -> Result<u64, MapError> {
+        let mut w = MMIO.lock();
+        if w.next == 0 {
+            drop(w);
+            let slot = reserve_kernel_slot().ok_or(MapError::OutOfMemory)?;
+            w = MMIO.lock();
+            w.next = slot;
+            w.end = slot + (1 << 39);
+        }
+        let base = w.next;
+        if base + pages * FRAME_SIZE as u64 > w.end {
+            return Err(MapError::OutOfMemory);
+        }
+        w.next = base + (pages + 1) * FRAME_SIZE as u64; // plus a guard page
+        Ok(base)
+    })?;
+    let flags = PageTableFlags::PRESENT
+        | PageTableFlags::WRITABLE
+        | PageTableFlags::NO_EXECUTE
+        | PageTableFlags::NO_CACHE
+        | PageTableFlags::WRITE_THROUGH;
+    {
+        let mut guard = KERNEL_MAPPER.lock();
+        let mapper = guard.as_mut().ok_or(MapError::BadAddress)?;
+        for i in 0..pages {
+            let page =
+                Page::<Size4KiB>::containing_address(VirtAddr::new(base + i * FRAME_SIZE as u64));
+            let frame = PhysFrame::containing_address(PhysAddr::new(first + i * FRAME_SIZE as u64));
+            // SAFETY: the virtual range is fresh, in a kernel slot reserved for device
+            // memory; the physical range is a device BAR, not RAM, so no Rust object aliases it.
+            unsafe { mapper.map_to(page, frame, flags, &mut TableFrames) }
+                .map_err(map_err)?
+                .flush();
+        }
+    }
+    let virt = base + (phys - first);
+    crate::arch::cpu::without_interrupts(|| {
+        MMIO.lock().regions.push(MmioRegion { phys, size, virt })
+    });
+    log::debug!("mmio {phys:#x}+{size:#x} mapped at {virt:#x}");
+    Ok(virt)
 }
 
 /// The physical address behind `virt` if it lies in the physical-memory map.
@@ -69,46 +164,6 @@ pub fn frame_table_storage(phys: u64, count: usize) -> &'static [FrameDescriptor
             ptr.add(i).write(FrameDescriptor::new_reserved());
         }
         core::slice::from_raw_parts(ptr, count)
-    }
-}
-
-/// Fill frame `pfn` with `byte`. The caller must own the frame (it allocated it).
-pub fn fill_frame(pfn: Pfn, byte: u8) {
-    // SAFETY: the frame is mapped by the physical-memory map; the caller owns it, so no
-    // one else accesses these 4096 bytes concurrently.
-    unsafe { core::ptr::write_bytes(phys_to_virt(pfn.addr()) as *mut u8, byte, FRAME_SIZE) }
-}
-
-/// Copy `data` into frame `pfn` at `offset`. The caller must own the frame.
-pub fn write_frame(pfn: Pfn, offset: usize, data: &[u8]) {
-    assert!(
-        offset + data.len() <= FRAME_SIZE,
-        "write past the end of a frame"
-    );
-    // SAFETY: bounds checked above; the caller owns the frame; `data` cannot overlap the
-    // frame because the caller holds no other reference into it.
-    unsafe {
-        core::ptr::copy_nonoverlapping(
-            data.as_ptr(),
-            (phys_to_virt(pfn.addr()) as *mut u8).add(offset),
-            data.len(),
-        )
-    }
-}
-
-/// Copy from frame `pfn` at `offset` into `buf`. The caller must own the frame.
-pub fn read_frame(pfn: Pfn, offset: usize, buf: &mut [u8]) {
-    assert!(
-        offset + buf.len() <= FRAME_SIZE,
-        "read past the end of a frame"
-    );
-    // SAFETY: as in `write_frame`.
-    unsafe {
-        core::ptr::copy_nonoverlapping(
-            (phys_to_virt(pfn.addr()) as *const u8).add(offset),
-            buf.as_mut_ptr(),
-            buf.len(),
-        )
     }
 }
 
@@ -182,7 +237,7 @@ pub fn reserve_kernel_slot() -> Option<u64> {
     let p4 = mapper.level_4_table_mut();
     let idx = (256..512).rev().find(|&i| p4[i].is_unused())?;
     let pfn = crate::memory::frames().alloc(Owner::PageTable).ok()?;
-    fill_frame(pfn, 0);
+    mm::phys::zero(pfn, 0, FRAME_SIZE);
     p4[idx].set_addr(
         PhysAddr::new(pfn.addr()),
         PageTableFlags::PRESENT | PageTableFlags::WRITABLE,
@@ -219,7 +274,7 @@ impl AddressSpace {
         let pfn = crate::memory::frames()
             .alloc(Owner::PageTable)
             .map_err(|_| MapError::OutOfMemory)?;
-        fill_frame(pfn, 0);
+        mm::phys::zero(pfn, 0, FRAME_SIZE);
         let kernel = table_ptr(KERNEL_P4.load(Ordering::Relaxed));
         let new = table_ptr(pfn.addr());
         // SAFETY: both tables are mapped by the physical-memory map; the new one is ours
