@@ -77,6 +77,9 @@ pub fn start(boot_info: &'static mut BootInfo) -> ! {
     pci::print_table();
     crate::block::init();
 
+    if let Some(suite) = cmdline::value("bench") {
+        crate::bench::run(suite);
+    }
     if let Some(suite) = cmdline::value("test") {
         crate::ktest::run(suite);
     }

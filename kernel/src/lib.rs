@@ -5,6 +5,7 @@
 extern crate alloc;
 
 pub mod arch;
+pub mod bench;
 pub mod block;
 pub mod cmdline;
 pub mod console;

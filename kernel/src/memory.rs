@@ -73,6 +73,7 @@ pub fn init(regions: &MemoryRegions, phys_offset: u64) -> Result<MemoryInfo, &'s
         .ok_or("no region large enough for the frame descriptor table")?;
     let table_end = table_start + table_bytes;
     let storage = paging::frame_table_storage(table_start, frames_covered as usize);
+    mm::phys::init(phys_offset as usize, frames_covered);
     let frames = FRAMES.call_once(|| FrameAllocator::new(FrameTable::new(storage)));
 
     let mut usable_bytes = 0;

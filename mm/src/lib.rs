@@ -1,12 +1,16 @@
-//! Physical memory management: frames, frame descriptors, (later) the page cache.
+//! Physical memory management: frames, frame descriptors, the page cache.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+
+extern crate alloc;
 
 pub mod counters;
 pub mod frame;
 pub mod frame_alloc;
 pub mod frame_table;
+pub mod page_cache;
+pub mod phys;
 
 pub use counters::Counter;
 pub use frame::{FRAME_SIZE, Pfn};

@@ -18,7 +18,6 @@ use mm::frame::{FRAME_SIZE, Pfn};
 use mm::frame_table::Owner;
 
 use super::TestResult;
-use crate::arch::paging;
 use crate::block::{self, Disk};
 use crate::memory::frames;
 use crate::{cmdline, ensure, kprintln, time};
@@ -77,7 +76,7 @@ fn fill(segments: &[Segment], sector: u64, seed: u64) {
     let mut buf = [0u8; SECTOR_SIZE];
     for (i, (pfn, off)) in sectors_of(segments).enumerate() {
         pattern::fill_sector(&mut buf, sector + i as u64, seed);
-        paging::write_frame(pfn, off, &buf);
+        mm::phys::write(pfn, off, &buf);
     }
 }
 
@@ -87,7 +86,7 @@ fn first_bad(segments: &[Segment], sector: u64, seed: u64) -> Option<usize> {
     sectors_of(segments)
         .enumerate()
         .find_map(|(i, (pfn, off))| {
-            paging::read_frame(pfn, off, &mut buf);
+            mm::phys::read(pfn, off, &mut buf);
             (!pattern::check_sector(&buf, sector + i as u64, seed)).then_some(i)
         })
 }
@@ -191,7 +190,7 @@ pub fn multi_segment_round_trip() -> TestResult {
             true
         });
         for &p in &f.0[8..] {
-            paging::fill_frame(p, 0xEE);
+            mm::phys::write(p, 0, &[0xEE; FRAME_SIZE]);
         }
         d.io(Op::Read, MULTI_SEGMENT_SECTOR, back.clone())
             .map_err(|e| format!("{}: read: {e}", d.name()))?;
@@ -216,25 +215,37 @@ pub fn many_requests_in_flight() -> TestResult {
         let failed = Arc::new(AtomicUsize::new(0));
         let irqs_before = d.interrupts();
         let mut peak = 0;
+        // Fill every buffer first: submitting back to back keeps the device busy.
         for i in 0..N {
-            let segs = alloc::vec![whole(f.0[2 * i]), whole(f.0[2 * i + 1])];
-            let sector = IN_FLIGHT_SECTOR + (i as u64) * 16;
-            fill(&segs, sector, SEED_IN_FLIGHT);
-            let (dn, fl) = (done.clone(), failed.clone());
-            d.submit(Request::new(
-                Op::Write,
-                sector,
-                segs,
-                Box::new(move |c| {
-                    if c.result != Ok(8192) {
-                        fl.fetch_add(1, Ordering::SeqCst);
-                    }
-                    dn.fetch_add(1, Ordering::SeqCst);
-                }),
-            ))
-            .map_err(|e| format!("{}: submit {i}: {e}", d.name()))?;
-            peak = peak.max(d.in_flight());
+            fill(
+                &[whole(f.0[2 * i]), whole(f.0[2 * i + 1])],
+                IN_FLIGHT_SECTOR + (i as u64) * 16,
+                SEED_IN_FLIGHT,
+            );
         }
+        // Submit back to back with interrupts off, so completions cannot be reaped between
+        // submissions: the device holds as many requests as its queue takes.
+        crate::arch::cpu::without_interrupts(|| -> TestResult {
+            for i in 0..N {
+                let segs = alloc::vec![whole(f.0[2 * i]), whole(f.0[2 * i + 1])];
+                let sector = IN_FLIGHT_SECTOR + (i as u64) * 16;
+                let (dn, fl) = (done.clone(), failed.clone());
+                d.submit(Request::new(
+                    Op::Write,
+                    sector,
+                    segs,
+                    Box::new(move |c| {
+                        if c.result != Ok(8192) {
+                            fl.fetch_add(1, Ordering::SeqCst);
+                        }
+                        dn.fetch_add(1, Ordering::SeqCst);
+                    }),
+                ))
+                .map_err(|e| format!("{}: submit {i}: {e}", d.name()))?;
+                peak = peak.max(d.in_flight());
+            }
+            Ok(())
+        })?;
         d.wait_until(&|| done.load(Ordering::SeqCst) >= N);
         time::sleep_ticks(1);
         ensure!(
@@ -269,7 +280,7 @@ pub fn many_requests_in_flight() -> TestResult {
         }
         // Read everything back in one request per 16 sectors, into cleared frames.
         for &p in &f.0 {
-            paging::fill_frame(p, 0);
+            mm::phys::zero(p, 0, FRAME_SIZE);
         }
         for i in 0..N {
             let segs = alloc::vec![whole(f.0[2 * i]), whole(f.0[2 * i + 1])];

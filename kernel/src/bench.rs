@@ -1,0 +1,179 @@
+//! In-kernel benchmarks, run with `bench=blk` on the command line by `make bench-blk`,
+//! which compares them with the same workloads in a Linux guest on the same QEMU machine.
+//!
+//! Raw device workloads on every disk of at least 512 MiB (or the one named by
+//! `bench_disk=`): sequential 1 MiB reads and writes at queue depth 1 (like `dd` with
+//! O_DIRECT), random 4 KiB reads at queue depth 1 and 32 (like fio with libaio). Each
+//! prints `BENCH <bus> <workload> <value> <unit>`.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use drivers::block::{BlockDevice, Op, Request, Segment};
+use mm::frame::{FRAME_SIZE, Pfn};
+use mm::frame_table::Owner;
+use spin::Mutex;
+
+use crate::arch::{acpi, cpu};
+use crate::block::{self, Disk};
+use crate::memory::frames;
+use crate::{cmdline, kprintln, time};
+
+const SEQ_BYTES: u64 = 256 << 20;
+const MIB: u64 = 1 << 20;
+const RANDOM_SECONDS: u64 = 5;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn bus(d: &Disk) -> &'static str {
+    if d.name().starts_with("vd") {
+        "virtio"
+    } else if d.name().starts_with("sd") {
+        "ahci"
+    } else {
+        "nvme"
+    }
+}
+
+fn seconds(ns: u64) -> f64 {
+    ns.max(1) as f64 / 1e9
+}
+
+/// Sequential 1 MiB requests at queue depth 1 from one physically contiguous buffer.
+fn sequential(d: &Disk, op: Op, buf: Pfn) -> Result<f64, drivers::block::BlockError> {
+    let seg = Segment {
+        phys: buf.addr(),
+        len: MIB as u32,
+    };
+    let bytes = SEQ_BYTES.min(d.info().sectors * 512 / MIB * MIB);
+    let start = time::now_ns();
+    let mut off = 0;
+    while off < bytes {
+        d.io(op, off / 512, alloc::vec![seg])?;
+        off += MIB;
+    }
+    if op == Op::Write {
+        d.flush()?;
+    }
+    Ok(bytes as f64 / MIB as f64 / seconds(time::now_ns() - start))
+}
+
+/// Random 4 KiB reads with `depth` requests outstanding for [`RANDOM_SECONDS`].
+fn random_reads(d: &Disk, depth: usize, bufs: &[Pfn]) -> f64 {
+    let blocks = d.info().sectors / 8;
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let ready: Arc<Mutex<Vec<usize>>> = Arc::new(Mutex::new((0..depth).collect()));
+    let errors = Arc::new(core::sync::atomic::AtomicU64::new(0));
+    let start = time::now_ns();
+    let deadline = start + RANDOM_SECONDS * 1_000_000_000;
+    let mut submitted = 0u64;
+    let mut outstanding = 0usize;
+    loop {
+        let free: Vec<usize> = core::mem::take(&mut *ready.lock());
+        outstanding -= free.len().min(outstanding);
+        let now = time::now_ns();
+        if now >= deadline {
+            if outstanding == 0 {
+                break;
+            }
+        } else {
+            for i in free {
+                let sector = (rng.next() % blocks) * 8;
+                let (r, e) = (ready.clone(), errors.clone());
+                let req = Request::new(
+                    Op::Read,
+                    sector,
+                    alloc::vec![Segment {
+                        phys: bufs[i].addr(),
+                        len: FRAME_SIZE as u32
+                    }],
+                    Box::new(move |c| {
+                        if c.result.is_err() {
+                            e.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                        }
+                        r.lock().push(i);
+                    }),
+                );
+                if d.submit(req).is_ok() {
+                    submitted += 1;
+                    outstanding += 1;
+                }
+            }
+        }
+        d.wait_until(&|| !ready.lock().is_empty());
+    }
+    let completed = submitted - errors.load(core::sync::atomic::Ordering::Relaxed);
+    completed as f64 / seconds(time::now_ns() - start)
+}
+
+fn bench_disk(d: &Disk) {
+    let bus = bus(d);
+    let Ok(big) = frames().alloc_contiguous(MIB / FRAME_SIZE as u64, Owner::Dma) else {
+        kprintln!("BENCH {bus} error no-memory");
+        return;
+    };
+    let small: Vec<Pfn> = (0..32)
+        .filter_map(|_| frames().alloc(Owner::Dma).ok())
+        .collect();
+    // Write first, so the reads read data rather than holes.
+    match sequential(d, Op::Write, big) {
+        Ok(v) => kprintln!("BENCH {bus} seq_write_1m {v:.1} MiB/s"),
+        Err(e) => kprintln!("BENCH {bus} seq_write_1m error {e}"),
+    }
+    match sequential(d, Op::Read, big) {
+        Ok(v) => kprintln!("BENCH {bus} seq_read_1m {v:.1} MiB/s"),
+        Err(e) => kprintln!("BENCH {bus} seq_read_1m error {e}"),
+    }
+    kprintln!(
+        "BENCH {bus} randread_4k_qd1 {:.0} IOPS",
+        random_reads(d, 1, &small)
+    );
+    kprintln!(
+        "BENCH {bus} randread_4k_qd32 {:.0} IOPS",
+        random_reads(d, 32.min(small.len()), &small)
+    );
+    let _ = frames().free_contiguous(big, MIB / FRAME_SIZE as u64);
+    for p in small {
+        let _ = frames().put(p);
+    }
+}
+
+/// Run `suite` and power off.
+pub fn run(suite: &str) -> ! {
+    if suite != "blk" {
+        kprintln!("unknown benchmark '{suite}'");
+        cpu::fail_exit(cpu::ExitCode::TestFailed);
+    }
+    let chosen: Vec<Arc<Disk>> = match cmdline::value("bench_disk") {
+        Some(name) => block::find(name).into_iter().collect(),
+        None => block::disks()
+            .iter()
+            .filter(|d| d.info().sectors * 512 >= 512 * MIB && !d.info().read_only)
+            .cloned()
+            .collect(),
+    };
+    if chosen.is_empty() {
+        kprintln!("BENCH none no-disk");
+    }
+    for d in &chosen {
+        kprintln!(
+            "benchmarking {} ({} MiB, {})",
+            d.name(),
+            d.info().sectors / 2048,
+            d.info().features
+        );
+        bench_disk(d);
+    }
+    kprintln!("BENCH done");
+    acpi::poweroff()
+}

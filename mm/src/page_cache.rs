@@ -1,0 +1,691 @@
+//! The page cache: per-file indexes of 4 KiB pages over frame descriptors.
+//!
+//! A file's pages live in a [`CachedFile`]: a map from page index to [`Page`]. A page owns
+//! one reference to its frame. The frame's `LOCKED` flag means a read into it is in flight;
+//! `UPTODATE` means its contents are valid. Whether a page must be written (`dirty`) and
+//! whether its writeback is in flight (`writeback`) are kept per *page*, not per frame:
+//! once sendfile makes pages of two files share one frame (aliases), the target may be
+//! dirty (its blocks still need writing) while the source is clean, so a per-frame dirty
+//! bit would let one file's writeback clear the other's.
+//!
+//! File I/O goes through [`PageIo`], which the kernel implements per file with the file
+//! system's block map and block requests whose segments are the page frames themselves:
+//! read misses and writeback DMA straight into and out of these frames, never through a
+//! copy. The only copies are the ones a `read`/`write` system call must make to and from
+//! user memory (counted in `data_copy_bytes`) and the stable-page copy below.
+//!
+//! Transitions:
+//! - read miss: frames allocated for a readahead run, marked `LOCKED`, inserted, filled by
+//!   one `read_pages`, then `UPTODATE` (or removed again on error, returning EIO);
+//! - write: the page is made present and up to date (read first only for a partial write
+//!   inside the file), the bytes copied in, the page marked dirty;
+//! - write to a page under writeback: the DMA must keep reading stable data, so the page
+//!   moves to a copy of the frame and the I/O finishes on the old one, which writeback
+//!   holds a reference to ("stable pages");
+//! - writeback: dirty pages are marked `writeback`, written in contiguous runs, then clean;
+//!   on error they stay dirty (nothing is dropped) and the file's error sequence advances,
+//!   so the next `fsync` of *every* open file description reports it once;
+//! - eviction (CLOCK over all files): clean, unreferenced, unmapped, unpinned pages only;
+//!   under memory pressure dirty pages are written back first.
+//!
+//! ## Locking
+//!
+//! | pair of operations | serialised by |
+//! |---|---|
+//! | read / read, read / write, write / write on one file | the file's `state` lock (page lookup and insertion); copies run with a frame reference held |
+//! | read or write / writeback | `state` lock to flip `dirty`/`writeback`; the I/O runs unlocked on frames writeback holds references to; a write meanwhile copies the page (stable pages) |
+//! | any / truncate | `state` lock; pages past the end leave the index, frames in flight stay alive through their I/O references |
+//! | any / fsync | fsync is writeback plus the error sequence (atomic) |
+//! | any / eviction | eviction takes the `lru` lock, drops it, then takes the file's `state` lock; nothing takes `lru` while holding `state` except to append |
+//! | frame allocation / eviction | no `state` lock is held while allocating (allocation may evict) |
+//! | direct I/O, page fault, sendfile | not yet implemented; they will take the `state` lock like write |
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+
+use spin::Mutex;
+
+use crate::counters::{self, Counter};
+use crate::frame::{FRAME_SIZE, Pfn};
+use crate::frame_alloc::FrameAllocator;
+use crate::frame_table::{FrameFlags, Owner};
+use crate::phys;
+
+const PAGE: u64 = FRAME_SIZE as u64;
+/// Linux errno values returned by the page cache.
+pub const EIO: i32 = 5;
+/// Out of memory.
+pub const ENOMEM: i32 = 12;
+
+/// A failed page-cache operation, as a Linux errno.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoError(pub i32);
+
+/// How the page cache reaches a file's blocks. Implementations put each frame in its own
+/// block-request segment: no bounce, no copy.
+pub trait PageIo: Send + Sync {
+    /// Fill `frames[i]` with file page `first + i`; holes and the tail past the end of the
+    /// file read as zeros. Returns once the data is in the frames.
+    fn read_pages(&self, first: u64, frames: &[Pfn]) -> Result<(), IoError>;
+    /// Write file pages `first..` from `frames` to the file's blocks (allocating them).
+    /// Returns once the device has completed the writes.
+    fn write_pages(&self, first: u64, frames: &[Pfn]) -> Result<(), IoError>;
+}
+
+/// One cached page of a file.
+#[derive(Clone, Copy, Debug)]
+struct Page {
+    pfn: Pfn,
+    /// Must be written back before it can be dropped.
+    dirty: bool,
+    /// Being written now (writeback holds its own frame reference).
+    writeback: bool,
+    /// Used since the eviction clock last passed (second chance).
+    referenced: bool,
+    /// When it became dirty (caller's clock), for background writeback.
+    dirtied_at: u64,
+}
+
+struct FileState {
+    pages: BTreeMap<u64, Page>,
+    /// The page a sequential reader would ask for next, and the current readahead window.
+    ra_next: u64,
+    ra_window: u64,
+}
+
+/// A file's page index (Linux's `address_space`).
+pub struct CachedFile {
+    id: u64,
+    cache: &'static PageCache,
+    io: Box<dyn PageIo>,
+    state: Mutex<FileState>,
+    /// Writeback errors so far (an error sequence: open file descriptions remember the
+    /// value they have seen).
+    wb_errors: AtomicU64,
+    last_errno: AtomicI32,
+}
+
+/// The page cache of the whole system: the file registry, the eviction clock and the
+/// frame allocator it takes frames from.
+pub struct PageCache {
+    frames: &'static FrameAllocator,
+    files: Mutex<BTreeMap<u64, Weak<CachedFile>>>,
+    lru: Mutex<VecDeque<(u64, u64)>>,
+    next_id: AtomicU64,
+    now: AtomicU64,
+    /// Keep at least this many frames free for the rest of the kernel.
+    low_watermark: AtomicU64,
+}
+
+/// Largest readahead window, in pages (128 KiB).
+pub const READAHEAD_MAX: u64 = 32;
+const READAHEAD_MIN: u64 = 4;
+
+impl PageCache {
+    /// A page cache taking frames from `frames`.
+    pub const fn new(frames: &'static FrameAllocator) -> PageCache {
+        PageCache {
+            frames,
+            files: Mutex::new(BTreeMap::new()),
+            lru: Mutex::new(VecDeque::new()),
+            next_id: AtomicU64::new(1),
+            now: AtomicU64::new(0),
+            low_watermark: AtomicU64::new(256),
+        }
+    }
+
+    /// Set the caller's clock (any monotonic unit; used for the age of dirty pages).
+    pub fn set_now(&self, now: u64) {
+        self.now.store(now, Ordering::Relaxed);
+    }
+
+    /// Keep at least `frames` frames free: allocations below it evict first.
+    pub fn set_low_watermark(&self, frames: u64) {
+        self.low_watermark.store(frames, Ordering::Relaxed);
+    }
+
+    /// Start caching a file whose blocks are reached through `io`.
+    pub fn open(&'static self, io: Box<dyn PageIo>) -> Arc<CachedFile> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let file = Arc::new(CachedFile {
+            id,
+            cache: self,
+            io,
+            state: Mutex::new(FileState {
+                pages: BTreeMap::new(),
+                ra_next: u64::MAX,
+                ra_window: READAHEAD_MIN,
+            }),
+            wb_errors: AtomicU64::new(0),
+            last_errno: AtomicI32::new(0),
+        });
+        self.files.lock().insert(id, Arc::downgrade(&file));
+        file
+    }
+
+    fn alloc_frame(&self) -> Result<Pfn, IoError> {
+        if self.frames.free_frames() < self.low_watermark.load(Ordering::Relaxed) {
+            self.reclaim(64);
+        }
+        match self.frames.alloc(Owner::PageCache) {
+            Ok(p) => Ok(p),
+            Err(_) => {
+                self.reclaim(64);
+                self.frames
+                    .alloc(Owner::PageCache)
+                    .map_err(|_| IoError(ENOMEM))
+            }
+        }
+    }
+
+    fn release(&self, pfn: Pfn) {
+        if let Err(e) = self.frames.put(pfn) {
+            log::error!("page cache: releasing {pfn:?}: {e}");
+        }
+    }
+
+    fn live_files(&self) -> Vec<Arc<CachedFile>> {
+        let mut files = self.files.lock();
+        files.retain(|_, w| w.strong_count() > 0);
+        files.values().filter_map(Weak::upgrade).collect()
+    }
+
+    /// Evict up to `want` clean pages (CLOCK: a page used since the last pass gets a
+    /// second chance). If that is not enough, write dirty pages back and try again.
+    /// Returns the number of frames freed.
+    pub fn reclaim(&self, want: usize) -> usize {
+        let mut freed = self.evict_clean(want);
+        if freed < want {
+            for f in self.live_files() {
+                if f.dirty_pages() > 0 {
+                    let _ = f.writeback();
+                }
+                if self.frames.free_frames()
+                    >= self.low_watermark.load(Ordering::Relaxed) + want as u64
+                {
+                    break;
+                }
+            }
+            freed += self.evict_clean(want - freed);
+        }
+        freed
+    }
+
+    fn evict_clean(&self, want: usize) -> usize {
+        let mut freed = 0;
+        let mut budget = 2 * self.lru.lock().len();
+        while freed < want && budget > 0 {
+            budget -= 1;
+            let Some((id, index)) = self.lru.lock().pop_front() else {
+                break;
+            };
+            let Some(file) = self.files.lock().get(&id).and_then(Weak::upgrade) else {
+                continue;
+            };
+            let mut st = file.state.lock();
+            let Some(page) = st.pages.get_mut(&index) else {
+                continue;
+            };
+            let desc = self.frames.table().get(page.pfn);
+            let busy = page.dirty
+                || page.writeback
+                || desc.is_none_or(|d| {
+                    d.refcount() > 1 || d.pincount() > 0 || d.flags().contains(FrameFlags::LOCKED)
+                });
+            if busy || page.referenced {
+                page.referenced = false;
+                drop(st);
+                self.lru.lock().push_back((id, index));
+                continue;
+            }
+            let pfn = page.pfn;
+            st.pages.remove(&index);
+            drop(st);
+            counters::sub(Counter::PagecachePages, 1);
+            counters::add(Counter::PagecacheEvictions, 1);
+            self.release(pfn);
+            freed += 1;
+        }
+        freed
+    }
+
+    /// Write back every file's pages that have been dirty for at least `max_age`
+    /// (background writeback). Returns the number of files written.
+    pub fn writeback_older_than(&self, max_age: u64) -> usize {
+        let now = self.now.load(Ordering::Relaxed);
+        let mut written = 0;
+        for f in self.live_files() {
+            let oldest = f
+                .state
+                .lock()
+                .pages
+                .values()
+                .filter(|p| p.dirty)
+                .map(|p| p.dirtied_at)
+                .min();
+            if oldest.is_some_and(|t| now.saturating_sub(t) >= max_age) {
+                let _ = f.writeback();
+                written += 1;
+            }
+        }
+        written
+    }
+
+    /// Write back every dirty page of every file (`sync`). Returns the first error.
+    pub fn sync_all(&self) -> Result<(), IoError> {
+        let mut result = Ok(());
+        for f in self.live_files() {
+            if let Err(e) = f.writeback() {
+                result = result.and(Err(e));
+            }
+        }
+        result
+    }
+}
+
+impl CachedFile {
+    /// This file's id in the cache.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The error sequence an open file description starts from (pass it to [`fsync`]).
+    ///
+    /// [`fsync`]: CachedFile::fsync
+    pub fn error_cursor(&self) -> u64 {
+        self.wb_errors.load(Ordering::Acquire)
+    }
+
+    /// Pages currently cached.
+    pub fn cached_pages(&self) -> usize {
+        self.state.lock().pages.len()
+    }
+
+    /// Pages waiting for writeback.
+    pub fn dirty_pages(&self) -> usize {
+        self.state.lock().pages.values().filter(|p| p.dirty).count()
+    }
+
+    /// The frame caching page `index`, if any (for tests and diagnostics).
+    pub fn frame_of(&self, index: u64) -> Option<Pfn> {
+        self.state.lock().pages.get(&index).map(|p| p.pfn)
+    }
+
+    fn frame_flags(&self, pfn: Pfn) -> FrameFlags {
+        self.cache
+            .frames
+            .table()
+            .get(pfn)
+            .map(|d| d.flags())
+            .unwrap_or(FrameFlags::empty())
+    }
+
+    fn set_frame_flags(&self, pfn: Pfn, set: FrameFlags, clear: FrameFlags) {
+        if let Some(d) = self.cache.frames.table().get(pfn) {
+            d.clear_flags(clear);
+            d.set_flags(set);
+        }
+    }
+
+    /// Insert freshly read-ahead frames for a contiguous run and fill them. On success
+    /// returns with the pages up to date.
+    fn fill_run(&self, first: u64, count: u64) -> Result<(), IoError> {
+        let mut frames = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            match self.cache.alloc_frame() {
+                Ok(p) => frames.push(p),
+                Err(e) if frames.is_empty() => return Err(e),
+                Err(_) => break, // read what we could get frames for
+            }
+        }
+        // Insert, stopping at the first page someone else inserted meanwhile.
+        let mut st = self.state.lock();
+        let mut inserted = 0;
+        for (i, &pfn) in frames.iter().enumerate() {
+            let index = first + i as u64;
+            if st.pages.contains_key(&index) {
+                break;
+            }
+            self.set_frame_flags(pfn, FrameFlags::LOCKED, FrameFlags::UPTODATE);
+            st.pages.insert(
+                index,
+                Page {
+                    pfn,
+                    dirty: false,
+                    writeback: false,
+                    referenced: true,
+                    dirtied_at: 0,
+                },
+            );
+            inserted += 1;
+        }
+        drop(st);
+        for &pfn in &frames[inserted..] {
+            self.cache.release(pfn);
+        }
+        frames.truncate(inserted);
+        if frames.is_empty() {
+            return Ok(());
+        }
+        counters::add(Counter::PagecachePages, frames.len() as u64);
+        {
+            let mut lru = self.cache.lru.lock();
+            for i in 0..frames.len() as u64 {
+                lru.push_back((self.id, first + i));
+            }
+        }
+        let result = self.io.read_pages(first, &frames);
+        let mut st = self.state.lock();
+        for (i, &pfn) in frames.iter().enumerate() {
+            let index = first + i as u64;
+            match result {
+                Ok(()) => self.set_frame_flags(pfn, FrameFlags::UPTODATE, FrameFlags::LOCKED),
+                Err(_) => {
+                    // Drop the failed pages so a later read retries the I/O.
+                    self.set_frame_flags(pfn, FrameFlags::empty(), FrameFlags::LOCKED);
+                    if st.pages.get(&index).is_some_and(|p| p.pfn == pfn) {
+                        st.pages.remove(&index);
+                        counters::sub(Counter::PagecachePages, 1);
+                        self.cache.release(pfn);
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    /// A reference to the up-to-date frame of page `index` (reading it, with readahead,
+    /// on a miss). The caller puts the reference.
+    fn get_page(&self, index: u64, file_size: u64) -> Result<Pfn, IoError> {
+        let last_page = file_size.div_ceil(PAGE);
+        loop {
+            let mut st = self.state.lock();
+            let sequential = index == st.ra_next;
+            st.ra_next = index + 1;
+            if let Some(p) = st.pages.get_mut(&index) {
+                let flags = self.frame_flags(p.pfn);
+                if flags.contains(FrameFlags::UPTODATE) {
+                    p.referenced = true;
+                    let pfn = p.pfn;
+                    self.cache.frames.get(pfn).map_err(|_| IoError(EIO))?;
+                    counters::add(Counter::PagecacheHits, 1);
+                    return Ok(pfn);
+                }
+                // A read into it is in flight (by another task): wait for it.
+                drop(st);
+                core::hint::spin_loop();
+                continue;
+            }
+            counters::add(Counter::PagecacheMisses, 1);
+            st.ra_window = if sequential {
+                (st.ra_window * 2).min(READAHEAD_MAX)
+            } else {
+                READAHEAD_MIN
+            };
+            let mut count = 1;
+            while count < st.ra_window
+                && index + count < last_page
+                && !st.pages.contains_key(&(index + count))
+            {
+                count += 1;
+            }
+            if sequential {
+                st.ra_next = index + count;
+            }
+            drop(st);
+            self.fill_run(index, count)?;
+        }
+    }
+
+    /// Copy file bytes at `offset` into `buf`, stopping at `file_size`. Returns the bytes
+    /// copied.
+    pub fn read(&self, offset: u64, buf: &mut [u8], file_size: u64) -> Result<usize, IoError> {
+        let end = file_size.min(offset.saturating_add(buf.len() as u64));
+        let mut pos = offset;
+        while pos < end {
+            let index = pos / PAGE;
+            let in_page = (pos % PAGE) as usize;
+            let n = ((PAGE - pos % PAGE).min(end - pos)) as usize;
+            let pfn = match self.get_page(index, file_size) {
+                Ok(p) => p,
+                Err(e) if pos == offset => return Err(e),
+                Err(_) => break, // short read: return what we have
+            };
+            let at = (pos - offset) as usize;
+            phys::read(pfn, in_page, &mut buf[at..at + n]);
+            counters::add(Counter::DataCopyBytes, n as u64);
+            self.cache.release(pfn);
+            pos += n as u64;
+        }
+        Ok((pos - offset) as usize)
+    }
+
+    /// Make page `index` present, up to date (unless the caller overwrites all of
+    /// `[in_page, in_page + len)` of a page past the old end) and safe to modify: not
+    /// under writeback (stable pages). Returns the frame with a reference held.
+    fn prepare_write(
+        &self,
+        index: u64,
+        in_page: usize,
+        len: usize,
+        file_size: u64,
+    ) -> Result<Pfn, IoError> {
+        loop {
+            let st = self.state.lock();
+            let Some(p) = st.pages.get(&index).copied() else {
+                drop(st);
+                let whole = in_page == 0 && len == FRAME_SIZE;
+                let beyond_eof = index * PAGE >= file_size;
+                if whole || beyond_eof {
+                    // Nothing on disk worth reading: start from a zeroed frame.
+                    let pfn = self.cache.alloc_frame()?;
+                    phys::zero(pfn, 0, FRAME_SIZE);
+                    self.set_frame_flags(pfn, FrameFlags::UPTODATE, FrameFlags::LOCKED);
+                    let mut st = self.state.lock();
+                    if st.pages.contains_key(&index) {
+                        drop(st);
+                        self.cache.release(pfn);
+                        continue;
+                    }
+                    st.pages.insert(
+                        index,
+                        Page {
+                            pfn,
+                            dirty: false,
+                            writeback: false,
+                            referenced: true,
+                            dirtied_at: 0,
+                        },
+                    );
+                    drop(st);
+                    counters::add(Counter::PagecachePages, 1);
+                    self.cache.lru.lock().push_back((self.id, index));
+                } else {
+                    self.fill_run(index, 1)?;
+                }
+                continue;
+            };
+            if !self.frame_flags(p.pfn).contains(FrameFlags::UPTODATE) {
+                drop(st);
+                core::hint::spin_loop();
+                continue;
+            }
+            if p.writeback {
+                // Stable pages: the device is reading this frame; move the page to a copy.
+                drop(st);
+                let copy = self.cache.alloc_frame()?;
+                phys::copy_frame(p.pfn, copy);
+                counters::add(Counter::DataCopyBytes, PAGE);
+                self.set_frame_flags(copy, FrameFlags::UPTODATE, FrameFlags::LOCKED);
+                let mut st = self.state.lock();
+                match st.pages.get_mut(&index) {
+                    Some(q) if q.pfn == p.pfn && q.writeback => {
+                        q.pfn = copy;
+                        q.writeback = false;
+                        drop(st);
+                        // The page's own reference to the old frame; writeback keeps its own.
+                        self.cache.release(p.pfn);
+                    }
+                    _ => {
+                        drop(st);
+                        self.cache.release(copy);
+                    }
+                }
+                continue;
+            }
+            self.cache.frames.get(p.pfn).map_err(|_| IoError(EIO))?;
+            return Ok(p.pfn);
+        }
+    }
+
+    /// Copy `data` into the file at `offset` (the caller records any new size). Returns
+    /// the bytes written.
+    pub fn write(&self, offset: u64, data: &[u8], file_size: u64) -> Result<usize, IoError> {
+        let mut done = 0usize;
+        while done < data.len() {
+            let pos = offset + done as u64;
+            let index = pos / PAGE;
+            let in_page = (pos % PAGE) as usize;
+            let n = (FRAME_SIZE - in_page).min(data.len() - done);
+            let pfn = match self.prepare_write(index, in_page, n, file_size) {
+                Ok(p) => p,
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => break,
+            };
+            phys::write(pfn, in_page, &data[done..done + n]);
+            counters::add(Counter::DataCopyBytes, n as u64);
+            self.mark_dirty(index, pfn);
+            self.cache.release(pfn);
+            done += n;
+        }
+        Ok(done)
+    }
+
+    fn mark_dirty(&self, index: u64, pfn: Pfn) {
+        let now = self.cache.now.load(Ordering::Relaxed);
+        let mut st = self.state.lock();
+        if let Some(p) = st.pages.get_mut(&index)
+            && p.pfn == pfn
+        {
+            if !p.dirty {
+                p.dirtied_at = now;
+            }
+            p.dirty = true;
+            p.referenced = true;
+        }
+    }
+
+    /// Write every dirty page back, in contiguous runs. On error the pages stay dirty,
+    /// the error sequence advances, and the error is returned.
+    pub fn writeback(&self) -> Result<(), IoError> {
+        let mut batch: Vec<(u64, Pfn)> = Vec::new();
+        {
+            let mut st = self.state.lock();
+            for (&index, p) in st.pages.iter_mut() {
+                if p.dirty && !p.writeback {
+                    if self.cache.frames.get(p.pfn).is_err() {
+                        continue;
+                    }
+                    p.dirty = false;
+                    p.writeback = true;
+                    batch.push((index, p.pfn));
+                }
+            }
+        }
+        let mut result = Ok(());
+        let mut start = 0;
+        while start < batch.len() {
+            let mut end = start + 1;
+            while end < batch.len() && batch[end].0 == batch[end - 1].0 + 1 {
+                end += 1;
+            }
+            let run = &batch[start..end];
+            let frames: Vec<Pfn> = run.iter().map(|&(_, p)| p).collect();
+            let r = self.io.write_pages(run[0].0, &frames);
+            let mut st = self.state.lock();
+            for &(index, pfn) in run {
+                if let Some(p) = st.pages.get_mut(&index)
+                    && p.pfn == pfn
+                {
+                    p.writeback = false;
+                    if r.is_err() {
+                        p.dirty = true;
+                    }
+                }
+            }
+            drop(st);
+            for &pfn in &frames {
+                self.cache.release(pfn);
+            }
+            if let Err(e) = r {
+                self.last_errno.store(e.0, Ordering::Relaxed);
+                self.wb_errors.fetch_add(1, Ordering::Release);
+                result = result.and(Err(e));
+            }
+            start = end;
+        }
+        result
+    }
+
+    /// `fsync` for an open file description that has seen errors up to `*cursor`:
+    /// writes everything back, then reports a writeback error that happened since (once
+    /// per description), even if it happened in an earlier background writeback.
+    pub fn fsync(&self, cursor: &mut u64) -> Result<(), IoError> {
+        let now = self.writeback();
+        let seq = self.wb_errors.load(Ordering::Acquire);
+        if seq != *cursor {
+            *cursor = seq;
+            return Err(IoError(self.last_errno.load(Ordering::Relaxed)));
+        }
+        now
+    }
+
+    /// The file is now `new_size` bytes: drop pages past the end, zero the tail of the
+    /// last partial page (so a later extension reads zeros).
+    pub fn truncate(&self, new_size: u64) -> Result<(), IoError> {
+        let keep = new_size.div_ceil(PAGE);
+        let removed: Vec<Page> = {
+            let mut st = self.state.lock();
+            let tail = st.pages.split_off(&keep);
+            tail.into_values().collect()
+        };
+        counters::sub(Counter::PagecachePages, removed.len() as u64);
+        for p in removed {
+            self.cache.release(p.pfn);
+        }
+        let in_page = (new_size % PAGE) as usize;
+        if in_page != 0 && self.state.lock().pages.contains_key(&(new_size / PAGE)) {
+            let pfn =
+                self.prepare_write(new_size / PAGE, in_page, FRAME_SIZE - in_page, new_size)?;
+            phys::zero(pfn, in_page, FRAME_SIZE - in_page);
+            self.mark_dirty(new_size / PAGE, pfn);
+            self.cache.release(pfn);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for CachedFile {
+    /// The last user is gone (file closed and unlinked, or unmounted): release every
+    /// frame. Dirty data must have been written back by the caller before.
+    fn drop(&mut self) {
+        let st = self.state.get_mut();
+        let dirty = st.pages.values().filter(|p| p.dirty).count();
+        if dirty > 0 {
+            log::warn!(
+                "page cache: file {} dropped with {dirty} dirty pages",
+                self.id
+            );
+        }
+        counters::sub(Counter::PagecachePages, st.pages.len() as u64);
+        for (_, p) in core::mem::take(&mut st.pages) {
+            self.cache.release(p.pfn);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

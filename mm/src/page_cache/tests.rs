@@ -1,0 +1,399 @@
+//! Page-cache transitions against an in-memory "disk" implementing `PageIo`.
+
+use std::boxed::Box;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
+use std::vec::Vec;
+
+use super::*;
+use crate::phys::testing;
+
+/// Page-cache tests share the test frame arena and the global counters: one at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: StdMutex<()> = StdMutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn cache() -> &'static PageCache {
+    Box::leak(Box::new(PageCache::new(testing::allocator())))
+}
+
+type Hook = Box<dyn Fn(u64) + Send + Sync>;
+
+#[derive(Default)]
+struct DiskState {
+    pages: BTreeMap<u64, Vec<u8>>,
+    reads: Vec<(u64, usize)>,
+    writes: Vec<(u64, usize)>,
+    fail_reads: bool,
+    fail_writes: u32,
+}
+
+/// A file's blocks in memory; records every call.
+#[derive(Clone, Default)]
+struct MemDisk {
+    s: Arc<StdMutex<DiskState>>,
+    hook: Arc<StdMutex<Option<Hook>>>,
+}
+
+impl MemDisk {
+    fn with_pattern(pages: u64) -> MemDisk {
+        let d = MemDisk::default();
+        for i in 0..pages {
+            d.s.lock().unwrap().pages.insert(i, pattern(i, 0));
+        }
+        d
+    }
+    fn page(&self, i: u64) -> Vec<u8> {
+        self.s
+            .lock()
+            .unwrap()
+            .pages
+            .get(&i)
+            .cloned()
+            .unwrap_or_else(|| vec![0; FRAME_SIZE])
+    }
+}
+
+fn pattern(page: u64, generation: u8) -> Vec<u8> {
+    (0..FRAME_SIZE)
+        .map(|i| {
+            (page as u8)
+                .wrapping_mul(31)
+                .wrapping_add(i as u8)
+                .wrapping_add(generation)
+        })
+        .collect()
+}
+
+impl PageIo for MemDisk {
+    fn read_pages(&self, first: u64, frames: &[Pfn]) -> Result<(), IoError> {
+        let mut s = self.s.lock().unwrap();
+        s.reads.push((first, frames.len()));
+        if s.fail_reads {
+            return Err(IoError(EIO));
+        }
+        for (i, &pfn) in frames.iter().enumerate() {
+            match s.pages.get(&(first + i as u64)) {
+                Some(data) => phys::write(pfn, 0, data),
+                None => phys::zero(pfn, 0, FRAME_SIZE),
+            }
+        }
+        Ok(())
+    }
+
+    fn write_pages(&self, first: u64, frames: &[Pfn]) -> Result<(), IoError> {
+        // The "DMA" starts: let a test write to the file while it is in flight.
+        if let Some(h) = self.hook.lock().unwrap().as_ref() {
+            h(first);
+        }
+        let mut s = self.s.lock().unwrap();
+        s.writes.push((first, frames.len()));
+        if s.fail_writes > 0 {
+            s.fail_writes -= 1;
+            return Err(IoError(EIO));
+        }
+        for (i, &pfn) in frames.iter().enumerate() {
+            let mut buf = vec![0u8; FRAME_SIZE];
+            phys::read(pfn, 0, &mut buf);
+            s.pages.insert(first + i as u64, buf);
+        }
+        Ok(())
+    }
+}
+
+fn read_all(f: &CachedFile, offset: u64, len: usize, size: u64) -> Vec<u8> {
+    let mut buf = vec![0u8; len];
+    let n = f.read(offset, &mut buf, size).expect("read");
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn read_miss_reads_ahead_then_hits() {
+    let _g = serial();
+    let disk = MemDisk::with_pattern(64);
+    let f = cache().open(Box::new(disk.clone()));
+    let size = 64 * PAGE;
+    let (h0, m0) = (
+        counters::get(Counter::PagecacheHits),
+        counters::get(Counter::PagecacheMisses),
+    );
+    assert_eq!(read_all(&f, 0, 100, size), pattern(0, 0)[..100]);
+    assert_eq!(
+        disk.s.lock().unwrap().reads,
+        vec![(0, READAHEAD_MIN as usize)],
+        "first miss reads a small window"
+    );
+    // Sequential reading of the whole file: windows grow, every byte right.
+    let all = read_all(&f, 0, size as usize, size);
+    for i in 0..64 {
+        assert_eq!(
+            &all[(i * PAGE) as usize..((i + 1) * PAGE) as usize],
+            &pattern(i, 0)[..],
+            "page {i}"
+        );
+    }
+    let reads = disk.s.lock().unwrap().reads.clone();
+    assert!(
+        reads.len() <= 6,
+        "sequential read took {} I/Os: {reads:?}",
+        reads.len()
+    );
+    assert!(
+        reads.iter().any(|&(_, n)| n as u64 == READAHEAD_MAX),
+        "window never reached the maximum: {reads:?}"
+    );
+    assert_eq!(f.cached_pages(), 64);
+    assert!(counters::get(Counter::PagecacheHits) > h0);
+    assert_eq!(
+        counters::get(Counter::PagecacheMisses) - m0,
+        reads.len() as u64
+    );
+    // Reads stop at the end of the file.
+    assert_eq!(read_all(&f, size - 10, 100, size).len(), 10);
+    assert_eq!(read_all(&f, size + 1, 100, size).len(), 0);
+}
+
+#[test]
+fn partial_write_reads_the_page_first_and_whole_page_write_does_not() {
+    let _g = serial();
+    let disk = MemDisk::with_pattern(4);
+    let f = cache().open(Box::new(disk.clone()));
+    let size = 4 * PAGE;
+    assert_eq!(f.write(PAGE + 100, b"hello", size), Ok(5));
+    assert_eq!(
+        disk.s.lock().unwrap().reads,
+        vec![(1, 1)],
+        "partial write read its page"
+    );
+    assert_eq!(f.write(2 * PAGE, &[7u8; FRAME_SIZE], size), Ok(FRAME_SIZE));
+    assert_eq!(
+        disk.s.lock().unwrap().reads.len(),
+        1,
+        "a whole-page write read the disk"
+    );
+    let page1 = read_all(&f, PAGE, FRAME_SIZE, size);
+    let mut want = pattern(1, 0);
+    want[100..105].copy_from_slice(b"hello");
+    assert_eq!(page1, want);
+    assert_eq!(f.dirty_pages(), 2);
+    // Writing past the end starts from zeros, without reading.
+    assert_eq!(f.write(10 * PAGE + 5, b"x", size), Ok(1));
+    assert_eq!(disk.s.lock().unwrap().reads.len(), 1);
+    let new_size = 10 * PAGE + 6;
+    assert_eq!(read_all(&f, 10 * PAGE, 6, new_size), b"\0\0\0\0\0x");
+}
+
+#[test]
+fn writeback_writes_contiguous_runs_and_cleans() {
+    let _g = serial();
+    let disk = MemDisk::default();
+    let f = cache().open(Box::new(disk.clone()));
+    for i in (0..8).chain([20]) {
+        f.write(i * PAGE, &pattern(i, 5), i * PAGE).unwrap();
+    }
+    assert_eq!(f.dirty_pages(), 9);
+    f.writeback().unwrap();
+    assert_eq!(disk.s.lock().unwrap().writes, vec![(0, 8), (20, 1)]);
+    assert_eq!(f.dirty_pages(), 0);
+    for i in (0..8).chain([20]) {
+        assert_eq!(disk.page(i), pattern(i, 5));
+    }
+    f.writeback().unwrap();
+    assert_eq!(
+        disk.s.lock().unwrap().writes.len(),
+        2,
+        "clean pages written again"
+    );
+}
+
+#[test]
+fn write_during_writeback_copies_the_page_and_the_device_sees_stable_data() {
+    let _g = serial();
+    let disk = MemDisk::default();
+    let file = cache().open(Box::new(disk.clone()));
+    file.write(0, &pattern(0, 1), 0).unwrap();
+    let old_frame = file.frame_of(0).unwrap();
+    let copies0 = counters::get(Counter::DataCopyBytes);
+    // While the "DMA" of page 0 is in flight, overwrite the page.
+    let weak = Arc::downgrade(&file);
+    *disk.hook.lock().unwrap() = Some(Box::new(move |_| {
+        if let Some(f) = weak.upgrade() {
+            f.write(0, &pattern(0, 2), PAGE).unwrap();
+        }
+    }));
+    file.writeback().unwrap();
+    *disk.hook.lock().unwrap() = None;
+    assert_eq!(
+        disk.page(0),
+        pattern(0, 1),
+        "the device saw the page change under DMA"
+    );
+    assert_ne!(
+        file.frame_of(0),
+        Some(old_frame),
+        "the page did not move to a copy"
+    );
+    assert!(
+        counters::get(Counter::DataCopyBytes) - copies0 >= 2 * PAGE,
+        "stable-page copy not counted"
+    );
+    assert_eq!(file.dirty_pages(), 1, "the new data is not dirty");
+    assert_eq!(read_all(&file, 0, FRAME_SIZE, PAGE), pattern(0, 2));
+    file.writeback().unwrap();
+    assert_eq!(disk.page(0), pattern(0, 2));
+    let d = testing::allocator().table().get(old_frame).unwrap();
+    assert!(
+        d.refcount() == 0 || d.owner() != Owner::PageCache || d.flags().contains(FrameFlags::FREE),
+        "old frame leaked"
+    );
+}
+
+#[test]
+fn writeback_error_keeps_data_and_every_description_sees_it_once() {
+    let _g = serial();
+    let disk = MemDisk::default();
+    let f = cache().open(Box::new(disk.clone()));
+    let (mut a, mut b) = (f.error_cursor(), f.error_cursor());
+    f.write(0, &pattern(0, 3), 0).unwrap();
+    disk.s.lock().unwrap().fail_writes = 1;
+    assert_eq!(
+        f.writeback(),
+        Err(IoError(EIO)),
+        "background writeback fails"
+    );
+    assert_eq!(
+        f.dirty_pages(),
+        1,
+        "pages were dropped after a failed writeback"
+    );
+    assert_eq!(
+        f.fsync(&mut a),
+        Err(IoError(EIO)),
+        "first fsync of a must report the earlier error"
+    );
+    assert_eq!(
+        disk.page(0),
+        pattern(0, 3),
+        "fsync's retry did not write the kept data"
+    );
+    assert_eq!(
+        f.fsync(&mut a),
+        Ok(()),
+        "the error is reported once per description"
+    );
+    assert_eq!(
+        f.fsync(&mut b),
+        Err(IoError(EIO)),
+        "description b never saw the error"
+    );
+    assert_eq!(f.fsync(&mut b), Ok(()));
+    let mut c = f.error_cursor();
+    assert_eq!(
+        f.fsync(&mut c),
+        Ok(()),
+        "a description opened after the error reports it"
+    );
+}
+
+#[test]
+fn read_error_is_returned_and_not_cached() {
+    let _g = serial();
+    let disk = MemDisk::with_pattern(8);
+    let f = cache().open(Box::new(disk.clone()));
+    disk.s.lock().unwrap().fail_reads = true;
+    let mut buf = [0u8; 16];
+    assert_eq!(f.read(0, &mut buf, 8 * PAGE), Err(IoError(EIO)));
+    assert_eq!(f.cached_pages(), 0);
+    disk.s.lock().unwrap().fail_reads = false;
+    assert_eq!(read_all(&f, 0, 16, 8 * PAGE), pattern(0, 0)[..16]);
+}
+
+#[test]
+fn truncate_drops_pages_and_zeroes_the_tail() {
+    let _g = serial();
+    let disk = MemDisk::with_pattern(8);
+    let f = cache().open(Box::new(disk.clone()));
+    let _ = read_all(&f, 0, 8 * FRAME_SIZE, 8 * PAGE);
+    assert_eq!(f.cached_pages(), 8);
+    f.truncate(2 * PAGE + 10).unwrap();
+    assert_eq!(f.cached_pages(), 3);
+    let tail = read_all(&f, 2 * PAGE, FRAME_SIZE, 3 * PAGE);
+    assert_eq!(&tail[..10], &pattern(2, 0)[..10]);
+    assert!(
+        tail[10..].iter().all(|&b| b == 0),
+        "bytes past the new end survived"
+    );
+}
+
+#[test]
+fn a_file_larger_than_memory_is_written_and_read_back() {
+    let _g = serial();
+    let fa = testing::allocator();
+    let disk = MemDisk::default();
+    let pc = cache();
+    // Keep most of the arena off limits so the cache must evict and write back.
+    pc.set_low_watermark(fa.free_frames().saturating_sub(256));
+    let f = pc.open(Box::new(disk.clone()));
+    let pages = 2 * testing::FRAMES;
+    let ev0 = counters::get(Counter::PagecacheEvictions);
+    for i in 0..pages {
+        assert_eq!(
+            f.write(i * PAGE, &pattern(i, 9), i * PAGE),
+            Ok(FRAME_SIZE),
+            "page {i}"
+        );
+        pc.set_now(i);
+    }
+    assert!(
+        f.cached_pages() < 1024,
+        "{} pages cached: nothing was evicted",
+        f.cached_pages()
+    );
+    f.writeback().unwrap();
+    for i in 0..pages {
+        assert_eq!(
+            read_all(&f, i * PAGE, FRAME_SIZE, pages * PAGE),
+            pattern(i, 9),
+            "page {i}"
+        );
+    }
+    assert!(
+        counters::get(Counter::PagecacheEvictions) - ev0 > pages,
+        "evictions not counted"
+    );
+    drop(f);
+    pc.set_low_watermark(0);
+}
+
+#[test]
+fn background_writeback_takes_only_old_dirty_pages() {
+    let _g = serial();
+    let disk = MemDisk::default();
+    let pc = cache();
+    let f = pc.open(Box::new(disk.clone()));
+    pc.set_now(100);
+    f.write(0, b"abc", 0).unwrap();
+    pc.set_now(103);
+    assert_eq!(pc.writeback_older_than(5), 0);
+    assert_eq!(f.dirty_pages(), 1);
+    pc.set_now(106);
+    assert_eq!(pc.writeback_older_than(5), 1);
+    assert_eq!(f.dirty_pages(), 0);
+    assert_eq!(&disk.page(0)[..3], b"abc");
+}
+
+#[test]
+fn dropping_a_file_returns_its_frames() {
+    let _g = serial();
+    let fa = testing::allocator();
+    let before = fa.free_frames();
+    let pages0 = counters::get(Counter::PagecachePages);
+    let f = cache().open(Box::new(MemDisk::with_pattern(16)));
+    let _ = read_all(&f, 0, 16 * FRAME_SIZE, 16 * PAGE);
+    assert!(fa.free_frames() < before);
+    drop(f);
+    assert_eq!(fa.free_frames(), before);
+    assert_eq!(counters::get(Counter::PagecachePages), pages0);
+}
