@@ -1,0 +1,305 @@
+//! Corrupt images and failing devices: errors, never panics.
+
+mod common;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::Arc;
+
+use common::*;
+use fs::ext2::{Ext2, MountOptions, ROOT_INO};
+use fs::{FaultDev, FsError, MemDev};
+
+fn small_tree(root: &Path) {
+    let mut rng = Rng(3);
+    std::fs::write(root.join("small"), b"small file").unwrap();
+    std::fs::write(root.join("medium"), rng.bytes(20_000)).unwrap();
+    std::fs::write(root.join("large"), rng.bytes(300_000)).unwrap();
+    let d = root.join("dir");
+    std::fs::create_dir(&d).unwrap();
+    for i in 0..60 {
+        std::fs::write(d.join(format!("file{i}")), format!("{i}")).unwrap();
+    }
+    std::fs::create_dir_all(root.join("a/b/c/d")).unwrap();
+    std::fs::write(root.join("a/b/c/d/leaf"), b"leaf").unwrap();
+    std::os::unix::fs::symlink("a/b/c/d/leaf", root.join("fastlink")).unwrap();
+    std::os::unix::fs::symlink("x".repeat(120), root.join("slowlink")).unwrap();
+}
+
+struct Base {
+    label: String,
+    image: Vec<u8>,
+    /// Byte ranges worth corrupting: superblock, descriptors, inode table, directories.
+    regions: Vec<(&'static str, usize, usize)>,
+}
+
+fn base_images() -> Vec<Base> {
+    let t = TempDir::new("corrupt-base");
+    let src = t.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    small_tree(&src);
+    let mut out = Vec::new();
+    for (label, args) in [
+        ("1k", &["-b", "1024"][..]),
+        ("4k", &["-b", "4096"][..]),
+        ("1k-rev0", &["-b", "1024", "-r", "0"][..]),
+        ("2k-none", &["-b", "2048", "-O", "none"][..]),
+    ] {
+        let img = t.path().join(label);
+        mkfs(&img, 4 << 20, args, Some(&src));
+        let image = std::fs::read(&img).unwrap();
+        let mut fs = Ext2::mount(
+            Arc::new(MemDev::new(image.clone())),
+            MountOptions { read_only: true },
+        )
+        .unwrap();
+        let bs = fs.block_size() as usize;
+        let rd32 =
+            |off: usize| u32::from_le_bytes(image[off..off + 4].try_into().unwrap()) as usize;
+        let first_data = rd32(1024 + 20);
+        let gdt = (first_data + 1) * bs;
+        let inode_table = rd32(gdt + 8) * bs;
+        let mut regions = vec![
+            ("superblock", 1024, 1024 + 1024),
+            ("group descriptors", gdt, gdt + 64),
+            ("bitmaps", rd32(gdt) * bs, rd32(gdt) * bs + bs),
+            ("inode table", inode_table, inode_table + 64 * 256),
+        ];
+        for path in ["/", "/dir", "/a/b", "/a/b/c/d"] {
+            let ino = fs.resolve(path.as_bytes()).unwrap();
+            let size = fs.stat(ino).unwrap().size;
+            for fb in 0..size / bs as u64 {
+                let b = fs.bmap(ino, fb, false).unwrap().unwrap() as usize;
+                regions.push(("directory", b * bs, b * bs + bs));
+            }
+        }
+        let large = fs.resolve(b"/large").unwrap();
+        // The single indirect block of /large (file block 12's parent) is
+        // right before file block 12 when mke2fs lays it out contiguously.
+        let b12 = fs.bmap(large, 12, false).unwrap().unwrap() as usize;
+        regions.push(("indirect", (b12 - 1) * bs, b12 * bs));
+        out.push(Base {
+            label: label.to_string(),
+            image,
+            regions,
+        });
+    }
+    out
+}
+
+fn exercise(image: Vec<u8>, seed: u64) {
+    // Read-only: mount and walk.
+    let dev = Arc::new(MemDev::new(image.clone()));
+    if let Ok(mut fs) = Ext2::mount(dev, MountOptions { read_only: true }) {
+        robust_walk(&mut fs);
+    }
+    // Read-write: walk, modify, walk again, sync, remount.
+    let dev = Arc::new(MemDev::new(image));
+    if let Ok(mut fs) = Ext2::mount_with_cache(dev.clone(), MountOptions { read_only: false }, 16) {
+        robust_walk(&mut fs);
+        robust_mutate(&mut fs, seed);
+        robust_walk(&mut fs);
+        let _ = fs.unmount();
+        if let Ok(mut fs) = Ext2::mount(dev, MountOptions { read_only: true }) {
+            robust_walk(&mut fs);
+        }
+    }
+}
+
+#[test]
+fn bit_flips_never_panic() {
+    let bases = base_images();
+    let mut cases = 0;
+    let mut mounted = 0;
+    for base in &bases {
+        for seed in 0..100u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x2545F4914F6CDD1D) ^ 0xdead_beef);
+            let (what, start, end) = base.regions[(seed as usize) % base.regions.len()];
+            let mut image = base.image.clone();
+            let flips = 1 + rng.below(if seed % 5 == 0 { 64 } else { 6 });
+            for _ in 0..flips {
+                let byte = start + rng.below((end - start) as u64) as usize;
+                if seed % 7 == 0 {
+                    image[byte] = rng.next() as u8;
+                } else {
+                    image[byte] ^= 1 << rng.below(8);
+                }
+            }
+            let label = &base.label;
+            let r = catch_unwind(AssertUnwindSafe(|| exercise(image.clone(), seed)));
+            if r.is_err() {
+                let path =
+                    std::env::temp_dir().join(format!("aliasos-fs-crash-{label}-{seed}.img"));
+                std::fs::write(&path, &image).unwrap();
+                panic!(
+                    "panic on {label} seed {seed} ({what}); image saved to {}",
+                    path.display()
+                );
+            }
+            cases += 1;
+            if Ext2::mount(
+                Arc::new(MemDev::new(image)),
+                MountOptions { read_only: true },
+            )
+            .is_ok()
+            {
+                mounted += 1;
+            }
+        }
+    }
+    eprintln!("{cases} corrupted images, {mounted} still mounted");
+    assert_eq!(cases, 400);
+}
+
+#[test]
+fn random_garbage_blocks_never_panic() {
+    let bases = base_images();
+    for base in &bases {
+        let bs = if base.label.starts_with('4') {
+            4096
+        } else if base.label.starts_with('2') {
+            2048
+        } else {
+            1024
+        };
+        let blocks = base.image.len() / bs;
+        for seed in 0..40u64 {
+            let mut rng = Rng(seed + 1000);
+            let mut image = base.image.clone();
+            // Overwrite a few whole blocks among the first 200 with random bytes.
+            for _ in 0..3 {
+                let b = 1 + rng.below(200.min(blocks as u64 - 1)) as usize;
+                let junk = rng.bytes(bs);
+                image[b * bs..(b + 1) * bs].copy_from_slice(&junk);
+            }
+            let r = catch_unwind(AssertUnwindSafe(|| exercise(image.clone(), seed)));
+            assert!(r.is_ok(), "panic on {} garbage seed {seed}", base.label);
+        }
+    }
+}
+
+#[test]
+fn refuses_bad_superblocks_clearly() {
+    let bases = base_images();
+    let base = &bases[0];
+    let mount = |img: &Vec<u8>, ro: bool| {
+        Ext2::mount(
+            Arc::new(MemDev::new(img.clone())),
+            MountOptions { read_only: ro },
+        )
+        .map(|_| ())
+    };
+    let set32 = |img: &mut Vec<u8>, off: usize, v: u32| {
+        img[1024 + off..1024 + off + 4].copy_from_slice(&v.to_le_bytes())
+    };
+    // No magic.
+    let mut img = base.image.clone();
+    img[1024 + 56] = 0;
+    assert_eq!(mount(&img, true), Err(FsError::Invalid));
+    // 8 KiB blocks.
+    let mut img = base.image.clone();
+    set32(&mut img, 24, 3);
+    assert_eq!(mount(&img, true), Err(FsError::Unsupported));
+    // Unknown incompatible feature (extents): refused even read-only.
+    let mut img = base.image.clone();
+    let incompat = u32::from_le_bytes(img[1024 + 96..1024 + 100].try_into().unwrap());
+    set32(&mut img, 96, incompat | 0x40);
+    assert_eq!(mount(&img, true), Err(FsError::Unsupported));
+    assert_eq!(mount(&img, false), Err(FsError::Unsupported));
+    // Unknown read-only-compatible feature: read-only only.
+    let mut img = base.image.clone();
+    let ro = u32::from_le_bytes(img[1024 + 100..1024 + 104].try_into().unwrap());
+    set32(&mut img, 100, ro | 0x400);
+    assert_eq!(mount(&img, false), Err(FsError::ReadOnly));
+    assert_eq!(mount(&img, true), Ok(()));
+    // Revision 2.
+    let mut img = base.image.clone();
+    set32(&mut img, 76, 2);
+    assert_eq!(mount(&img, true), Err(FsError::Unsupported));
+    // Inode count inconsistent with the groups.
+    let mut img = base.image.clone();
+    set32(&mut img, 0, 12345);
+    assert_eq!(mount(&img, true), Err(FsError::Corrupt));
+    // Device smaller than the file system.
+    let img = base.image[..base.image.len() / 2].to_vec();
+    assert_eq!(mount(&img, true), Err(FsError::Invalid));
+    // Empty device.
+    assert_eq!(mount(&vec![0u8; 512], true), Err(FsError::Invalid));
+}
+
+#[test]
+fn failing_reads_return_eio() {
+    let bases = base_images();
+    for base in &bases {
+        let mem: Arc<MemDev> = Arc::new(MemDev::new(base.image.clone()));
+        for n in 0..120u64 {
+            let fault = Arc::new(FaultDev::new(mem.clone()));
+            fault.fail_reads_after(n);
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                match Ext2::mount_with_cache(fault.clone(), MountOptions { read_only: true }, 8) {
+                    Ok(mut fs) => {
+                        robust_walk(&mut fs);
+                        let mut buf = vec![0u8; 400_000];
+                        match fs.resolve(b"/large") {
+                            Ok(ino) => {
+                                let r = fs.read_at(ino, 0, &mut buf);
+                                assert!(r.is_ok() || r == Err(FsError::Io), "{r:?}");
+                            }
+                            Err(e) => assert_eq!(e, FsError::Io),
+                        }
+                    }
+                    Err(e) => assert_eq!(e, FsError::Io),
+                }
+            }));
+            assert!(r.is_ok(), "{} read fault after {n}", base.label);
+        }
+    }
+}
+
+#[test]
+fn failing_writes_return_eio_and_recover() {
+    let bases = base_images();
+    for base in &bases {
+        for n in [0u64, 1, 2, 3, 5, 8, 13, 21, 34] {
+            let mem = Arc::new(MemDev::new(base.image.clone()));
+            let fault = Arc::new(FaultDev::new(mem.clone()));
+            let mut fs = Ext2::mount_with_cache(fault.clone(), MountOptions::default(), 8).unwrap();
+            fault.fail_writes_after(n);
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                let mut saw_eio = false;
+                for i in 0..30 {
+                    let name = format!("w{i}");
+                    match fs.create(ROOT_INO, name.as_bytes(), 0o644) {
+                        Ok(f) => match fs.write_at(f, 0, &vec![i as u8; 3000]) {
+                            Ok(_) => {}
+                            Err(e) => {
+                                assert_eq!(e, FsError::Io);
+                                saw_eio = true;
+                            }
+                        },
+                        Err(e) => {
+                            assert_eq!(e, FsError::Io);
+                            saw_eio = true;
+                        }
+                    }
+                }
+                let s = fs.sync();
+                assert!(saw_eio || s == Err(FsError::Io), "writes failed silently");
+                fs
+            }));
+            let mut fs = r.unwrap_or_else(|_| panic!("{} write fault after {n}", base.label));
+            assert!(fault.injected.load(std::sync::atomic::Ordering::SeqCst) > 0);
+            // Once the device heals, a sync writes everything that was kept dirty.
+            fault.heal();
+            fs.sync().unwrap();
+            drop(fs);
+            let t = TempDir::new("healed");
+            let img = t.path().join("img");
+            std::fs::write(&img, mem.contents()).unwrap();
+            let (code, text) = fsck(&img);
+            // Data blocks whose write failed hold stale bytes, but the metadata
+            // that was kept dirty and re-written must be consistent.
+            assert_eq!(code, 0, "{} after write fault {n}:\n{text}", base.label);
+        }
+    }
+}
