@@ -8,6 +8,9 @@
 #   make usb DEV=/dev/sdX      write the UEFI image (BIOS=1: the BIOS image) to a USB stick
 #   make lint                  clippy -D warnings and rustfmt --check
 #   make deps                  install QEMU, OVMF, e2fsprogs and the pinned Rust toolchain
+#   make bench-blk [BENCH_ARGS="--bus virtio --runtime 5 ..."]
+#                              block workloads on AliasOS and on a Linux guest in the same QEMU;
+#                              table in target/bench-blk.md (`make bench` runs every benchmark)
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -42,7 +45,7 @@ else
 RUN_DISKS := $(foreach d,$(subst $(comma), ,$(DISK)),--disk $(if $(findstring :,$(d)),$(d),$(d):$(BUS)))
 endif
 
-.PHONY: all deps toolchain image run test lint gdb usb clean data-disk
+.PHONY: all deps toolchain image run test lint gdb usb clean data-disk bench bench-blk
 
 all: image
 
@@ -83,6 +86,11 @@ ifeq ($(DEV),)
 else
 	$(BOOT) usb $(DEV) $(if $(filter 1,$(BIOS)),--bios)
 endif
+
+bench: bench-blk
+
+bench-blk: deps
+	$(CARGO) run -q -p bench --bin bench-blk -- $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean
