@@ -71,7 +71,7 @@ test: deps
 
 lint: deps
 	$(CARGO) clippy --workspace -- -D warnings
-	$(CARGO) clippy -p mm -p drivers -p fs -p tests --all-targets -- -D warnings
+	$(CARGO) clippy -p mm -p drivers -p fs -p tests -p bench --all-targets -- -D warnings
 	$(CARGO) fmt --all -- --check
 
 gdb:

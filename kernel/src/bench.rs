@@ -2,7 +2,7 @@
 //! which compares them with the same workloads in a Linux guest on the same QEMU machine.
 //!
 //! Raw device workloads on every disk of at least 512 MiB (or the one named by
-//! `bench_disk=`): sequential 1 MiB reads and writes at queue depth 1 (like `dd` with
+//! `bench_disk=`): sequential 1 MiB reads and writes at queue depth 1 (like fio with
 //! O_DIRECT), random 4 KiB reads at queue depth 1 and 32 (like fio with libaio). Each
 //! prints `BENCH <bus> <workload> <value> <unit>`.
 
@@ -20,9 +20,9 @@ use crate::block::{self, Disk};
 use crate::memory::frames;
 use crate::{cmdline, kprintln, time};
 
-const SEQ_BYTES: u64 = 256 << 20;
 const MIB: u64 = 1 << 20;
-const RANDOM_SECONDS: u64 = 5;
+/// Length of each workload (fio's runtime on the Linux side).
+const RUN_SECONDS: u64 = 5;
 
 struct Rng(u64);
 
@@ -49,18 +49,21 @@ fn seconds(ns: u64) -> f64 {
     ns.max(1) as f64 / 1e9
 }
 
-/// Sequential 1 MiB requests at queue depth 1 from one physically contiguous buffer.
+/// Sequential 1 MiB requests at queue depth 1 from one physically contiguous buffer, for
+/// [`RUN_SECONDS`] (wrapping at the end of the disk); writes end with a flush, counted in
+/// the time, like fio's `end_fsync`.
 fn sequential(d: &Disk, op: Op, buf: Pfn) -> Result<f64, drivers::block::BlockError> {
     let seg = Segment {
         phys: buf.addr(),
         len: MIB as u32,
     };
-    let bytes = SEQ_BYTES.min(d.info().sectors * 512 / MIB * MIB);
+    let span = (d.info().sectors * 512 / MIB * MIB).max(MIB);
     let start = time::now_ns();
-    let mut off = 0;
-    while off < bytes {
-        d.io(op, off / 512, alloc::vec![seg])?;
-        off += MIB;
+    let deadline = start + RUN_SECONDS * 1_000_000_000;
+    let mut bytes = 0;
+    while time::now_ns() < deadline {
+        d.io(op, (bytes % span) / 512, alloc::vec![seg])?;
+        bytes += MIB;
     }
     if op == Op::Write {
         d.flush()?;
@@ -68,14 +71,14 @@ fn sequential(d: &Disk, op: Op, buf: Pfn) -> Result<f64, drivers::block::BlockEr
     Ok(bytes as f64 / MIB as f64 / seconds(time::now_ns() - start))
 }
 
-/// Random 4 KiB reads with `depth` requests outstanding for [`RANDOM_SECONDS`].
+/// Random 4 KiB reads with `depth` requests outstanding for [`RUN_SECONDS`].
 fn random_reads(d: &Disk, depth: usize, bufs: &[Pfn]) -> f64 {
     let blocks = d.info().sectors / 8;
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     let ready: Arc<Mutex<Vec<usize>>> = Arc::new(Mutex::new((0..depth).collect()));
     let errors = Arc::new(core::sync::atomic::AtomicU64::new(0));
     let start = time::now_ns();
-    let deadline = start + RANDOM_SECONDS * 1_000_000_000;
+    let deadline = start + RUN_SECONDS * 1_000_000_000;
     let mut submitted = 0u64;
     let mut outstanding = 0usize;
     loop {

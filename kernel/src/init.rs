@@ -76,6 +76,7 @@ pub fn start(boot_info: &'static mut BootInfo) -> ! {
     pci::init(platform);
     pci::print_table();
     crate::block::init();
+    crate::vfs::mount_first_ext2();
 
     if let Some(suite) = cmdline::value("bench") {
         crate::bench::run(suite);

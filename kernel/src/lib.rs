@@ -15,6 +15,7 @@ pub mod memory;
 pub mod panic;
 pub mod pci;
 pub mod time;
+pub mod vfs;
 
 use bootloader_api::BootloaderConfig;
 use bootloader_api::config::Mapping;

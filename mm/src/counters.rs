@@ -26,11 +26,15 @@ pub enum Counter {
     PagecacheEvictions,
     /// Frames pinned right now (pin count above zero).
     PinnedPages,
+    /// File-system metadata (superblock, bitmaps, inodes, directories, indirect blocks)
+    /// copied between the metadata cache and DMA frames. Kept apart from
+    /// `data_copy_bytes`, which is about file and block *data*.
+    MetadataCopyBytes,
 }
 
 impl Counter {
     /// Every counter, in `/proc/vmstat` order.
-    pub const ALL: [Counter; 9] = [
+    pub const ALL: [Counter; 10] = [
         Counter::DataCopyBytes,
         Counter::AliasPages,
         Counter::CowBreaks,
@@ -40,6 +44,7 @@ impl Counter {
         Counter::PagecacheMisses,
         Counter::PagecacheEvictions,
         Counter::PinnedPages,
+        Counter::MetadataCopyBytes,
     ];
 
     /// The counter's name as printed in `/proc/vmstat`.
@@ -54,6 +59,7 @@ impl Counter {
             Counter::PagecacheMisses => "pagecache_misses",
             Counter::PagecacheEvictions => "pagecache_evictions",
             Counter::PinnedPages => "pinned_pages",
+            Counter::MetadataCopyBytes => "metadata_copy_bytes",
         }
     }
 }

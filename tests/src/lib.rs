@@ -155,3 +155,80 @@ pub fn blkdebug_eio_config(name: &str, sector: u64) -> PathBuf {
     std::fs::write(&path, conf).expect("write blkdebug config");
     path
 }
+
+/// A fresh ext2 image of `mib` MiB made by `mke2fs -d` from `files` (name, contents).
+pub fn ext2_image(name: &str, mib: u64, block_size: u32, files: &[(&str, Vec<u8>)]) -> PathBuf {
+    let img = scratch_disk(name, mib);
+    let tree = boot::target_dir()
+        .join("test-disks")
+        .join(format!("{name}.tree"));
+    let _ = std::fs::remove_dir_all(&tree);
+    std::fs::create_dir_all(&tree).expect("tree dir");
+    for (n, data) in files {
+        std::fs::write(tree.join(n), data).expect("write tree file");
+    }
+    let out = std::process::Command::new("mke2fs")
+        .args([
+            "-q",
+            "-F",
+            "-t",
+            "ext2",
+            "-b",
+            &block_size.to_string(),
+            "-d",
+        ])
+        .arg(&tree)
+        .arg(&img)
+        .output()
+        .expect("run mke2fs (make deps installs e2fsprogs)");
+    assert!(
+        out.status.success(),
+        "mke2fs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    img
+}
+
+/// `e2fsck -fn` finds the image clean (prints its report otherwise).
+pub fn assert_fsck_clean(img: &std::path::Path) {
+    let out = std::process::Command::new("e2fsck")
+        .arg("-fn")
+        .arg(img)
+        .output()
+        .expect("run e2fsck");
+    assert!(
+        out.status.success(),
+        "e2fsck -fn {} found problems:\n{}{}",
+        img.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The contents of `path` in the image, read by `debugfs` (None if it does not exist).
+pub fn debugfs_read(img: &std::path::Path, path: &str) -> Option<Vec<u8>> {
+    let dump = boot::target_dir()
+        .join("test-disks")
+        .join(format!("dump-{}", std::process::id()));
+    let _ = std::fs::remove_file(&dump);
+    let out = std::process::Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("dump {path} {}", dump.display()))
+        .arg(img)
+        .output()
+        .expect("run debugfs");
+    let data = std::fs::read(&dump).ok();
+    let _ = std::fs::remove_file(&dump);
+    if String::from_utf8_lossy(&out.stderr).contains("not found") {
+        None
+    } else {
+        data
+    }
+}
+
+/// `len` bytes of the block pattern with `seed` (the kernel's file tests write these).
+pub fn pattern_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    drivers::block::pattern::fill_range(&mut v, 0, seed);
+    v
+}

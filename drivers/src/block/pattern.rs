@@ -30,8 +30,39 @@ pub fn check_sector(buf: &[u8], sector: u64, seed: u64) -> bool {
     buf == want
 }
 
+/// Fill `buf` with the bytes at byte `offset` of a stream made of consecutive pattern
+/// sectors (sector `n` at byte `512 n`), for file tests with unaligned pieces.
+pub fn fill_range(buf: &mut [u8], offset: u64, seed: u64) {
+    let mut sector = [0u8; SECTOR_SIZE];
+    let mut done = 0usize;
+    while done < buf.len() {
+        let pos = offset + done as u64;
+        let s = pos / SECTOR_SIZE as u64;
+        let at = (pos % SECTOR_SIZE as u64) as usize;
+        fill_sector(&mut sector, s, seed);
+        let n = (SECTOR_SIZE - at).min(buf.len() - done);
+        buf[done..done + n].copy_from_slice(&sector[at..at + n]);
+        done += n;
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ranges_match_sectors() {
+        let mut whole = [0u8; 3 * SECTOR_SIZE];
+        for s in 0..3 {
+            fill_sector(
+                &mut whole[s * SECTOR_SIZE..(s + 1) * SECTOR_SIZE],
+                s as u64,
+                9,
+            );
+        }
+        let mut part = [0u8; 700];
+        fill_range(&mut part, 300, 9);
+        assert_eq!(&part[..], &whole[300..1000]);
+    }
+
     use super::*;
 
     #[test]

@@ -3,12 +3,13 @@
 //! ends with a summary line, then ACPI poweroff (QEMU exits 0) if everything passed, or
 //! the test-failure exit code otherwise.
 //!
-//! Suites: `core` (memory, interrupts, timer, platform, PCI); `blk` (block devices); crash suites that must end
+//! Suites: `core` (memory, interrupts, timer, platform, PCI); `blk` (block devices); `fs` and `fs_big` (ext2 through the page cache); crash suites that must end
 //! in a reported fault (`page_fault`, `double_fault`, `panic`); and `fail`/`hang`, which
 //! check that the harness notices a failing or hanging kernel.
 
 mod block;
 mod crash;
+mod files;
 mod interrupts;
 mod memory;
 mod platform;
@@ -136,6 +137,34 @@ const BLK: &[Test] = &[
     },
 ];
 
+const FS: &[Test] = &[
+    Test {
+        name: "fs_preloaded_file_reads_back",
+        run: files::preloaded_file_reads_back,
+    },
+    Test {
+        name: "fs_create_write_read",
+        run: files::create_write_read,
+    },
+    Test {
+        name: "fs_truncate_and_holes",
+        run: files::truncate_and_holes,
+    },
+    Test {
+        name: "fs_rename_and_unlink",
+        run: files::rename_and_unlink,
+    },
+    Test {
+        name: "fs_fsync_and_sync",
+        run: files::fsync_and_sync,
+    },
+];
+
+const FS_BIG: &[Test] = &[Test {
+    name: "fs_file_larger_than_memory",
+    run: files::file_larger_than_memory,
+}];
+
 const FAIL: &[Test] = &[
     Test {
         name: "passes",
@@ -181,6 +210,8 @@ pub fn run(suite: &str) -> ! {
     match suite {
         "core" => run_tests(suite, CORE),
         "blk" => run_tests(suite, BLK),
+        "fs" => run_tests(suite, FS),
+        "fs_big" => run_tests(suite, FS_BIG),
         "fail" => run_tests(suite, FAIL),
         "hang" => {
             kprintln!("hanging on purpose");
