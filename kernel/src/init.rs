@@ -92,7 +92,29 @@ pub fn start(boot_info: &'static mut BootInfo) -> ! {
         "boot complete in {} ms; idle (no userland yet)",
         time::now_ns() / 1_000_000
     );
+    idle()
+}
+
+/// Dirty pages older than this are written back by the idle loop (seconds).
+const DIRTY_EXPIRE_SECS: u64 = 30;
+
+/// Halt between interrupts; every few seconds, write back pages that have been dirty for
+/// too long (background writeback).
+fn idle() -> ! {
+    let mut next_check = 0;
     loop {
         cpu::enable_interrupts_and_halt();
+        let now = time::now_ns() / 1_000_000_000;
+        if now >= next_check {
+            next_check = now + 5;
+            let pc = crate::vfs::page_cache();
+            pc.set_now(now);
+            if pc.writeback_older_than(DIRTY_EXPIRE_SECS) > 0
+                && let Some(m) = crate::vfs::mnt()
+                && let Err(e) = m.fs.lock().sync()
+            {
+                log::error!("background writeback: metadata sync failed: {e:?}");
+            }
+        }
     }
 }

@@ -89,6 +89,19 @@ struct Page {
     dirtied_at: u64,
 }
 
+impl Page {
+    /// A clean page just brought in, counted as recently used.
+    fn fresh(pfn: Pfn) -> Page {
+        Page {
+            pfn,
+            dirty: false,
+            writeback: false,
+            referenced: true,
+            dirtied_at: 0,
+        }
+    }
+}
+
 struct FileState {
     pages: BTreeMap<u64, Page>,
     /// The page a sequential reader would ask for next, and the current readahead window.
@@ -350,16 +363,7 @@ impl CachedFile {
                 break;
             }
             self.set_frame_flags(pfn, FrameFlags::LOCKED, FrameFlags::UPTODATE);
-            st.pages.insert(
-                index,
-                Page {
-                    pfn,
-                    dirty: false,
-                    writeback: false,
-                    referenced: true,
-                    dirtied_at: 0,
-                },
-            );
+            st.pages.insert(index, Page::fresh(pfn));
             inserted += 1;
         }
         drop(st);
@@ -490,16 +494,7 @@ impl CachedFile {
                         self.cache.release(pfn);
                         continue;
                     }
-                    st.pages.insert(
-                        index,
-                        Page {
-                            pfn,
-                            dirty: false,
-                            writeback: false,
-                            referenced: true,
-                            dirtied_at: 0,
-                        },
-                    );
+                    st.pages.insert(index, Page::fresh(pfn));
                     drop(st);
                     counters::add(Counter::PagecachePages, 1);
                     self.cache.lru.lock().push_back((self.id, index));

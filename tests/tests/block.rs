@@ -6,6 +6,25 @@ use tests::*;
 const MAIN_MIB: u64 = 96;
 const EIO_SECTOR: u64 = 4096;
 
+/// Boot the `blk` suite with `disks` and `args`, check every test passed, the main disk
+/// (`main`, named `main_name`) was listed, and the image holds what the kernel wrote.
+fn blk_suite(disks: Vec<Disk>, args: &str, main: &std::path::Path, main_name: &str) -> Outcome {
+    let q = Qemu {
+        disks,
+        ..with_args(suite("blk", Firmware::Bios, Machine::Q35), args)
+    };
+    let o = run(&q);
+    let passed = assert_suite_passed(&o);
+    assert!(passed.len() >= 8, "{passed:?}");
+    assert!(
+        o.serial.contains(&format!("disk {main_name}: 96 MiB")),
+        "boot log lacks the disk line:\n{}",
+        o.serial
+    );
+    assert_eq!(check_blk_regions(main), 45 + 1024 + 131_072);
+    o
+}
+
 #[test]
 fn virtio_blk_suite() {
     let main = scratch_disk("blk-virtio-main", MAIN_MIB);
@@ -26,20 +45,12 @@ fn virtio_blk_suite() {
         "blk_test=vda,vdb ro=vdb eio=vdc:{EIO_SECTOR} size_vda={}",
         MAIN_MIB << 20
     );
-    let q = Qemu {
-        disks,
-        ..with_args(suite("blk", Firmware::Bios, Machine::Q35), &args)
-    };
-    let o = run(&q);
-    let passed = assert_suite_passed(&o);
-    assert!(passed.len() >= 8, "{passed:?}");
+    let o = blk_suite(disks, &args, &main, "vda");
     assert!(
-        o.serial.contains("disk vda: 96 MiB"),
-        "boot log lacks the disk line:\n{}",
+        o.serial.contains("MSI-X"),
+        "virtio-blk completions are not interrupt-driven:\n{}",
         o.serial
     );
-    let checked = check_blk_regions(&main);
-    assert_eq!(checked, 45 + 1024 + 131_072);
     let ro_bytes = std::fs::read(&ro).unwrap();
     assert!(
         ro_bytes.iter().all(|&b| b == 0),
@@ -64,22 +75,15 @@ fn ahci_suite() {
         "blk_test=sda eio=sdb:{EIO_SECTOR} size_sda={}",
         MAIN_MIB << 20
     );
-    let q = Qemu {
-        disks,
-        ..with_args(suite("blk", Firmware::Bios, Machine::Q35), &args)
-    };
-    let o = run(&q);
-    let passed = assert_suite_passed(&o);
-    assert!(passed.len() >= 8, "{passed:?}");
-    assert!(
-        o.serial.contains("disk sda: 96 MiB"),
-        "boot log lacks the disk line:\n{}",
-        o.serial
-    );
+    let o = blk_suite(disks, &args, &main, "sda");
     assert!(
         o.serial.contains("disk sdc:"),
         "the boot disk on the chipset AHCI was not found:\n{}",
         o.serial
     );
-    assert_eq!(check_blk_regions(&main), 45 + 1024 + 131_072);
+    assert!(
+        o.serial.contains("interrupts by MSI"),
+        "AHCI completions are not interrupt-driven:\n{}",
+        o.serial
+    );
 }

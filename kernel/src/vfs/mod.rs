@@ -26,6 +26,11 @@ pub fn page_cache() -> &'static PageCache {
     PAGE_CACHE.call_once(|| PageCache::new(memory::frames()))
 }
 
+/// Keep the page cache's clock (seconds since boot) current, for the age of dirty pages.
+fn touch_clock() {
+    page_cache().set_now(time::now_ns() / 1_000_000_000);
+}
+
 fn io_err(e: IoError) -> FsError {
     match e.0 {
         28 => FsError::NoSpace,
@@ -238,6 +243,7 @@ impl OpenFile {
             self.mount.fs.lock().set_size(self.inode.ino, end)?;
             self.inode.size.store(end, Ordering::Release);
         }
+        touch_clock();
         let result = self.inode.cache.write(offset, data, old).map_err(io_err);
         let done = offset + *result.as_ref().unwrap_or(&0) as u64;
         if end > old && done < end {
