@@ -1,0 +1,105 @@
+//! Global allocator: small requests are bump-allocated from 1 MiB chunks
+//! obtained with `mmap` (the last allocation of a chunk can be freed or grown
+//! in place); requests of 64 KiB or more get their own mapping, returned with
+//! `munmap` on free. Userland tools are single-threaded.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+use core::ptr;
+
+const CHUNK: usize = 1 << 20;
+const BIG: usize = 64 << 10;
+const PAGE: usize = 4096;
+
+struct State {
+    cur: usize,
+    end: usize,
+    /// Start of the most recent small allocation (for free/grow in place).
+    last: usize,
+}
+
+pub struct Allocator {
+    st: UnsafeCell<State>,
+}
+
+// Single-threaded processes only (fork copies the whole state).
+unsafe impl Sync for Allocator {}
+
+#[global_allocator]
+static ALLOCATOR: Allocator = Allocator {
+    st: UnsafeCell::new(State {
+        cur: 0,
+        end: 0,
+        last: 0,
+    }),
+};
+
+fn big(layout: &Layout) -> bool {
+    layout.size() >= BIG || layout.align() > PAGE
+}
+
+fn round_page(n: usize) -> usize {
+    (n + PAGE - 1) & !(PAGE - 1)
+}
+
+unsafe impl GlobalAlloc for Allocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if big(&layout) {
+            if layout.align() > PAGE {
+                return ptr::null_mut();
+            }
+            return crate::mmap_anon(round_page(layout.size())).unwrap_or(ptr::null_mut());
+        }
+        let st = unsafe { &mut *self.st.get() };
+        let align = layout.align().max(8);
+        let mut start = (st.cur + align - 1) & !(align - 1);
+        if st.cur == 0 || start + layout.size() > st.end {
+            let Ok(p) = crate::mmap_anon(CHUNK) else {
+                return ptr::null_mut();
+            };
+            st.cur = p as usize;
+            st.end = st.cur + CHUNK;
+            start = (st.cur + align - 1) & !(align - 1);
+        }
+        st.cur = start + layout.size();
+        st.last = start;
+        start as *mut u8
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        if big(&layout) {
+            unsafe {
+                let _ = crate::munmap(p, round_page(layout.size()));
+            }
+            return;
+        }
+        let st = unsafe { &mut *self.st.get() };
+        if p as usize == st.last && st.last + layout.size() == st.cur {
+            st.cur = st.last;
+        }
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let st = unsafe { &mut *self.st.get() };
+        if !big(&layout)
+            && new_size < BIG
+            && p as usize == st.last
+            && st.last + layout.size() == st.cur
+            && st.last + new_size <= st.end
+        {
+            st.cur = st.last + new_size;
+            return p;
+        }
+        let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
+            return ptr::null_mut();
+        };
+        let np = unsafe { self.alloc(new_layout) };
+        if !np.is_null() {
+            unsafe {
+                ptr::copy_nonoverlapping(p, np, layout.size().min(new_size));
+                self.dealloc(p, layout);
+            }
+        }
+        np
+    }
+}
