@@ -14,6 +14,9 @@ pub mod ktest;
 pub mod memory;
 pub mod panic;
 pub mod pci;
+pub mod proc;
+pub mod syscall;
+pub mod task;
 pub mod time;
 pub mod vfs;
 

@@ -11,6 +11,7 @@ pub mod frame_alloc;
 pub mod frame_table;
 pub mod page_cache;
 pub mod phys;
+pub mod sync;
 
 pub use counters::Counter;
 pub use frame::{FRAME_SIZE, Pfn};

@@ -420,7 +420,7 @@ impl CachedFile {
                 }
                 // A read into it is in flight (by another task): wait for it.
                 drop(st);
-                core::hint::spin_loop();
+                crate::sync::relax();
                 continue;
             }
             counters::add(Counter::PagecacheMisses, 1);
@@ -505,7 +505,7 @@ impl CachedFile {
             };
             if !self.frame_flags(p.pfn).contains(FrameFlags::UPTODATE) {
                 drop(st);
-                core::hint::spin_loop();
+                crate::sync::relax();
                 continue;
             }
             if p.writeback {

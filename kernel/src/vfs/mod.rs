@@ -19,6 +19,9 @@ use self::ext2::{DiskBlocks, FilePages};
 use crate::block::{self, Disk};
 use crate::{kprintln, memory, time};
 
+/// A process's open files and working directory (placeholder until the fd table lands).
+pub struct ProcessFiles;
+
 static PAGE_CACHE: Once<PageCache> = Once::new();
 
 /// The system's page cache.
