@@ -2,8 +2,12 @@
 #
 #   make run   [UEFI=1] [MACHINE=q35|pc] [MEM=512M] [KVM=1] [DISK="a.img b.img"] [BUS=virtio|ahci|nvme]
 #              [HEADLESS=1] [GDB=1] [CMDLINE="..."]
+#                              build the image, make target/data.img, boot to the shell
 #   make test                  host unit tests + kernel tests in QEMU (cargo test --workspace)
-#   make image                 target/aliasos-bios.img and target/aliasos-uefi.img
+#   make image                 target/aliasos-bios.img and target/aliasos-uefi.img, each with
+#                              target/initramfs.cpio (the user tools, rebuilt when they change)
+#   make initramfs             just target/initramfs.cpio
+#   make data-disk             just target/data.img (rebuilt when tools/data-disk.sh changes)
 #   make gdb                   attach gdb to a `make run GDB=1`
 #   make usb DEV=/dev/sdX      write the UEFI image (BIOS=1: the BIOS image) to a USB stick
 #   make lint                  clippy -D warnings and rustfmt --check
@@ -45,7 +49,7 @@ else
 RUN_DISKS := $(foreach d,$(subst $(comma), ,$(DISK)),--disk $(if $(findstring :,$(d)),$(d),$(d):$(BUS)))
 endif
 
-.PHONY: all deps toolchain image run test lint gdb usb clean data-disk bench bench-blk
+.PHONY: all deps toolchain image initramfs run test lint gdb usb clean data-disk bench bench-blk
 
 all: image
 
@@ -55,14 +59,21 @@ deps:
 toolchain:
 	@rustup toolchain install >/dev/null
 
+# `boot image` always runs `cargo build -p user-tools --release` (a no-op when nothing
+# changed) and repacks the initramfs, so no file dependencies are needed here.
 image: deps
 	$(BOOT) image
+
+initramfs: deps
+	$(BOOT) initramfs
 
 $(DATA_DISK): tools/data-disk.sh
 	@bash tools/data-disk.sh $(DATA_DISK)
 
 data-disk: deps $(DATA_DISK)
 
+# Builds the image it boots (kernel + initramfs) first; the shell comes up on the serial
+# console (this terminal) and on the QEMU window.
 run: deps $(if $(DISK),,$(DATA_DISK))
 	$(BOOT) run $(RUN_FLAGS) $(RUN_DISKS)
 

@@ -1,5 +1,6 @@
 //! Host-side tooling for AliasOS: builds the BIOS and UEFI disk images around the kernel
-//! ELF, and runs QEMU with the project's standard machine, disks and debug devices.
+//! ELF and the initramfs (the root file system, passed as the bootloader's ramdisk), and runs
+//! QEMU with the project's standard machine, disks and debug devices.
 //!
 //! Used by `make run` (through the `boot` binary), by the QEMU tests in `tests/`, and by
 //! the benchmarks.
@@ -10,7 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod gpt;
+pub mod initramfs;
 pub mod usb;
+
+pub use initramfs::initramfs;
 
 /// The kernel ELF, built by cargo as an artifact dependency of this crate.
 pub fn kernel_elf() -> PathBuf {
@@ -21,8 +26,14 @@ pub fn kernel_elf() -> PathBuf {
 pub fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        None => workspace_root().join("target"),
     }
+}
+
+/// The workspace's root folder.
+pub fn workspace_root() -> PathBuf {
+    let boot = Path::new(env!("CARGO_MANIFEST_DIR"));
+    boot.parent().unwrap_or(boot).to_path_buf()
 }
 
 /// Firmware the machine boots with.
@@ -222,9 +233,12 @@ pub mod exit_code {
 /// The OVMF firmware image shipped by Debian's `ovmf` package.
 pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 
-/// Build (or reuse, if newer than the kernel ELF) the disk image for `firmware`.
-/// The images are `target/aliasos-bios.img` and `target/aliasos-uefi.img`.
+/// Build (or reuse, if newer than its inputs) the disk image for `firmware`.
+/// The images are `target/aliasos-bios.img` and `target/aliasos-uefi.img`; each holds the
+/// kernel and `target/initramfs.cpio` (the bootloader's ramdisk), which is brought up to
+/// date first (this builds the user tools).
 pub fn image(firmware: Firmware) -> Result<PathBuf, String> {
+    let ramdisk = initramfs()?;
     // Tests run in parallel threads; one builder at a time (other processes are kept
     // apart by the temporary name below).
     static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -236,8 +250,11 @@ pub fn image(firmware: Firmware) -> Result<PathBuf, String> {
         matches!((m(a), m(b)), (Some(x), Some(y)) if x >= y)
     };
     // The boot tool itself decides the image layout, so a rebuilt tool rebuilds images.
+    // The initramfs is rewritten only when its contents change.
     let tool = std::env::current_exe().ok();
-    let fresh = newer(&path, &kernel) && tool.as_deref().is_none_or(|t| newer(&path, t));
+    let fresh = newer(&path, &kernel)
+        && newer(&path, &ramdisk)
+        && tool.as_deref().is_none_or(|t| newer(&path, t));
     if fresh {
         return Ok(path);
     }
@@ -247,13 +264,23 @@ pub fn image(firmware: Firmware) -> Result<PathBuf, String> {
     config.frame_buffer_logging = false;
     let mut builder = bootloader::DiskImageBuilder::new(kernel);
     builder.set_boot_config(&config);
+    builder.set_ramdisk(ramdisk);
     // Write to a temporary name and rename, so concurrent test runs never see a half image.
     let tmp = path.with_extension(format!("img.tmp{}", std::process::id()));
     let result = match firmware {
-        Firmware::Bios => builder.create_bios_image(&tmp),
-        Firmware::Uefi => builder.create_uefi_image(&tmp),
+        Firmware::Bios => builder
+            .create_bios_image(&tmp)
+            .map_err(|e| format!("{e:#}")),
+        // Same inputs, same bytes: the GPT's random GUIDs are replaced by fixed ones.
+        Firmware::Uefi => builder
+            .create_uefi_image(&tmp)
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|()| gpt::fix_guids(&tmp)),
     };
-    result.map_err(|e| format!("building {firmware} image: {e:#}"))?;
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("building {firmware} image: {e}"));
+    }
     std::fs::rename(&tmp, &path).map_err(|e| format!("rename image: {e}"))?;
     Ok(path)
 }

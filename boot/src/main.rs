@@ -1,7 +1,8 @@
 //! `boot`: build the AliasOS images and run them in QEMU, or write one to a USB stick.
 //!
 //! ```text
-//! boot image                       build target/aliasos-{bios,uefi}.img
+//! boot image                       build target/aliasos-{bios,uefi}.img (with the initramfs)
+//! boot initramfs                   build the user tools and target/initramfs.cpio
 //! boot kernel-elf                  print the kernel ELF's path (for gdb)
 //! boot run [options] [-- QEMU...]  boot in QEMU (serial on this terminal)
 //!   --uefi            boot with OVMF instead of SeaBIOS
@@ -29,7 +30,7 @@ fn usage() -> ExitCode {
         include_str!("main.rs")
             .lines()
             .skip(2)
-            .take(17)
+            .take(18)
             .map(|l| l.trim_start_matches("//! "))
             .collect::<Vec<_>>()
             .join("\n")
@@ -119,11 +120,17 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Show cargo's progress when the user tools are (re)built.
+    boot::initramfs::set_verbose(true);
     let result = match args.first().map(String::as_str) {
         Some("image") => (|| {
             for fw in [Firmware::Bios, Firmware::Uefi] {
                 println!("{}", boot::image(fw)?.display());
             }
+            Ok(ExitCode::SUCCESS)
+        })(),
+        Some("initramfs") => (|| {
+            println!("{}", boot::initramfs()?.display());
             Ok(ExitCode::SUCCESS)
         })(),
         Some("run") => run(&args[1..]),

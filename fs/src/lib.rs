@@ -10,6 +10,7 @@ extern crate alloc;
 
 pub mod bcache;
 pub mod blockdev;
+pub mod cpio;
 pub mod error;
 pub mod ext2;
 

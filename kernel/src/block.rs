@@ -14,6 +14,7 @@ use spin::Once;
 
 use crate::arch::dma::KernelHal;
 use crate::arch::{apic, cpu, trap};
+use crate::task::WaitQueue;
 use crate::{kprintln, pci};
 
 /// A disk as the rest of the kernel sees it.
@@ -70,8 +71,11 @@ impl BlockDevice for Disk {
     }
 }
 
-/// Halts until the next interrupt between checks; polls the device when it has no
-/// interrupt.
+/// Tasks waiting for a disk completion; every disk interrupt wakes them to re-check.
+static DISK_IRQ: WaitQueue = WaitQueue::new();
+
+/// Blocks the calling task (the idle task halts) until a disk interrupt, between checks;
+/// polls the device when it has no interrupt.
 struct KernelWaiter<'a> {
     disk: &'a Disk,
 }
@@ -89,9 +93,11 @@ impl Waiter for KernelWaiter<'_> {
                 cpu::enable_interrupts();
                 core::hint::spin_loop();
             } else {
-                // Atomically re-enable interrupts and halt: a completion interrupt that
-                // arrives after the check above still wakes us.
-                cpu::enable_interrupts_and_halt();
+                // wait_until re-checks with interrupts off, so a completion that arrives
+                // in between still wakes us.
+                cpu::enable_interrupts();
+                DISK_IRQ.wait_until(cond);
+                return;
             }
         }
     }
@@ -136,7 +142,13 @@ fn attach(
     });
     if let Some(v) = vector {
         let d = disk.clone();
-        trap::set_irq_handler(v, Arc::new(move || d.dev.handle_interrupt()));
+        trap::set_irq_handler(
+            v,
+            Arc::new(move || {
+                d.dev.handle_interrupt();
+                DISK_IRQ.wake_all();
+            }),
+        );
     }
     list.push(disk);
 }
@@ -155,7 +167,13 @@ pub fn init() -> &'static [Arc<Disk>] {
                         let vector = if dev.uses_interrupts() { vector } else { None };
                         if let Some(v) = vector {
                             let d = dev.clone();
-                            trap::set_irq_handler(v, Arc::new(move || d.handle_interrupt()));
+                            trap::set_irq_handler(
+                                v,
+                                Arc::new(move || {
+                                    d.handle_interrupt();
+                                    DISK_IRQ.wake_all();
+                                }),
+                            );
                         }
                         attach(&mut list, dev, disk_name("vd", virtio), vector, f);
                         virtio += 1;
@@ -175,6 +193,7 @@ pub fn init() -> &'static [Arc<Disk>] {
                                 v,
                                 Arc::new(move || {
                                     h.handle_interrupt();
+                                    DISK_IRQ.wake_all();
                                 }),
                             );
                         }

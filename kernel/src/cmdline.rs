@@ -29,9 +29,16 @@ pub fn get() -> &'static str {
 pub fn value(key: &str) -> Option<&'static str> {
     get()
         .split_whitespace()
+        .take_while(|w| *w != "--")
         .find_map(|w| match w.split_once('=') {
             Some((k, v)) if k == key => Some(v),
             None if w == key => Some(""),
             _ => None,
         })
+}
+
+/// The words after a lone `--`: extra arguments for the first program (as Linux passes
+/// them to init).
+pub fn init_args() -> impl Iterator<Item = &'static str> {
+    get().split_whitespace().skip_while(|w| *w != "--").skip(1)
 }

@@ -73,9 +73,18 @@ pub fn start(boot_info: &'static mut BootInfo) -> ! {
         time::HZ
     );
 
+    time::init_wall_clock();
+    crate::task::init();
+    crate::arch::syscall::init(crate::syscall::handle);
+
     pci::init(platform);
     pci::print_table();
     crate::block::init();
+    let initramfs = crate::arch::paging::ramdisk(
+        boot_info.ramdisk_addr.into_option().unwrap_or(0),
+        boot_info.ramdisk_len,
+    );
+    crate::vfs::init_root(initramfs);
     crate::vfs::mount_first_ext2();
 
     if let Some(suite) = cmdline::value("bench") {
@@ -88,12 +97,23 @@ pub fn start(boot_info: &'static mut BootInfo) -> ! {
         kprintln!("poweroff requested on the command line");
         acpi::poweroff();
     }
-    kprintln!(
-        "boot complete in {} ms; idle (no userland yet)",
-        time::now_ns() / 1_000_000
-    );
+    kprintln!("boot complete in {} ms", time::now_ns() / 1_000_000);
+    let init = cmdline::value("init").unwrap_or(DEFAULT_INIT);
+    let name = init.rsplit('/').next().unwrap_or(init);
+    let mut args = alloc::vec![name];
+    if init == DEFAULT_INIT {
+        args.push("--boot");
+    }
+    args.extend(cmdline::init_args());
+    match crate::proc::start_init(init, &args) {
+        Ok(pid) => log::info!("started {init} as pid {pid}"),
+        Err(e) => log::error!("cannot start {init}: {e:?}; idle"),
+    }
     idle()
 }
+
+/// The first program (PID 1), unless the command line says `init=PATH`.
+const DEFAULT_INIT: &str = "/bin/sh";
 
 /// Dirty pages older than this are written back by the idle loop (seconds).
 const DIRTY_EXPIRE_SECS: u64 = 30;
@@ -104,6 +124,7 @@ fn idle() -> ! {
     let mut next_check = 0;
     loop {
         cpu::enable_interrupts_and_halt();
+        crate::task::schedule();
         let now = time::now_ns() / 1_000_000_000;
         if now >= next_check {
             next_check = now + 5;

@@ -63,6 +63,7 @@ pub fn ticks() -> u64 {
 
 fn on_tick(_frame: &mut TrapFrame) -> bool {
     TICKS.fetch_add(1, Ordering::Relaxed);
+    crate::task::tick();
     true
 }
 
@@ -79,4 +80,18 @@ pub fn sleep_ticks(n: u64) {
     while ticks() < until {
         cpu::enable_interrupts_and_halt();
     }
+}
+
+static BOOT_UNIX: AtomicU64 = AtomicU64::new(0);
+
+/// Read the wall clock once (at boot); later reads add the monotonic clock to it.
+pub fn init_wall_clock() {
+    if let Some(t) = crate::arch::rtc::unix_time() {
+        BOOT_UNIX.store(t.saturating_sub(now_ns() / 1_000_000_000), Ordering::Relaxed);
+    }
+}
+
+/// Nanoseconds since the Unix epoch (0-based at boot if the CMOS clock was unusable).
+pub fn wall_ns() -> u64 {
+    BOOT_UNIX.load(Ordering::Relaxed) * 1_000_000_000 + now_ns()
 }

@@ -559,6 +559,19 @@ impl CachedFile {
         Ok(done)
     }
 
+    /// The frame of page `index` for a user mapping (`mmap`): read in if needed, with a
+    /// frame reference the mapping owns (the caller puts it when it unmaps the page). While
+    /// mapped, the extra reference keeps the page from being evicted.
+    pub fn map_page(&self, index: u64, file_size: u64) -> Result<Pfn, IoError> {
+        self.get_page(index, file_size)
+    }
+
+    /// A store through a shared mapping changed page `index` (still backed by `pfn`): it
+    /// must be written back like a page dirtied by `write`.
+    pub fn mapped_page_dirtied(&self, index: u64, pfn: Pfn) {
+        self.mark_dirty(index, pfn);
+    }
+
     fn mark_dirty(&self, index: u64, pfn: Pfn) {
         let now = self.cache.now.load(Ordering::Relaxed);
         let mut st = self.state.lock();

@@ -67,6 +67,26 @@ pub fn copy_frame(src: Pfn, dst: Pfn) {
     unsafe { core::ptr::copy_nonoverlapping(frame_ptr(src), frame_ptr(dst), FRAME_SIZE) }
 }
 
+/// Run `f` on bytes `[offset, offset + len)` of frame `pfn` as a mutable slice (for copies
+/// between a frame and another frame without an intermediate buffer, e.g. a page-cache page
+/// into a user page). The caller holds a reference to the frame and the right to change
+/// its contents; the slice cannot escape `f`.
+pub fn with_frame_mut<R>(pfn: Pfn, offset: usize, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    assert!(offset + len <= FRAME_SIZE, "slice past the end of a frame");
+    // SAFETY: as in `write`; the slice lives only during `f`, and no other Rust reference to
+    // this frame's bytes exists (frames are reached only through this module).
+    let s = unsafe { core::slice::from_raw_parts_mut(frame_ptr(pfn).add(offset), len) };
+    f(s)
+}
+
+/// Run `f` on bytes `[offset, offset + len)` of frame `pfn` (same contract as [`read`]).
+pub fn with_frame<R>(pfn: Pfn, offset: usize, len: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+    assert!(offset + len <= FRAME_SIZE, "slice past the end of a frame");
+    // SAFETY: as in `read`; the slice lives only during `f`.
+    let s = unsafe { core::slice::from_raw_parts(frame_ptr(pfn).add(offset), len) };
+    f(s)
+}
+
 /// Host-side stand-in for physical memory, shared by the tests of this crate.
 #[cfg(test)]
 pub(crate) mod testing {

@@ -2,6 +2,8 @@
 //! backend, and `kprint!`/`kprintln!`.
 
 pub mod framebuffer;
+pub mod keyboard;
+pub mod tty;
 
 use core::fmt::{self, Write};
 
@@ -63,6 +65,35 @@ pub fn write_fmt(args: fmt::Arguments) {
     cpu::without_interrupts(|| {
         let _ = CONSOLE.lock().write_fmt(args);
     });
+}
+
+/// Write raw bytes (terminal output): to the serial port as they are (NL as CR NL), to
+/// the screen as text (invalid UTF-8 as U+FFFD).
+pub fn write_bytes(bytes: &[u8]) {
+    cpu::without_interrupts(|| {
+        let mut c = CONSOLE.lock();
+        if let Some(u) = c.serial.as_mut() {
+            for &b in bytes {
+                if b == b'\n' {
+                    u.send(b'\r');
+                }
+                u.send(b);
+            }
+        }
+        if let Some(fb) = c.screen.as_mut() {
+            for chunk in bytes.utf8_chunks() {
+                let _ = fb.write_str(chunk.valid());
+                if !chunk.invalid().is_empty() {
+                    let _ = fb.write_str("\u{FFFD}");
+                }
+            }
+        }
+    });
+}
+
+/// A byte received on the serial port, if one is waiting (for the terminal's input).
+pub fn serial_recv() -> Option<u8> {
+    cpu::without_interrupts(|| CONSOLE.lock().serial.as_mut().and_then(|u| u.try_recv()))
 }
 
 /// Write from a context that may have interrupted a console writer (exceptions, panics):

@@ -168,7 +168,7 @@ pub fn rename_and_unlink() -> TestResult {
 /// the image afterwards.
 pub fn fsync_and_sync() -> TestResult {
     let m = mnt()?;
-    let mut f = m.open("dir/a.bin", false).map_err(|x| e("open", x))?;
+    let f = m.open("dir/a.bin", false).map_err(|x| e("open", x))?;
     f.fsync().map_err(|x| e("fsync", x))?;
     m.sync().map_err(|x| e("sync", x))?;
     kprintln!(

@@ -13,6 +13,7 @@ mod files;
 mod interrupts;
 mod memory;
 mod platform;
+mod vfs;
 
 use alloc::string::String;
 
@@ -212,6 +213,7 @@ pub fn run(suite: &str) -> ! {
         "blk" => run_tests(suite, BLK),
         "fs" => run_tests(suite, FS),
         "fs_big" => run_tests(suite, FS_BIG),
+        "vfs" => run_tests(suite, vfs::TESTS),
         "fail" => run_tests(suite, FAIL),
         "hang" => {
             kprintln!("hanging on purpose");

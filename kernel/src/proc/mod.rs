@@ -1,23 +1,369 @@
-//! Processes: address spaces, ELF loading, fork/exec/exit/wait.
-//!
-//! (Skeleton: the API below is what the VFS and the syscalls use; the implementation is
-//! being written.)
+//! Processes: one task each, an address space ([`vm::MemoryMap`]), open files, a parent
+//! and children; fork (copy-on-write), execve (static ELF), exit, wait4, and what happens
+//! when user code faults.
 
+pub mod elf;
 pub mod user;
+pub mod vm;
 
-use alloc::sync::Arc;
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use mm::sync::Mutex;
 
-/// A process (one task each: AliasOS has no threads).
-pub struct Process {
-    pub pid: u32,
-    /// Open files and the working directory.
-    pub files: Mutex<crate::vfs::ProcessFiles>,
+use self::vm::MemoryMap;
+use crate::arch::context::FpuState;
+use crate::arch::trap::{self, TrapFrame};
+use crate::arch::{cpu, syscall as arch_syscall};
+use crate::syscall::errno::Errno;
+use crate::task::{self, WaitQueue};
+use crate::vfs::{ProcessFiles, load_executable};
+
+/// Signal numbers the kernel itself raises.
+pub const SIGILL: u32 = 4;
+pub const SIGTRAP: u32 = 5;
+pub const SIGBUS: u32 = 7;
+pub const SIGFPE: u32 = 8;
+pub const SIGKILL: u32 = 9;
+pub const SIGSEGV: u32 = 11;
+
+/// Signal dispositions as recorded by rt_sigaction (delivery is minimal: fatal signals
+/// raised by the kernel terminate the process).
+#[derive(Clone)]
+pub struct Signals {
+    /// `struct sigaction` (kernel layout, 32 bytes) per signal 1..=64.
+    pub actions: [[u8; 32]; 64],
+    pub mask: u64,
+    /// `stack_t` (24 bytes).
+    pub altstack: [u8; 24],
 }
 
-/// The process whose system call is running. Panics outside process context (system
-/// calls always run in it).
+impl Default for Signals {
+    fn default() -> Self {
+        Signals {
+            actions: [[0; 32]; 64],
+            mask: 0,
+            altstack: [0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        }
+    }
+}
+
+/// A process (AliasOS has no threads: one task per process).
+pub struct Process {
+    pub pid: u32,
+    pub ppid: AtomicU32,
+    /// Open files and the working directory.
+    pub files: Mutex<ProcessFiles>,
+    /// Address space and areas.
+    pub mem: Mutex<MemoryMap>,
+    /// Root page table of `mem` (for the scheduler, which cannot take `mem`'s lock).
+    cr3: AtomicU64,
+    /// The program's name (for messages).
+    pub name: spin::Mutex<String>,
+    /// Wait status once it has exited (a zombie until its parent waits).
+    exit_status: spin::Mutex<Option<i32>>,
+    children: spin::Mutex<Vec<Arc<Process>>>,
+    /// Woken when a child exits.
+    child_exit: WaitQueue,
+    pub signals: spin::Mutex<Signals>,
+    pub clear_child_tid: AtomicU64,
+}
+
+impl Process {
+    /// The root page table the CPU must use for this process.
+    pub fn cr3(&self) -> u64 {
+        self.cr3.load(Ordering::Acquire)
+    }
+
+    pub fn is_zombie(&self) -> bool {
+        self.exit_status.lock().is_some()
+    }
+}
+
+static PROCESSES: spin::Mutex<BTreeMap<u32, Weak<Process>>> = spin::Mutex::new(BTreeMap::new());
+static NEXT_PID: AtomicU32 = AtomicU32::new(1);
+
+/// The process whose system call (or fault) is running. Panics outside process context.
 pub fn current() -> Arc<Process> {
-    unimplemented!("process context")
+    try_current().expect("no current process")
+}
+
+/// The running process, if the running task has one.
+pub fn try_current() -> Option<Arc<Process>> {
+    task::current().and_then(|t| t.process.clone())
+}
+
+/// Number of live (not yet reaped) processes.
+pub fn count() -> usize {
+    PROCESSES.lock().values().filter(|w| w.strong_count() > 0).count()
+}
+
+fn new_process(ppid: u32, files: ProcessFiles, mem: MemoryMap, name: String, signals: Signals) -> Arc<Process> {
+    let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
+    let cr3 = mem.space.root();
+    let p = Arc::new(Process {
+        pid,
+        ppid: AtomicU32::new(ppid),
+        files: Mutex::new(files),
+        mem: Mutex::new(mem),
+        cr3: AtomicU64::new(cr3),
+        name: spin::Mutex::new(name),
+        exit_status: spin::Mutex::new(None),
+        children: spin::Mutex::new(Vec::new()),
+        child_exit: WaitQueue::new(),
+        signals: spin::Mutex::new(signals),
+        clear_child_tid: AtomicU64::new(0),
+    });
+    PROCESSES.lock().insert(pid, Arc::downgrade(&p));
+    p
+}
+
+fn user_frame(entry: u64, sp: u64) -> TrapFrame {
+    TrapFrame {
+        rip: entry,
+        rsp: sp,
+        cs: 0x23,
+        ss: 0x1b,
+        rflags: 0x202,
+        ..TrapFrame::default()
+    }
+}
+
+fn program_name(path: &[u8]) -> String {
+    let base = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+    String::from_utf8_lossy(base).into_owned()
+}
+
+/// Start the first process (PID 1) running `path` with `argv`; it runs once the caller
+/// (the idle task) lets the scheduler run.
+pub fn start_init(path: &str, argv: &[&str]) -> Result<u32, Errno> {
+    install_fault_handlers();
+    let files = ProcessFiles::new_console()?;
+    let image = load_executable(&files, path.as_bytes())?;
+    let argv: Vec<Vec<u8>> = argv.iter().map(|a| a.as_bytes().to_vec()).collect();
+    let envp: Vec<Vec<u8>> = ["PATH=/bin", "HOME=/", "TERM=vt100"]
+        .iter()
+        .map(|e| e.as_bytes().to_vec())
+        .collect();
+    let loaded = elf::load(&image, &argv, &envp, path.as_bytes())?;
+    let p = new_process(0, files, loaded.mem, program_name(path.as_bytes()), Signals::default());
+    let pid = p.pid;
+    task::spawn_user(p, &user_frame(loaded.entry, loaded.sp), FpuState::initial(), 0)
+        .map_err(|_| Errno::ENOMEM)?;
+    Ok(pid)
+}
+
+/// fork: a child with a copy-on-write copy of the memory, the same open files, and the
+/// caller's registers except `rax` = 0. Returns the child's PID.
+pub fn fork(frame: &TrapFrame) -> Result<u64, Errno> {
+    let parent = current();
+    let mem = parent.mem.lock().fork()?;
+    let files = parent.files.lock().fork();
+    let name = parent.name.lock().clone();
+    let signals = parent.signals.lock().clone();
+    let child = new_process(parent.pid, files, mem, name, signals);
+    let mut regs = frame.clone();
+    regs.rax = 0;
+    let mut fpu = FpuState::initial();
+    fpu.save();
+    parent.children.lock().push(child.clone());
+    let pid = child.pid;
+    if task::spawn_user(child.clone(), &regs, fpu, arch_syscall::fs_base()).is_err() {
+        parent.children.lock().retain(|c| c.pid != pid);
+        PROCESSES.lock().remove(&pid);
+        return Err(Errno::ENOMEM);
+    }
+    Ok(pid as u64)
+}
+
+/// execve: replace the program. On success the registers in `frame` start the new one.
+pub fn execve(frame: &mut TrapFrame, path: &[u8], argv: Vec<Vec<u8>>, envp: Vec<Vec<u8>>) -> Result<(), Errno> {
+    let p = current();
+    let image = {
+        let files = p.files.lock();
+        load_executable(&files, path)?
+    };
+    let loaded = elf::load(&image, &argv, &envp, path)?;
+    drop(image);
+    {
+        let mut mem = p.mem.lock();
+        let old = core::mem::replace(&mut *mem, loaded.mem);
+        p.cr3.store(mem.space.root(), Ordering::Release);
+        mem.space.activate();
+        drop(old);
+    }
+    p.files.lock().exec_cleanup();
+    *p.name.lock() = program_name(argv.first().map(|a| a.as_slice()).unwrap_or(path));
+    {
+        let mut s = p.signals.lock();
+        for a in s.actions.iter_mut() {
+            // Handlers reset to default; ignored signals stay ignored (SIG_IGN = 1).
+            if u64::from_le_bytes(a[..8].try_into().unwrap_or([0; 8])) > 1 {
+                *a = [0; 32];
+            }
+        }
+        s.altstack = Signals::default().altstack;
+    }
+    arch_syscall::set_fs_base(0);
+    FpuState::initial().restore();
+    *frame = user_frame(loaded.entry, loaded.sp);
+    Ok(())
+}
+
+/// Terminate the calling process with wait status `status` (see [`exit_code`],
+/// [`killed_by`]). Never returns.
+pub fn exit(status: i32) -> ! {
+    {
+        let p = current();
+        cpu::enable_interrupts();
+        p.files.lock().close_all();
+        p.mem.lock().clear();
+        // Orphans go to init.
+        let orphans: Vec<Arc<Process>> = core::mem::take(&mut *p.children.lock());
+        if !orphans.is_empty() {
+            let init = PROCESSES.lock().get(&1).and_then(Weak::upgrade);
+            match init {
+                Some(init) if init.pid != p.pid => {
+                    for c in orphans {
+                        c.ppid.store(1, Ordering::Relaxed);
+                        init.children.lock().push(c);
+                    }
+                    init.child_exit.wake_all();
+                }
+                _ => drop(orphans),
+            }
+        }
+        *p.exit_status.lock() = Some(status);
+        log::debug!("pid {} ({}) exited with status {status:#x}", p.pid, p.name.lock());
+        if p.pid == 1 {
+            init_exited(status);
+        }
+        let parent = PROCESSES
+            .lock()
+            .get(&p.ppid.load(Ordering::Relaxed))
+            .and_then(Weak::upgrade);
+        if let Some(parent) = parent {
+            parent.child_exit.wake_all();
+        }
+    }
+    task::exit_current()
+}
+
+/// Wait status of a normal exit with `code`.
+pub fn exit_code(code: i32) -> i32 {
+    (code & 0xff) << 8
+}
+
+/// Wait status of a process killed by signal `sig`.
+pub fn killed_by(sig: u32) -> i32 {
+    (sig & 0x7f) as i32
+}
+
+/// PID 1 ended: the machine powers off (status 0) or reports failure.
+fn init_exited(status: i32) -> ! {
+    if let Err(e) = crate::vfs::sync_all() {
+        log::error!("sync at shutdown failed: {e:?}");
+    }
+    if status == 0 {
+        crate::kprintln!("init exited; powering off");
+        crate::arch::acpi::poweroff();
+    }
+    crate::kprintln!("init exited with wait status {status:#x}");
+    cpu::fail_exit(cpu::ExitCode::TestFailed)
+}
+
+/// wait4: reap a child that has exited (`pid` -1: any; > 0: that one). `nohang`: return
+/// Ok(None) instead of blocking while children are still running.
+pub fn wait(pid: i64, nohang: bool) -> Result<Option<(u32, i32)>, Errno> {
+    let p = current();
+    let matches = |c: &Arc<Process>| pid == -1 || pid == 0 || c.pid as i64 == pid;
+    loop {
+        let mut found = None;
+        let mut any = false;
+        p.child_exit.wait_until(|| {
+            let children = p.children.lock();
+            any = children.iter().any(matches);
+            found = children
+                .iter()
+                .find(|c| matches(c) && c.is_zombie())
+                .map(|c| c.pid);
+            !any || found.is_some() || nohang
+        });
+        if !any {
+            return Err(Errno::ECHILD);
+        }
+        let Some(cpid) = found else {
+            if nohang {
+                return Ok(None);
+            }
+            continue;
+        };
+        let child = {
+            let mut children = p.children.lock();
+            let i = children.iter().position(|c| c.pid == cpid);
+            i.map(|i| children.remove(i))
+        };
+        if let Some(c) = child {
+            let status = c.exit_status.lock().unwrap_or(0);
+            PROCESSES.lock().remove(&cpid);
+            return Ok(Some((cpid, status)));
+        }
+    }
+}
+
+/// Kill the current process because of an exception it caused in user mode.
+fn kill_for_fault(frame: &TrapFrame, sig: u32) -> ! {
+    let (pid, name) = {
+        let p = current();
+        (p.pid, p.name.lock().clone())
+    };
+    crate::kprintln!(
+        "pid {pid} ({name}): {} at rip {:#x} (address {:#x}, error {:#x}): killed by signal {sig}",
+        trap::exception_name(frame.vector),
+        frame.rip,
+        cpu::cr2(),
+        frame.error_code
+    );
+    exit(killed_by(sig))
+}
+
+fn user_page_fault(frame: &mut TrapFrame) -> bool {
+    if !frame.from_user() {
+        return false;
+    }
+    let addr = cpu::cr2();
+    let write = frame.error_code & 2 != 0;
+    let exec = frame.error_code & 0x10 != 0;
+    cpu::enable_interrupts();
+    let r = current().mem.lock().fault(addr, write, exec);
+    x86_64::instructions::interrupts::disable();
+    match r {
+        Ok(()) => true,
+        Err(Errno::ENXIO) | Err(Errno::EIO) => kill_for_fault(frame, SIGBUS),
+        Err(_) => kill_for_fault(frame, SIGSEGV),
+    }
+}
+
+fn user_exception(frame: &mut TrapFrame) -> bool {
+    if !frame.from_user() {
+        return false;
+    }
+    let sig = match frame.vector {
+        0 | 16 | 19 => SIGFPE,
+        1 | 3 => SIGTRAP,
+        6 => SIGILL,
+        17 => SIGBUS,
+        _ => SIGSEGV,
+    };
+    kill_for_fault(frame, sig)
+}
+
+fn install_fault_handlers() {
+    trap::set_handler(14, user_page_fault);
+    for v in [0u8, 1, 3, 4, 5, 6, 7, 10, 11, 12, 13, 16, 17, 19] {
+        trap::set_handler(v, user_exception);
+    }
 }

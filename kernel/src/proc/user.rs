@@ -1,33 +1,172 @@
 //! Checked access to user memory. Every address and length from a system call goes through
 //! here: addresses in the kernel half, non-canonical ones, unmapped ones and ranges that
 //! wrap fail with EFAULT; pages not yet present are faulted in (demand paging,
-//! copy-on-write breaks for writes) exactly as a user access would.
+//! copy-on-write breaks for writes) exactly as a user access would. The kernel never
+//! dereferences a user address: it finds the frame through the process's page tables and
+//! reaches it through the physical-memory map.
 //!
-//! The `*_chunks` forms hand the caller kernel views of the user pages themselves, one
+//! The `*_user` chunk forms hand the caller kernel views of the user pages themselves, one
 //! page piece at a time, so a read() can copy straight from a page-cache frame into the
 //! user's frame with no intermediate buffer.
 
 use alloc::vec::Vec;
 
+use mm::frame::FRAME_SIZE;
+
+use super::vm::PAGE;
+use crate::arch::paging::USER_END;
+use crate::memory::frames;
 use crate::syscall::errno::Errno;
+
+/// Check that `[va, va + len)` is a user range.
+pub fn check_range(va: u64, len: usize) -> Result<(), Errno> {
+    let end = va.checked_add(len as u64).ok_or(Errno::EFAULT)?;
+    if end > USER_END {
+        return Err(Errno::EFAULT);
+    }
+    Ok(())
+}
+
+/// Walk `[va, va + len)` a page piece at a time: `f(frame, offset, len)` returns how many
+/// bytes it handled; a short count stops the walk. The frame is referenced while `f` runs.
+fn walk(
+    va: u64,
+    len: usize,
+    write: bool,
+    mut f: impl FnMut(mm::Pfn, usize, usize) -> Result<usize, Errno>,
+) -> Result<usize, Errno> {
+    check_range(va, len)?;
+    let p = super::current();
+    let mut done = 0usize;
+    while done < len {
+        let at = va + done as u64;
+        let off = (at % PAGE) as usize;
+        let n = (len - done).min(FRAME_SIZE - off);
+        let pfn = {
+            let mut mem = p.mem.lock();
+            match mem.resolve(at, write) {
+                Ok(pfn) => {
+                    frames().get(pfn).map_err(|_| Errno::EFAULT)?;
+                    pfn
+                }
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => return Ok(done),
+            }
+        };
+        let r = f(pfn, off, n);
+        let _ = frames().put(pfn);
+        match r {
+            Ok(k) => {
+                done += k.min(n);
+                if k < n {
+                    break;
+                }
+            }
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(done)
+}
 
 /// Copy `dst.len()` bytes from user address `src`.
 pub fn copy_from_user(src: u64, dst: &mut [u8]) -> Result<(), Errno> {
-    let _ = (src, dst);
-    Err(Errno::EFAULT)
+    let mut at = 0;
+    let n = walk(src, dst.len(), false, |pfn, off, n| {
+        mm::phys::read(pfn, off, &mut dst[at..at + n]);
+        at += n;
+        Ok(n)
+    })?;
+    if n == dst.len() { Ok(()) } else { Err(Errno::EFAULT) }
 }
 
 /// Copy `src` to user address `dst`.
 pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), Errno> {
-    let _ = (dst, src);
-    Err(Errno::EFAULT)
+    let mut at = 0;
+    let n = walk(dst, src.len(), true, |pfn, off, n| {
+        mm::phys::write(pfn, off, &src[at..at + n]);
+        at += n;
+        Ok(n)
+    })?;
+    if n == src.len() { Ok(()) } else { Err(Errno::EFAULT) }
+}
+
+/// Read a little-endian u64 at `va`.
+pub fn read_u64(va: u64) -> Result<u64, Errno> {
+    let mut b = [0u8; 8];
+    copy_from_user(va, &mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// Write a little-endian u64 at `va`.
+pub fn write_u64(va: u64, v: u64) -> Result<(), Errno> {
+    copy_to_user(va, &v.to_le_bytes())
+}
+
+/// Write a little-endian i32 at `va`.
+pub fn write_i32(va: u64, v: i32) -> Result<(), Errno> {
+    copy_to_user(va, &v.to_le_bytes())
 }
 
 /// A NUL-terminated string at `src`, without the NUL; ENAMETOOLONG when no NUL within
 /// `max` bytes.
 pub fn read_cstr(src: u64, max: usize) -> Result<Vec<u8>, Errno> {
-    let _ = (src, max);
-    Err(Errno::EFAULT)
+    let mut out = Vec::new();
+    let mut at = src;
+    loop {
+        // Up to the end of this page, so an unmapped next page is not touched needlessly.
+        let n = (PAGE - at % PAGE) as usize;
+        let mut piece = [0u8; 256];
+        let n = n.min(piece.len());
+        check_range(at, n)?;
+        let got = walk(at, n, false, |pfn, off, k| {
+            mm::phys::read(pfn, off, &mut piece[..k]);
+            Ok(k)
+        })?;
+        if got == 0 {
+            return Err(Errno::EFAULT);
+        }
+        if let Some(z) = piece[..got].iter().position(|&b| b == 0) {
+            out.extend_from_slice(&piece[..z]);
+            if out.len() > max {
+                return Err(Errno::ENAMETOOLONG);
+            }
+            return Ok(out);
+        }
+        out.extend_from_slice(&piece[..got]);
+        if out.len() > max {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        at += got as u64;
+    }
+}
+
+/// A NULL-terminated array of string pointers (argv, envp); E2BIG past `max_total` bytes
+/// or `max_count` entries.
+pub fn read_cstr_array(mut va: u64, max_count: usize, max_total: usize) -> Result<Vec<Vec<u8>>, Errno> {
+    let mut out = Vec::new();
+    if va == 0 {
+        return Ok(out);
+    }
+    let mut total = 0;
+    loop {
+        let p = read_u64(va)?;
+        if p == 0 {
+            return Ok(out);
+        }
+        if out.len() >= max_count {
+            return Err(Errno::E2BIG);
+        }
+        let s = read_cstr(p, max_total - total).map_err(|e| {
+            if e == Errno::ENAMETOOLONG { Errno::E2BIG } else { e }
+        })?;
+        total += s.len() + 1;
+        if total > max_total {
+            return Err(Errno::E2BIG);
+        }
+        out.push(s);
+        va = va.checked_add(8).ok_or(Errno::EFAULT)?;
+    }
 }
 
 /// Fill user memory `[va, va + len)`: `f` gets kernel views of successive pieces (each
@@ -37,18 +176,16 @@ pub fn read_cstr(src: u64, max: usize) -> Result<Vec<u8>, Errno> {
 pub fn fill_user(
     va: u64,
     len: usize,
-    f: impl FnMut(&mut [u8]) -> Result<usize, Errno>,
+    mut f: impl FnMut(&mut [u8]) -> Result<usize, Errno>,
 ) -> Result<usize, Errno> {
-    let _ = (va, len, f);
-    Err(Errno::EFAULT)
+    walk(va, len, true, |pfn, off, n| mm::phys::with_frame_mut(pfn, off, n, &mut f))
 }
 
 /// Consume user memory `[va, va + len)` piece by piece, as [`fill_user`] but read-only.
 pub fn drain_user(
     va: u64,
     len: usize,
-    f: impl FnMut(&[u8]) -> Result<usize, Errno>,
+    mut f: impl FnMut(&[u8]) -> Result<usize, Errno>,
 ) -> Result<usize, Errno> {
-    let _ = (va, len, f);
-    Err(Errno::EFAULT)
+    walk(va, len, false, |pfn, off, n| mm::phys::with_frame(pfn, off, n, &mut f))
 }

@@ -1,17 +1,258 @@
-//! Tasks and the scheduler: kernel stacks, context switch, run queue, wait queues, sleeping.
+//! Tasks and the scheduler: one task per process plus the idle task (the boot stack),
+//! a round-robin run queue, wait queues and sleeping.
 //!
-//! (Skeleton: the API below is what the rest of the kernel uses; the scheduler behind it
-//! is being written.)
+//! The kernel is not preempted: a task runs in the kernel until it returns to user mode or
+//! blocks (waits for a disk, a child, a pipe, the keyboard, a timer). The timer preempts
+//! tasks only on their way back to ring 3. So a lock can only be found taken when its
+//! holder is blocked; waiters then yield (see `mm::sync`) instead of spinning forever.
+//! Run queue and wait queue lists are touched only with interrupts disabled, because
+//! interrupt handlers wake tasks.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
-use crate::arch::cpu;
+use spin::Mutex;
+
+use crate::arch::context::{self, FpuState, TaskContext};
+use crate::arch::trap::{self, TrapFrame};
+use crate::arch::{cpu, syscall};
+
+/// Ticks (at `time::HZ`) a task runs before the timer preempts it on return to user mode.
+const TIME_SLICE_TICKS: u64 = 2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    Runnable = 0,
+    Blocked = 1,
+    Dead = 2,
+}
+
+/// A schedulable thread of execution.
+pub struct Task {
+    pub id: u64,
+    ctx: TaskContext,
+    state: AtomicU8,
+    /// User FPU/SSE registers while switched out.
+    fpu: Mutex<FpuState>,
+    /// User FS base (thread pointer) while switched out.
+    fs_base: AtomicU64,
+    /// The process this task runs, if any (the idle task has none).
+    pub process: Option<Arc<crate::proc::Process>>,
+}
+
+impl Task {
+    fn state(&self) -> State {
+        match self.state.load(Ordering::Acquire) {
+            0 => State::Runnable,
+            1 => State::Blocked,
+            _ => State::Dead,
+        }
+    }
+
+    fn set_state(&self, s: State) {
+        self.state.store(s as u8, Ordering::Release);
+    }
+}
+
+struct Scheduler {
+    current: Arc<Task>,
+    idle: Arc<Task>,
+    run_queue: VecDeque<Arc<Task>>,
+    /// A dead task switched away from; dropped by whoever runs next (its stack was in use
+    /// until the switch).
+    reap: Option<Arc<Task>>,
+    slice_left: u64,
+}
+
+static SCHED: Mutex<Option<Scheduler>> = Mutex::new(None);
+static NEED_RESCHED: AtomicBool = AtomicBool::new(false);
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn with_sched<R>(f: impl FnOnce(&mut Scheduler) -> R) -> Option<R> {
+    cpu::without_interrupts(|| SCHED.lock().as_mut().map(f))
+}
+
+/// Make the code running on the boot stack the idle task and start scheduling.
+pub fn init() {
+    context::enable_fpu();
+    let idle = Arc::new(Task {
+        id: 0,
+        ctx: TaskContext::boot(),
+        state: AtomicU8::new(State::Runnable as u8),
+        fpu: Mutex::new(FpuState::initial()),
+        fs_base: AtomicU64::new(0),
+        process: None,
+    });
+    cpu::without_interrupts(|| {
+        *SCHED.lock() = Some(Scheduler {
+            current: idle.clone(),
+            idle,
+            run_queue: VecDeque::new(),
+            reap: None,
+            slice_left: TIME_SLICE_TICKS,
+        })
+    });
+    context::set_task_started_hook(task_started);
+    trap::set_return_to_user_hook(return_to_user);
+    mm::sync::set_relax_hook(relax);
+}
+
+/// The running task.
+pub fn current() -> Option<Arc<Task>> {
+    with_sched(|s| s.current.clone())
+}
+
+/// Whether the running code is the idle task (the boot stack), which never blocks.
+pub fn in_idle() -> bool {
+    with_sched(|s| Arc::ptr_eq(&s.current, &s.idle)).unwrap_or(true)
+}
+
+/// Create a task for `process` that starts in user mode with registers `frame`, and make
+/// it runnable.
+pub fn spawn_user(
+    process: Arc<crate::proc::Process>,
+    frame: &TrapFrame,
+    fpu: FpuState,
+    fs_base: u64,
+) -> Result<Arc<Task>, mm::frame_alloc::AllocError> {
+    let task = Arc::new(Task {
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        ctx: TaskContext::new_user(frame)?,
+        state: AtomicU8::new(State::Runnable as u8),
+        fpu: Mutex::new(fpu),
+        fs_base: AtomicU64::new(fs_base),
+        process: Some(process),
+    });
+    with_sched(|s| s.run_queue.push_back(task.clone()));
+    Ok(task)
+}
+
+/// Switch to the next runnable task (or idle). The current task stays runnable unless it
+/// marked itself blocked or dead first. Returns when the current task runs again (never,
+/// for a dead one).
+pub fn schedule() {
+    let was_enabled = cpu::interrupts_enabled();
+    x86_64::instructions::interrupts::disable();
+    let switch = {
+        let mut guard = SCHED.lock();
+        let Some(s) = guard.as_mut() else {
+            drop(guard);
+            if was_enabled {
+                cpu::enable_interrupts();
+            }
+            return;
+        };
+        let cur = s.current.clone();
+        let idle = Arc::ptr_eq(&cur, &s.idle);
+        if cur.state() == State::Runnable && !idle {
+            s.run_queue.push_back(cur.clone());
+        }
+        let next = s.run_queue.pop_front().unwrap_or_else(|| s.idle.clone());
+        s.slice_left = TIME_SLICE_TICKS;
+        NEED_RESCHED.store(false, Ordering::Relaxed);
+        if Arc::ptr_eq(&next, &cur) {
+            None
+        } else {
+            if let Some(top) = next.ctx.stack_top() {
+                syscall::set_kernel_stack(top);
+            }
+            if let Some(p) = &next.process {
+                crate::arch::paging::activate_root(p.cr3());
+            }
+            s.current = next.clone();
+            Some((cur, next))
+        }
+    };
+    if let Some((cur, next)) = switch {
+        if cur.process.is_some() {
+            cur.fpu.lock().save();
+            cur.fs_base.store(syscall::fs_base(), Ordering::Relaxed);
+        }
+        let to = next.ctx.resume_point();
+        // The scheduler's `current` keeps `next` alive; no reference of ours needs to.
+        drop(next);
+        if cur.state() == State::Dead {
+            // Its stack is in use until the switch; whoever runs next frees it.
+            with_sched(|s| s.reap = Some(cur));
+            context::switch_dead(to);
+        }
+        context::switch(&cur.ctx, to);
+        // Back in `cur`: restore its user state, free a task that died meanwhile.
+        resumed(&cur);
+    }
+    if was_enabled {
+        cpu::enable_interrupts();
+    }
+}
+
+fn resumed(t: &Task) {
+    if t.process.is_some() {
+        t.fpu.lock().restore();
+        syscall::set_fs_base(t.fs_base.load(Ordering::Relaxed));
+    }
+    let dead = with_sched(|s| s.reap.take()).flatten();
+    drop(dead);
+}
+
+/// First code of a new task, on its own stack, before it enters user mode.
+fn task_started() {
+    if let Some(t) = current() {
+        resumed(&t);
+    }
+}
+
+/// Preemption point on every return to user mode (interrupts disabled).
+fn return_to_user(_frame: &mut TrapFrame) {
+    if NEED_RESCHED.load(Ordering::Relaxed) {
+        schedule();
+    }
+}
+
+/// Timer tick (from the timer interrupt): account the time slice, wake sleepers.
+pub fn tick() {
+    if let Some(mut g) = SCHED.try_lock()
+        && let Some(s) = g.as_mut()
+    {
+        s.slice_left = s.slice_left.saturating_sub(1);
+        if s.slice_left == 0 && !s.run_queue.is_empty() {
+            NEED_RESCHED.store(true, Ordering::Relaxed);
+        }
+    }
+    if SLEEPERS.load(Ordering::Relaxed) > 0 {
+        TIMER_QUEUE.wake_all();
+    }
+}
+
+/// Give the CPU to another runnable task, if there is one.
+pub fn yield_now() {
+    schedule();
+}
+
+/// The relax hook of `mm::sync`: called while waiting for a lock or a page held by a
+/// blocked task.
+fn relax() {
+    if !cpu::interrupts_enabled() || trap::in_interrupt() {
+        core::hint::spin_loop();
+        return;
+    }
+    // The idle task may yield too: it is resumed whenever nothing else can run.
+    let others = with_sched(|s| !s.run_queue.is_empty()).unwrap_or(false);
+    if others {
+        yield_now();
+    } else {
+        // Nobody else can run: the holder waits for an interrupt, so do we.
+        cpu::enable_interrupts_and_halt();
+    }
+}
 
 /// Tasks waiting for something; woken by whoever makes it happen (an interrupt handler, a
 /// process exiting, a pipe being written). Waiting is always "until a condition holds":
 /// the condition is re-checked after every wake-up, so spurious wake-ups are harmless.
 pub struct WaitQueue {
-    generation: AtomicU64,
+    waiters: Mutex<Vec<Arc<Task>>>,
 }
 
 impl Default for WaitQueue {
@@ -23,37 +264,74 @@ impl Default for WaitQueue {
 impl WaitQueue {
     pub const fn new() -> WaitQueue {
         WaitQueue {
-            generation: AtomicU64::new(0),
+            waiters: Mutex::new(Vec::new()),
         }
     }
 
     /// Block the calling task until `cond()` returns true. `cond` runs with interrupts
-    /// disabled, so a wake-up between the check and the sleep is not lost. Must not be
-    /// called from an interrupt handler.
+    /// disabled, so a wake-up between the check and the sleep is not lost. The idle task
+    /// (boot-time code, kernel tests) halts between checks instead of blocking. Must not
+    /// be called from an interrupt handler.
     pub fn wait_until(&self, mut cond: impl FnMut() -> bool) {
+        let was_enabled = cpu::interrupts_enabled();
         loop {
             x86_64::instructions::interrupts::disable();
             if cond() {
-                cpu::enable_interrupts();
-                return;
+                break;
             }
-            cpu::enable_interrupts_and_halt();
+            let me = with_sched(|s| (!Arc::ptr_eq(&s.current, &s.idle)).then(|| s.current.clone()))
+                .flatten();
+            match me {
+                Some(t) => {
+                    t.set_state(State::Blocked);
+                    self.waiters.lock().push(t);
+                    schedule();
+                }
+                None => cpu::enable_interrupts_and_halt(),
+            }
+        }
+        if was_enabled {
+            cpu::enable_interrupts();
         }
     }
 
     /// Wake every task waiting here (callable from interrupt handlers).
     pub fn wake_all(&self) {
-        self.generation.fetch_add(1, Ordering::Release);
+        cpu::without_interrupts(|| {
+            let woken: Vec<Arc<Task>> = core::mem::take(&mut *self.waiters.lock());
+            if woken.is_empty() {
+                return;
+            }
+            let mut g = SCHED.lock();
+            if let Some(s) = g.as_mut() {
+                for t in woken {
+                    if t.state() == State::Blocked {
+                        t.set_state(State::Runnable);
+                        s.run_queue.push_back(t);
+                    }
+                }
+            }
+        });
     }
 }
 
-/// Give the CPU to another runnable task, if there is one.
-pub fn yield_now() {}
+static TIMER_QUEUE: WaitQueue = WaitQueue::new();
+static SLEEPERS: AtomicU64 = AtomicU64::new(0);
 
-/// Sleep for at least `ns` nanoseconds.
+/// Sleep for at least `ns` nanoseconds (other tasks run meanwhile).
 pub fn sleep_ns(ns: u64) {
     let until = crate::time::now_ns().saturating_add(ns);
-    while crate::time::now_ns() < until {
-        cpu::enable_interrupts_and_halt();
+    SLEEPERS.fetch_add(1, Ordering::Relaxed);
+    TIMER_QUEUE.wait_until(|| crate::time::now_ns() >= until);
+    SLEEPERS.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Mark the running task dead and switch away for good.
+pub fn exit_current() -> ! {
+    if let Some(t) = current() {
+        t.set_state(State::Dead);
     }
+    drop(current());
+    schedule();
+    unreachable!("a dead task was scheduled again");
 }

@@ -1,26 +1,42 @@
-//! Files for the kernel: the ext2 mount on the first disk that holds one, inodes whose
-//! data lives in the page cache, and open files with their own writeback-error cursor.
-//! (Mount table, fd tables, devfs and procfs arrive with the userland.)
+//! The virtual file system: nodes of several file systems behind one trait
+//! ([`node::Node`]), a mount table by path ([`mount`]), path walks relative to a working
+//! directory with symbolic links and mount crossing ([`path`]), open file descriptions
+//! and per-process descriptor tables ([`file`]), and the path operations of the system
+//! calls ([`ops`]).
+//!
+//! File systems: ramfs at `/` (filled from the initramfs), devfs at `/dev`, procfs at
+//! `/proc`, ext2 on block devices (the first one at `/mnt`, with file data in the page
+//! cache: DMA into page frames, and copies from those frames straight to user pages).
+//! Pipes live here too.
 
+pub mod devfs;
 pub mod ext2;
+pub mod file;
+pub mod initramfs;
+pub mod mount;
+pub mod node;
+pub mod ops;
+pub mod path;
+pub mod pipe;
+pub mod procfs;
+pub mod ramfs;
 
-use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use ::fs::error::FsError;
-use ::fs::ext2::{Ext2, MountOptions};
 use drivers::block::BlockDevice;
-use mm::page_cache::{CachedFile, IoError, PageCache};
-use spin::{Mutex, Once};
+use mm::page_cache::PageCache;
+use spin::Once;
 
-use self::ext2::{DiskBlocks, FilePages};
-use crate::block::{self, Disk};
-use crate::{kprintln, memory, time};
+pub use ext2::{Inode, Mount, OpenFile};
+pub use file::{File, ProcessFiles};
+pub use node::{DirEntry, FileKind, FileOps, Node, NodeRef, ReadBuf, Stat, WriteBuf};
+pub use path::Loc;
 
-/// A process's open files and working directory (placeholder until the fd table lands).
-pub struct ProcessFiles;
+use crate::syscall::errno::Errno;
+use crate::task::WaitQueue;
+use crate::{block, kprintln, memory};
 
 static PAGE_CACHE: Once<PageCache> = Once::new();
 
@@ -29,253 +45,151 @@ pub fn page_cache() -> &'static PageCache {
     PAGE_CACHE.call_once(|| PageCache::new(memory::frames()))
 }
 
-/// Keep the page cache's clock (seconds since boot) current, for the age of dirty pages.
-fn touch_clock() {
-    page_cache().set_now(time::now_ns() / 1_000_000_000);
+/// Something to wait for, without losing a wake-up: take a [`snapshot`](Event::snapshot)
+/// before checking the condition, then [`wait`](Event::wait) with it if the condition
+/// does not hold; whoever changes the state calls [`notify`](Event::notify) (also from
+/// interrupt handlers).
+pub struct Event {
+    seq: AtomicU64,
+    wq: WaitQueue,
 }
 
-fn io_err(e: IoError) -> FsError {
-    match e.0 {
-        28 => FsError::NoSpace,
-        27 => FsError::FileTooBig,
-        _ => FsError::Io,
+impl Default for Event {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
-/// A file's in-memory side: its page-cache index and its size.
-pub struct Inode {
-    pub ino: u32,
-    cache: Arc<CachedFile>,
-    size: AtomicU64,
+impl Event {
+    pub const fn new() -> Event {
+        Event {
+            seq: AtomicU64::new(0),
+            wq: WaitQueue::new(),
+        }
+    }
+
+    pub fn snapshot(&self) -> u64 {
+        self.seq.load(Ordering::Acquire)
+    }
+
+    /// Block until a notification after `seen` was taken.
+    pub fn wait(&self, seen: u64) {
+        self.wq
+            .wait_until(|| self.seq.load(Ordering::Acquire) != seen);
+    }
+
+    pub fn notify(&self) {
+        self.seq.fetch_add(1, Ordering::Release);
+        self.wq.wake_all();
+    }
 }
 
-/// A mounted ext2 file system.
-pub struct Mount {
-    pub disk: Arc<Disk>,
-    pub fs: Arc<Mutex<Ext2>>,
-    inodes: Mutex<BTreeMap<u32, Arc<Inode>>>,
+/// Set up the root file system: a ramfs with `/bin`, `/dev`, `/proc`, `/mnt`, `/etc`,
+/// `/tmp`, filled from the cpio "newc" `initramfs` (may be empty), devfs on `/dev`,
+/// procfs on `/proc`; and start console input (serial and keyboard interrupts).
+pub fn init_root(initramfs: &'static [u8]) {
+    mount::root_mount();
+    if !initramfs.is_empty() {
+        match mount::root_ramfs() {
+            Some(root) => {
+                let s = initramfs::unpack(&root, initramfs);
+                kprintln!(
+                    "initramfs: {} KiB, {} files, {} directories, {} symlinks{}",
+                    initramfs.len() >> 10,
+                    s.files,
+                    s.dirs,
+                    s.symlinks,
+                    if s.skipped > 0 {
+                        alloc::format!(", {} entries skipped", s.skipped)
+                    } else {
+                        alloc::string::String::new()
+                    }
+                );
+            }
+            None => log::error!("initramfs: the root is not a ramfs"),
+        }
+    }
+    crate::console::tty::init_input();
 }
 
-/// An open file: an inode plus the writeback errors this description has seen.
-pub struct OpenFile {
-    pub inode: Arc<Inode>,
-    mount: Arc<Mount>,
-    seen_errors: u64,
-}
-
-static MNT: Once<Arc<Mount>> = Once::new();
-
-/// The file system mounted at `/mnt`, if any.
-pub fn mnt() -> Option<Arc<Mount>> {
-    MNT.get().cloned()
-}
-
-/// Mount the first disk holding an ext2 file system (read-write). Disks without one are
-/// skipped with a debug line; a disk with an unusable ext2 is reported.
+/// Mount the first disk holding an ext2 file system at `/mnt` (read-write). Disks
+/// without one are skipped with a debug line; a disk with an unusable ext2 is reported.
 pub fn mount_first_ext2() -> Option<Arc<Mount>> {
+    if let Some(m) = mnt() {
+        return Some(m);
+    }
     for d in block::disks() {
         if d.info().read_only {
             continue;
         }
-        let dev = Arc::new(DiskBlocks { disk: d.clone() });
-        match Ext2::mount(dev, MountOptions { read_only: false }) {
-            Ok(mut fs) => {
-                fs.set_clock(Arc::new(|| (time::now_ns() / 1_000_000_000) as u32));
-                let st = fs.statfs();
+        match mount::mount_ext2(b"/mnt", d, false) {
+            Ok(m) => {
+                let (bs, st) = {
+                    let fs = m.fs.lock();
+                    (fs.block_size(), fs.statfs())
+                };
                 kprintln!(
-                    "mounted {} (ext2, {} byte blocks, {st:?}) at /mnt",
-                    d.name(),
-                    fs.block_size()
+                    "mounted {} (ext2, {bs} byte blocks, {st:?}) at /mnt",
+                    d.name()
                 );
-                let m = Arc::new(Mount {
-                    disk: d.clone(),
-                    fs: Arc::new(Mutex::new(fs)),
-                    inodes: Mutex::new(BTreeMap::new()),
-                });
-                return Some(MNT.call_once(|| m).clone());
+                return Some(m);
             }
-            Err(FsError::Invalid) | Err(FsError::Unsupported) | Err(FsError::Corrupt) => {
-                log::debug!("{}: no usable ext2", d.name());
-            }
+            Err(Errno::EINVAL) => log::debug!("{}: no usable ext2", d.name()),
             Err(e) => log::warn!("{}: ext2 mount failed: {e:?}", d.name()),
         }
     }
     None
 }
 
-fn split(path: &str) -> (&str, &str) {
-    let p = path.trim_end_matches('/');
-    match p.rfind('/') {
-        Some(i) => (&p[..i], &p[i + 1..]),
-        None => ("", p),
-    }
+/// The ext2 file system mounted at `/mnt`, if any.
+pub fn mnt() -> Option<Arc<Mount>> {
+    mount::ext2_at(b"/mnt")
 }
 
-/// The inode of `path` relative to the root ("" is the root itself).
-fn lookup_path(fs: &mut Ext2, path: &str) -> Result<u32, FsError> {
-    if path.trim_matches('/').is_empty() {
-        Ok(::fs::ext2::ROOT_INO)
-    } else {
-        fs.resolve(path.as_bytes())
+/// Largest executable [`load_executable`] reads.
+const MAX_EXECUTABLE: usize = 64 << 20;
+
+/// The bytes of the executable `path` (relative to the working directory of `files`,
+/// symbolic links followed). ENOENT/ENOTDIR from the walk; EACCES unless it is a
+/// regular file with an x bit.
+pub fn load_executable(files: &ProcessFiles, path: &[u8]) -> Result<Vec<u8>, Errno> {
+    let cwd = files.cwd();
+    let l = path::resolve(&cwd, path, true)?;
+    let node = l.node();
+    if node.kind() != FileKind::Regular {
+        return Err(Errno::EACCES);
     }
+    if node.stat()?.mode & 0o111 == 0 {
+        return Err(Errno::EACCES);
+    }
+    ops::read_file(&cwd, path, MAX_EXECUTABLE).map_err(|e| match e {
+        Errno::EFBIG => Errno::ENOMEM,
+        e => e,
+    })
 }
 
-impl Mount {
-    fn resolve(&self, path: &str) -> Result<u32, FsError> {
-        lookup_path(&mut self.fs.lock(), path)
-    }
-
-    fn inode(self: &Arc<Self>, ino: u32) -> Result<Arc<Inode>, FsError> {
-        if let Some(i) = self.inodes.lock().get(&ino) {
-            return Ok(i.clone());
+/// `sync(2)`: write back every cached file page, then every ext2 file system's metadata.
+pub fn sync_all() -> Result<(), Errno> {
+    let mut r = page_cache()
+        .sync_all()
+        .map_err(|e| Errno::from(ext2::io_err(e)));
+    for m in mount::ext2_mounts() {
+        if let Err(e) = m.fs.lock().sync() {
+            r = r.and(Err(e.into()));
         }
-        let size = {
-            let mut fs = self.fs.lock();
-            fs.hold(ino);
-            fs.stat(ino)?.size
-        };
-        let io = FilePages {
-            fs: self.fs.clone(),
-            disk: self.disk.clone(),
-            ino,
-        };
-        let inode = Arc::new(Inode {
-            ino,
-            cache: page_cache().open(Box::new(io)),
-            size: AtomicU64::new(size),
-        });
-        Ok(self.inodes.lock().entry(ino).or_insert(inode).clone())
     }
-
-    /// Open `path` (relative to the mount's root), creating a regular file if asked.
-    pub fn open(self: &Arc<Self>, path: &str, create: bool) -> Result<OpenFile, FsError> {
-        let ino = match self.resolve(path) {
-            Ok(ino) => ino,
-            Err(FsError::NotFound) if create => {
-                let (dir, name) = split(path);
-                let mut fs = self.fs.lock();
-                let parent = lookup_path(&mut fs, dir)?;
-                fs.create(parent, name.as_bytes(), 0o100644)?
-            }
-            Err(e) => return Err(e),
-        };
-        let inode = self.inode(ino)?;
-        let seen_errors = inode.cache.error_cursor();
-        Ok(OpenFile {
-            inode,
-            mount: self.clone(),
-            seen_errors,
-        })
-    }
-
-    /// Make a directory.
-    pub fn mkdir(&self, path: &str) -> Result<u32, FsError> {
-        let (dir, name) = split(path);
-        let mut fs = self.fs.lock();
-        let parent = lookup_path(&mut fs, dir)?;
-        fs.mkdir(parent, name.as_bytes(), 0o40755)
-    }
-
-    /// Rename `from` to `to`.
-    pub fn rename(&self, from: &str, to: &str) -> Result<(), FsError> {
-        let ((fd, fname), (td, tname)) = (split(from), split(to));
-        let mut fs = self.fs.lock();
-        let (a, b) = (lookup_path(&mut fs, fd)?, lookup_path(&mut fs, td)?);
-        fs.rename(a, fname.as_bytes(), b, tname.as_bytes())
-    }
-
-    /// Remove the name `path`; when it was the last link, the cached pages go too.
-    pub fn unlink(&self, path: &str) -> Result<(), FsError> {
-        let (dir, name) = split(path);
-        let ino = {
-            let mut fs = self.fs.lock();
-            let parent = lookup_path(&mut fs, dir)?;
-            let ino = fs.lookup(parent, name.as_bytes())?;
-            fs.unlink(parent, name.as_bytes())?;
-            ino
-        };
-        let gone = self
-            .fs
-            .lock()
-            .stat(ino)
-            .map(|s| s.nlink == 0)
-            .unwrap_or(true);
-        if gone && let Some(inode) = self.inodes.lock().remove(&ino) {
-            // The data has nowhere to go: drop the pages, then let ext2 free the blocks.
-            let _ = inode.cache.truncate(0);
-            self.fs.lock().release(ino)?;
-        }
-        Ok(())
-    }
-
-    /// Write back every file's pages, then the metadata, then flush the disk.
-    pub fn sync(&self) -> Result<(), FsError> {
-        let data = page_cache().sync_all().map_err(io_err);
-        let meta = self.fs.lock().sync();
-        data.and(meta)
-    }
+    r
 }
 
-impl OpenFile {
-    /// Current size in bytes.
-    pub fn size(&self) -> u64 {
-        self.inode.size.load(Ordering::Acquire)
-    }
-
-    /// Read at `offset` through the page cache.
-    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, FsError> {
-        self.inode
-            .cache
-            .read(offset, buf, self.size())
-            .map_err(io_err)
-    }
-
-    /// Write at `offset` through the page cache; the size grows as needed (blocks are
-    /// allocated at writeback).
-    pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<usize, FsError> {
-        let max = self.mount.fs.lock().max_file_size();
-        if offset.saturating_add(data.len() as u64) > max {
-            return Err(FsError::FileTooBig);
+/// Write the metadata of every mounted ext2 file system (after background writeback of
+/// file pages).
+pub fn sync_metadata() {
+    for m in mount::ext2_mounts() {
+        if let Err(e) = m.fs.lock().sync() {
+            log::error!(
+                "background writeback: {} metadata sync failed: {e:?}",
+                m.disk.name()
+            );
         }
-        // The size grows *before* the pages are dirtied: writeback triggered by memory
-        // pressure in the middle of this write only writes blocks inside the size, so the
-        // new pages must already be inside it.
-        let old = self.size();
-        let end = offset + data.len() as u64;
-        if end > old {
-            self.mount.fs.lock().set_size(self.inode.ino, end)?;
-            self.inode.size.store(end, Ordering::Release);
-        }
-        touch_clock();
-        let result = self.inode.cache.write(offset, data, old).map_err(io_err);
-        let done = offset + *result.as_ref().unwrap_or(&0) as u64;
-        if end > old && done < end {
-            // Short or failed write: the file ends where the data does.
-            let keep = done.max(old);
-            self.inode.size.store(keep, Ordering::Release);
-            self.mount.fs.lock().set_size(self.inode.ino, keep)?;
-        }
-        let n = result?;
-        Ok(n)
-    }
-
-    /// Set the size: pages past it leave the cache first, then ext2 frees the blocks.
-    pub fn truncate(&self, size: u64) -> Result<(), FsError> {
-        self.inode.cache.truncate(size).map_err(io_err)?;
-        self.mount.fs.lock().truncate(self.inode.ino, size)?;
-        self.inode.size.store(size, Ordering::Release);
-        Ok(())
-    }
-
-    /// Data, then metadata, then the disk's cache; reports a writeback error since this
-    /// description last looked, even one from background writeback.
-    pub fn fsync(&mut self) -> Result<(), FsError> {
-        let data = self
-            .inode
-            .cache
-            .fsync(&mut self.seen_errors)
-            .map_err(io_err);
-        let meta = self.mount.fs.lock().fsync_inode(self.inode.ino);
-        data.and(meta)
     }
 }

@@ -610,3 +610,81 @@ fn sh_matches_bash() {
     let o = run_in(t.path(), bin!("sh"), &["-c", "echo 'unterminated"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// `sh --boot RC DIR` (the kernel runs `sh --boot`, which means `/mnt/etc/rc` from
+/// `/mnt`): motd, the rc with each line echoed before its output, `exit` ending only
+/// the rc, then commands from stdin until end of file.
+#[test]
+fn sh_boot_runs_rc_then_reads_stdin() {
+    let t = TempDir::new();
+    fs::create_dir(t.join("sub")).unwrap();
+    fs::create_dir(t.join("etc")).unwrap();
+    let rc = t.join("etc/rc");
+    fs::write(
+        &rc,
+        "# a comment\necho one\n\ncd sub\npwd\necho two > f; cat f | cat\nfalse || echo three\nexit 3\necho never\n",
+    )
+    .unwrap();
+    let bindir = Path::new(bin!("sh")).parent().unwrap();
+    let run = |input: &[u8]| {
+        use std::io::Write;
+        let mut c = Command::new(bin!("sh"))
+            .arg("--boot")
+            .arg(&rc)
+            .arg(t.path())
+            .current_dir("/")
+            .env_clear()
+            .env("PATH", bindir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(input).unwrap();
+        c.wait_with_output().unwrap()
+    };
+    let motd = fs::read_to_string("/etc/motd").unwrap_or_default();
+    let motd = if motd.is_empty() || motd.ends_with('\n') {
+        motd
+    } else {
+        format!("{motd}\n")
+    };
+    let dir = t.path().display().to_string();
+    let rcname = rc.display().to_string();
+    let o = run(b"pwd\necho after $?\n");
+    assert_eq!(
+        s(&o.stdout),
+        format!(
+            "{motd}sh: running {rcname}\n+ echo one\none\n+ cd sub\n+ pwd\n{dir}/sub\n\
+             + echo two > f; cat f | cat\ntwo\n+ false || echo three\nthree\n+ exit 3\n\
+             sh: {rcname} done (status 3)\n{dir}/sub\nafter 0\n"
+        )
+    );
+    // The prompt (with the working directory) goes to stderr, then `exit` at the end.
+    assert_eq!(
+        s(&o.stderr),
+        format!("{dir}/sub $ {dir}/sub $ {dir}/sub $ exit\n")
+    );
+    assert_eq!(o.status.code(), Some(0));
+    // End of input right away: the shell exits (PID 1 exiting powers AliasOS off).
+    let o = run(b"");
+    assert!(s(&o.stdout).ends_with("done (status 3)\n"));
+    assert_eq!(o.status.code(), Some(3));
+    // Line editing on raw input: backspace, DEL, ^U, and CR ending a line.
+    let o = run(b"echo abX\x08c\x7f\x7fd\recho gone\x15echo kept\n");
+    assert!(
+        s(&o.stdout).ends_with("done (status 3)\nad\nkept\n"),
+        "{}",
+        s(&o.stdout)
+    );
+    // Without an rc the shell goes straight to the prompt.
+    let o = Command::new(bin!("sh"))
+        .args(["--boot", "/nonexistent/rc", "/"])
+        .current_dir("/")
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(s(&o.stdout), motd);
+    assert_eq!(s(&o.stderr), "/ $ exit\n");
+}

@@ -79,3 +79,46 @@ pub fn cr2() -> u64 {
 pub fn breakpoint() {
     x86_64::instructions::interrupts::int3();
 }
+
+/// Fill `buf` with random bytes: RDRAND when the CPU has it, else a xorshift generator
+/// seeded from the TSC (good enough for AT_RANDOM and getrandom in a test machine; not
+/// cryptographic).
+pub fn random_bytes(buf: &mut [u8]) {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let has_rdrand = cpuid(1).2 & (1 << 30) != 0;
+    for chunk in buf.chunks_mut(8) {
+        let mut v = None;
+        if has_rdrand {
+            for _ in 0..10 {
+                let mut x = 0u64;
+                // SAFETY: RDRAND exists (CPUID.1:ECX.30); it only writes the register.
+                if unsafe { core::arch::x86_64::_rdrand64_step(&mut x) } == 1 {
+                    v = Some(x);
+                    break;
+                }
+            }
+        }
+        let x = v.unwrap_or_else(|| {
+            let mut s = STATE.load(Ordering::Relaxed);
+            if s == 0 {
+                s = rdtsc() | 1;
+            }
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            STATE.store(s, Ordering::Relaxed);
+            s ^ rdtsc().rotate_left(32)
+        });
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+}
+
+/// Reset the machine through the PCI reset control register (port 0xCF9), falling back to
+/// a triple fault.
+pub fn reset() -> ! {
+    // SAFETY: 0xCF9 is the chipset's reset control register on PC-compatible machines
+    // (QEMU's pc and q35 have it); writing 0x06 requests a hard reset.
+    unsafe { Port::<u8>::new(0xCF9).write(0x06) };
+    halt_forever()
+}

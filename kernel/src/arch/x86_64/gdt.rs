@@ -33,12 +33,14 @@ pub struct Selectors {
     pub tss: SegmentSelector,
 }
 
-static TSS: Once<TaskStateSegment> = Once::new();
+/// The TSS. Written once by `init`, then only its `rsp0` by [`set_kernel_stack`]; the CPU
+/// reads it on every ring 3 -> ring 0 transition.
+static mut TSS: TaskStateSegment = TaskStateSegment::new();
 static GDT: Once<(GlobalDescriptorTable, Selectors)> = Once::new();
 
 /// Build and load the GDT and TSS, and reload the segment registers.
 pub fn init() {
-    let tss = TSS.call_once(|| {
+    let tss = {
         let mut tss = TaskStateSegment::new();
         for (slot, index) in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK]
             .into_iter()
@@ -49,8 +51,10 @@ pub fn init() {
             let base = unsafe { core::ptr::addr_of!(IST_STACKS[slot]) } as u64;
             tss.interrupt_stack_table[index as usize] = VirtAddr::new(base + IST_STACK_SIZE as u64);
         }
-        tss
-    });
+        // SAFETY: init runs once, on the boot CPU, before the TSS is loaded or read.
+        unsafe { (&raw mut TSS).write(tss) };
+        &raw const TSS
+    };
     let (gdt, sel) = GDT.call_once(|| {
         let mut gdt = GlobalDescriptorTable::new();
         // Order matters for syscall/sysret: STAR's sysret base points at kernel_data, so
@@ -59,7 +63,9 @@ pub fn init() {
         let kernel_data = gdt.append(Descriptor::kernel_data_segment());
         let user_data = gdt.append(Descriptor::user_data_segment());
         let user_code = gdt.append(Descriptor::user_code_segment());
-        let tss = gdt.append(Descriptor::tss_segment(tss));
+        // SAFETY: the TSS is a static that lives forever; later writes go only to its
+        // `rsp0` field through raw pointers (set_kernel_stack), never through references.
+        let tss = gdt.append(unsafe { Descriptor::tss_segment_unchecked(tss) });
         (
             gdt,
             Selectors {
@@ -86,4 +92,18 @@ pub fn init() {
 /// The selectors of the loaded GDT.
 pub fn selectors() -> Selectors {
     GDT.get().expect("gdt::init not called").1
+}
+
+/// Set the stack the CPU switches to when an interrupt or exception arrives in ring 3 (the
+/// running task's kernel stack).
+pub fn set_kernel_stack(top: u64) {
+    // SAFETY: single CPU; the field is written with interrupts disabled by the scheduler
+    // and read by the CPU only on a ring change, which cannot happen during this store.
+    unsafe {
+        (&raw mut TSS)
+            .cast::<u8>()
+            .add(core::mem::offset_of!(TaskStateSegment, privilege_stack_table))
+            .cast::<u64>()
+            .write_unaligned(top)
+    };
 }

@@ -4,6 +4,7 @@
 
 pub mod acpi;
 pub mod apic;
+pub mod context;
 pub mod cpu;
 pub mod dma;
 pub mod fw_cfg;
@@ -16,5 +17,6 @@ pub mod pic;
 pub mod pit;
 pub mod rtc;
 pub mod selftest;
+pub mod syscall;
 pub mod trap;
 pub mod uart;

@@ -15,6 +15,8 @@ use x86_64::structures::paging::{
 };
 use x86_64::{PhysAddr, VirtAddr};
 
+pub use x86_64::structures::paging::PageTableFlags as PteFlags;
+
 static PHYS_OFFSET: AtomicU64 = AtomicU64::new(0);
 static PHYS_MAP_END: AtomicU64 = AtomicU64::new(0);
 static KERNEL_P4: AtomicU64 = AtomicU64::new(0);
@@ -225,6 +227,9 @@ fn map_err(e: MapToError<Size4KiB>) -> MapError {
     }
 }
 
+/// End of the user half (exclusive).
+pub const USER_END: u64 = 0x0000_8000_0000_0000;
+
 /// Lowest address of the kernel's half.
 pub const KERNEL_HALF: u64 = 0xffff_8000_0000_0000;
 
@@ -329,6 +334,31 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Map `pfn` at user address `va` with exactly `flags` (plus PRESENT and USER).
+    pub fn map_flags(&mut self, va: u64, pfn: Pfn, flags: PageTableFlags) -> Result<(), MapError> {
+        if va >= USER_END {
+            return Err(MapError::BadAddress);
+        }
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+        let frame = PhysFrame::containing_address(PhysAddr::new(pfn.addr()));
+        let flags = flags | PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE;
+        let parents =
+            PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
+        // SAFETY: lower-half pages of a user address space are never referenced by kernel
+        // Rust code except through explicit, checked copies.
+        let flush = unsafe {
+            self.mapper()
+                .map_to_with_table_flags(page, frame, flags, parents, &mut TableFrames)
+        }
+        .map_err(map_err)?;
+        if self.is_active() {
+            flush.flush();
+        } else {
+            flush.ignore();
+        }
+        Ok(())
+    }
+
     /// Remove the mapping at `va`, returning the frame that was mapped.
     pub fn unmap(&mut self, va: u64) -> Result<Pfn, MapError> {
         if va >= 0x0000_8000_0000_0000 {
@@ -358,6 +388,90 @@ impl AddressSpace {
         }
     }
 
+    /// The frame and flags of the page mapped at `va`, if any.
+    pub fn lookup(&mut self, va: u64) -> Option<(Pfn, PageTableFlags)> {
+        if va >= USER_END {
+            return None;
+        }
+        match self.mapper().translate(VirtAddr::new(va)) {
+            TranslateResult::Mapped { frame, flags, .. } => {
+                Some((Pfn::from_addr(frame.start_address().as_u64()), flags))
+            }
+            _ => None,
+        }
+    }
+
+    /// Replace the flags of the page mapped at `va` (PRESENT is kept; USER is forced).
+    pub fn set_flags(&mut self, va: u64, flags: PageTableFlags) -> Result<(), MapError> {
+        if va >= USER_END {
+            return Err(MapError::BadAddress);
+        }
+        let active = self.is_active();
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+        let flags = flags | PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE;
+        // SAFETY: changing permissions of a lower-half user page; kernel Rust code holds
+        // no references into user pages.
+        let flush = unsafe { self.mapper().update_flags(page, flags) }.map_err(|_| MapError::NotMapped)?;
+        if active {
+            flush.flush();
+        } else {
+            flush.ignore();
+        }
+        Ok(())
+    }
+
+    /// Every present user mapping in `[start, end)`: (address, frame, flags), in address
+    /// order.
+    pub fn mappings(&mut self, start: u64, end: u64) -> alloc::vec::Vec<(u64, Pfn, PageTableFlags)> {
+        let mut out = alloc::vec::Vec::new();
+        let end = end.min(USER_END);
+        fn walk(
+            table: u64,
+            level: u8,
+            base: u64,
+            start: u64,
+            end: u64,
+            out: &mut alloc::vec::Vec<(u64, Pfn, PageTableFlags)>,
+        ) {
+            let span = 1u64 << (12 + 9 * (level as u64 - 1));
+            let t = table_ptr(table);
+            for i in 0..512u64 {
+                let lo = base + i * span;
+                if lo >= end || lo.checked_add(span).is_none() {
+                    break;
+                }
+                if lo + span <= start {
+                    continue;
+                }
+                // SAFETY: `table` is a page table of this address space reached through the
+                // physical-memory map; `&mut self` on the address space excludes writers.
+                let entry = unsafe { &(&*t)[i as usize] };
+                if entry.is_unused() || !entry.flags().contains(PageTableFlags::PRESENT) {
+                    continue;
+                }
+                if level == 1 {
+                    out.push((lo, Pfn::from_addr(entry.addr().as_u64()), entry.flags()));
+                } else if !entry.flags().contains(PageTableFlags::HUGE_PAGE) {
+                    walk(entry.addr().as_u64(), level - 1, lo, start, end, out);
+                }
+            }
+        }
+        walk(self.p4.addr(), 4, 0, start, end, &mut out);
+        out
+    }
+
+    /// Flush this address space's TLB entries (if it is the live one).
+    pub fn flush_all(&self) {
+        if self.is_active() {
+            x86_64::instructions::tlb::flush_all();
+        }
+    }
+
+    /// Physical address of the root table (the CR3 value).
+    pub fn root(&self) -> u64 {
+        self.p4.addr()
+    }
+
     /// Whether this is the address space the CPU is using.
     pub fn is_active(&self) -> bool {
         Cr3::read().0.start_address().as_u64() == self.p4.addr()
@@ -370,6 +484,19 @@ impl AddressSpace {
         // every address space, so kernel execution continues unaffected.
         unsafe { Cr3::write(frame, Cr3Flags::empty()) }
     }
+}
+
+/// Switch the CPU to the address space whose root table is at `root` (from
+/// [`AddressSpace::root`]), if it is not the live one already.
+pub fn activate_root(root: u64) {
+    if Cr3::read().0.start_address().as_u64() == root {
+        return;
+    }
+    let frame = PhysFrame::containing_address(PhysAddr::new(root));
+    // SAFETY: `root` is the level-4 table of a live AddressSpace (the scheduler takes it
+    // from the process it switches to, which keeps its address space alive); the upper
+    // half is identical in every address space.
+    unsafe { Cr3::write(frame, Cr3Flags::empty()) }
 }
 
 /// Switch the CPU back to the kernel's own address space.
@@ -415,4 +542,17 @@ impl Drop for AddressSpace {
         }
         let _ = frames.put(self.p4);
     }
+}
+
+/// The bootloader's ramdisk (the initramfs) as bytes: `addr` is the virtual address the
+/// bootloader mapped it at, `len` its exact length.
+pub fn ramdisk(addr: u64, len: u64) -> &'static [u8] {
+    if addr == 0 || len == 0 || addr < KERNEL_HALF {
+        return &[];
+    }
+    // SAFETY: the bootloader mapped the ramdisk at `addr` (in the upper half, which every
+    // address space shares) and marked its frames as used in the memory map, so the frame
+    // allocator never hands them out; nothing writes them, so a shared slice for the rest
+    // of the kernel's life is sound.
+    unsafe { core::slice::from_raw_parts(addr as *const u8, len as usize) }
 }

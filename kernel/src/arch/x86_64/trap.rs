@@ -99,6 +99,8 @@ trap_common:
     movq %rsp, %rdi
     cld
     call trap_dispatch
+    .global trap_return
+trap_return:
     popq %r15
     popq %r14
     popq %r13
@@ -255,9 +257,40 @@ pub fn init() {
     }
 }
 
+/// How deeply nested in device-interrupt handlers the CPU is (0: task context).
+static IRQ_DEPTH: AtomicU64 = AtomicU64::new(0);
+
+/// Whether an interrupt handler is running (code that must not sleep).
+pub fn in_interrupt() -> bool {
+    IRQ_DEPTH.load(Ordering::Relaxed) != 0
+}
+
+/// Called with the frame of every trap or system call about to return to ring 3 (the
+/// scheduler's preemption point), interrupts disabled.
+static RETURN_TO_USER: spin::Once<fn(&mut TrapFrame)> = spin::Once::new();
+
+/// Install the return-to-user hook (once).
+pub fn set_return_to_user_hook(hook: fn(&mut TrapFrame)) {
+    RETURN_TO_USER.call_once(|| hook);
+}
+
+/// Run the return-to-user hook if `frame` goes back to ring 3.
+pub fn returning(frame: &mut TrapFrame) {
+    if frame.from_user()
+        && let Some(h) = RETURN_TO_USER.get()
+    {
+        h(frame);
+    }
+}
+
 /// Called by `trap_common` with the saved registers.
 #[unsafe(no_mangle)]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    trap_handle(frame);
+    returning(frame);
+}
+
+fn trap_handle(frame: &mut TrapFrame) {
     let vector = frame.vector as u8;
     let handler = HANDLERS.read()[vector as usize];
     if vector < 32 {
@@ -273,6 +306,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         return;
     }
     IRQ_COUNTS[vector as usize].fetch_add(1, Ordering::Relaxed);
+    IRQ_DEPTH.fetch_add(1, Ordering::Relaxed);
     if let Some(h) = handler {
         h(frame);
     }
@@ -280,6 +314,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     if let Some(h) = irq {
         h();
     }
+    IRQ_DEPTH.fetch_sub(1, Ordering::Relaxed);
     if vector != VECTOR_SPURIOUS {
         super::apic::eoi();
     }

@@ -1,7 +1,7 @@
-//! `sh [-v] [-x] [-c COMMAND | FILE]`: a small shell.
+//! `sh [-v] [-x] [-c COMMAND | FILE]` or `sh --boot`: a small shell.
 //!
 //! Reads commands from FILE, from `-c COMMAND`, or line by line from stdin
-//! (prompt `$ ` when stdin is a terminal). Supported:
+//! (prompt `CWD $ ` when stdin is a terminal). Supported:
 //! * words with `'single'` and `"double"` quotes and `\` escapes; `#` comments;
 //! * `$?`, `$$`, `$NAME`, `${NAME}` (outside single quotes; no field splitting);
 //! * redirections `> FILE`, `>> FILE`, `< FILE`, `N> FILE`, `N>> FILE`, `N>&M`;
@@ -13,7 +13,22 @@
 //!   (128 + signal when killed), 127 when not found.
 //!
 //! `-v` writes each input line to stderr before running it, `-x` writes
-//! `+ WORDS` for each simple command. No line editing yet.
+//! `+ WORDS` for each simple command.
+//!
+//! `--boot [RC [DIR]]` is how the kernel starts the shell as PID 1: it makes sure fds
+//! 0, 1 and 2 are open (on `/dev/console` if not), sets `PATH=/bin:...` and
+//! `HOME=/` when they are missing, prints `/etc/motd` if present, and if the
+//! data disk holds `/etc/rc` (seen as `/mnt/etc/rc`) runs it from `/mnt`
+//! (RC and DIR, for tests, replace these two),
+//! writing `+ LINE` to stdout before each command line's output (`exit` in the
+//! rc ends the rc, not the shell). Then it offers the interactive prompt,
+//! always (the console may not answer the terminal ioctl). As PID 1 it reaps
+//! orphaned children after every line. At the end of input it exits, and the
+//! kernel powers the machine off.
+//!
+//! Line editing is the terminal's (canonical mode); on top of that, a line
+//! read from the prompt ends at `\r` as well as `\n`, and backspace/DEL erase
+//! a character and ^U the whole line, in case the console passes them raw.
 // Built only as a real binary: `--all-targets` would otherwise also compile a
 // test harness (with std) against the no_std runtime.
 #![cfg(not(test))]
@@ -62,6 +77,12 @@ struct Shell {
     env: Vec<Vec<u8>>,
     verbose: bool,
     xtrace: bool,
+    /// Write `+ LINE` to stdout before running each line (the boot rc).
+    echo: bool,
+    /// Running the boot rc: `exit` ends the rc instead of the shell.
+    in_rc: bool,
+    /// Set by `exit` inside the rc: stop running its lines.
+    rc_exit: bool,
 }
 
 fn is_name_byte(c: u8) -> bool {
@@ -295,9 +316,18 @@ impl Shell {
         if self.verbose {
             eprintln!("{}", Bytes(line));
         }
+        if self.echo {
+            let t = trim(line);
+            if !t.is_empty() && t[0] != b'#' {
+                sys::io::out_bytes(b"+ ");
+                sys::io::out_bytes(t);
+                sys::io::out_bytes(b"\n");
+                sys::io::flush();
+            }
+        }
         let mut pos = 0;
         let mut skip = false;
-        while pos < line.len() {
+        while pos < line.len() && !self.rc_exit {
             let (toks, next) = match self.tokenize(line, pos) {
                 Ok(t) => t,
                 Err(e) => return self.syntax(e),
@@ -401,6 +431,10 @@ impl Shell {
                         .unwrap_or(2),
                     None => self.status,
                 };
+                if self.in_rc {
+                    self.rc_exit = true;
+                    return code & 0xff;
+                }
                 sys::rt::exit(code & 0xff)
             }
             b"echo" => {
@@ -640,22 +674,157 @@ fn apply_redirs(redirs: &[Redir]) -> Result<(), ()> {
 }
 
 /// Read one line from stdin byte by byte (so commands that read stdin see
-/// the rest); `None` at end of file.
-fn read_line(buf: &mut Vec<u8>) -> Option<()> {
+/// the rest); `None` at end of file. With `edit` (a prompt is shown), `\r`
+/// also ends the line, backspace/DEL erase the last byte and ^U the line.
+fn read_line(buf: &mut Vec<u8>, edit: bool) -> Option<()> {
     buf.clear();
     let mut b = [0u8; 1];
     loop {
         match sys::read(0, &mut b) {
             Ok(0) => return if buf.is_empty() { None } else { Some(()) },
-            Ok(_) => {
-                if b[0] == b'\n' {
-                    return Some(());
+            Ok(_) => match b[0] {
+                b'\n' => return Some(()),
+                b'\r' if edit => return Some(()),
+                0x08 | 0x7f if edit => {
+                    buf.pop();
                 }
-                buf.push(b[0]);
-            }
+                0x15 if edit => buf.clear(),
+                c => buf.push(c),
+            },
             Err(sys::errno::EINTR) => {}
             Err(_) => return None,
         }
+    }
+}
+
+/// `s` without leading and trailing blanks.
+fn trim(s: &[u8]) -> &[u8] {
+    let start = s
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &s[start..end]
+}
+
+/// The current directory (for the prompt), `?` if unknown.
+fn cwd() -> Vec<u8> {
+    let mut buf = [0u8; 4096];
+    match sys::getcwd(&mut buf) {
+        Ok(n) => {
+            let n = buf[..n].iter().position(|&c| c == 0).unwrap_or(n);
+            buf[..n].to_vec()
+        }
+        Err(_) => b"?".to_vec(),
+    }
+}
+
+/// `wait4(-1, WNOHANG)` until no exited child is left: PID 1 inherits orphans.
+fn reap_orphans() {
+    const WNOHANG: usize = 1;
+    while let Ok((pid, _)) = sys::wait4(-1, WNOHANG) {
+        if pid <= 0 {
+            break;
+        }
+    }
+}
+
+/// Open `/dev/console` on whichever of fds 0, 1, 2 is not open.
+fn ensure_console_fds() {
+    if (0..3).all(|fd| sys::fstat(fd).is_ok()) {
+        return;
+    }
+    let Ok(con) = sys::open(c"/dev/console", sys::O_RDWR, 0) else {
+        return;
+    };
+    let mut keep = false;
+    for fd in 0..3 {
+        if fd == con {
+            keep = true;
+        } else if sys::fstat(fd).is_err() {
+            let _ = sys::dup2(con, fd);
+        }
+    }
+    if !keep {
+        let _ = sys::close(con);
+    }
+}
+
+/// Run the lines of `text` until its end or (in the rc) `exit`.
+fn run_script(sh: &mut Shell, text: &[u8], reap: bool) {
+    for line in text.split(|&b| b == b'\n') {
+        sh.run_line(line);
+        if reap {
+            reap_orphans();
+        }
+        if sh.rc_exit {
+            break;
+        }
+    }
+}
+
+/// PID 1: motd, the data disk's rc (`rc`, run from `dir`), then the
+/// interactive prompt.
+fn boot(sh: &mut Shell, rc: &CStr, dir: &CStr) -> i32 {
+    ensure_console_fds();
+    if sh.var(b"PATH").is_none() {
+        sh.set_var(b"PATH=/bin:/usr/bin:/sbin:/usr/sbin");
+    }
+    if sh.var(b"HOME").is_none() {
+        sh.set_var(b"HOME=/");
+    }
+    if let Ok(motd) = sys::read_file(c"/etc/motd") {
+        sys::io::out_bytes(&motd);
+        if !motd.is_empty() && !motd.ends_with(b"\n") {
+            println!();
+        }
+        sys::io::flush();
+    }
+    if sys::stat(rc).is_ok_and(|s| s.is_reg()) {
+        let name = Bytes(rc.to_bytes());
+        match sys::read_file(rc) {
+            Ok(text) => {
+                if let Err(e) = sys::chdir(dir) {
+                    eprintln!("sh: cd {}: {}", Bytes(dir.to_bytes()), e);
+                }
+                println!("sh: running {}", name);
+                sys::io::flush();
+                sh.echo = true;
+                sh.in_rc = true;
+                run_script(sh, &text, true);
+                sh.echo = false;
+                sh.in_rc = false;
+                sh.rc_exit = false;
+                println!("sh: {} done (status {})", name, sh.status);
+                sys::io::flush();
+            }
+            Err(e) => eprintln!("sh: {}: {}", name, e),
+        }
+    }
+    interactive(sh, true, true);
+    sh.status
+}
+
+/// Read commands from stdin; with `prompt`, show `CWD $ ` before each line.
+fn interactive(sh: &mut Shell, prompt: bool, reap: bool) {
+    let mut line = Vec::new();
+    loop {
+        if prompt {
+            eprint!("{} $ ", Bytes(&cwd()));
+        }
+        if read_line(&mut line, prompt).is_none() {
+            break;
+        }
+        sh.run_line(&line);
+        if reap {
+            reap_orphans();
+        }
+    }
+    if prompt {
+        eprintln!("exit");
     }
 }
 
@@ -665,6 +834,9 @@ fn main() -> i32 {
         env: sys::rt::env_vars().map(|v| v.to_vec()).collect(),
         verbose: false,
         xtrace: false,
+        echo: false,
+        in_rc: false,
+        rc_exit: false,
     };
     let args: Vec<&'static CStr> = sys::rt::args().skip(1).collect();
     let mut i = 0;
@@ -673,6 +845,12 @@ fn main() -> i32 {
         match args[i].to_bytes() {
             b"-v" => sh.verbose = true,
             b"-x" => sh.xtrace = true,
+            b"--boot" => {
+                // Undocumented operands for host tests: the rc file and its directory.
+                let rc = args.get(i + 1).copied().unwrap_or(c"/mnt/etc/rc");
+                let dir = args.get(i + 2).copied().unwrap_or(c"/mnt");
+                return boot(&mut sh, rc, dir);
+            }
             b"-c" => {
                 let Some(c) = args.get(i + 1) else {
                     tools::die(2, format_args!("-c: option requires an argument"));
@@ -698,25 +876,10 @@ fn main() -> i32 {
                 return 127;
             }
         };
-        for line in text.split(|&b| b == b'\n') {
-            sh.run_line(line);
-        }
+        run_script(&mut sh, &text, false);
         return sh.status;
     }
-    let interactive = sys::isatty(0);
-    let mut line = Vec::new();
-    loop {
-        if interactive {
-            eprint!("$ ");
-        }
-        if read_line(&mut line).is_none() {
-            break;
-        }
-        sh.run_line(&line);
-    }
-    if interactive {
-        eprintln!();
-    }
+    interactive(&mut sh, sys::isatty(0), false);
     sh.status
 }
 

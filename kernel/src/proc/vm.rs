@@ -1,0 +1,579 @@
+//! A process's memory: its address space, the areas (VMAs) that say what may be mapped
+//! where, demand paging, copy-on-write after fork, brk, mmap/munmap/mprotect.
+//!
+//! Pages are mapped lazily: an area says what a page *would* contain; the first access
+//! faults and [`MemoryMap::fault`] maps a zeroed frame (anonymous memory) or a copy-on-write
+//! break. After fork both processes map the same frames read-only with [`COW`] set; the
+//! first write copies the frame unless this address space holds its only reference (then
+//! it becomes writable in place). A frame pinned for DMA is never shared this way: fork
+//! copies it eagerly (the GUP-after-fork lesson, CVE-2020-29374). Whether a share is
+//! broken is decided from the frame's reference count under the process's memory lock,
+//! never from a sticky flag (the Dirty COW lesson).
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+
+use mm::page_cache::CachedFile;
+
+use mm::counters::{self, Counter};
+use mm::frame::{FRAME_SIZE, Pfn};
+use mm::frame_table::Owner;
+
+use crate::arch::paging::{AddressSpace, MapError, PteFlags, USER_END};
+use crate::memory::frames;
+use crate::syscall::errno::Errno;
+
+pub const PAGE: u64 = FRAME_SIZE as u64;
+
+/// Software PTE bit: this page is a copy-on-write share (read-only until written).
+pub const COW: PteFlags = PteFlags::BIT_9;
+
+/// Lowest address user mappings may use (NULL and the page above it stay unmapped).
+pub const USER_MIN: u64 = 0x10000;
+/// Top of the initial stack.
+pub const STACK_TOP: u64 = 0x0000_7fff_ffff_f000;
+/// Maximum stack size.
+pub const STACK_SIZE: u64 = 8 << 20;
+/// mmap places mappings below this address, top-down.
+const MMAP_TOP: u64 = 0x0000_7f00_0000_0000;
+/// Largest program break growth.
+const BRK_MAX: u64 = 1 << 32;
+
+/// Page protections (PROT_READ/WRITE/EXEC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prot {
+    pub read: bool,
+    pub write: bool,
+    pub exec: bool,
+}
+
+impl Prot {
+    pub const RW: Prot = Prot {
+        read: true,
+        write: true,
+        exec: false,
+    };
+
+    /// From the PROT_* bits of mmap/mprotect.
+    pub fn from_bits(bits: u64) -> Result<Prot, Errno> {
+        if bits & !7 != 0 {
+            return Err(Errno::EINVAL);
+        }
+        Ok(Prot {
+            read: bits & 1 != 0,
+            write: bits & 2 != 0,
+            exec: bits & 4 != 0,
+        })
+    }
+
+    fn pte(self, writable: bool) -> PteFlags {
+        let mut f = PteFlags::PRESENT | PteFlags::USER_ACCESSIBLE;
+        if writable {
+            f |= PteFlags::WRITABLE;
+        }
+        if !self.exec {
+            f |= PteFlags::NO_EXECUTE;
+        }
+        f
+    }
+
+    fn accessible(self) -> bool {
+        self.read || self.write || self.exec
+    }
+}
+
+/// A file that can be mapped: its page-cache index and current size.
+pub trait MappedFile: Send + Sync {
+    fn cache(&self) -> &Arc<CachedFile>;
+    fn size(&self) -> u64;
+}
+
+/// What an area's pages hold before they are written.
+#[derive(Clone)]
+pub enum Kind {
+    /// Zero-filled on first touch (heap, stack, bss, anonymous mmap).
+    Anon,
+    /// Pages of a file's page cache, starting at page `pgoff` of the file. Shared: the
+    /// page-cache frames themselves are mapped, and stores reach the file. Private: the
+    /// frames are mapped read-only and a write copies (copy-on-write).
+    File {
+        file: Arc<dyn MappedFile>,
+        pgoff: u64,
+        shared: bool,
+    },
+}
+
+impl Kind {
+    fn shared_file(&self) -> Option<(&Arc<dyn MappedFile>, u64)> {
+        match self {
+            Kind::File {
+                file,
+                pgoff,
+                shared: true,
+            } => Some((file, *pgoff)),
+            _ => None,
+        }
+    }
+}
+
+impl core::fmt::Debug for Kind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Kind::Anon => write!(f, "anon"),
+            Kind::File { pgoff, shared, .. } => write!(f, "file+{pgoff} shared={shared}"),
+        }
+    }
+}
+
+/// A contiguous range of user addresses with one protection and backing.
+#[derive(Clone, Debug)]
+pub struct Area {
+    pub start: u64,
+    pub end: u64,
+    pub prot: Prot,
+    pub kind: Kind,
+}
+
+/// A process's address space and areas.
+pub struct MemoryMap {
+    pub space: AddressSpace,
+    areas: BTreeMap<u64, Area>,
+    pub brk_base: u64,
+    pub brk: u64,
+}
+
+fn map_errno(e: MapError) -> Errno {
+    match e {
+        MapError::OutOfMemory => Errno::ENOMEM,
+        _ => Errno::EFAULT,
+    }
+}
+
+fn page_down(a: u64) -> u64 {
+    a & !(PAGE - 1)
+}
+
+fn page_up(a: u64) -> Option<u64> {
+    a.checked_add(PAGE - 1).map(page_down)
+}
+
+impl MemoryMap {
+    pub fn new() -> Result<MemoryMap, Errno> {
+        Ok(MemoryMap {
+            space: AddressSpace::new().map_err(map_errno)?,
+            areas: BTreeMap::new(),
+            brk_base: 0,
+            brk: 0,
+        })
+    }
+
+    /// The area containing `va`.
+    pub fn area(&self, va: u64) -> Option<&Area> {
+        self.areas
+            .range(..=va)
+            .next_back()
+            .map(|(_, a)| a)
+            .filter(|a| va < a.end)
+    }
+
+    fn overlaps(&self, start: u64, end: u64) -> bool {
+        self.areas
+            .range(..end)
+            .next_back()
+            .is_some_and(|(_, a)| a.end > start)
+    }
+
+    /// Add an area over `[start, end)` (page-aligned, free).
+    pub fn add_area(&mut self, start: u64, end: u64, prot: Prot, kind: Kind) -> Result<(), Errno> {
+        if start % PAGE != 0 || end % PAGE != 0 || start >= end || start < USER_MIN || end > USER_END {
+            return Err(Errno::EINVAL);
+        }
+        if self.overlaps(start, end) {
+            return Err(Errno::ENOMEM);
+        }
+        self.areas.insert(start, Area { start, end, prot, kind });
+        Ok(())
+    }
+
+    /// Split areas so that `at` is a boundary.
+    fn split_at(&mut self, at: u64) {
+        if let Some(a) = self.area(at).cloned()
+            && a.start < at
+        {
+            let mut upper = Area { start: at, ..a.clone() };
+            if let Kind::File { pgoff, .. } = &mut upper.kind {
+                *pgoff += (at - a.start) / PAGE;
+            }
+            self.areas.insert(a.start, Area { end: at, ..a });
+            self.areas.insert(at, upper);
+        }
+    }
+
+    /// Resolve a fault at `va`: map a zeroed page on first touch, break copy-on-write on a
+    /// write. EFAULT when the access is not allowed (the caller turns that into SIGSEGV or
+    /// an EFAULT return).
+    pub fn fault(&mut self, va: u64, write: bool, exec: bool) -> Result<(), Errno> {
+        let area = self.area(va).cloned().ok_or(Errno::EFAULT)?;
+        if (write && !area.prot.write) || (exec && !area.prot.exec) || !area.prot.accessible() {
+            return Err(Errno::EFAULT);
+        }
+        let page = page_down(va);
+        match self.space.lookup(page) {
+            None => {
+                let (pfn, flags) = match &area.kind {
+                    Kind::Anon => {
+                        let pfn = frames().alloc(Owner::Anon).map_err(|_| Errno::ENOMEM)?;
+                        mm::phys::zero(pfn, 0, FRAME_SIZE);
+                        (pfn, area.prot.pte(area.prot.write))
+                    }
+                    Kind::File { file, pgoff, shared } => {
+                        let index = pgoff + (page - area.start) / PAGE;
+                        let size = file.size();
+                        if index >= size.div_ceil(PAGE) {
+                            // Past the end of the file: SIGBUS for the user.
+                            return Err(Errno::ENXIO);
+                        }
+                        let pfn = file.cache().map_page(index, size).map_err(|_| Errno::EIO)?;
+                        let flags = if *shared {
+                            area.prot.pte(area.prot.write)
+                        } else if area.prot.write {
+                            area.prot.pte(false) | COW
+                        } else {
+                            area.prot.pte(false)
+                        };
+                        (pfn, flags)
+                    }
+                };
+                if let Err(e) = self.space.map_flags(page, pfn, flags) {
+                    let _ = frames().put(pfn);
+                    return Err(map_errno(e));
+                }
+                Ok(())
+            }
+            Some((pfn, flags)) => {
+                if write && !flags.contains(PteFlags::WRITABLE) {
+                    if area.kind.shared_file().is_some() {
+                        return self.space.set_flags(page, area.prot.pte(true)).map_err(map_errno);
+                    }
+                    self.break_cow(page, pfn, area.prot)
+                } else {
+                    // Another path mapped it meanwhile, or a stale TLB entry.
+                    self.space.flush_all();
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// A write to a copy-on-write share: keep the frame if we hold its only reference,
+    /// else copy it.
+    fn break_cow(&mut self, page: u64, pfn: Pfn, prot: Prot) -> Result<(), Errno> {
+        let desc = frames().table().get(pfn).ok_or(Errno::EFAULT)?;
+        if desc.refcount() == 1 && desc.pincount() == 0 {
+            self.space
+                .set_flags(page, prot.pte(true))
+                .map_err(map_errno)?;
+            return Ok(());
+        }
+        let new = frames().alloc(Owner::Anon).map_err(|_| Errno::ENOMEM)?;
+        mm::phys::copy_frame(pfn, new);
+        counters::add(Counter::CowBreaks, 1);
+        counters::add(Counter::DataCopyBytes, PAGE);
+        let _ = self.space.unmap(page);
+        if let Err(e) = self.space.map_flags(page, new, prot.pte(true)) {
+            let _ = frames().put(new);
+            let _ = frames().put(pfn);
+            return Err(map_errno(e));
+        }
+        let _ = frames().put(pfn);
+        Ok(())
+    }
+
+    /// The frame behind user address `va` after making it accessible as a user access
+    /// would (faulting it in; for `write`, breaking copy-on-write).
+    pub fn resolve(&mut self, va: u64, write: bool) -> Result<Pfn, Errno> {
+        if va >= USER_END || va < USER_MIN {
+            return Err(Errno::EFAULT);
+        }
+        let area = self.area(va).cloned().ok_or(Errno::EFAULT)?;
+        if !area.prot.read && !write {
+            return Err(Errno::EFAULT);
+        }
+        let page = page_down(va);
+        match self.space.lookup(page) {
+            Some((pfn, f)) if !write || f.contains(PteFlags::WRITABLE) => Ok(pfn),
+            _ => {
+                self.fault(va, write, false)?;
+                self.space.lookup(page).map(|(p, _)| p).ok_or(Errno::EFAULT)
+            }
+        }
+    }
+
+    /// The frame behind `va` for the kernel to fill (exec): mapped with its area's
+    /// protection, allocated zeroed if absent; the PTE's write permission is not needed.
+    pub fn populate(&mut self, va: u64) -> Result<Pfn, Errno> {
+        let area = self.area(va).cloned().ok_or(Errno::EFAULT)?;
+        let page = page_down(va);
+        if let Some((pfn, _)) = self.space.lookup(page) {
+            return Ok(pfn);
+        }
+        let pfn = frames().alloc(Owner::Anon).map_err(|_| Errno::ENOMEM)?;
+        mm::phys::zero(pfn, 0, FRAME_SIZE);
+        if let Err(e) = self.space.map_flags(page, pfn, area.prot.pte(area.prot.write)) {
+            let _ = frames().put(pfn);
+            return Err(map_errno(e));
+        }
+        Ok(pfn)
+    }
+
+    /// Write `data` at `va` from the kernel (exec: segments and the initial stack).
+    pub fn write_bytes(&mut self, mut va: u64, mut data: &[u8]) -> Result<(), Errno> {
+        while !data.is_empty() {
+            let off = (va % PAGE) as usize;
+            let n = data.len().min(FRAME_SIZE - off);
+            let pfn = self.populate(va)?;
+            mm::phys::write(pfn, off, &data[..n]);
+            va += n as u64;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// A copy-on-write duplicate for a forked child.
+    pub fn fork(&mut self) -> Result<MemoryMap, Errno> {
+        let mut child = MemoryMap::new()?;
+        child.areas = self.areas.clone();
+        child.brk_base = self.brk_base;
+        child.brk = self.brk;
+        for (va, pfn, flags) in self.space.mappings(0, USER_END) {
+            let desc = frames().table().get(pfn).ok_or(Errno::EFAULT)?;
+            if self.area(va).is_some_and(|a| a.kind.shared_file().is_some()) {
+                // Shared file pages stay shared: both map the page-cache frame.
+                frames().get(pfn).map_err(|_| Errno::EFAULT)?;
+                if let Err(e) = child.space.map_flags(va, pfn, flags) {
+                    let _ = frames().put(pfn);
+                    return Err(map_errno(e));
+                }
+                continue;
+            }
+            let writable = flags.contains(PteFlags::WRITABLE) || flags.contains(COW);
+            if writable && desc.pincount() > 0 {
+                // Under DMA: the child gets its own copy now, the parent keeps the frame.
+                let new = frames().alloc(Owner::Anon).map_err(|_| Errno::ENOMEM)?;
+                mm::phys::copy_frame(pfn, new);
+                counters::add(Counter::DataCopyBytes, PAGE);
+                child.space.map_flags(va, new, flags).map_err(|e| {
+                    let _ = frames().put(new);
+                    map_errno(e)
+                })?;
+                continue;
+            }
+            let shared = if writable {
+                (flags - PteFlags::WRITABLE) | COW
+            } else {
+                flags
+            };
+            frames().get(pfn).map_err(|_| Errno::EFAULT)?;
+            if let Err(e) = child.space.map_flags(va, pfn, shared) {
+                let _ = frames().put(pfn);
+                return Err(map_errno(e));
+            }
+            if writable {
+                self.space.set_flags(va, shared).map_err(map_errno)?;
+            }
+        }
+        self.space.flush_all();
+        Ok(child)
+    }
+
+    /// Pages of shared file mappings in `[start, end)` that were stored to since the last
+    /// look (the CPU set their PTE dirty bit) become dirty page-cache pages. Returns the
+    /// files touched.
+    pub fn sync_shared(&mut self, start: u64, end: u64) -> alloc::vec::Vec<Arc<dyn MappedFile>> {
+        let mut files: alloc::vec::Vec<Arc<dyn MappedFile>> = alloc::vec::Vec::new();
+        for (va, pfn, flags) in self.space.mappings(start, end) {
+            if !flags.contains(PteFlags::DIRTY) {
+                continue;
+            }
+            let Some(area) = self.area(va) else { continue };
+            let Some((file, pgoff)) = area.kind.shared_file() else {
+                continue;
+            };
+            let index = pgoff + (va - area.start) / PAGE;
+            let file = file.clone();
+            file.cache().mapped_page_dirtied(index, pfn);
+            let _ = self.space.set_flags(va, flags - PteFlags::DIRTY);
+            if !files.iter().any(|f| Arc::ptr_eq(f, &file)) {
+                files.push(file);
+            }
+        }
+        self.space.flush_all();
+        files
+    }
+
+    /// Unmap `[start, end)` (page-aligned) and drop the frames' references.
+    fn unmap_range(&mut self, start: u64, end: u64) {
+        self.sync_shared(start, end);
+        for (va, _, _) in self.space.mappings(start, end) {
+            if let Ok(pfn) = self.space.unmap(va) {
+                let _ = frames().put(pfn);
+            }
+        }
+    }
+
+    /// munmap: remove areas and pages in `[addr, addr + len)`.
+    pub fn munmap(&mut self, addr: u64, len: u64) -> Result<(), Errno> {
+        if addr % PAGE != 0 || len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let end = page_up(addr.checked_add(len).ok_or(Errno::EINVAL)?).ok_or(Errno::EINVAL)?;
+        if end > USER_END {
+            return Err(Errno::EINVAL);
+        }
+        self.split_at(addr);
+        self.split_at(end);
+        let starts: alloc::vec::Vec<u64> = self.areas.range(addr..end).map(|(s, _)| *s).collect();
+        for s in starts {
+            self.areas.remove(&s);
+        }
+        self.unmap_range(addr, end);
+        Ok(())
+    }
+
+    /// mprotect: change the protection of every page in `[addr, addr + len)`, which must be
+    /// fully covered by areas (else ENOMEM, as Linux).
+    pub fn mprotect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), Errno> {
+        if addr % PAGE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let end = page_up(addr.checked_add(len).ok_or(Errno::ENOMEM)?).ok_or(Errno::ENOMEM)?;
+        if end > USER_END {
+            return Err(Errno::ENOMEM);
+        }
+        let mut at = addr;
+        while at < end {
+            let a = self.area(at).ok_or(Errno::ENOMEM)?;
+            at = a.end;
+        }
+        self.split_at(addr);
+        self.split_at(end);
+        for (_, a) in self.areas.range_mut(addr..end) {
+            a.prot = prot;
+        }
+        for (va, pfn, flags) in self.space.mappings(addr, end) {
+            // Writable only if it is not a copy-on-write share; a write then faults and
+            // breaks the share. Shared file pages keep their dirty bit.
+            let cow = flags.contains(COW);
+            if self.area(va).is_some_and(|a| a.kind.shared_file().is_some()) && prot.accessible() {
+                let f = prot.pte(prot.write) | (flags & PteFlags::DIRTY);
+                self.space.set_flags(va, f).map_err(map_errno)?;
+                continue;
+            }
+            let mut f = prot.pte(prot.write && !cow);
+            if cow {
+                f |= COW;
+            }
+            if !prot.accessible() {
+                // PROT_NONE: drop the page (its contents stay in the frame only if shared).
+                let _ = self.space.unmap(va);
+                let _ = frames().put(pfn);
+                continue;
+            }
+            self.space.set_flags(va, f).map_err(map_errno)?;
+        }
+        self.space.flush_all();
+        Ok(())
+    }
+
+    /// mmap of anonymous memory: `len` bytes at `hint` (exactly there with `fixed`, else
+    /// the highest free range below the mmap top).
+    pub fn mmap_anon(&mut self, hint: u64, len: u64, prot: Prot, fixed: bool) -> Result<u64, Errno> {
+        self.mmap(hint, len, prot, fixed, Kind::Anon)
+    }
+
+    /// mmap: `len` bytes of `kind` at `hint` (exactly there with `fixed`, else the highest
+    /// free range below the mmap top).
+    pub fn mmap(&mut self, hint: u64, len: u64, prot: Prot, fixed: bool, kind: Kind) -> Result<u64, Errno> {
+        if len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let len = page_up(len).ok_or(Errno::ENOMEM)?;
+        if len > USER_END {
+            return Err(Errno::ENOMEM);
+        }
+        let start = if fixed {
+            if hint % PAGE != 0 || hint < USER_MIN || hint.checked_add(len).is_none_or(|e| e > USER_END) {
+                return Err(Errno::EINVAL);
+            }
+            self.munmap(hint, len)?;
+            hint
+        } else {
+            self.free_range(len).ok_or(Errno::ENOMEM)?
+        };
+        self.add_area(start, start + len, prot, kind)?;
+        Ok(start)
+    }
+
+    /// The highest free range of `len` bytes below the mmap top.
+    fn free_range(&self, len: u64) -> Option<u64> {
+        let mut top = MMAP_TOP;
+        for (_, a) in self.areas.range(..MMAP_TOP).rev() {
+            if a.end <= top && top - a.end >= len {
+                return Some(top - len);
+            }
+            top = top.min(a.start);
+        }
+        (top >= USER_MIN + len).then(|| top - len)
+    }
+
+    /// brk: move the program break (never below its base, never over another area);
+    /// returns the break now in effect.
+    pub fn set_brk(&mut self, new: u64) -> u64 {
+        if new < self.brk_base || new - self.brk_base > BRK_MAX {
+            return self.brk;
+        }
+        let (Some(old_end), Some(new_end)) = (page_up(self.brk), page_up(new)) else {
+            return self.brk;
+        };
+        if new_end > old_end {
+            if self.overlaps(old_end, new_end) {
+                return self.brk;
+            }
+            // Extend the heap area (or start it).
+            let base = page_up(self.brk_base).unwrap_or(self.brk_base);
+            if let Some(a) = self.areas.get_mut(&base).filter(|a| a.end == old_end) {
+                a.end = new_end;
+            } else if self.add_area(old_end, new_end, Prot::RW, Kind::Anon).is_err() {
+                return self.brk;
+            }
+        } else if new_end < old_end {
+            let _ = self.munmap(new_end, old_end - new_end);
+        }
+        self.brk = new;
+        new
+    }
+
+    /// Discard the pages of `[addr, addr + len)` (MADV_DONTNEED): private pages read back
+    /// as zero (anonymous) or as the file's contents; shared file pages are written to the
+    /// page cache first.
+    pub fn discard(&mut self, addr: u64, len: u64) -> Result<(), Errno> {
+        let end = page_up(addr.checked_add(len).ok_or(Errno::EINVAL)?).ok_or(Errno::EINVAL)?;
+        if addr % PAGE != 0 || end > USER_END {
+            return Err(Errno::EINVAL);
+        }
+        self.unmap_range(addr, end);
+        Ok(())
+    }
+
+    /// Drop every mapping and area (exec and exit).
+    pub fn clear(&mut self) {
+        self.unmap_range(0, USER_END);
+        self.areas.clear();
+    }
+}
+
+impl Drop for MemoryMap {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}

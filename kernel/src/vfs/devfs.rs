@@ -1,0 +1,520 @@
+//! devfs (`/dev`): `null`, `zero`, `urandom` (and `random`), `console` (and `tty`), and
+//! every block device by name (`vda`, `sda`, ...) as a raw device: reads and writes at
+//! 512-byte-aligned offsets and sizes, `st_size` the capacity.
+//!
+//! Raw device data goes through a bounce frame for now (counted in `data_copy_bytes`);
+//! DMA straight to pinned user pages comes with the raw-I/O work.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use drivers::block::{BlockDevice, Op, Segment};
+use mm::counters::{self, Counter};
+use mm::frame::{FRAME_SIZE, Pfn};
+use mm::frame_table::Owner;
+
+use super::node::*;
+use crate::block::{self, Disk};
+use crate::console::tty;
+use crate::memory::frames;
+use crate::syscall::errno::Errno;
+
+/// The character devices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Char {
+    Null,
+    Zero,
+    Random,
+    URandom,
+    Console,
+    Tty,
+}
+
+const CHARS: [(&[u8], Char, u32, u32); 6] = [
+    (b"console", Char::Console, 5, 1),
+    (b"null", Char::Null, 1, 3),
+    (b"random", Char::Random, 1, 8),
+    (b"tty", Char::Tty, 5, 0),
+    (b"urandom", Char::URandom, 1, 9),
+    (b"zero", Char::Zero, 1, 5),
+];
+
+/// First inode number of the block devices.
+const BLOCK_INO_BASE: u64 = 100;
+
+/// The `/dev` directory.
+pub struct DevDir {
+    dev: u64,
+}
+
+/// A new devfs instance.
+pub fn new(dev: u64) -> NodeRef {
+    Arc::new(DevDir { dev })
+}
+
+struct CharNode {
+    dev: u64,
+    ino: u64,
+    which: Char,
+    rdev: u64,
+}
+
+/// A raw block device.
+pub struct BlockNode {
+    dev: u64,
+    ino: u64,
+    disk: Arc<Disk>,
+}
+
+/// `st_rdev` of a disk, with Linux's majors: virtio-blk 254, SCSI/SATA 8 (16 minors per
+/// disk), NVMe 259.
+pub fn disk_rdev(disk: &Disk) -> u64 {
+    let name = disk.name().as_bytes();
+    let index = block::disks()
+        .iter()
+        .filter(|d| d.name().as_bytes().get(..2) == name.get(..2))
+        .position(|d| d.name() == disk.name())
+        .unwrap_or(0) as u32;
+    match name.get(..2) {
+        Some(b"vd") => makedev(254, index * 16),
+        Some(b"sd") => makedev(8, index * 16),
+        _ => makedev(259, index),
+    }
+}
+
+/// The disk behind a block-device node.
+pub fn disk_of(node: &NodeRef) -> Option<Arc<Disk>> {
+    downcast::<BlockNode>(node).map(|b| b.disk.clone())
+}
+
+fn now() -> i64 {
+    (crate::time::now_ns() / 1_000_000_000) as i64
+}
+
+impl DevDir {
+    fn entries(&self) -> Vec<(Vec<u8>, NodeRef)> {
+        let mut v: Vec<(Vec<u8>, NodeRef)> = Vec::new();
+        for (i, &(name, which, major, minor)) in CHARS.iter().enumerate() {
+            v.push((
+                name.to_vec(),
+                Arc::new(CharNode {
+                    dev: self.dev,
+                    ino: 2 + i as u64,
+                    which,
+                    rdev: makedev(major, minor),
+                }),
+            ));
+        }
+        for (i, d) in block::disks().iter().enumerate() {
+            v.push((
+                d.name().as_bytes().to_vec(),
+                Arc::new(BlockNode {
+                    dev: self.dev,
+                    ino: BLOCK_INO_BASE + i as u64,
+                    disk: d.clone(),
+                }),
+            ));
+        }
+        v
+    }
+}
+
+impl Node for DevDir {
+    fn kind(&self) -> FileKind {
+        FileKind::Directory
+    }
+
+    fn stat(&self) -> Result<Stat, Errno> {
+        let t = now();
+        Ok(Stat {
+            dev: self.dev,
+            ino: 1,
+            mode: S_IFDIR | 0o755,
+            nlink: 2,
+            blksize: 4096,
+            size: 0,
+            atime: t,
+            mtime: t,
+            ctime: t,
+            ..Stat::default()
+        })
+    }
+
+    fn lookup(&self, name: &[u8]) -> Result<NodeRef, Errno> {
+        self.entries()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, node)| node)
+            .ok_or(Errno::ENOENT)
+    }
+
+    fn create(&self, _name: &[u8], _mode: u32) -> Result<NodeRef, Errno> {
+        Err(Errno::EACCES)
+    }
+
+    fn mkdir(&self, _name: &[u8], _mode: u32) -> Result<(), Errno> {
+        Err(Errno::EACCES)
+    }
+
+    fn readdir(&self, cursor: u64) -> Result<Vec<DirEntry>, Errno> {
+        let mut out = Vec::new();
+        let mut all = alloc::vec![
+            (b".".to_vec(), 1, FileKind::Directory),
+            (b"..".to_vec(), 1, FileKind::Directory),
+        ];
+        for (name, node) in self.entries() {
+            let ino = node.stat().map(|s| s.ino).unwrap_or(0);
+            all.push((name, ino, node.kind()));
+        }
+        for (i, (name, ino, kind)) in all.into_iter().enumerate().skip(cursor as usize) {
+            out.push(DirEntry {
+                name,
+                ino,
+                dtype: kind.dt(),
+                next: i as u64 + 1,
+            });
+        }
+        Ok(out)
+    }
+}
+
+// ---- character devices ----------------------------------------------------------
+
+/// Random bytes: RDRAND when the CPU has it, else a TSC-seeded xorshift (not a
+/// cryptographic generator).
+struct Rng;
+
+impl Rng {
+    fn fill(buf: &mut [u8]) {
+        crate::arch::cpu::random_bytes(buf);
+    }
+}
+
+/// Fill `buf` with random bytes.
+pub fn random_bytes(buf: &mut [u8]) {
+    Rng::fill(buf);
+}
+
+struct TtyFile;
+
+impl FileOps for TtyFile {
+    fn read(&self, _pos: u64, buf: &mut ReadBuf, nonblock: bool) -> Result<usize, Errno> {
+        tty::read(buf, nonblock)
+    }
+
+    fn write(&self, _pos: u64, buf: &mut WriteBuf, _nonblock: bool) -> Result<usize, Errno> {
+        tty::write(buf)
+    }
+
+    fn stream(&self) -> bool {
+        true
+    }
+
+    fn size(&self) -> u64 {
+        0
+    }
+
+    fn ioctl(&self, cmd: u32, arg: u64) -> Result<u64, Errno> {
+        tty::ioctl(cmd, arg)
+    }
+}
+
+impl Node for CharNode {
+    fn kind(&self) -> FileKind {
+        FileKind::CharDevice
+    }
+
+    fn stat(&self) -> Result<Stat, Errno> {
+        let perm = match self.which {
+            Char::Console => 0o600,
+            _ => 0o666,
+        };
+        let t = now();
+        Ok(Stat {
+            dev: self.dev,
+            ino: self.ino,
+            mode: S_IFCHR | perm,
+            nlink: 1,
+            rdev: self.rdev,
+            blksize: 4096,
+            atime: t,
+            mtime: t,
+            ctime: t,
+            ..Stat::default()
+        })
+    }
+
+    fn size(&self) -> u64 {
+        0
+    }
+
+    fn read_at(&self, _offset: u64, buf: &mut ReadBuf) -> Result<usize, Errno> {
+        match self.which {
+            Char::Null => Ok(0),
+            Char::Zero => buf.fill(|piece| {
+                piece.fill(0);
+                Ok(piece.len())
+            }),
+            Char::Random | Char::URandom => buf.fill(|piece| {
+                Rng::fill(piece);
+                Ok(piece.len())
+            }),
+            Char::Console | Char::Tty => tty::read(buf, false),
+        }
+    }
+
+    fn write_at(&self, _offset: u64, buf: &mut WriteBuf) -> Result<usize, Errno> {
+        match self.which {
+            // Data written to these is discarded (random: Linux mixes it in).
+            Char::Null | Char::Zero | Char::Random | Char::URandom => Ok(buf.len()),
+            Char::Console | Char::Tty => tty::write(buf),
+        }
+    }
+
+    fn truncate(&self, _size: u64) -> Result<(), Errno> {
+        // O_TRUNC on a device does nothing.
+        Ok(())
+    }
+
+    fn open(&self, me: &NodeRef, _flags: u32) -> Result<Box<dyn FileOps>, Errno> {
+        match self.which {
+            Char::Console | Char::Tty => Ok(Box::new(TtyFile)),
+            _ => Ok(Box::new(NodeFile(me.clone()))),
+        }
+    }
+}
+
+// ---- block devices ----------------------------------------------------------------
+
+/// Bounce frames per request (64 KiB).
+const BOUNCE_FRAMES: usize = 16;
+
+struct Bounce {
+    frames: Vec<Pfn>,
+}
+
+impl Bounce {
+    fn new(bytes: usize) -> Result<Bounce, Errno> {
+        let n = bytes.div_ceil(FRAME_SIZE);
+        let mut frames_v = Vec::with_capacity(n);
+        for _ in 0..n {
+            match frames().alloc(Owner::Kernel) {
+                Ok(p) => frames_v.push(p),
+                Err(_) => break,
+            }
+        }
+        if frames_v.is_empty() {
+            return Err(Errno::ENOMEM);
+        }
+        Ok(Bounce { frames: frames_v })
+    }
+
+    fn capacity(&self) -> usize {
+        self.frames.len() * FRAME_SIZE
+    }
+
+    fn segments(&self, len: usize) -> Vec<Segment> {
+        let mut segs: Vec<Segment> = Vec::new();
+        let mut left = len;
+        for &p in &self.frames {
+            if left == 0 {
+                break;
+            }
+            let n = left.min(FRAME_SIZE);
+            segs.push(Segment {
+                phys: p.addr(),
+                len: n as u32,
+            });
+            left -= n;
+        }
+        segs
+    }
+
+    /// Copy `out.len()` bytes starting at byte `at` of the bounce buffer.
+    fn read(&self, at: usize, out: &mut [u8]) {
+        let mut done = 0;
+        while done < out.len() {
+            let off = at + done;
+            let (f, o) = (off / FRAME_SIZE, off % FRAME_SIZE);
+            let n = (FRAME_SIZE - o).min(out.len() - done);
+            mm::phys::read(self.frames[f], o, &mut out[done..done + n]);
+            done += n;
+        }
+    }
+
+    fn write(&self, at: usize, data: &[u8]) {
+        let mut done = 0;
+        while done < data.len() {
+            let off = at + done;
+            let (f, o) = (off / FRAME_SIZE, off % FRAME_SIZE);
+            let n = (FRAME_SIZE - o).min(data.len() - done);
+            mm::phys::write(self.frames[f], o, &data[done..done + n]);
+            done += n;
+        }
+    }
+}
+
+impl Drop for Bounce {
+    fn drop(&mut self) {
+        for &p in &self.frames {
+            let _ = frames().put(p);
+        }
+    }
+}
+
+fn blk_errno(e: drivers::block::BlockError) -> Errno {
+    use drivers::block::BlockError as B;
+    match e {
+        B::ReadOnly => Errno::EROFS,
+        B::OutOfRange => Errno::ENOSPC,
+        B::Misaligned | B::ZeroLength | B::TooLarge => Errno::EINVAL,
+        _ => Errno::EIO,
+    }
+}
+
+impl BlockNode {
+    fn capacity(&self) -> u64 {
+        self.disk.info().sectors * 512
+    }
+
+    /// Bytes per bounce request: within the device's segment and size limits.
+    fn chunk(&self) -> usize {
+        let i = self.disk.info();
+        let frames = BOUNCE_FRAMES.min(i.max_segments.max(1));
+        ((frames * FRAME_SIZE) as u64).min(i.max_bytes.max(512)) as usize / 512 * 512
+    }
+
+    /// The transfer length for `len` bytes at `offset`, clipped at the end of the disk;
+    /// EINVAL unless both are sector multiples.
+    fn span(&self, offset: u64, len: usize) -> Result<usize, Errno> {
+        if !offset.is_multiple_of(512) || !len.is_multiple_of(512) {
+            return Err(Errno::EINVAL);
+        }
+        Ok(self.capacity().saturating_sub(offset).min(len as u64) as usize)
+    }
+}
+
+impl Node for BlockNode {
+    fn kind(&self) -> FileKind {
+        FileKind::BlockDevice
+    }
+
+    fn stat(&self) -> Result<Stat, Errno> {
+        let t = now();
+        Ok(Stat {
+            dev: self.dev,
+            ino: self.ino,
+            mode: S_IFBLK | 0o660,
+            nlink: 1,
+            rdev: disk_rdev(&self.disk),
+            size: self.capacity(),
+            blksize: 4096,
+            atime: t,
+            mtime: t,
+            ctime: t,
+            ..Stat::default()
+        })
+    }
+
+    fn size(&self) -> u64 {
+        self.capacity()
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut ReadBuf) -> Result<usize, Errno> {
+        let total = self.span(offset, buf.len())?;
+        let mut done = 0usize;
+        while done < total {
+            let want = (total - done).min(self.chunk());
+            let bounce = Bounce::new(want)?;
+            let n = want.min(bounce.capacity());
+            let sector = (offset + done as u64) / 512;
+            if let Err(e) = self.disk.io(Op::Read, sector, bounce.segments(n)) {
+                if done == 0 {
+                    return Err(blk_errno(e));
+                }
+                break;
+            }
+            let mut at = 0usize;
+            let copied = buf.fill(|piece| {
+                let k = piece.len().min(n - at);
+                bounce.read(at, &mut piece[..k]);
+                at += k;
+                Ok(k)
+            });
+            let copied = match copied {
+                Ok(c) => c,
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => 0,
+            };
+            counters::add(Counter::DataCopyBytes, copied as u64);
+            buf.advance(copied);
+            done += copied;
+            if copied < n {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    fn write_at(&self, offset: u64, buf: &mut WriteBuf) -> Result<usize, Errno> {
+        if self.disk.info().read_only {
+            return Err(Errno::EROFS);
+        }
+        let total = self.span(offset, buf.len())?;
+        if total == 0 && !buf.is_empty() {
+            return Err(Errno::ENOSPC);
+        }
+        let mut done = 0usize;
+        while done < total {
+            let want = (total - done).min(self.chunk());
+            let bounce = Bounce::new(want)?;
+            let n = want.min(bounce.capacity());
+            let mut at = 0usize;
+            let got = buf.drain(|piece| {
+                let k = piece.len().min(n - at);
+                bounce.write(at, &piece[..k]);
+                at += k;
+                Ok(k)
+            });
+            let got = match got {
+                Ok(g) => g,
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => 0,
+            };
+            counters::add(Counter::DataCopyBytes, got as u64);
+            // Only whole sectors go to the disk.
+            let whole = got / 512 * 512;
+            if whole == 0 {
+                if done == 0 {
+                    return Err(Errno::EFAULT);
+                }
+                break;
+            }
+            let sector = (offset + done as u64) / 512;
+            if let Err(e) = self.disk.io(Op::Write, sector, bounce.segments(whole)) {
+                if done == 0 {
+                    return Err(blk_errno(e));
+                }
+                break;
+            }
+            buf.advance(whole);
+            done += whole;
+            if whole < n {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    fn truncate(&self, _size: u64) -> Result<(), Errno> {
+        Ok(())
+    }
+
+    fn fsync(&self, _data_only: bool) -> Result<(), Errno> {
+        match self.disk.flush() {
+            Ok(_) | Err(drivers::block::BlockError::Unsupported) => Ok(()),
+            Err(e) => Err(blk_errno(e)),
+        }
+    }
+}

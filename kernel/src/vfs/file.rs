@@ -1,0 +1,496 @@
+//! Open file descriptions ([`File`]: node, offset, status flags, per-open state; shared
+//! by dup'ed descriptors and across fork) and a process's descriptor table and working
+//! directory ([`ProcessFiles`]).
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use mm::sync::Mutex;
+
+use super::node::*;
+use super::path::Loc;
+use crate::syscall::errno::Errno;
+
+pub const O_ACCMODE: u32 = 3;
+pub const O_RDONLY: u32 = 0;
+pub const O_WRONLY: u32 = 1;
+pub const O_RDWR: u32 = 2;
+pub const O_CREAT: u32 = 0o100;
+pub const O_EXCL: u32 = 0o200;
+pub const O_NOCTTY: u32 = 0o400;
+pub const O_TRUNC: u32 = 0o1000;
+pub const O_APPEND: u32 = 0o2000;
+pub const O_NONBLOCK: u32 = 0o4000;
+pub const O_DSYNC: u32 = 0o10000;
+pub const O_DIRECT: u32 = 0o40000;
+pub const O_LARGEFILE: u32 = 0o100000;
+pub const O_DIRECTORY: u32 = 0o200000;
+pub const O_NOFOLLOW: u32 = 0o400000;
+pub const O_NOATIME: u32 = 0o1000000;
+pub const O_CLOEXEC: u32 = 0o2000000;
+pub const O_SYNC: u32 = 0o4010000;
+pub const O_PATH: u32 = 0o10000000;
+pub const O_TMPFILE: u32 = 0o20000000;
+
+/// Status flags `F_SETFL` may change.
+pub const SETFL_MASK: u32 = O_APPEND | O_NONBLOCK | O_DIRECT | O_NOATIME;
+/// Flags an open file description remembers (what `F_GETFL` shows).
+const KEPT: u32 =
+    O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_DIRECT | O_LARGEFILE | O_NOATIME | O_SYNC;
+
+pub const SEEK_SET: u32 = 0;
+pub const SEEK_CUR: u32 = 1;
+pub const SEEK_END: u32 = 2;
+pub const SEEK_DATA: u32 = 3;
+pub const SEEK_HOLE: u32 = 4;
+
+/// An open file description.
+pub struct File {
+    pub node: NodeRef,
+    /// Where it was opened (none for pipes).
+    pub loc: Option<Loc>,
+    ops: Box<dyn FileOps>,
+    /// The offset (for directories: the readdir cursor). Held during a read or write so
+    /// concurrent users of one description do not interleave their offsets.
+    pos: Mutex<u64>,
+    flags: AtomicU32,
+}
+
+impl File {
+    pub fn new(node: NodeRef, loc: Option<Loc>, ops: Box<dyn FileOps>, flags: u32) -> Arc<File> {
+        Arc::new(File {
+            node,
+            loc,
+            ops,
+            pos: Mutex::new(0),
+            flags: AtomicU32::new(flags & KEPT),
+        })
+    }
+
+    /// Access mode and status flags (`F_GETFL`).
+    pub fn flags(&self) -> u32 {
+        self.flags.load(Ordering::Relaxed)
+    }
+
+    /// `F_SETFL`: only the changeable status flags are taken from `f`.
+    pub fn set_status_flags(&self, f: u32) {
+        let old = self.flags();
+        self.flags
+            .store((old & !SETFL_MASK) | (f & SETFL_MASK), Ordering::Relaxed);
+    }
+
+    pub fn readable(&self) -> bool {
+        matches!(self.flags() & O_ACCMODE, O_RDONLY | O_RDWR)
+    }
+
+    pub fn writable(&self) -> bool {
+        matches!(self.flags() & O_ACCMODE, O_WRONLY | O_RDWR)
+    }
+
+    fn nonblock(&self) -> bool {
+        self.flags() & O_NONBLOCK != 0
+    }
+
+    pub fn kind(&self) -> FileKind {
+        self.node.kind()
+    }
+
+    /// A stream (pipe, terminal): no offset.
+    pub fn is_stream(&self) -> bool {
+        self.ops.stream()
+    }
+
+    /// `read(2)`: at the offset, which advances.
+    pub fn read(&self, buf: &mut ReadBuf) -> Result<usize, Errno> {
+        if !self.readable() {
+            return Err(Errno::EBADF);
+        }
+        if self.kind() == FileKind::Directory {
+            return Err(Errno::EISDIR);
+        }
+        if self.ops.stream() {
+            return self.ops.read(0, buf, self.nonblock());
+        }
+        let mut pos = self.pos.lock();
+        let n = self.ops.read(*pos, buf, self.nonblock())?;
+        *pos += n as u64;
+        Ok(n)
+    }
+
+    /// `read(2)` that does not block, whatever the status flags say (EAGAIN instead).
+    pub fn read_nonblocking(&self, buf: &mut ReadBuf) -> Result<usize, Errno> {
+        if !self.readable() {
+            return Err(Errno::EBADF);
+        }
+        if self.ops.stream() {
+            return self.ops.read(0, buf, true);
+        }
+        self.read(buf)
+    }
+
+    /// `write(2)`: at the offset (or the end with `O_APPEND`), which advances.
+    pub fn write(&self, buf: &mut WriteBuf) -> Result<usize, Errno> {
+        if !self.writable() {
+            return Err(Errno::EBADF);
+        }
+        if self.ops.stream() {
+            return self.ops.write(0, buf, self.nonblock());
+        }
+        let mut pos = self.pos.lock();
+        let at = if self.flags() & O_APPEND != 0 {
+            self.ops.size()
+        } else {
+            *pos
+        };
+        check_end(at, buf.len())?;
+        let n = self.ops.write(at, buf, self.nonblock())?;
+        *pos = at + n as u64;
+        Ok(n)
+    }
+
+    /// `pread64(2)`: at `offset`, the file offset unchanged.
+    pub fn pread(&self, offset: u64, buf: &mut ReadBuf) -> Result<usize, Errno> {
+        if !self.readable() {
+            return Err(Errno::EBADF);
+        }
+        if self.kind() == FileKind::Directory {
+            return Err(Errno::EISDIR);
+        }
+        if self.ops.stream() {
+            return Err(Errno::ESPIPE);
+        }
+        if offset > i64::MAX as u64 {
+            return Err(Errno::EINVAL);
+        }
+        self.ops.read(offset, buf, self.nonblock())
+    }
+
+    /// `pwrite64(2)` (with `O_APPEND` it appends, as on Linux).
+    pub fn pwrite(&self, offset: u64, buf: &mut WriteBuf) -> Result<usize, Errno> {
+        if !self.writable() {
+            return Err(Errno::EBADF);
+        }
+        if self.ops.stream() {
+            return Err(Errno::ESPIPE);
+        }
+        if offset > i64::MAX as u64 {
+            return Err(Errno::EINVAL);
+        }
+        let at = if self.flags() & O_APPEND != 0 {
+            self.ops.size()
+        } else {
+            offset
+        };
+        check_end(at, buf.len())?;
+        self.ops.write(at, buf, self.nonblock())
+    }
+
+    /// `lseek(2)`.
+    pub fn seek(&self, offset: i64, whence: u32) -> Result<u64, Errno> {
+        if self.ops.stream() {
+            return Err(Errno::ESPIPE);
+        }
+        let dir = self.kind() == FileKind::Directory;
+        let mut pos = self.pos.lock();
+        let base: i64 = match whence {
+            SEEK_SET => 0,
+            SEEK_CUR => *pos as i64,
+            SEEK_END if !dir => self.ops.size() as i64,
+            SEEK_DATA | SEEK_HOLE if !dir => {
+                let size = self.ops.size() as i64;
+                if offset < 0 || offset >= size {
+                    return Err(Errno::ENXIO);
+                }
+                // No holes are reported: data everywhere, the one hole at the end.
+                let at = if whence == SEEK_DATA { offset } else { size };
+                *pos = at as u64;
+                return Ok(at as u64);
+            }
+            _ => return Err(Errno::EINVAL),
+        };
+        let new = base.checked_add(offset).ok_or(Errno::EOVERFLOW)?;
+        if new < 0 {
+            return Err(Errno::EINVAL);
+        }
+        *pos = new as u64;
+        Ok(new as u64)
+    }
+
+    /// The current offset.
+    pub fn offset(&self) -> u64 {
+        *self.pos.lock()
+    }
+
+    pub fn stat(&self) -> Result<Stat, Errno> {
+        self.node.stat()
+    }
+
+    /// `ftruncate(2)`.
+    pub fn truncate(&self, len: u64) -> Result<(), Errno> {
+        if !self.writable() {
+            return Err(Errno::EINVAL);
+        }
+        if self.kind() != FileKind::Regular {
+            return Err(Errno::EINVAL);
+        }
+        if let Some(l) = &self.loc
+            && l.mount().read_only
+        {
+            return Err(Errno::EROFS);
+        }
+        self.node.truncate(len)
+    }
+
+    pub fn fsync(&self, data_only: bool) -> Result<(), Errno> {
+        self.ops.fsync(data_only)
+    }
+
+    pub fn ioctl(&self, cmd: u32, arg: u64) -> Result<u64, Errno> {
+        self.ops.ioctl(cmd, arg)
+    }
+
+    /// The page-cache inode of an ext2 regular file (its `cache()` and `size()`), for
+    /// `mmap`; None for files whose data is not in the page cache.
+    pub fn cached_inode(&self) -> Option<Arc<super::ext2::Inode>> {
+        self.ops.cached_inode()
+    }
+
+    /// Directory entries from the cursor: `emit` takes each until it returns false (the
+    /// entry it refused is returned again next time). Returns how many it took.
+    pub fn read_dir(&self, mut emit: impl FnMut(&DirEntry) -> bool) -> Result<usize, Errno> {
+        if self.kind() != FileKind::Directory {
+            return Err(Errno::ENOTDIR);
+        }
+        let mut pos = self.pos.lock();
+        let mut taken = 0;
+        loop {
+            let batch = self.node.readdir(*pos)?;
+            if batch.is_empty() {
+                return Ok(taken);
+            }
+            for e in &batch {
+                if !emit(e) {
+                    return Ok(taken);
+                }
+                taken += 1;
+                *pos = e.next;
+            }
+        }
+    }
+}
+
+/// EFBIG/EINVAL for a write that would end past the largest offset.
+fn check_end(at: u64, len: usize) -> Result<(), Errno> {
+    if at > i64::MAX as u64 {
+        return Err(Errno::EINVAL);
+    }
+    if at
+        .checked_add(len as u64)
+        .is_none_or(|e| e > i64::MAX as u64)
+    {
+        return Err(Errno::EFBIG);
+    }
+    Ok(())
+}
+
+/// Most descriptors per process (`RLIMIT_NOFILE`).
+pub const MAX_FDS: usize = 1024;
+
+#[derive(Clone)]
+struct FdEntry {
+    file: Arc<File>,
+    cloexec: bool,
+}
+
+/// A process's descriptor table (fd -> open file description + `FD_CLOEXEC`), working
+/// directory and umask.
+pub struct ProcessFiles {
+    fds: Vec<Option<FdEntry>>,
+    /// None: `/`.
+    cwd: Option<Loc>,
+    umask: u32,
+}
+
+impl ProcessFiles {
+    /// No descriptors, working directory `/`, umask 022.
+    pub fn new_empty() -> ProcessFiles {
+        ProcessFiles {
+            fds: Vec::new(),
+            cwd: None,
+            umask: 0o022,
+        }
+    }
+
+    /// Descriptors 0, 1 and 2 on one open description of `/dev/console`; working
+    /// directory `/`.
+    pub fn new_console() -> Result<ProcessFiles, Errno> {
+        let mut pf = ProcessFiles::new_empty();
+        let console = super::ops::open(&Loc::root(), b"/dev/console", O_RDWR, 0)?;
+        for _ in 0..3 {
+            pf.insert(console.clone(), false)?;
+        }
+        Ok(pf)
+    }
+
+    /// A copy for a child: the same open descriptions (shared offsets), same directory.
+    pub fn fork(&self) -> ProcessFiles {
+        ProcessFiles {
+            fds: self.fds.clone(),
+            cwd: self.cwd.clone(),
+            umask: self.umask,
+        }
+    }
+
+    /// Close the `FD_CLOEXEC` descriptors (at exec).
+    pub fn exec_cleanup(&mut self) {
+        for slot in self.fds.iter_mut() {
+            if slot.as_ref().is_some_and(|e| e.cloexec) {
+                *slot = None;
+            }
+        }
+        self.trim();
+    }
+
+    /// Close everything (at exit).
+    pub fn close_all(&mut self) {
+        self.fds.clear();
+    }
+
+    fn trim(&mut self) {
+        while matches!(self.fds.last(), Some(None)) {
+            self.fds.pop();
+        }
+    }
+
+    /// The open description of `fd`.
+    pub fn get(&self, fd: i32) -> Result<Arc<File>, Errno> {
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.fds.get(i))
+            .and_then(|s| s.as_ref())
+            .map(|e| e.file.clone())
+            .ok_or(Errno::EBADF)
+    }
+
+    /// Install `file` at the lowest free descriptor `>= min`.
+    pub fn insert_from(
+        &mut self,
+        min: usize,
+        file: Arc<File>,
+        cloexec: bool,
+    ) -> Result<i32, Errno> {
+        if min >= MAX_FDS {
+            return Err(Errno::EINVAL);
+        }
+        let free = (min..MAX_FDS).find(|&i| self.fds.get(i).is_none_or(|s| s.is_none()));
+        let i = free.ok_or(Errno::EMFILE)?;
+        if i >= self.fds.len() {
+            self.fds.resize(i + 1, None);
+        }
+        self.fds[i] = Some(FdEntry { file, cloexec });
+        Ok(i as i32)
+    }
+
+    /// Install `file` at the lowest free descriptor.
+    pub fn insert(&mut self, file: Arc<File>, cloexec: bool) -> Result<i32, Errno> {
+        self.insert_from(0, file, cloexec)
+    }
+
+    /// Put `file` at `fd`, returning what was there (for the caller to drop after
+    /// letting go of the table).
+    pub fn set(
+        &mut self,
+        fd: i32,
+        file: Arc<File>,
+        cloexec: bool,
+    ) -> Result<Option<Arc<File>>, Errno> {
+        let i = usize::try_from(fd)
+            .ok()
+            .filter(|&i| i < MAX_FDS)
+            .ok_or(Errno::EBADF)?;
+        if i >= self.fds.len() {
+            self.fds.resize(i + 1, None);
+        }
+        Ok(self.fds[i]
+            .replace(FdEntry { file, cloexec })
+            .map(|e| e.file))
+    }
+
+    /// Remove `fd`, returning its description (drop it after letting go of the table).
+    pub fn close(&mut self, fd: i32) -> Result<Arc<File>, Errno> {
+        let i = usize::try_from(fd).map_err(|_| Errno::EBADF)?;
+        let e = self
+            .fds
+            .get_mut(i)
+            .and_then(|s| s.take())
+            .ok_or(Errno::EBADF)?;
+        self.trim();
+        Ok(e.file)
+    }
+
+    /// `FD_CLOEXEC` of `fd`.
+    pub fn cloexec(&self, fd: i32) -> Result<bool, Errno> {
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.fds.get(i))
+            .and_then(|s| s.as_ref())
+            .map(|e| e.cloexec)
+            .ok_or(Errno::EBADF)
+    }
+
+    pub fn set_cloexec(&mut self, fd: i32, on: bool) -> Result<(), Errno> {
+        let e = usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.fds.get_mut(i))
+            .and_then(|s| s.as_mut())
+            .ok_or(Errno::EBADF)?;
+        e.cloexec = on;
+        Ok(())
+    }
+
+    /// Open descriptors.
+    pub fn count(&self) -> usize {
+        self.fds.iter().filter(|s| s.is_some()).count()
+    }
+
+    /// The working directory.
+    pub fn cwd(&self) -> Loc {
+        self.cwd.clone().unwrap_or_else(Loc::root)
+    }
+
+    /// Change the working directory (must be a directory).
+    pub fn set_cwd(&mut self, loc: Loc) -> Result<(), Errno> {
+        if loc.node().kind() != FileKind::Directory {
+            return Err(Errno::ENOTDIR);
+        }
+        self.cwd = Some(loc);
+        Ok(())
+    }
+
+    pub fn umask(&self) -> u32 {
+        self.umask
+    }
+
+    /// Set the umask, returning the old one.
+    pub fn set_umask(&mut self, m: u32) -> u32 {
+        core::mem::replace(&mut self.umask, m & 0o777)
+    }
+
+    /// Where a `*at` call with `dirfd` starts: the working directory for `AT_FDCWD`,
+    /// else the directory open at `dirfd`.
+    pub fn start(&self, dirfd: i32) -> Result<Loc, Errno> {
+        if dirfd == AT_FDCWD {
+            return Ok(self.cwd());
+        }
+        let f = self.get(dirfd)?;
+        match &f.loc {
+            Some(l) if l.node().kind() == FileKind::Directory => Ok(l.clone()),
+            _ => Err(Errno::ENOTDIR),
+        }
+    }
+}
+
+/// `AT_FDCWD`.
+pub const AT_FDCWD: i32 = -100;
