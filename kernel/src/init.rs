@@ -29,7 +29,7 @@ pub fn start(boot_info: &'static mut BootInfo) -> ! {
         log::set_max_level(level);
     }
 
-    kprintln!("AliasOS {} — zero-copy storage unikernel", crate::VERSION);
+    kprintln!("AliasOS {} - zero-copy storage unikernel", crate::VERSION);
     kprintln!(
         "memory: {} MiB RAM, {} MiB usable, frame table {} KiB, {} frames free ({} MiB)",
         mem.ram_bytes >> 20,
@@ -130,11 +130,8 @@ fn idle() -> ! {
             next_check = now + 5;
             let pc = crate::vfs::page_cache();
             pc.set_now(now);
-            if pc.writeback_older_than(DIRTY_EXPIRE_SECS) > 0
-                && let Some(m) = crate::vfs::mnt()
-                && let Err(e) = m.fs.lock().sync()
-            {
-                log::error!("background writeback: metadata sync failed: {e:?}");
+            if pc.writeback_older_than(DIRTY_EXPIRE_SECS) > 0 {
+                crate::vfs::sync_metadata();
             }
         }
     }

@@ -69,10 +69,11 @@ fn pattern_byte(i: usize) -> u8 {
     (i % 251) as u8 ^ (i / 4096) as u8
 }
 
-/// The ext2 data disk: `bin/systest` and the scratch files the cases read.
+/// The ext2 data disk: `bin/systest` and the scratch files the cases read. Named after
+/// this process, so concurrent runs of the test do not share (and lock) one image.
 fn make_disk(systest: &Path) -> PathBuf {
-    let name = "syscalls";
-    let img = scratch_disk(name, 64);
+    let name = format!("syscalls-{}", std::process::id());
+    let img = scratch_disk(&name, 64);
     let tree = boot::target_dir()
         .join("test-disks")
         .join(format!("{name}.tree"));
@@ -119,6 +120,7 @@ fn make_disk(systest: &Path) -> PathBuf {
         "mke2fs failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let _ = std::fs::remove_dir_all(&tree);
     img
 }
 
@@ -325,8 +327,10 @@ fn syscall_conformance() {
     }
     assert!(
         problems.is_empty(),
-        "syscall conformance failed:\n- {}\n\nfailing cases:\n{}\n\nserial output:\n{serial}",
+        "syscall conformance failed:\n- {}\n\nfailing cases:\n{}\n\nthe disk image is kept: {}\n\nserial output:\n{serial}",
         problems.join("\n- "),
-        not_ok.join("\n")
+        not_ok.join("\n"),
+        img.display()
     );
+    let _ = std::fs::remove_file(&img);
 }

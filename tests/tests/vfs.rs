@@ -58,8 +58,14 @@ fn vfs_suite() {
         debugfs_read(&img, "/vfs/renamed.txt").expect("vfs/renamed.txt"),
         b"renamed through the VFS\n"
     );
-    assert!(debugfs_read(&img, "/vfs/name.txt").is_none(), "old name still there");
-    assert!(debugfs_read(&img, "/vfs/tmp.bin").is_none(), "unlinked file still there");
+    assert!(
+        debugfs_read(&img, "/vfs/name.txt").is_none(),
+        "old name still there"
+    );
+    assert!(
+        debugfs_read(&img, "/vfs/tmp.bin").is_none(),
+        "unlinked file still there"
+    );
     assert_eq!(debugfs_read(&img, "/hello.txt").expect("hello.txt"), HELLO);
     let data = std::fs::read(&raw).expect("read raw disk");
     for s in RAW_FIRST..RAW_FIRST + RAW_SECTORS {

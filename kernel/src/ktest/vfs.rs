@@ -1346,14 +1346,14 @@ pub fn serial_input_interrupt() -> R {
     tty::flush_input();
     let before = keyboard::SERIAL_IRQS.load(core::sync::atomic::Ordering::Relaxed);
     crate::arch::cpu::without_interrupts(|| {
-        keyboard::hw::com1_loopback(true);
+        crate::arch::uart::com1_loopback(true);
         crate::console::write_bytes(b"ls\r");
     });
     let start = crate::time::now_ns();
     while tty::pending() < 3 && crate::time::now_ns() - start < 1_000_000_000 {
         crate::arch::cpu::enable_interrupts_and_halt();
     }
-    crate::arch::cpu::without_interrupts(|| keyboard::hw::com1_loopback(false));
+    crate::arch::cpu::without_interrupts(|| crate::arch::uart::com1_loopback(false));
     let got = tty_read();
     tty::set_termios(saved);
     let irqs = keyboard::SERIAL_IRQS.load(core::sync::atomic::Ordering::Relaxed) - before;

@@ -63,6 +63,16 @@ pub fn load(image: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>], execfn: &[u8]) -> 
     {
         return Err(Errno::ENOEXEC);
     }
+    // xmas-elf trusts the program header table's position and entry size: check them
+    // here, so a malformed file is ENOEXEC rather than an out-of-bounds slice.
+    let (phoff, phentsize, phnum) = (h.pt2.ph_offset(), h.pt2.ph_entry_size(), h.pt2.ph_count());
+    let table_end = (phnum as u64)
+        .checked_mul(56)
+        .and_then(|n| n.checked_add(phoff))
+        .ok_or(Errno::ENOEXEC)?;
+    if phentsize != 56 || phnum == 0 || table_end > image.len() as u64 {
+        return Err(Errno::ENOEXEC);
+    }
     let base = match h.pt2.type_().as_type() {
         Type::Executable => 0,
         Type::SharedObject => PIE_BASE,
@@ -146,7 +156,6 @@ pub fn load(image: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>], execfn: &[u8]) -> 
     mem.brk = brk;
 
     // Program headers in memory: PT_PHDR, else inside the segment holding them.
-    let phoff = h.pt2.ph_offset();
     let phdr = match phdr_vaddr {
         Some(v) => v + base,
         None => segments

@@ -10,7 +10,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use mm::sync::Mutex;
 
@@ -70,6 +70,11 @@ pub struct Process {
     child_exit: WaitQueue,
     pub signals: spin::Mutex<Signals>,
     pub clear_child_tid: AtomicU64,
+    /// A fatal signal sent by kill(), acted on when the process next returns to user mode.
+    pending_kill: AtomicU32,
+    /// Set when this process execs or exits: a parent blocked in vfork may continue.
+    vfork_released: AtomicBool,
+    vfork_wq: WaitQueue,
 }
 
 impl Process {
@@ -116,6 +121,9 @@ fn new_process(ppid: u32, files: ProcessFiles, mem: MemoryMap, name: String, sig
         child_exit: WaitQueue::new(),
         signals: spin::Mutex::new(signals),
         clear_child_tid: AtomicU64::new(0),
+        pending_kill: AtomicU32::new(0),
+        vfork_released: AtomicBool::new(false),
+        vfork_wq: WaitQueue::new(),
     });
     PROCESSES.lock().insert(pid, Arc::downgrade(&p));
     p
@@ -157,8 +165,10 @@ pub fn start_init(path: &str, argv: &[&str]) -> Result<u32, Errno> {
 }
 
 /// fork: a child with a copy-on-write copy of the memory, the same open files, and the
-/// caller's registers except `rax` = 0. Returns the child's PID.
-pub fn fork(frame: &TrapFrame) -> Result<u64, Errno> {
+/// caller's registers except `rax` = 0. Returns the child's PID. With `vfork` the caller
+/// is suspended until the child execs or exits, as on Linux (the memory is still a
+/// copy-on-write copy, which a correct vfork child cannot tell apart).
+pub fn fork(frame: &TrapFrame, vfork: bool) -> Result<u64, Errno> {
     let parent = current();
     let mem = parent.mem.lock().fork()?;
     let files = parent.files.lock().fork();
@@ -175,6 +185,12 @@ pub fn fork(frame: &TrapFrame) -> Result<u64, Errno> {
         parent.children.lock().retain(|c| c.pid != pid);
         PROCESSES.lock().remove(&pid);
         return Err(Errno::ENOMEM);
+    }
+    drop(parent);
+    if vfork {
+        child
+            .vfork_wq
+            .wait_until(|| child.vfork_released.load(Ordering::Acquire));
     }
     Ok(pid as u64)
 }
@@ -209,6 +225,7 @@ pub fn execve(frame: &mut TrapFrame, path: &[u8], argv: Vec<Vec<u8>>, envp: Vec<
     }
     arch_syscall::set_fs_base(0);
     FpuState::initial().restore();
+    release_vfork_parent(&p);
     *frame = user_frame(loaded.entry, loaded.sp);
     Ok(())
 }
@@ -237,6 +254,7 @@ pub fn exit(status: i32) -> ! {
             }
         }
         *p.exit_status.lock() = Some(status);
+        release_vfork_parent(&p);
         log::debug!("pid {} ({}) exited with status {status:#x}", p.pid, p.name.lock());
         if p.pid == 1 {
             init_exited(status);
@@ -250,6 +268,11 @@ pub fn exit(status: i32) -> ! {
         }
     }
     task::exit_current()
+}
+
+fn release_vfork_parent(p: &Process) {
+    p.vfork_released.store(true, Ordering::Release);
+    p.vfork_wq.wake_all();
 }
 
 /// Wait status of a normal exit with `code`.
@@ -314,6 +337,50 @@ pub fn wait(pid: i64, nohang: bool) -> Result<Option<(u32, i32)>, Errno> {
     }
 }
 
+/// kill(pid, sig): send `sig` to process `pid`. Signal handlers are not run (delivery is
+/// minimal): a signal whose disposition is "ignore" (SIG_IGN, or default-ignore signals
+/// like SIGCHLD) does nothing, any other terminates the target when it next returns to
+/// user mode (at once if it is the caller).
+pub fn send_signal(pid: u32, sig: u32) -> Result<(), Errno> {
+    let target = PROCESSES
+        .lock()
+        .get(&pid)
+        .and_then(Weak::upgrade)
+        .filter(|p| !p.is_zombie())
+        .ok_or(Errno::ESRCH)?;
+    // Like Linux, init gets only signals it has handlers for, and it runs no handlers.
+    if sig == 0 || target.pid == 1 {
+        return Ok(());
+    }
+    // SIGCHLD, SIGCONT, SIGURG, SIGWINCH are ignored by default; SIGSTOP/SIGTSTP/SIGTTIN/
+    // SIGTTOU would stop, which AliasOS does not do.
+    if matches!(sig, 17 | 18 | 19 | 20 | 21 | 22 | 23 | 28) {
+        return Ok(());
+    }
+    let ignored = sig != SIGKILL && {
+        let s = target.signals.lock();
+        u64::from_le_bytes(s.actions[sig as usize - 1][..8].try_into().unwrap_or([0; 8])) == 1
+    };
+    if ignored {
+        return Ok(());
+    }
+    let _ = target
+        .pending_kill
+        .compare_exchange(0, sig, Ordering::AcqRel, Ordering::Relaxed);
+    Ok(())
+}
+
+/// On the way back to user mode: act on a fatal signal sent by kill().
+pub fn check_pending_kill() {
+    let sig = match try_current() {
+        Some(p) => p.pending_kill.load(Ordering::Acquire),
+        None => return,
+    };
+    if sig != 0 {
+        exit(killed_by(sig));
+    }
+}
+
 /// Kill the current process because of an exception it caused in user mode.
 fn kill_for_fault(frame: &TrapFrame, sig: u32) -> ! {
     let (pid, name) = {
@@ -355,7 +422,7 @@ fn user_exception(frame: &mut TrapFrame) -> bool {
         0 | 16 | 19 => SIGFPE,
         1 | 3 => SIGTRAP,
         6 => SIGILL,
-        17 => SIGBUS,
+        12 | 17 => SIGBUS,
         _ => SIGSEGV,
     };
     kill_for_fault(frame, sig)

@@ -36,6 +36,9 @@ pub const STACK_TOP: u64 = 0x0000_7fff_ffff_f000;
 pub const STACK_SIZE: u64 = 8 << 20;
 /// mmap places mappings below this address, top-down.
 const MMAP_TOP: u64 = 0x0000_7f00_0000_0000;
+/// End of the addresses user mappings may use: the last page below the canonical hole
+/// stays unmapped, so no user instruction or return address can run into it.
+pub const USER_LIMIT: u64 = STACK_TOP;
 /// Largest program break growth.
 const BRK_MAX: u64 = 1 << 32;
 
@@ -56,7 +59,8 @@ impl Prot {
 
     /// From the PROT_* bits of mmap/mprotect.
     pub fn from_bits(bits: u64) -> Result<Prot, Errno> {
-        if bits & !7 != 0 {
+        // PROT_SEM (8) is accepted and means nothing here, as on x86-64 Linux.
+        if bits & !0xF != 0 {
             return Err(Errno::EINVAL);
         }
         Ok(Prot {
@@ -66,7 +70,12 @@ impl Prot {
         })
     }
 
+    /// PTE flags for this protection. PROT_NONE keeps the page present for the kernel's
+    /// bookkeeping but not user-accessible, so its contents survive a later mprotect.
     fn pte(self, writable: bool) -> PteFlags {
+        if !self.accessible() {
+            return PteFlags::PRESENT | PteFlags::NO_EXECUTE;
+        }
         let mut f = PteFlags::PRESENT | PteFlags::USER_ACCESSIBLE;
         if writable {
             f |= PteFlags::WRITABLE;
@@ -91,8 +100,11 @@ pub trait MappedFile: Send + Sync {
 /// What an area's pages hold before they are written.
 #[derive(Clone)]
 pub enum Kind {
-    /// Zero-filled on first touch (heap, stack, bss, anonymous mmap).
+    /// Zero-filled on first touch (heap, stack, bss, anonymous mmap); private: copied on
+    /// write after fork.
     Anon,
+    /// Zero-filled on first touch and shared with forked children (MAP_SHARED|MAP_ANONYMOUS).
+    SharedAnon,
     /// Pages of a file's page cache, starting at page `pgoff` of the file. Shared: the
     /// page-cache frames themselves are mapped, and stores reach the file. Private: the
     /// frames are mapped read-only and a write copies (copy-on-write).
@@ -104,6 +116,11 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Whether stores are seen by every process mapping the page (no copy-on-write).
+    fn is_shared(&self) -> bool {
+        matches!(self, Kind::SharedAnon | Kind::File { shared: true, .. })
+    }
+
     fn shared_file(&self) -> Option<(&Arc<dyn MappedFile>, u64)> {
         match self {
             Kind::File {
@@ -120,6 +137,7 @@ impl core::fmt::Debug for Kind {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Kind::Anon => write!(f, "anon"),
+            Kind::SharedAnon => write!(f, "shared anon"),
             Kind::File { pgoff, shared, .. } => write!(f, "file+{pgoff} shared={shared}"),
         }
     }
@@ -185,7 +203,7 @@ impl MemoryMap {
 
     /// Add an area over `[start, end)` (page-aligned, free).
     pub fn add_area(&mut self, start: u64, end: u64, prot: Prot, kind: Kind) -> Result<(), Errno> {
-        if start % PAGE != 0 || end % PAGE != 0 || start >= end || start < USER_MIN || end > USER_END {
+        if start % PAGE != 0 || end % PAGE != 0 || start >= end || start < USER_MIN || end > USER_LIMIT {
             return Err(Errno::EINVAL);
         }
         if self.overlaps(start, end) {
@@ -221,7 +239,7 @@ impl MemoryMap {
         match self.space.lookup(page) {
             None => {
                 let (pfn, flags) = match &area.kind {
-                    Kind::Anon => {
+                    Kind::Anon | Kind::SharedAnon => {
                         let pfn = frames().alloc(Owner::Anon).map_err(|_| Errno::ENOMEM)?;
                         mm::phys::zero(pfn, 0, FRAME_SIZE);
                         (pfn, area.prot.pte(area.prot.write))
@@ -252,7 +270,7 @@ impl MemoryMap {
             }
             Some((pfn, flags)) => {
                 if write && !flags.contains(PteFlags::WRITABLE) {
-                    if area.kind.shared_file().is_some() {
+                    if area.kind.is_shared() {
                         return self.space.set_flags(page, area.prot.pte(true)).map_err(map_errno);
                     }
                     self.break_cow(page, pfn, area.prot)
@@ -268,8 +286,7 @@ impl MemoryMap {
     /// A write to a copy-on-write share: keep the frame if we hold its only reference,
     /// else copy it.
     fn break_cow(&mut self, page: u64, pfn: Pfn, prot: Prot) -> Result<(), Errno> {
-        let desc = frames().table().get(pfn).ok_or(Errno::EFAULT)?;
-        if desc.refcount() == 1 && desc.pincount() == 0 {
+        if exclusively_ours(pfn) {
             self.space
                 .set_flags(page, prot.pte(true))
                 .map_err(map_errno)?;
@@ -290,23 +307,33 @@ impl MemoryMap {
     }
 
     /// The frame behind user address `va` after making it accessible as a user access
-    /// would (faulting it in; for `write`, breaking copy-on-write).
+    /// would (faulting it in; for `write`, breaking copy-on-write, and for a shared file
+    /// page, marking it dirty as the CPU would).
     pub fn resolve(&mut self, va: u64, write: bool) -> Result<Pfn, Errno> {
-        if va >= USER_END || va < USER_MIN {
+        if va >= USER_LIMIT || va < USER_MIN {
             return Err(Errno::EFAULT);
         }
         let area = self.area(va).cloned().ok_or(Errno::EFAULT)?;
         if !area.prot.read && !write {
             return Err(Errno::EFAULT);
         }
+        if !area.prot.accessible() {
+            return Err(Errno::EFAULT);
+        }
         let page = page_down(va);
-        match self.space.lookup(page) {
-            Some((pfn, f)) if !write || f.contains(PteFlags::WRITABLE) => Ok(pfn),
+        let (pfn, flags) = match self.space.lookup(page) {
+            Some((pfn, f)) if !write || f.contains(PteFlags::WRITABLE) => (pfn, f),
             _ => {
                 self.fault(va, write, false)?;
-                self.space.lookup(page).map(|(p, _)| p).ok_or(Errno::EFAULT)
+                self.space.lookup(page).ok_or(Errno::EFAULT)?
             }
+        };
+        if write && area.kind.shared_file().is_some() && !flags.contains(PteFlags::DIRTY) {
+            self.space
+                .set_flags(page, flags | PteFlags::DIRTY)
+                .map_err(map_errno)?;
         }
+        Ok(pfn)
     }
 
     /// The frame behind `va` for the kernel to fill (exec): mapped with its area's
@@ -347,8 +374,8 @@ impl MemoryMap {
         child.brk = self.brk;
         for (va, pfn, flags) in self.space.mappings(0, USER_END) {
             let desc = frames().table().get(pfn).ok_or(Errno::EFAULT)?;
-            if self.area(va).is_some_and(|a| a.kind.shared_file().is_some()) {
-                // Shared file pages stay shared: both map the page-cache frame.
+            if self.area(va).is_some_and(|a| a.kind.is_shared()) {
+                // Shared pages stay shared: both map the same frame.
                 frames().get(pfn).map_err(|_| Errno::EFAULT)?;
                 if let Err(e) = child.space.map_flags(va, pfn, flags) {
                     let _ = frames().put(pfn);
@@ -356,8 +383,9 @@ impl MemoryMap {
                 }
                 continue;
             }
-            let writable = flags.contains(PteFlags::WRITABLE) || flags.contains(COW);
-            if writable && desc.pincount() > 0 {
+            // Every private page becomes a copy-on-write share, even a read-only one: a
+            // later mprotect must not make a shared frame writable in place.
+            if desc.pincount() > 0 {
                 // Under DMA: the child gets its own copy now, the parent keeps the frame.
                 let new = frames().alloc(Owner::Anon).map_err(|_| Errno::ENOMEM)?;
                 mm::phys::copy_frame(pfn, new);
@@ -368,17 +396,13 @@ impl MemoryMap {
                 })?;
                 continue;
             }
-            let shared = if writable {
-                (flags - PteFlags::WRITABLE) | COW
-            } else {
-                flags
-            };
+            let shared = (flags - PteFlags::WRITABLE) | COW;
             frames().get(pfn).map_err(|_| Errno::EFAULT)?;
             if let Err(e) = child.space.map_flags(va, pfn, shared) {
                 let _ = frames().put(pfn);
                 return Err(map_errno(e));
             }
-            if writable {
+            if shared != flags {
                 self.space.set_flags(va, shared).map_err(map_errno)?;
             }
         }
@@ -432,11 +456,13 @@ impl MemoryMap {
         }
         self.split_at(addr);
         self.split_at(end);
+        // Pages first (shared ones hand their dirty state to the page cache, which needs
+        // the areas), then the areas.
+        self.unmap_range(addr, end);
         let starts: alloc::vec::Vec<u64> = self.areas.range(addr..end).map(|(s, _)| *s).collect();
         for s in starts {
             self.areas.remove(&s);
         }
-        self.unmap_range(addr, end);
         Ok(())
     }
 
@@ -461,24 +487,20 @@ impl MemoryMap {
             a.prot = prot;
         }
         for (va, pfn, flags) in self.space.mappings(addr, end) {
-            // Writable only if it is not a copy-on-write share; a write then faults and
-            // breaks the share. Shared file pages keep their dirty bit.
-            let cow = flags.contains(COW);
-            if self.area(va).is_some_and(|a| a.kind.shared_file().is_some()) && prot.accessible() {
-                let f = prot.pte(prot.write) | (flags & PteFlags::DIRTY);
-                self.space.set_flags(va, f).map_err(map_errno)?;
-                continue;
-            }
-            let mut f = prot.pte(prot.write && !cow);
-            if cow {
-                f |= COW;
-            }
-            if !prot.accessible() {
-                // PROT_NONE: drop the page (its contents stay in the frame only if shared).
-                let _ = self.space.unmap(va);
-                let _ = frames().put(pfn);
-                continue;
-            }
+            let shared = self.area(va).is_some_and(|a| a.kind.is_shared());
+            let f = if shared {
+                // Shared pages keep their dirty bit (stores not yet seen by msync).
+                prot.pte(prot.write) | (flags & PteFlags::DIRTY)
+            } else {
+                // A private page becomes writable in place only if this address space
+                // holds its frame's only reference; otherwise the next write faults and
+                // copies (decided from the frame's state, never from a sticky flag).
+                let mut f = prot.pte(prot.write && exclusively_ours(pfn));
+                if flags.contains(COW) {
+                    f |= COW;
+                }
+                f
+            };
             self.space.set_flags(va, f).map_err(map_errno)?;
         }
         self.space.flush_all();
@@ -498,11 +520,11 @@ impl MemoryMap {
             return Err(Errno::EINVAL);
         }
         let len = page_up(len).ok_or(Errno::ENOMEM)?;
-        if len > USER_END {
+        if len > USER_LIMIT {
             return Err(Errno::ENOMEM);
         }
         let start = if fixed {
-            if hint % PAGE != 0 || hint < USER_MIN || hint.checked_add(len).is_none_or(|e| e > USER_END) {
+            if hint % PAGE != 0 || hint < USER_MIN || hint.checked_add(len).is_none_or(|e| e > USER_LIMIT) {
                 return Err(Errno::EINVAL);
             }
             self.munmap(hint, len)?;
@@ -576,4 +598,14 @@ impl Drop for MemoryMap {
     fn drop(&mut self) {
         self.clear();
     }
+}
+
+/// Whether the mapping holding `pfn` is its only user: a private anonymous frame with one
+/// reference and no DMA pin. Page-cache frames are never ours alone while cached (the
+/// cache holds a reference).
+fn exclusively_ours(pfn: Pfn) -> bool {
+    frames()
+        .table()
+        .get(pfn)
+        .is_some_and(|d| d.refcount() == 1 && d.pincount() == 0)
 }

@@ -42,7 +42,7 @@ fn mmap(a: &[u64; 6]) -> SysResult {
     }
     let p = proc::current();
     let backing = if flags & MAP_ANONYMOUS != 0 {
-        Kind::Anon
+        if kind == MAP_PRIVATE { Kind::Anon } else { Kind::SharedAnon }
     } else {
         file_backing(&p, fd, off, kind != MAP_PRIVATE, prot)?
     };

@@ -37,7 +37,13 @@ pub fn dispatch(nr: u64, a: &[u64; 6]) -> Option<SysResult> {
         14 => rt_sigprocmask(a),
         131 => sigaltstack(a),
         102 | 104 | 107 | 108 => Ok(0),
-        95 => Ok(0o022),
+        95 => {
+            let p = proc::current();
+            let mut files = p.files.lock();
+            let old = files.umask();
+            files.set_umask(a[0] as u32 & 0o777);
+            Ok(old as u64)
+        }
         24 => {
             task::yield_now();
             Ok(0)
@@ -152,7 +158,8 @@ fn clock_nanosleep(a: &[u64; 6]) -> SysResult {
 
 fn getrandom(a: &[u64; 6]) -> SysResult {
     let (buf, len, flags) = (a[0], a[1] as usize, a[2]);
-    if flags & !7 != 0 {
+    // GRND_NONBLOCK 1, GRND_RANDOM 2, GRND_INSECURE 4 (not with GRND_RANDOM).
+    if flags & !7 != 0 || flags & 6 == 6 {
         return Err(Errno::EINVAL);
     }
     let len = len.min(32 << 20);
@@ -227,6 +234,10 @@ fn rt_sigaction(a: &[u64; 6]) -> SysResult {
     let mut new = [0u8; 32];
     if act != 0 {
         user::copy_from_user(act, &mut new)?;
+        // sa_mask (bytes 24..32): SIGKILL and SIGSTOP can never be blocked.
+        let mask = u64::from_le_bytes(new[24..32].try_into().unwrap_or([0; 8]));
+        let mask = mask & !((1 << 8) | (1 << 18));
+        new[24..32].copy_from_slice(&mask.to_le_bytes());
     }
     let p = proc::current();
     let old = p.signals.lock().actions[i];

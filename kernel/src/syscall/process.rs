@@ -14,7 +14,8 @@ const PATH_MAX: usize = 4096;
 
 pub fn dispatch(nr: u64, a: &[u64; 6], frame: &mut TrapFrame) -> Option<SysResult> {
     Some(match nr {
-        57 | 58 => proc::fork(frame),
+        57 => proc::fork(frame, false),
+        58 => proc::fork(frame, true),
         56 => clone(a, frame),
         59 => execve(a, frame),
         60 | 231 => proc::exit(proc::exit_code(a[0] as i32)),
@@ -37,7 +38,7 @@ fn clone(a: &[u64; 6], frame: &TrapFrame) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let _ = flags & CSIGNAL;
-    proc::fork(frame)
+    proc::fork(frame, flags & CLONE_VFORK != 0)
 }
 
 fn execve(a: &[u64; 6], frame: &mut TrapFrame) -> SysResult {
@@ -79,13 +80,16 @@ fn kill(a: &[u64; 6]) -> SysResult {
     if sig > 64 {
         return Err(Errno::EINVAL);
     }
-    let me = proc::current();
-    if pid == me.pid as i32 || pid == 0 {
-        if sig == 0 {
-            return Ok(0);
-        }
-        drop(me);
-        proc::exit(proc::killed_by(sig as u32));
+    let me = proc::current().pid;
+    // Process groups are not kept: 0 and -1 mean the caller only (never "everyone").
+    let target = match pid {
+        0 | -1 => me,
+        p if p < -1 => (-p) as u32,
+        p => p as u32,
+    };
+    proc::send_signal(target, sig as u32)?;
+    if target == me {
+        proc::check_pending_kill();
     }
-    Err(Errno::ESRCH)
+    Ok(0)
 }

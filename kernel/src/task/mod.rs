@@ -209,6 +209,7 @@ fn return_to_user(_frame: &mut TrapFrame) {
     if NEED_RESCHED.load(Ordering::Relaxed) {
         schedule();
     }
+    crate::proc::check_pending_kill();
 }
 
 /// Timer tick (from the timer interrupt): account the time slice, wake sleepers.

@@ -1628,6 +1628,8 @@ fn mmap_shared() -> Res {
     let len = 3 * PAGE;
     write_path(&f, &vec![b'.'; len])?;
     let fd = ok("open O_RDWR", open_s(&f, O_RDWR, 0))?;
+    // Clean before it is mapped: only the mapping can make it dirty again.
+    ok("fsync before mapping", sc(nr::FSYNC, &[fd as usize]))?;
     let a = ok(
         "mmap MAP_SHARED",
         mmap(0, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd as usize, 0),
@@ -1863,6 +1865,8 @@ fn mmap_shared_prot_none() -> Res {
     let f = p("mmap_none.bin");
     write_path(&f, &vec![b'-'; PAGE])?;
     let fd = ok("open O_RDWR", open_s(&f, O_RDWR, 0))?;
+    // Clean before it is mapped: only the mapping can make it dirty again.
+    ok("fsync before mapping", sc(nr::FSYNC, &[fd as usize]))?;
     let a = ok(
         "mmap MAP_SHARED",
         mmap(0, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd as usize, 0),

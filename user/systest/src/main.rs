@@ -16,7 +16,7 @@
 //! checks.
 //!
 //! Arguments: `systest [SUBSTRING...]` runs only the cases whose names contain one of the
-//! substrings (`_` matches a space: the kernel command line splits words on spaces, e.g.
+//! substrings (`_` also matches a space: the kernel command line splits words on spaces, e.g.
 //! `init=/mnt/bin/systest -- memory: COW_after`). `--child-*` arguments are the modes the
 //! cases exec this binary in (argv passing, close-on-exec, state reset by exec).
 #![cfg(not(test))]
@@ -66,13 +66,16 @@ fn main() -> i32 {
         .filter(|(name, _)| {
             filters.is_empty()
                 || filters.iter().any(|f| {
-                    // `_` in a filter stands for a space (the command line splits on spaces).
-                    let f: Vec<u8> = f
-                        .to_bytes()
+                    // `_` in a filter may also stand for a space (the command line splits
+                    // words on spaces).
+                    let raw = f.to_bytes();
+                    let spaced: Vec<u8> = raw
                         .iter()
                         .map(|&c| if c == b'_' { b' ' } else { c })
                         .collect();
-                    name.as_bytes().windows(f.len().max(1)).any(|w| w == f)
+                    let has =
+                        |pat: &[u8]| name.as_bytes().windows(pat.len().max(1)).any(|w| w == pat);
+                    has(raw) || has(&spaced)
                 })
         })
         .collect();

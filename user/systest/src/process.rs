@@ -37,6 +37,10 @@ pub const CASES: &[Case] = &[
     ("process: privileged instructions give SIGSEGV", privileged),
     ("process: kill(self) with SIGTERM, sig 0, bad sig, missing pid", kill_cases),
     ("process: kill(child, SIGKILL) kills the child", kill_child),
+    (
+        "process: a CPU-bound child is preempted (the parent runs, kills it)",
+        kill_spinning_child,
+    ),
     ("process: kill(self) with ignored signals (SIG_IGN, SIGCHLD/SIGURG/SIGWINCH) does nothing", kill_ignored),
     ("process: an orphan is re-parented to PID 1", orphan),
     ("process: unknown syscall numbers give ENOSYS", enosys),
@@ -581,6 +585,23 @@ fn kill_child() -> Res {
         ));
     }
     expect_signal("child after kill(SIGKILL)", wait_pid(pid)?, SIGKILL)
+}
+
+fn kill_spinning_child() -> Res {
+    // The child never makes a system call: only the timer can give the parent the CPU
+    // back, and the kill takes effect when the child is next preempted.
+    let pid = fork()?;
+    if pid == 0 {
+        let mut x = 0u64;
+        loop {
+            x = core::hint::black_box(x.wrapping_add(1));
+        }
+    }
+    sleep_ms(30);
+    if let Err(e) = sc(nr::KILL, &[pid as usize, SIGKILL as usize]) {
+        return Err(format!("kill(spinning child {pid}, SIGKILL): {}", ename(e)));
+    }
+    expect_signal("spinning child after kill(SIGKILL)", wait_pid(pid)?, SIGKILL)
 }
 
 fn kill_ignored() -> Res {

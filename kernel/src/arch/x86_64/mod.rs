@@ -15,6 +15,7 @@ pub mod paging;
 pub mod pci_access;
 pub mod pic;
 pub mod pit;
+pub mod ps2;
 pub mod rtc;
 pub mod selftest;
 pub mod syscall;

@@ -334,14 +334,14 @@ impl AddressSpace {
         Ok(())
     }
 
-    /// Map `pfn` at user address `va` with exactly `flags` (plus PRESENT and USER).
+    /// Map `pfn` at user address `va` with exactly `flags` (plus PRESENT).
     pub fn map_flags(&mut self, va: u64, pfn: Pfn, flags: PageTableFlags) -> Result<(), MapError> {
         if va >= USER_END {
             return Err(MapError::BadAddress);
         }
         let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
         let frame = PhysFrame::containing_address(PhysAddr::new(pfn.addr()));
-        let flags = flags | PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE;
+        let flags = flags | PageTableFlags::PRESENT;
         let parents =
             PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
         // SAFETY: lower-half pages of a user address space are never referenced by kernel
@@ -401,14 +401,14 @@ impl AddressSpace {
         }
     }
 
-    /// Replace the flags of the page mapped at `va` (PRESENT is kept; USER is forced).
+    /// Replace the flags of the page mapped at `va` (PRESENT is kept).
     pub fn set_flags(&mut self, va: u64, flags: PageTableFlags) -> Result<(), MapError> {
         if va >= USER_END {
             return Err(MapError::BadAddress);
         }
         let active = self.is_active();
         let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
-        let flags = flags | PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE;
+        let flags = flags | PageTableFlags::PRESENT;
         // SAFETY: changing permissions of a lower-half user page; kernel Rust code holds
         // no references into user pages.
         let flush = unsafe { self.mapper().update_flags(page, flags) }.map_err(|_| MapError::NotMapped)?;

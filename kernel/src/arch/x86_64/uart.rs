@@ -81,3 +81,24 @@ impl core::fmt::Write for Uart {
         Ok(())
     }
 }
+
+/// COM1 interrupt enable register.
+const COM1_IER: u16 = 0x3F9;
+/// COM1 modem control register.
+const COM1_MCR: u16 = 0x3FC;
+
+/// Enable COM1's "received data available" interrupt (OUT2 gates the IRQ line).
+pub fn com1_enable_rx_interrupt() {
+    // SAFETY: COM1's IER and MCR, on the UART the console initialised; setting
+    // IER bit 0 and keeping DTR/RTS/OUT1/OUT2 on changes nothing else.
+    unsafe {
+        Port::<u8>::new(COM1_MCR).write(0x0F);
+        Port::<u8>::new(COM1_IER).write(0x01);
+    }
+}
+
+/// Turn COM1's loopback mode on or off (tests: what is sent comes back as input).
+pub fn com1_loopback(on: bool) {
+    // SAFETY: as above; bit 4 of the MCR is the UART's internal loopback.
+    unsafe { Port::<u8>::new(COM1_MCR).write(if on { 0x1F } else { 0x0F }) };
+}

@@ -128,6 +128,8 @@ const A_LEN: u64 = A_PAGES * PAGE;
 /// Scratch region S: the only place the memory-management calls may change.
 const S_PAGES: u64 = 64;
 const S_LEN: u64 = S_PAGES * PAGE;
+/// Unmapped space kept on both sides of S.
+const S_GAP: u64 = 16 * PAGE;
 
 /// Offsets in A (and, for the names, in the read-only page R).
 const IOV_OFF: u64 = 0x800;
@@ -711,41 +713,50 @@ impl Fuzzer {
         }
     }
 
-    /// An address for the memory-management calls: in S or invalid outright.
+    /// An address for the memory-management calls: in S or in no mapping.
     fn s_addr(&mut self) -> u64 {
         match self.rng.below(12) {
             0..=7 => self.s + self.rng.below(S_PAGES) * PAGE,
             8 => self.s + self.rng.below(S_LEN),
-            9 => self.s + S_LEN,
+            9 => self.hole + self.rng.pick(&[0, 1, PAGE]),
             10 => self.rng.pick(&KERNEL_ADDRS),
             _ => self.rng.pick(&NONCANONICAL) & !(PAGE - 1),
         }
     }
 
-    /// A length for a memory call at `addr`: inside S, or one that leaves user
-    /// space or wraps (invalid outright), never one reaching our other memory.
+    /// A length for a memory call at `addr`. From an address in S: a length
+    /// inside S, or one that wraps around the address space (rejected before
+    /// anything is touched). Linux's mprotect and madvise change one mapping
+    /// after the other until they meet a gap, and only then fail, so a huge
+    /// length that does not wrap is only used where nothing is mapped: the
+    /// hole, kernel and non-canonical addresses.
     fn s_len(&mut self, addr: u64) -> u64 {
         let s_end = self.s + S_LEN;
-        let room = if addr >= self.s && addr <= s_end {
-            s_end - addr
-        } else if addr < self.s {
-            0
+        let wrapping = [
+            u64::MAX,
+            u64::MAX - 4095,
+            (0u64).wrapping_sub(addr),
+            (0u64).wrapping_sub(addr) + PAGE,
+        ];
+        if addr >= self.s && addr <= s_end {
+            let room = s_end - addr;
+            match self.rng.below(10) {
+                0 => 0,
+                1..=5 => self.rng.below(room / PAGE + 1) * PAGE,
+                6 => room,
+                7 if room > 0 => self.rng.below(room) + 1,
+                _ => self.rng.pick(&wrapping),
+            }
+        } else if addr >= self.s - S_GAP && addr < s_end + S_GAP {
+            // In a gap next to S (unaligned addresses near S): stay in it.
+            self.rng.pick(&[0, 1, PAGE])
         } else {
-            u64::MAX // kernel or non-canonical: any length is invalid
-        };
-        match self.rng.below(10) {
-            0 => 0,
-            1..=5 if room > 0 && room != u64::MAX => self.rng.below(room / PAGE + 1) * PAGE,
-            6 if room != u64::MAX => room,
-            6 | 7 if room > 0 && room != u64::MAX => self.rng.below(room) + 1,
-            _ => self.rng.pick(&[
-                u64::MAX,
-                u64::MAX - 4095,
-                (0u64).wrapping_sub(addr),
-                1 << 63,
+            match self.rng.below(4) {
+                0 => self.rng.pick(&wrapping),
+                1 => self.rng.below(64) * PAGE,
                 // Beyond even a 57-bit (5-level paging) user space.
-                1 << 60,
-            ]),
+                _ => self.rng.pick(&[1 << 60, 1 << 63, i64::MAX as u64]),
+            }
         }
     }
 
@@ -1121,13 +1132,15 @@ impl Fuzzer {
         }
         let r = mmap(0, PAGE, rw, anon);
         let t = mmap(0, PAGE, rw, anon);
-        let s = mmap(0, S_LEN, rw, anon);
-        let hole = mmap(0, PAGE, rw, anon);
-        if [r, t, s, hole].iter().any(|&x| is_err(x)) {
+        // S with an unmapped gap on either side.
+        let s = mmap(0, S_GAP + S_LEN + S_GAP, rw, anon);
+        if [r, t, s].iter().any(|&x| is_err(x)) {
             return Err("mmap failed");
         }
-        (self.r, self.t, self.s, self.hole) = (r as u64, t as u64, s as u64, hole as u64);
-        munmap(self.hole, PAGE);
+        (self.r, self.t, self.s) = (r as u64, t as u64, s as u64 + S_GAP);
+        munmap(s as u64, S_GAP);
+        munmap(self.s + S_LEN, S_GAP);
+        self.hole = find_hole().ok_or("no unmapped address for the hole")?;
         unsafe {
             for (i, n) in NAMES.iter().enumerate() {
                 put_str(self.r + NAMES_OFF + 32 * i as u64, n);
@@ -1225,6 +1238,8 @@ impl Fuzzer {
         let rw = sys::PROT_READ | sys::PROT_WRITE;
         let fixed = sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | 0x10;
         mmap(self.s, S_LEN, rw, fixed);
+        munmap(self.s - S_GAP, S_GAP);
+        munmap(self.s + S_LEN, S_GAP);
         munmap(self.hole, PAGE);
         self.fill_a();
         self.fill_timeouts();
@@ -1276,6 +1291,33 @@ impl Fuzzer {
             s.forks
         );
     }
+}
+
+/// An address far from every mapping (nothing mapped there, and nothing
+/// mapped above it for a long way, so a huge length from it fails at once).
+fn find_hole() -> Option<u64> {
+    const MAP_FIXED_NOREPLACE: usize = 0x10_0000;
+    for cand in [
+        0x1000_0000_0000u64,
+        0x2000_0000_0000,
+        0x0800_0000_0000,
+        0x0100_0000_0000,
+    ] {
+        let got = mmap(
+            cand,
+            PAGE,
+            0,
+            sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+        );
+        if is_err(got) {
+            continue;
+        }
+        munmap(got as u64, PAGE);
+        if got as u64 == cand {
+            return Some(cand);
+        }
+    }
+    None
 }
 
 fn safe_mode(m: u64) -> u64 {
