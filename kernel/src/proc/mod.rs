@@ -410,6 +410,14 @@ fn user_page_fault(frame: &mut TrapFrame) -> bool {
     match r {
         Ok(()) => true,
         Err(Errno::ENXIO) | Err(Errno::EIO) => kill_for_fault(frame, SIGBUS),
+        Err(Errno::ENOMEM) => {
+            crate::kprintln!(
+                "out of memory: {} frames free, {} page-cache pages",
+                crate::memory::frames().free_frames(),
+                mm::counters::get(mm::Counter::PagecachePages)
+            );
+            kill_for_fault(frame, SIGSEGV)
+        }
         Err(_) => kill_for_fault(frame, SIGSEGV),
     }
 }

@@ -240,7 +240,7 @@ impl MemoryMap {
             None => {
                 let (pfn, flags) = match &area.kind {
                     Kind::Anon | Kind::SharedAnon => {
-                        let pfn = frames().alloc(Owner::Anon).map_err(|_| Errno::ENOMEM)?;
+                        let pfn = alloc_anon()?;
                         mm::phys::zero(pfn, 0, FRAME_SIZE);
                         (pfn, area.prot.pte(area.prot.write))
                     }
@@ -292,7 +292,7 @@ impl MemoryMap {
                 .map_err(map_errno)?;
             return Ok(());
         }
-        let new = frames().alloc(Owner::Anon).map_err(|_| Errno::ENOMEM)?;
+        let new = alloc_anon()?;
         mm::phys::copy_frame(pfn, new);
         counters::add(Counter::CowBreaks, 1);
         counters::add(Counter::DataCopyBytes, PAGE);
@@ -344,7 +344,7 @@ impl MemoryMap {
         if let Some((pfn, _)) = self.space.lookup(page) {
             return Ok(pfn);
         }
-        let pfn = frames().alloc(Owner::Anon).map_err(|_| Errno::ENOMEM)?;
+        let pfn = alloc_anon()?;
         mm::phys::zero(pfn, 0, FRAME_SIZE);
         if let Err(e) = self.space.map_flags(page, pfn, area.prot.pte(area.prot.write)) {
             let _ = frames().put(pfn);
@@ -387,7 +387,7 @@ impl MemoryMap {
             // later mprotect must not make a shared frame writable in place.
             if desc.pincount() > 0 {
                 // Under DMA: the child gets its own copy now, the parent keeps the frame.
-                let new = frames().alloc(Owner::Anon).map_err(|_| Errno::ENOMEM)?;
+                let new = alloc_anon()?;
                 mm::phys::copy_frame(pfn, new);
                 counters::add(Counter::DataCopyBytes, PAGE);
                 child.space.map_flags(va, new, flags).map_err(|e| {
@@ -608,4 +608,14 @@ fn exclusively_ours(pfn: Pfn) -> bool {
         .table()
         .get(pfn)
         .is_some_and(|d| d.refcount() == 1 && d.pincount() == 0)
+}
+
+/// A frame for anonymous user memory. When none is free, clean page-cache pages are
+/// evicted (and dirty ones written back) first; ENOMEM only when that does not help.
+fn alloc_anon() -> Result<Pfn, Errno> {
+    if let Ok(p) = frames().alloc(Owner::Anon) {
+        return Ok(p);
+    }
+    crate::vfs::page_cache().reclaim(64);
+    frames().alloc(Owner::Anon).map_err(|_| Errno::ENOMEM)
 }

@@ -78,6 +78,7 @@ fn with_sched<R>(f: impl FnOnce(&mut Scheduler) -> R) -> Option<R> {
 /// Make the code running on the boot stack the idle task and start scheduling.
 pub fn init() {
     context::enable_fpu();
+    crate::arch::kstack::init();
     let idle = Arc::new(Task {
         id: 0,
         ctx: TaskContext::boot(),

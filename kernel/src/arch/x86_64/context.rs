@@ -5,10 +5,9 @@
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use mm::frame::{FRAME_SIZE, Pfn};
 use mm::frame_alloc::AllocError;
-use mm::frame_table::Owner;
 
+use super::kstack::KernelStack;
 use super::trap::TrapFrame;
 
 global_asm!(
@@ -65,17 +64,14 @@ extern "C" fn task_started() {
     }
 }
 
-/// Frames in a task's kernel stack.
-pub const KERNEL_STACK_FRAMES: u64 = 16;
-
 /// A task's kernel-side execution state: its kernel stack and, while it is switched out,
 /// the stack pointer to resume from. The only ways to get a resumable stack pointer are
 /// [`TaskContext::new_user`] (a fresh stack holding an initial trap frame) and a previous
 /// [`switch`], which is what makes `switch` sound.
 pub struct TaskContext {
     saved_rsp: AtomicU64,
-    /// First frame of the stack (None: the boot stack, which the kernel never frees).
-    stack: Option<Pfn>,
+    /// The stack (None: the boot stack, which the kernel never frees).
+    stack: Option<KernelStack>,
 }
 
 impl TaskContext {
@@ -89,33 +85,17 @@ impl TaskContext {
 
     /// A new kernel stack whose first switch-in returns to user mode with `frame`.
     pub fn new_user(frame: &TrapFrame) -> Result<TaskContext, AllocError> {
-        let frames = crate::memory::frames();
-        let pfn = frames.alloc_contiguous(KERNEL_STACK_FRAMES, Owner::Kernel)?;
-        let words = (KERNEL_STACK_FRAMES as usize * FRAME_SIZE) / 8;
-        let base = super::paging::phys_to_virt(pfn.addr()) as *mut u64;
-        // SAFETY: the frames were just allocated for this stack alone and are mapped by the
-        // physical-memory map; the slice does not outlive this call.
-        let stack = unsafe { core::slice::from_raw_parts_mut(base, words) };
-        let rsp = prepare_user_stack(stack, frame);
+        let mut stack = KernelStack::new()?;
+        let rsp = prepare_user_stack(stack.words_mut(), frame);
         Ok(TaskContext {
             saved_rsp: AtomicU64::new(rsp),
-            stack: Some(pfn),
+            stack: Some(stack),
         })
     }
 
     /// Top of the kernel stack (for the TSS and the syscall entry), if it has its own.
     pub fn stack_top(&self) -> Option<u64> {
-        self.stack.map(|p| {
-            super::paging::phys_to_virt(p.addr()) + KERNEL_STACK_FRAMES * FRAME_SIZE as u64
-        })
-    }
-}
-
-impl Drop for TaskContext {
-    fn drop(&mut self) {
-        if let Some(pfn) = self.stack {
-            let _ = crate::memory::frames().free_contiguous(pfn, KERNEL_STACK_FRAMES);
-        }
+        self.stack.as_ref().map(KernelStack::top)
     }
 }
 

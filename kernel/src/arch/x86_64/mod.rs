@@ -11,6 +11,7 @@ pub mod fw_cfg;
 pub mod gdt;
 pub mod heap;
 pub mod ioapic;
+pub mod kstack;
 pub mod paging;
 pub mod pci_access;
 pub mod pic;

@@ -268,6 +268,22 @@ pub fn map_kernel_page(va: u64, pfn: Pfn, access: Access) -> Result<(), MapError
     Ok(())
 }
 
+/// Remove the kernel mapping at `va`, returning the frame that was mapped there.
+pub fn unmap_kernel_page(va: u64) -> Result<Pfn, MapError> {
+    if va < KERNEL_HALF {
+        return Err(MapError::BadAddress);
+    }
+    let mut guard = KERNEL_MAPPER.lock();
+    let mapper = guard.as_mut().ok_or(MapError::BadAddress)?;
+    let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+    let (frame, flush) = mapper.unmap(page).map_err(|e| match e {
+        UnmapError::PageNotMapped => MapError::NotMapped,
+        _ => MapError::BadAddress,
+    })?;
+    flush.flush();
+    Ok(Pfn::from_addr(frame.start_address().as_u64()))
+}
+
 /// A user address space: its own lower half, the kernel's upper half shared.
 pub struct AddressSpace {
     p4: Pfn,
