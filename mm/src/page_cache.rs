@@ -38,7 +38,10 @@
 //! | any / fsync | fsync is writeback plus the error sequence (atomic) |
 //! | any / eviction | eviction takes the `lru` lock, drops it, then takes the file's `state` lock; nothing takes `lru` while holding `state` except to append |
 //! | frame allocation / eviction | no `state` lock is held while allocating (allocation may evict) |
-//! | direct I/O, page fault, sendfile | not yet implemented; they will take the `state` lock like write |
+//! | page fault (mmap) / any | `map_page` looks the page up under `state` and gives the mapping its own frame reference (so eviction skips it); stores through a shared mapping reach the cache as `mapped_page_dirtied` (from the PTE dirty bits at msync, munmap, fsync, sync, exit) |
+//! | write / writeback of a mapped page | a write to a page under writeback whose frame is also mapped waits for the I/O instead of moving the page to a copy (the mapping must keep seeing the cache's frame) |
+//! | read miss / truncate | the read holds its own frame references until the I/O completes, so truncate may drop the pages meanwhile without freeing frames under DMA |
+//! | direct I/O, sendfile | not yet implemented; they will take the `state` lock like write |
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
@@ -363,6 +366,12 @@ impl CachedFile {
                 break;
             }
             self.set_frame_flags(pfn, FrameFlags::LOCKED, FrameFlags::UPTODATE);
+            // The read holds a reference of its own until it completes: truncate may take
+            // the page out of the index meanwhile, and the DMA must not land in a frame
+            // that went back to the allocator.
+            if self.cache.frames.get(pfn).is_err() {
+                break;
+            }
             st.pages.insert(index, Page::fresh(pfn));
             inserted += 1;
         }
@@ -397,6 +406,11 @@ impl CachedFile {
                     }
                 }
             }
+        }
+        drop(st);
+        for &pfn in &frames {
+            // The read's own reference (see above).
+            self.cache.release(pfn);
         }
         result
     }
@@ -509,7 +523,22 @@ impl CachedFile {
                 continue;
             }
             if p.writeback {
-                // Stable pages: the device is reading this frame; move the page to a copy.
+                // Stable pages: the device is reading this frame. A frame that is also
+                // mapped into a process (more references than the page's and the I/O's)
+                // must stay the page's frame, or later stores through the mapping would
+                // land in a frame the cache no longer knows: wait for the I/O instead.
+                let mapped = self
+                    .cache
+                    .frames
+                    .table()
+                    .get(p.pfn)
+                    .is_some_and(|d| d.refcount() > 2);
+                if mapped {
+                    drop(st);
+                    crate::sync::relax();
+                    continue;
+                }
+                // Otherwise move the page to a copy.
                 drop(st);
                 let copy = self.cache.alloc_frame()?;
                 phys::copy_frame(p.pfn, copy);

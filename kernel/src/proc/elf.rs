@@ -1,7 +1,6 @@
 //! Loading static ELF64 executables (non-PIE and static-PIE) and building the initial
 //! stack in the Linux layout: argc, argv, envp, auxv, then the strings.
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use xmas_elf::ElfFile;
@@ -14,6 +13,9 @@ use crate::syscall::errno::Errno;
 
 /// Where static-PIE executables are loaded.
 const PIE_BASE: u64 = 0x0000_5555_5555_4000;
+/// Most loadable segments, and most bytes they may span in total.
+const MAX_SEGMENTS: usize = 64;
+const MAX_IMAGE: u64 = 1 << 30;
 /// Most bytes of argument and environment strings (Linux's ARG_MAX is similar).
 pub const ARG_MAX: usize = 256 * 1024;
 
@@ -107,49 +109,65 @@ pub fn load(image: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>], execfn: &[u8]) -> 
     if segments.is_empty() {
         return Err(Errno::ENOEXEC);
     }
-    // Page protections, the union where two segments share a page.
-    let mut pages: BTreeMap<u64, Prot> = BTreeMap::new();
+    if segments.len() > MAX_SEGMENTS {
+        return Err(Errno::ENOEXEC);
+    }
+    // Check every segment, then cut the address space into intervals at every segment's
+    // page boundaries; an interval's protection is the union of the segments covering it
+    // (two segments may share a page).
+    let mut total = 0u64;
     let mut top = 0;
+    let mut cuts = Vec::with_capacity(segments.len() * 2);
     for s in &segments {
         let end = s.vaddr.checked_add(s.memsz).ok_or(Errno::ENOEXEC)?;
         let file_end = s.offset.checked_add(s.filesz).ok_or(Errno::ENOEXEC)?;
         if s.filesz > s.memsz || file_end > image.len() as u64 || s.vaddr < USER_MIN || end > STACK_TOP - STACK_SIZE {
             return Err(Errno::ENOEXEC);
         }
-        if s.memsz > 1 << 32 {
+        total = total.saturating_add(s.memsz);
+        if total > MAX_IMAGE {
             return Err(Errno::ENOMEM);
         }
-        let mut p = s.vaddr & !(PAGE - 1);
-        while p < end {
-            let e = pages.entry(p).or_insert(Prot { read: false, write: false, exec: false });
-            e.read |= s.prot.read;
-            e.write |= s.prot.write;
-            e.exec |= s.prot.exec;
-            p += PAGE;
-        }
+        cuts.push(s.vaddr & !(PAGE - 1));
+        cuts.push((end + PAGE - 1) & !(PAGE - 1));
         top = top.max(end);
     }
+    cuts.sort_unstable();
+    cuts.dedup();
     let mut mem = MemoryMap::new()?;
-    // Coalesce runs of pages with one protection into areas.
     let mut run: Option<(u64, u64, Prot)> = None;
-    for (&p, &prot) in &pages {
+    for w in cuts.windows(2) {
+        let (lo, hi) = (w[0], w[1]);
+        let mut prot = Prot { read: false, write: false, exec: false };
+        let mut covered = false;
+        for s in &segments {
+            let (ps, pe) = (s.vaddr & !(PAGE - 1), (s.vaddr + s.memsz + PAGE - 1) & !(PAGE - 1));
+            if ps < hi && lo < pe {
+                covered = true;
+                prot.read |= s.prot.read;
+                prot.write |= s.prot.write;
+                prot.exec |= s.prot.exec;
+            }
+        }
+        if !covered {
+            continue;
+        }
         match run {
-            Some((s, e, pr)) if e == p && pr == prot => run = Some((s, p + PAGE, pr)),
+            Some((rs, re, rp)) if re == lo && rp == prot => run = Some((rs, hi, rp)),
             _ => {
-                if let Some((s, e, pr)) = run {
-                    mem.add_area(s, e, pr, Kind::Anon)?;
+                if let Some((rs, re, rp)) = run {
+                    mem.add_area(rs, re, rp, Kind::Anon)?;
                 }
-                run = Some((p, p + PAGE, prot));
+                run = Some((lo, hi, prot));
             }
         }
     }
-    if let Some((s, e, pr)) = run {
-        mem.add_area(s, e, pr, Kind::Anon)?;
+    if let Some((rs, re, rp)) = run {
+        mem.add_area(rs, re, rp, Kind::Anon)?;
     }
     for s in &segments {
         let data = &image[s.offset as usize..(s.offset + s.filesz) as usize];
         mem.write_bytes(s.vaddr, data)?;
-        // Touch the bss pages too, so a segment's zero tail exists (and is zero).
     }
     let brk = (top + PAGE - 1) & !(PAGE - 1);
     mem.brk_base = brk;
@@ -157,7 +175,7 @@ pub fn load(image: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>], execfn: &[u8]) -> 
 
     // Program headers in memory: PT_PHDR, else inside the segment holding them.
     let phdr = match phdr_vaddr {
-        Some(v) => v + base,
+        Some(v) => v.checked_add(base).ok_or(Errno::ENOEXEC)?,
         None => segments
             .iter()
             .find(|s| phoff >= s.offset && phoff < s.offset + s.filesz)

@@ -287,6 +287,7 @@ pub fn killed_by(sig: u32) -> i32 {
 
 /// PID 1 ended: the machine powers off (status 0) or reports failure.
 fn init_exited(status: i32) -> ! {
+    sync_all_mappings();
     if let Err(e) = crate::vfs::sync_all() {
         log::error!("sync at shutdown failed: {e:?}");
     }
@@ -306,6 +307,7 @@ pub fn wait(pid: i64, nohang: bool) -> Result<Option<(u32, i32)>, Errno> {
     loop {
         let mut found = None;
         let mut any = false;
+        let mut killed = false;
         p.child_exit.wait_until(|| {
             let children = p.children.lock();
             any = children.iter().any(matches);
@@ -313,8 +315,12 @@ pub fn wait(pid: i64, nohang: bool) -> Result<Option<(u32, i32)>, Errno> {
                 .iter()
                 .find(|c| matches(c) && c.is_zombie())
                 .map(|c| c.pid);
-            !any || found.is_some() || nohang
+            killed = p.pending_kill.load(Ordering::Acquire) != 0;
+            !any || found.is_some() || nohang || killed
         });
+        if killed && found.is_none() {
+            return Err(Errno::EINTR);
+        }
         if !any {
             return Err(Errno::ECHILD);
         }
@@ -367,7 +373,19 @@ pub fn send_signal(pid: u32, sig: u32) -> Result<(), Errno> {
     let _ = target
         .pending_kill
         .compare_exchange(0, sig, Ordering::AcqRel, Ordering::Relaxed);
+    // A target asleep or waiting for a child wakes up and dies on its way out. (Waits on
+    // pipes, the terminal and disks end first, then it dies.)
+    task::wake_sleepers();
+    target.child_exit.wake_all();
     Ok(())
+}
+
+/// Whether the running process has a fatal signal pending (blocking waits end early).
+pub fn kill_pending() -> bool {
+    // Called with interrupts off from wait conditions: no locks beyond the scheduler's.
+    task::current()
+        .and_then(|t| t.process.as_ref().map(|p| p.pending_kill.load(Ordering::Acquire) != 0))
+        .unwrap_or(false)
 }
 
 /// On the way back to user mode: act on a fatal signal sent by kill().
@@ -381,19 +399,32 @@ pub fn check_pending_kill() {
     }
 }
 
+/// Hand every process's stores through shared file mappings (the PTE dirty bits) to the
+/// page cache, so fsync, sync and shutdown write them.
+pub fn sync_all_mappings() {
+    let procs: Vec<Arc<Process>> = PROCESSES.lock().values().filter_map(Weak::upgrade).collect();
+    for p in procs {
+        if !p.is_zombie() {
+            p.mem.lock().sync_shared(0, crate::arch::paging::USER_END);
+        }
+    }
+}
+
 /// Kill the current process because of an exception it caused in user mode.
 fn kill_for_fault(frame: &TrapFrame, sig: u32) -> ! {
-    let (pid, name) = {
+    {
+        // Scoped: exit() never returns, so nothing owned may live on this stack past it.
         let p = current();
-        (p.pid, p.name.lock().clone())
-    };
-    crate::kprintln!(
-        "pid {pid} ({name}): {} at rip {:#x} (address {:#x}, error {:#x}): killed by signal {sig}",
-        trap::exception_name(frame.vector),
-        frame.rip,
-        cpu::cr2(),
-        frame.error_code
-    );
+        crate::kprintln!(
+            "pid {} ({}): {} at rip {:#x} (address {:#x}, error {:#x}): killed by signal {sig}",
+            p.pid,
+            p.name.lock(),
+            trap::exception_name(frame.vector),
+            frame.rip,
+            cpu::cr2(),
+            frame.error_code
+        );
+    }
     exit(killed_by(sig))
 }
 

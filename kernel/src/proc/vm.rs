@@ -91,6 +91,50 @@ impl Prot {
     }
 }
 
+/// The pages of a shared anonymous mapping, shared by every process that maps it (after
+/// fork). Each page holds one frame reference; the last mapping's end frees them.
+pub struct SharedMemory {
+    pages: mm::sync::Mutex<BTreeMap<u64, Pfn>>,
+}
+
+impl SharedMemory {
+    pub fn new() -> SharedMemory {
+        SharedMemory {
+            pages: mm::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Page `index` (zero-filled the first time), with a frame reference for the caller.
+    fn page(&self, index: u64) -> Result<Pfn, Errno> {
+        let mut pages = self.pages.lock();
+        let pfn = match pages.get(&index) {
+            Some(&p) => p,
+            None => {
+                let p = alloc_anon()?;
+                mm::phys::zero(p, 0, FRAME_SIZE);
+                pages.insert(index, p);
+                p
+            }
+        };
+        frames().get(pfn).map_err(|_| Errno::EFAULT)?;
+        Ok(pfn)
+    }
+}
+
+impl Default for SharedMemory {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for SharedMemory {
+    fn drop(&mut self) {
+        for (_, pfn) in core::mem::take(&mut *self.pages.lock()) {
+            let _ = frames().put(pfn);
+        }
+    }
+}
+
 /// A file that can be mapped: its page-cache index and current size.
 pub trait MappedFile: Send + Sync {
     fn cache(&self) -> &Arc<CachedFile>;
@@ -103,8 +147,10 @@ pub enum Kind {
     /// Zero-filled on first touch (heap, stack, bss, anonymous mmap); private: copied on
     /// write after fork.
     Anon,
-    /// Zero-filled on first touch and shared with forked children (MAP_SHARED|MAP_ANONYMOUS).
-    SharedAnon,
+    /// Zero-filled on first touch and shared with forked children (MAP_SHARED|MAP_ANONYMOUS):
+    /// the pages live in `obj` from page `pgoff`, so a page first touched after the fork
+    /// is shared too.
+    SharedAnon { obj: Arc<SharedMemory>, pgoff: u64 },
     /// Pages of a file's page cache, starting at page `pgoff` of the file. Shared: the
     /// page-cache frames themselves are mapped, and stores reach the file. Private: the
     /// frames are mapped read-only and a write copies (copy-on-write).
@@ -112,13 +158,15 @@ pub enum Kind {
         file: Arc<dyn MappedFile>,
         pgoff: u64,
         shared: bool,
+        /// The file was opened for writing (a shared mapping may be made writable).
+        may_write: bool,
     },
 }
 
 impl Kind {
     /// Whether stores are seen by every process mapping the page (no copy-on-write).
     fn is_shared(&self) -> bool {
-        matches!(self, Kind::SharedAnon | Kind::File { shared: true, .. })
+        matches!(self, Kind::SharedAnon { .. } | Kind::File { shared: true, .. })
     }
 
     fn shared_file(&self) -> Option<(&Arc<dyn MappedFile>, u64)> {
@@ -127,6 +175,7 @@ impl Kind {
                 file,
                 pgoff,
                 shared: true,
+                ..
             } => Some((file, *pgoff)),
             _ => None,
         }
@@ -137,7 +186,7 @@ impl core::fmt::Debug for Kind {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Kind::Anon => write!(f, "anon"),
-            Kind::SharedAnon => write!(f, "shared anon"),
+            Kind::SharedAnon { pgoff, .. } => write!(f, "shared anon+{pgoff}"),
             Kind::File { pgoff, shared, .. } => write!(f, "file+{pgoff} shared={shared}"),
         }
     }
@@ -175,7 +224,30 @@ fn page_up(a: u64) -> Option<u64> {
     a.checked_add(PAGE - 1).map(page_down)
 }
 
+/// Page-table entries are visited in chunks of this many.
+const CHUNK: usize = 256;
+
 impl MemoryMap {
+    /// The present pages in `[start, end)`, a chunk at a time: `f` sees each chunk's
+    /// entries and may change the mappings of the pages it was given.
+    fn for_each_chunk(
+        &mut self,
+        start: u64,
+        end: u64,
+        mut f: impl FnMut(&mut Self, &[(u64, Pfn, PteFlags)]) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        let mut at = start;
+        while at < end {
+            let chunk = self.space.mappings(at, end, CHUNK);
+            let Some(&(last, _, _)) = chunk.last() else {
+                break;
+            };
+            f(self, &chunk)?;
+            at = last + PAGE;
+        }
+        Ok(())
+    }
+
     pub fn new() -> Result<MemoryMap, Errno> {
         Ok(MemoryMap {
             space: AddressSpace::new().map_err(map_errno)?,
@@ -192,6 +264,11 @@ impl MemoryMap {
             .next_back()
             .map(|(_, a)| a)
             .filter(|a| va < a.end)
+    }
+
+    /// Whether any area overlaps `[start, end)`.
+    pub fn is_mapped(&self, start: u64, end: u64) -> bool {
+        self.overlaps(start, end)
     }
 
     fn overlaps(&self, start: u64, end: u64) -> bool {
@@ -219,7 +296,7 @@ impl MemoryMap {
             && a.start < at
         {
             let mut upper = Area { start: at, ..a.clone() };
-            if let Kind::File { pgoff, .. } = &mut upper.kind {
+            if let Kind::File { pgoff, .. } | Kind::SharedAnon { pgoff, .. } = &mut upper.kind {
                 *pgoff += (at - a.start) / PAGE;
             }
             self.areas.insert(a.start, Area { end: at, ..a });
@@ -239,12 +316,16 @@ impl MemoryMap {
         match self.space.lookup(page) {
             None => {
                 let (pfn, flags) = match &area.kind {
-                    Kind::Anon | Kind::SharedAnon => {
+                    Kind::Anon => {
                         let pfn = alloc_anon()?;
                         mm::phys::zero(pfn, 0, FRAME_SIZE);
                         (pfn, area.prot.pte(area.prot.write))
                     }
-                    Kind::File { file, pgoff, shared } => {
+                    Kind::SharedAnon { obj, pgoff } => {
+                        let pfn = obj.page(pgoff + (page - area.start) / PAGE)?;
+                        (pfn, area.prot.pte(area.prot.write))
+                    }
+                    Kind::File { file, pgoff, shared, .. } => {
                         let index = pgoff + (page - area.start) / PAGE;
                         let size = file.size();
                         if index >= size.div_ceil(PAGE) {
@@ -372,7 +453,13 @@ impl MemoryMap {
         child.areas = self.areas.clone();
         child.brk_base = self.brk_base;
         child.brk = self.brk;
-        for (va, pfn, flags) in self.space.mappings(0, USER_END) {
+        self.for_each_chunk(0, USER_END, |this, chunk| this.fork_chunk(&mut child, chunk))?;
+        self.space.flush_all();
+        Ok(child)
+    }
+
+    fn fork_chunk(&mut self, child: &mut MemoryMap, chunk: &[(u64, Pfn, PteFlags)]) -> Result<(), Errno> {
+        for &(va, pfn, flags) in chunk {
             let desc = frames().table().get(pfn).ok_or(Errno::EFAULT)?;
             if self.area(va).is_some_and(|a| a.kind.is_shared()) {
                 // Shared pages stay shared: both map the same frame.
@@ -406,8 +493,7 @@ impl MemoryMap {
                 self.space.set_flags(va, shared).map_err(map_errno)?;
             }
         }
-        self.space.flush_all();
-        Ok(child)
+        Ok(())
     }
 
     /// Pages of shared file mappings in `[start, end)` that were stored to since the last
@@ -415,7 +501,16 @@ impl MemoryMap {
     /// files touched.
     pub fn sync_shared(&mut self, start: u64, end: u64) -> alloc::vec::Vec<Arc<dyn MappedFile>> {
         let mut files: alloc::vec::Vec<Arc<dyn MappedFile>> = alloc::vec::Vec::new();
-        for (va, pfn, flags) in self.space.mappings(start, end) {
+        let _ = self.for_each_chunk(start, end, |this, chunk| {
+            this.sync_shared_chunk(chunk, &mut files);
+            Ok(())
+        });
+        self.space.flush_all();
+        files
+    }
+
+    fn sync_shared_chunk(&mut self, chunk: &[(u64, Pfn, PteFlags)], files: &mut alloc::vec::Vec<Arc<dyn MappedFile>>) {
+        for &(va, pfn, flags) in chunk {
             if !flags.contains(PteFlags::DIRTY) {
                 continue;
             }
@@ -431,18 +526,19 @@ impl MemoryMap {
                 files.push(file);
             }
         }
-        self.space.flush_all();
-        files
     }
 
     /// Unmap `[start, end)` (page-aligned) and drop the frames' references.
     fn unmap_range(&mut self, start: u64, end: u64) {
         self.sync_shared(start, end);
-        for (va, _, _) in self.space.mappings(start, end) {
-            if let Ok(pfn) = self.space.unmap(va) {
-                let _ = frames().put(pfn);
+        let _ = self.for_each_chunk(start, end, |this, chunk| {
+            for &(va, _, _) in chunk {
+                if let Ok(pfn) = this.space.unmap(va) {
+                    let _ = frames().put(pfn);
+                }
             }
-        }
+            Ok(())
+        });
     }
 
     /// munmap: remove areas and pages in `[addr, addr + len)`.
@@ -479,6 +575,16 @@ impl MemoryMap {
         let mut at = addr;
         while at < end {
             let a = self.area(at).ok_or(Errno::ENOMEM)?;
+            if prot.write
+                && let Kind::File {
+                    shared: true,
+                    may_write: false,
+                    ..
+                } = a.kind
+            {
+                // A shared mapping of a file opened read-only stays read-only.
+                return Err(Errno::EACCES);
+            }
             at = a.end;
         }
         self.split_at(addr);
@@ -486,7 +592,13 @@ impl MemoryMap {
         for (_, a) in self.areas.range_mut(addr..end) {
             a.prot = prot;
         }
-        for (va, pfn, flags) in self.space.mappings(addr, end) {
+        self.for_each_chunk(addr, end, |this, chunk| this.protect_chunk(chunk, prot))?;
+        self.space.flush_all();
+        Ok(())
+    }
+
+    fn protect_chunk(&mut self, chunk: &[(u64, Pfn, PteFlags)], prot: Prot) -> Result<(), Errno> {
+        for &(va, pfn, flags) in chunk {
             let shared = self.area(va).is_some_and(|a| a.kind.is_shared());
             let f = if shared {
                 // Shared pages keep their dirty bit (stores not yet seen by msync).
@@ -503,7 +615,6 @@ impl MemoryMap {
             };
             self.space.set_flags(va, f).map_err(map_errno)?;
         }
-        self.space.flush_all();
         Ok(())
     }
 
@@ -610,12 +721,22 @@ fn exclusively_ours(pfn: Pfn) -> bool {
         .is_some_and(|d| d.refcount() == 1 && d.pincount() == 0)
 }
 
-/// A frame for anonymous user memory. When none is free, clean page-cache pages are
-/// evicted (and dirty ones written back) first; ENOMEM only when that does not help.
+/// Frames user memory may not take: what the kernel needs to keep going (heap growth,
+/// page tables, task stacks, I/O) when processes have used up everything else.
+fn kernel_reserve() -> u64 {
+    (frames().managed_frames() / 32).max(1024)
+}
+
+/// A frame for anonymous user memory. When free frames run down to the kernel's reserve,
+/// clean page-cache pages are evicted (and dirty ones written back) first; ENOMEM when
+/// that does not help.
 fn alloc_anon() -> Result<Pfn, Errno> {
-    if let Ok(p) = frames().alloc(Owner::Anon) {
-        return Ok(p);
+    let reserve = kernel_reserve();
+    if frames().free_frames() <= reserve {
+        crate::vfs::page_cache().reclaim(64);
+        if frames().free_frames() <= reserve {
+            return Err(Errno::ENOMEM);
+        }
     }
-    crate::vfs::page_cache().reclaim(64);
     frames().alloc(Owner::Anon).map_err(|_| Errno::ENOMEM)
 }

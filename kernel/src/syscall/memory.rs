@@ -6,9 +6,10 @@ use alloc::sync::Arc;
 use mm::page_cache::CachedFile;
 
 use super::errno::{Errno, SysResult};
-use crate::proc::vm::{Kind, MappedFile, Prot};
+use crate::proc::vm::{Kind, MappedFile, Prot, SharedMemory};
 use crate::proc::{self};
 use crate::vfs::ext2::{Ext2Node, Inode};
+use crate::vfs::file::File;
 use crate::vfs::node::downcast;
 
 const MAP_SHARED: u64 = 0x01;
@@ -42,7 +43,14 @@ fn mmap(a: &[u64; 6]) -> SysResult {
     }
     let p = proc::current();
     let backing = if flags & MAP_ANONYMOUS != 0 {
-        if kind == MAP_PRIVATE { Kind::Anon } else { Kind::SharedAnon }
+        if kind == MAP_PRIVATE {
+            Kind::Anon
+        } else {
+            Kind::SharedAnon {
+                obj: Arc::new(SharedMemory::new()),
+                pgoff: 0,
+            }
+        }
     } else {
         file_backing(&p, fd, off, kind != MAP_PRIVATE, prot)?
     };
@@ -51,33 +59,28 @@ fn mmap(a: &[u64; 6]) -> SysResult {
         if addr % 4096 != 0 {
             return Err(Errno::EINVAL);
         }
-        let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
-        let mut at = addr;
-        while at < end {
-            if mem.area(at).is_some() {
-                return Err(Errno::EEXIST);
-            }
-            at += 4096;
-            if at - addr > (1 << 30) {
-                break;
-            }
+        let end = addr
+            .checked_add(len)
+            .and_then(|e| e.checked_next_multiple_of(4096))
+            .ok_or(Errno::EINVAL)?;
+        if mem.is_mapped(addr, end) {
+            return Err(Errno::EEXIST);
         }
         return mem.mmap(addr, len, prot, true, backing);
     }
     if flags & MAP_FIXED != 0 {
         return mem.mmap(addr, len, prot, true, backing);
     }
-    // A hint is only a hint: try it, else anywhere.
-    if addr != 0 && addr % 4096 == 0 {
-        let end = addr.checked_add(len);
-        if end.is_some_and(|e| e <= crate::arch::paging::USER_END)
-            && addr >= proc::vm::USER_MIN
-            && mem.area(addr).is_none()
-            && let Ok(v) = mem.mmap(addr, len, prot, false, backing.clone()).and_then(|v| {
-                if v == addr { Ok(v) } else { Err(Errno::ENOMEM) }
-            })
+    // A hint is only a hint: used when the whole range there is free, else anywhere.
+    if addr != 0 && addr % 4096 == 0 && addr >= proc::vm::USER_MIN {
+        let end = addr
+            .checked_add(len)
+            .and_then(|e| e.checked_next_multiple_of(4096));
+        if let Some(end) = end
+            && end <= proc::vm::USER_LIMIT
+            && !mem.is_mapped(addr, end)
         {
-            return Ok(v);
+            return mem.mmap(addr, len, prot, true, backing);
         }
     }
     mem.mmap(0, len, prot, false, backing)
@@ -93,19 +96,28 @@ fn file_backing(p: &proc::Process, fd: i32, off: u64, shared: bool, prot: Prot) 
     }
     let node = downcast::<Ext2Node>(&file.node).ok_or(Errno::ENODEV)?;
     let inode = node.inode().map_err(|e| if e == Errno::EISDIR { Errno::ENODEV } else { e })?;
+    let may_write = file.writable();
     Ok(Kind::File {
-        file: inode,
+        file: Arc::new(MappedInode { inode, _file: file }),
         pgoff: off / 4096,
         shared,
+        may_write,
     })
 }
 
-impl MappedFile for Inode {
+/// What a file mapping holds: the inode's page cache, and the open file description, which
+/// keeps the file system busy (no umount) while the mapping exists.
+struct MappedInode {
+    inode: Arc<Inode>,
+    _file: Arc<File>,
+}
+
+impl MappedFile for MappedInode {
     fn cache(&self) -> &Arc<CachedFile> {
-        Inode::cache(self)
+        self.inode.cache()
     }
     fn size(&self) -> u64 {
-        Inode::size(self)
+        self.inode.size()
     }
 }
 

@@ -25,6 +25,10 @@ pub fn handle(frame: &mut TrapFrame) {
     cpu::enable_interrupts();
     let nr = frame.rax;
     let a = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
+    if matches!(nr, 74 | 75 | 162 | 306) {
+        // fsync, fdatasync, sync, syncfs: stores made through shared mappings count too.
+        crate::proc::sync_all_mappings();
+    }
     let r = process::dispatch(nr, &a, frame)
         .or_else(|| memory::dispatch(nr, &a))
         .or_else(|| misc::dispatch(nr, &a))

@@ -84,7 +84,7 @@ fn kill(a: &[u64; 6]) -> SysResult {
     // Process groups are not kept: 0 and -1 mean the caller only (never "everyone").
     let target = match pid {
         0 | -1 => me,
-        p if p < -1 => (-p) as u32,
+        p if p < -1 => p.unsigned_abs(),
         p => p as u32,
     };
     proc::send_signal(target, sig as u32)?;

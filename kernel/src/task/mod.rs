@@ -320,12 +320,18 @@ impl WaitQueue {
 static TIMER_QUEUE: WaitQueue = WaitQueue::new();
 static SLEEPERS: AtomicU64 = AtomicU64::new(0);
 
-/// Sleep for at least `ns` nanoseconds (other tasks run meanwhile).
+/// Sleep for at least `ns` nanoseconds (other tasks run meanwhile); a fatal signal sent
+/// to the sleeping process ends the sleep early.
 pub fn sleep_ns(ns: u64) {
     let until = crate::time::now_ns().saturating_add(ns);
     SLEEPERS.fetch_add(1, Ordering::Relaxed);
-    TIMER_QUEUE.wait_until(|| crate::time::now_ns() >= until);
+    TIMER_QUEUE.wait_until(|| crate::time::now_ns() >= until || crate::proc::kill_pending());
     SLEEPERS.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Wake every sleeping task so it re-checks why it sleeps (a kill arrived).
+pub fn wake_sleepers() {
+    TIMER_QUEUE.wake_all();
 }
 
 /// Mark the running task dead and switch away for good.

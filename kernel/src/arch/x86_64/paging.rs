@@ -253,6 +253,12 @@ pub fn reserve_kernel_slot() -> Option<u64> {
 
 /// Map `pfn` at kernel address `va`.
 pub fn map_kernel_page(va: u64, pfn: Pfn, access: Access) -> Result<(), MapError> {
+    // Interrupts off while the kernel mapper is locked: an interrupt handler growing the
+    // heap takes the same lock.
+    crate::arch::cpu::without_interrupts(|| map_kernel_page_locked(va, pfn, access))
+}
+
+fn map_kernel_page_locked(va: u64, pfn: Pfn, access: Access) -> Result<(), MapError> {
     if va < KERNEL_HALF {
         return Err(MapError::BadAddress);
     }
@@ -270,6 +276,10 @@ pub fn map_kernel_page(va: u64, pfn: Pfn, access: Access) -> Result<(), MapError
 
 /// Remove the kernel mapping at `va`, returning the frame that was mapped there.
 pub fn unmap_kernel_page(va: u64) -> Result<Pfn, MapError> {
+    crate::arch::cpu::without_interrupts(|| unmap_kernel_page_locked(va))
+}
+
+fn unmap_kernel_page_locked(va: u64) -> Result<Pfn, MapError> {
     if va < KERNEL_HALF {
         return Err(MapError::BadAddress);
     }
@@ -436,10 +446,16 @@ impl AddressSpace {
         Ok(())
     }
 
-    /// Every present user mapping in `[start, end)`: (address, frame, flags), in address
-    /// order.
-    pub fn mappings(&mut self, start: u64, end: u64) -> alloc::vec::Vec<(u64, Pfn, PageTableFlags)> {
-        let mut out = alloc::vec::Vec::new();
+    /// The first `limit` present user mappings in `[start, end)`: (address, frame, flags),
+    /// in address order. Callers walk big ranges in chunks, so the kernel heap never has
+    /// to hold a whole address space's worth of entries.
+    pub fn mappings(
+        &mut self,
+        start: u64,
+        end: u64,
+        limit: usize,
+    ) -> alloc::vec::Vec<(u64, Pfn, PageTableFlags)> {
+        let mut out = alloc::vec::Vec::with_capacity(limit.min(512));
         let end = end.min(USER_END);
         fn walk(
             table: u64,
@@ -447,13 +463,14 @@ impl AddressSpace {
             base: u64,
             start: u64,
             end: u64,
+            limit: usize,
             out: &mut alloc::vec::Vec<(u64, Pfn, PageTableFlags)>,
         ) {
             let span = 1u64 << (12 + 9 * (level as u64 - 1));
             let t = table_ptr(table);
             for i in 0..512u64 {
                 let lo = base + i * span;
-                if lo >= end || lo.checked_add(span).is_none() {
+                if lo >= end || lo.checked_add(span).is_none() || out.len() >= limit {
                     break;
                 }
                 if lo + span <= start {
@@ -468,11 +485,11 @@ impl AddressSpace {
                 if level == 1 {
                     out.push((lo, Pfn::from_addr(entry.addr().as_u64()), entry.flags()));
                 } else if !entry.flags().contains(PageTableFlags::HUGE_PAGE) {
-                    walk(entry.addr().as_u64(), level - 1, lo, start, end, out);
+                    walk(entry.addr().as_u64(), level - 1, lo, start, end, limit, out);
                 }
             }
         }
-        walk(self.p4.addr(), 4, 0, start, end, &mut out);
+        walk(self.p4.addr(), 4, 0, start, end, limit, &mut out);
         out
     }
 

@@ -121,8 +121,9 @@ pub fn init(handler: fn(&mut TrapFrame)) {
         Msr::new(MSR_KERNEL_GS_BASE).write(0);
         Msr::new(MSR_STAR).write(star);
         Msr::new(MSR_LSTAR).write(syscall_entry as *const () as u64);
-        // Mask TF, IF, DF, AC on entry.
-        Msr::new(MSR_FMASK).write(0x4_0700);
+        // Mask TF, IF, DF, NT and AC on entry (NT left set would make the iretq on
+        // the way out fault in ring 0).
+        Msr::new(MSR_FMASK).write(0x4_4700);
         let mut efer = Msr::new(MSR_EFER);
         let v = efer.read();
         efer.write(v | 1);
