@@ -262,7 +262,7 @@ pub fn image(firmware: Firmware) -> Result<PathBuf, String> {
     let mut config = bootloader::BootConfig::default();
     config.serial_logging = false;
     config.frame_buffer_logging = false;
-    let mut builder = bootloader::DiskImageBuilder::new(kernel);
+    let mut builder = bootloader::DiskImageBuilder::new(boot_kernel(&kernel)?);
     builder.set_boot_config(&config);
     builder.set_ramdisk(ramdisk);
     // Write to a temporary name and rename, so concurrent test runs never see a half image.
@@ -283,6 +283,51 @@ pub fn image(firmware: Firmware) -> Result<PathBuf, String> {
     }
     std::fs::rename(&tmp, &path).map_err(|e| format!("rename image: {e}"))?;
     Ok(path)
+}
+
+/// The kernel as it goes into the images: the ELF without its debug sections
+/// (`llvm-objcopy --strip-debug` from the toolchain's llvm-tools), so firmware loads a
+/// few MiB instead of tens (BIOS disk reads under TCG are slow). gdb uses the full ELF
+/// (`kernel_elf`). Without llvm-objcopy the full ELF goes in.
+fn boot_kernel(kernel: &Path) -> Result<PathBuf, String> {
+    let out = target_dir().join("kernel-boot.elf");
+    let newer = std::fs::metadata(&out)
+        .and_then(|m| m.modified())
+        .ok()
+        .zip(std::fs::metadata(kernel).and_then(|m| m.modified()).ok())
+        .is_some_and(|(o, k)| o >= k);
+    if newer {
+        return Ok(out);
+    }
+    let Some(objcopy) = llvm_objcopy() else {
+        return Ok(kernel.to_path_buf());
+    };
+    let tmp = out.with_extension(format!("elf.tmp{}", std::process::id()));
+    let ok = Command::new(&objcopy)
+        .arg("--strip-debug")
+        .arg(kernel)
+        .arg(&tmp)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        let _ = std::fs::remove_file(&tmp);
+        return Ok(kernel.to_path_buf());
+    }
+    std::fs::rename(&tmp, &out).map_err(|e| format!("rename {}: {e}", out.display()))?;
+    Ok(out)
+}
+
+/// `llvm-objcopy` of the pinned toolchain's llvm-tools component, if installed.
+fn llvm_objcopy() -> Option<PathBuf> {
+    let out = Command::new("rustc")
+        .current_dir(workspace_root())
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()?;
+    let sysroot = String::from_utf8(out.stdout).ok()?;
+    let p = Path::new(sysroot.trim()).join("lib/rustlib/x86_64-unknown-linux-gnu/bin/llvm-objcopy");
+    p.exists().then_some(p)
 }
 
 impl Qemu {
