@@ -88,9 +88,6 @@ pub fn disk_of(node: &NodeRef) -> Option<Arc<Disk>> {
     downcast::<BlockNode>(node).map(|b| b.disk.clone())
 }
 
-fn now() -> i64 {
-    (crate::time::now_ns() / 1_000_000_000) as i64
-}
 
 impl DevDir {
     fn entries(&self) -> Vec<(Vec<u8>, NodeRef)> {

@@ -423,7 +423,7 @@ impl Mount {
     pub fn new(disk: Arc<Disk>, read_only: bool) -> Result<Arc<Mount>, FsError> {
         let dev = Arc::new(DiskBlocks { disk: disk.clone() });
         let mut fs = Ext2::mount(dev, MountOptions { read_only })?;
-        fs.set_clock(Arc::new(|| now_secs() as u32));
+        fs.set_clock(Arc::new(|| super::node::now() as u32));
         Ok(Arc::new(Mount {
             dev: disk_dev(&disk),
             disk,

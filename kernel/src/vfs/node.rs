@@ -81,6 +81,12 @@ pub const fn makedev(major: u32, minor: u32) -> u64 {
     (mi & 0xff) | ((ma & 0xfff) << 8) | ((mi & !0xff) << 12) | ((ma & !0xfff) << 32)
 }
 
+/// The time for file timestamps: seconds since the Unix epoch (the CMOS clock read at
+/// boot plus the monotonic clock).
+pub fn now() -> i64 {
+    (crate::time::wall_ns() / 1_000_000_000) as i64
+}
+
 /// File attributes in Linux terms (what `stat` reports; times in seconds).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stat {

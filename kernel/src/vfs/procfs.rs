@@ -35,9 +35,6 @@ pub fn new(dev: u64) -> NodeRef {
     Arc::new(ProcDir { dev })
 }
 
-fn now() -> i64 {
-    (crate::time::now_ns() / 1_000_000_000) as i64
-}
 
 struct Text(Vec<u8>);
 

@@ -12,7 +12,7 @@ use mm::sync::Mutex;
 
 use super::node::*;
 use crate::syscall::errno::Errno;
-use crate::{memory, time};
+use crate::memory;
 
 /// One ramfs instance.
 pub struct RamFs {
@@ -23,9 +23,6 @@ pub struct RamFs {
 /// Largest ramfs file (a bound against runaway writes; memory is the real limit).
 const MAX_FILE: u64 = 1 << 32;
 
-fn now() -> i64 {
-    (time::now_ns() / 1_000_000_000) as i64
-}
 
 struct Meta {
     mode: u32,

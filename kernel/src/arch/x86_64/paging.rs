@@ -333,31 +333,7 @@ impl AddressSpace {
 
     /// Map `pfn` at user address `va` (must be in the lower half).
     pub fn map(&mut self, va: u64, pfn: Pfn, access: Access) -> Result<(), MapError> {
-        if va >= 0x0000_8000_0000_0000 {
-            return Err(MapError::BadAddress);
-        }
-        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
-        let frame = PhysFrame::containing_address(PhysAddr::new(pfn.addr()));
-        let mut flags = access.flags();
-        let parents =
-            PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
-        if access.user {
-            flags |= PageTableFlags::USER_ACCESSIBLE;
-        }
-        // SAFETY: lower-half pages of a user address space are never referenced by kernel
-        // Rust code except through explicit, checked copies.
-        let flush = unsafe {
-            self.mapper()
-                .map_to_with_table_flags(page, frame, flags, parents, &mut TableFrames)
-        }
-        .map_err(map_err)?;
-        // The TLB only needs flushing if this address space is live.
-        if self.is_active() {
-            flush.flush();
-        } else {
-            flush.ignore();
-        }
-        Ok(())
+        self.map_flags(va, pfn, access.flags())
     }
 
     /// Map `pfn` at user address `va` with exactly `flags` (plus PRESENT).
