@@ -399,6 +399,19 @@ pub fn check_pending_kill() {
     }
 }
 
+/// Log the processes that are still alive (at poweroff: what did not exit).
+pub fn log_survivors() {
+    let procs: Vec<Arc<Process>> = PROCESSES.lock().values().filter_map(Weak::upgrade).collect();
+    for p in procs {
+        log::info!(
+            "pid {} ({}) still {} at shutdown",
+            p.pid,
+            p.name.lock(),
+            if p.is_zombie() { "a zombie" } else { "running" }
+        );
+    }
+}
+
 /// Hand every process's stores through shared file mappings (the PTE dirty bits) to the
 /// page cache, so fsync, sync and shutdown write them.
 pub fn sync_all_mappings() {

@@ -8,9 +8,8 @@ use mm::page_cache::CachedFile;
 use super::errno::{Errno, SysResult};
 use crate::proc::vm::{Kind, MappedFile, Prot, SharedMemory};
 use crate::proc::{self};
-use crate::vfs::ext2::{Ext2Node, Inode};
+use crate::vfs::ext2::Inode;
 use crate::vfs::file::File;
-use crate::vfs::node::downcast;
 
 const MAP_SHARED: u64 = 0x01;
 const MAP_PRIVATE: u64 = 0x02;
@@ -94,8 +93,8 @@ fn file_backing(p: &proc::Process, fd: i32, off: u64, shared: bool, prot: Prot) 
     if !file.readable() || (shared && prot.write && !file.writable()) {
         return Err(Errno::EACCES);
     }
-    let node = downcast::<Ext2Node>(&file.node).ok_or(Errno::ENODEV)?;
-    let inode = node.inode().map_err(|e| if e == Errno::EISDIR { Errno::ENODEV } else { e })?;
+    // The open file's own inode (for a file unlinked while open, the orphan it keeps).
+    let inode = file.cached_inode().ok_or(Errno::ENODEV)?;
     let may_write = file.writable();
     Ok(Kind::File {
         file: Arc::new(MappedInode { inode, _file: file }),

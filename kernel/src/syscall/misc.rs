@@ -193,6 +193,7 @@ fn reboot(a: &[u64; 6]) -> SysResult {
 }
 
 fn sync_everything() {
+    proc::log_survivors();
     proc::sync_all_mappings();
     if let Err(e) = crate::vfs::sync_all() {
         log::error!("sync before reboot/poweroff failed: {e:?}");

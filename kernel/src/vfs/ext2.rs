@@ -10,7 +10,7 @@
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
@@ -387,6 +387,10 @@ pub struct Mount {
     pub dev: u64,
     pub read_only: bool,
     inodes: spin::Mutex<BTreeMap<u32, Arc<Inode>>>,
+    /// Unlinked inodes still open somewhere: an operation through a node or descriptor of
+    /// such a file must find this inode again, not make a second one (whose hold would
+    /// keep the inode from ever being freed).
+    orphans: spin::Mutex<BTreeMap<u32, Weak<Inode>>>,
 }
 
 /// An open regular file: an inode plus the writeback errors this description has seen.
@@ -430,6 +434,7 @@ impl Mount {
             fs: Arc::new(Mutex::new(fs)),
             read_only,
             inodes: spin::Mutex::new(BTreeMap::new()),
+            orphans: spin::Mutex::new(BTreeMap::new()),
         }))
     }
 
@@ -441,6 +446,13 @@ impl Mount {
     pub fn inode(self: &Arc<Self>, ino: u32) -> Result<Arc<Inode>, FsError> {
         if let Some(i) = self.inodes.lock().get(&ino) {
             return Ok(i.clone());
+        }
+        {
+            let mut orphans = self.orphans.lock();
+            orphans.retain(|_, w| w.strong_count() > 0);
+            if let Some(i) = orphans.get(&ino).and_then(Weak::upgrade) {
+                return Ok(i);
+            }
         }
         let size = self.fs.lock().stat(ino)?.size;
         let io = FilePages {
@@ -483,6 +495,7 @@ impl Mount {
         let inode = self.inodes.lock().remove(&ino);
         if let Some(i) = inode {
             i.orphan.store(true, Ordering::Release);
+            self.orphans.lock().insert(ino, Arc::downgrade(&i));
             drop(i);
         }
     }
