@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what a fresh Debian machine lacks for AliasOS: QEMU, OVMF, e2fsprogs, and the
+# Install what a fresh Debian machine lacks for AliasOS: QEMU, OVMF, e2fsprogs, musl-tools and the
 # Rust toolchain pinned in rust-toolchain.toml. Quiet and quick when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,8 @@ need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 [ -f /usr/share/ovmf/OVMF.fd ] || need+=(ovmf)
 command -v mke2fs >/dev/null && command -v e2fsck >/dev/null && command -v debugfs >/dev/null || need+=(e2fsprogs)
+# musl-gcc: the userland tests build tests/c/*.c as static musl binaries.
+command -v musl-gcc >/dev/null || need+=(musl-tools)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod userland;
+
 pub use boot::{Bus, Disk, Firmware, Machine, Outcome, Qemu, exit_code};
 
 /// A fresh, sparse scratch disk image of `mib` MiB under `target/test-disks/`.

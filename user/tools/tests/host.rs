@@ -35,6 +35,7 @@ const ALL: &[&str] = &[
     bin!("mount"),
     bin!("umount"),
     bin!("sh"),
+    bin!("sysfuzz"),
 ];
 
 struct TempDir(PathBuf);
@@ -687,4 +688,64 @@ fn sh_boot_runs_rc_then_reads_stdin() {
         .unwrap();
     assert_eq!(s(&o.stdout), motd);
     assert_eq!(s(&o.stderr), "/ $ exit\n");
+}
+
+/// `scripts/fs.sh` (the file-system script that tests/tests/userland.rs also runs inside
+/// AliasOS) gives with our `sh` and tools what bash and the GNU tools give; stderr too,
+/// except for the wording of mkdir's message.
+#[test]
+fn fs_script_runs_like_bash_and_gnu() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scripts/fs.sh");
+    let bindir = Path::new(bin!("sh")).parent().unwrap();
+    let t = TempDir::new();
+    let o = Command::new(bin!("sh"))
+        .arg(script)
+        .current_dir(t.path())
+        .env_clear()
+        .env("PATH", bindir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", s(&o.stderr));
+    let out = s(&o.stdout);
+    assert!(
+        out.starts_with("fs start\n") && out.ends_with("fs done\n"),
+        "{out}"
+    );
+    assert_eq!(
+        s(&o.stderr),
+        "rm: cannot remove 'top/empty': Is a directory\n\
+         cat: top/a/b/text: No such file or directory\n\
+         mkdir: top/moved: File exists\n"
+    );
+    if have("bash") && have("sha256sum") {
+        let t2 = TempDir::new();
+        let g = Command::new("bash")
+            .arg(script)
+            .current_dir(t2.path())
+            .env("LC_ALL", "C.UTF-8")
+            .output()
+            .unwrap();
+        assert_eq!(s(&g.stdout), out, "GNU reference");
+        assert_eq!(g.status.code(), Some(0));
+    }
+}
+
+/// sysfuzz must never fuzz the Linux host: it sees Linux and refuses before doing
+/// anything (`-n 0` as a second safety net: even past the check it would make no call).
+#[test]
+fn sysfuzz_refuses_to_run_on_linux() {
+    let t = TempDir::new();
+    let o = run_in(t.path(), bin!("sysfuzz"), &["-n", "0", "-s", "1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", s(&o.stderr));
+    assert!(s(&o.stdout).is_empty());
+    assert!(
+        s(&o.stderr).starts_with("sysfuzz: refusing to run on Linux"),
+        "{}",
+        s(&o.stderr)
+    );
+    assert_eq!(
+        fs::read_dir(t.path()).unwrap().count(),
+        0,
+        "it created files"
+    );
 }

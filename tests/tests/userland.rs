@@ -1,0 +1,385 @@
+//! The userland end to end: AliasOS boots its default init, `/bin/sh --boot`, which runs
+//! the data disk's `/etc/rc` from `/mnt` (echoing each line as `+ LINE`); the rc ends with
+//! `poweroff`, so QEMU must exit with status 0. Then the host checks the image with
+//! `e2fsck -fn` and reads what the rc wrote with `debugfs` (helpers: tests/src/userland.rs).
+//!
+//! * `rc_copies_hashes_moves_and_deletes`: cp, dd (bs/skip/seek/count/conv), mv, rm,
+//!   mkdir, cat, ls and sha256sum in the rc; the host rebuilds every file, hashes it with
+//!   GNU sha256sum and compares, and checks that what was deleted or moved is gone.
+//! * `tool_scripts_match_the_host`: user/tools/tests/scripts/tools.sh and fs.sh run with
+//!   the same tool binaries on the Linux host and in AliasOS (output to files on /mnt);
+//!   stdout, stderr and exit status must be identical, and tools.sh's stdout must equal
+//!   tools.expected. The scripts print no inode numbers, times, block counts or directory
+//!   sizes, so no difference is allowed.
+//! * `musl_filetest_matches_the_host`: tests/c/filetest.c built with
+//!   `musl-gcc -static -O2` runs on the host and in AliasOS; identical output required,
+//!   and the file it leaves must be on the image.
+//! * `sysfuzz_survives_100000_calls`: `/bin/sysfuzz -n 100000 -s 1` must end with its OK
+//!   line and the machine must still power off cleanly.
+//!
+//! `ALIASOS_SERIAL=1 cargo test -p tests --test userland -- --nocapture` shows the serial
+//! logs; on failure the last lines are in the message.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use tests::userland::*;
+
+const RC_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// `dd`'s view of a copy: `count` blocks of `bs` from `input` after skipping `skip`
+/// blocks, written at block `seek` of a new file.
+fn dd(input: &[u8], bs: usize, skip: usize, seek: usize, count: usize) -> Vec<u8> {
+    let from = (skip * bs).min(input.len());
+    let to = (from + count * bs).min(input.len());
+    let mut out = vec![0u8; seek * bs];
+    out.extend_from_slice(&input[from..to]);
+    out
+}
+
+#[test]
+fn rc_copies_hashes_moves_and_deletes() {
+    let a = data(1024 * 1024 + 123, 1);
+    let b = b"first line\nsecond line\n".to_vec();
+    let c = data(3 * 1024 * 1024 + 5, 3);
+    let t = Tree::new("rc");
+    t.file("in/a.bin", &a)
+        .file("in/b.txt", &b)
+        .file("in/c.bin", &c)
+        .file("in/delete-me.txt", b"bye\n")
+        .file("in/dir/x.txt", b"x\n")
+        .file("in/dir/sub/y.txt", b"y\n")
+        .rc("\
+echo rc start
+mkdir -p out work/deep/er
+cp in/a.bin work/a.copy
+cp in/b.txt work/deep/er/b.txt
+dd if=in/c.bin of=work/c.part bs=4096 skip=3 count=100 status=none
+dd if=in/a.bin of=work/seeked bs=1000 seek=5 count=7 conv=fsync status=none
+cp in/c.bin work/c.full
+cp work/c.full work/c.again
+rm work/c.again
+mv work/a.copy work/deep/a.moved
+mv work/deep/er work/er2
+rm in/delete-me.txt
+rm -r in/dir
+cat in/b.txt in/b.txt > work/b2.txt
+sha256sum in/a.bin in/b.txt in/c.bin work/deep/a.moved work/c.part work/seeked work/c.full work/er2/b.txt work/b2.txt > out/hashes
+ls in work work/deep work/er2 > out/ls
+cmp in/c.bin work/c.full && echo same > out/cmp
+sync
+echo rc done
+poweroff
+");
+    let img = t.image(64);
+    let o = boot_rc(&img, RC_TIMEOUT);
+    assert_powered_off(&o, "rc");
+    for line in [
+        "+ echo rc start",
+        "rc start",
+        "+ mv work/deep/er work/er2",
+        "+ poweroff",
+    ] {
+        assert!(
+            o.serial.lines().any(|l| l == line),
+            "the console lacks the line {line:?}; {}",
+            describe(&o)
+        );
+    }
+    assert_image_clean(&img, &o);
+
+    // The same files, made on the host.
+    let host = Tree::new("rc-host");
+    let mut b2 = b.clone();
+    b2.extend_from_slice(&b);
+    host.file("in/a.bin", &a)
+        .file("in/b.txt", &b)
+        .file("in/c.bin", &c)
+        .file("work/deep/a.moved", &a)
+        .file("work/c.part", &dd(&c, 4096, 3, 0, 100))
+        .file("work/seeked", &dd(&a, 1000, 0, 5, 7))
+        .file("work/c.full", &c)
+        .file("work/er2/b.txt", &b)
+        .file("work/b2.txt", &b2);
+    let names = [
+        "in/a.bin",
+        "in/b.txt",
+        "in/c.bin",
+        "work/deep/a.moved",
+        "work/c.part",
+        "work/seeked",
+        "work/c.full",
+        "work/er2/b.txt",
+        "work/b2.txt",
+    ];
+    assert_eq!(
+        read_back_text(&img, "/out/hashes", &o),
+        host_sha256sum(host.root(), &names),
+        "sha256sum in AliasOS differs from the host's"
+    );
+    for n in names {
+        let want = std::fs::read(host.path(n)).unwrap();
+        let got = read_back(&img, &format!("/{n}"), &o);
+        assert!(
+            got == want,
+            "/{n} on the image differs from the host's copy ({} bytes against {})",
+            got.len(),
+            want.len()
+        );
+    }
+    let ls = Command::new(host_tool("ls"))
+        .args(["in", "work", "work/deep", "work/er2"])
+        .current_dir(host.root())
+        .output()
+        .expect("run ls");
+    assert_eq!(
+        read_back_text(&img, "/out/ls", &o),
+        String::from_utf8_lossy(&ls.stdout),
+        "ls in AliasOS differs from the host's"
+    );
+    assert_eq!(read_back_text(&img, "/out/cmp", &o), "same\n");
+    for gone in [
+        "/in/delete-me.txt",
+        "/in/dir",
+        "/in/dir/x.txt",
+        "/work/a.copy",
+        "/work/c.again",
+        "/work/deep/er",
+    ] {
+        assert!(
+            try_read_back(&img, gone).is_none(),
+            "{gone} should be gone (deleted or moved)"
+        );
+    }
+}
+
+/// Run `script` with the host tools in an empty directory: (stdout, stderr, status).
+fn run_script_on_host(script: &Path) -> (String, String, String) {
+    let dir = Tree::new(&format!(
+        "script-{}",
+        script.file_stem().unwrap().to_string_lossy()
+    ));
+    let o = Command::new(host_tool("sh"))
+        .arg(script)
+        .current_dir(dir.root())
+        .env_clear()
+        .env("PATH", host_tools())
+        .output()
+        .expect("run sh on the host");
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        format!("{}\n", o.status.code().unwrap_or(-1)),
+    )
+}
+
+#[test]
+fn tool_scripts_match_the_host() {
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../user/tools/tests/scripts");
+    let names = ["tools", "fs"];
+    let t = Tree::new("scripts");
+    let mut rc = String::from("mkdir -p out\n");
+    for n in names {
+        let text = std::fs::read(scripts.join(format!("{n}.sh"))).expect("read the script");
+        t.file(&format!("scripts/{n}.sh"), &text)
+            .dir(&format!("run-{n}"));
+        rc.push_str(&format!(
+            "cd /mnt/run-{n}\n\
+             sh /mnt/scripts/{n}.sh > /mnt/out/{n}.out 2> /mnt/out/{n}.err\n\
+             echo $? > /mnt/out/{n}.status\n"
+        ));
+    }
+    rc.push_str("cd /mnt\nsync\npoweroff\n");
+    t.rc(&rc);
+    let img = t.image(64);
+    let o = boot_rc(&img, RC_TIMEOUT);
+    assert_powered_off(&o, "tool scripts");
+    assert_image_clean(&img, &o);
+    for n in names {
+        let (out, err, status) = run_script_on_host(&scripts.join(format!("{n}.sh")));
+        assert_eq!(
+            status, "0\n",
+            "{n}.sh fails on the host: {err}\n(the host tests in user/tools cover this)"
+        );
+        let got_out = read_back_text(&img, &format!("/out/{n}.out"), &o);
+        let got_err = read_back_text(&img, &format!("/out/{n}.err"), &o);
+        let got_status = read_back_text(&img, &format!("/out/{n}.status"), &o);
+        assert_eq!(
+            got_out, out,
+            "{n}.sh: stdout in AliasOS (left) differs from the host's (right)"
+        );
+        assert_eq!(
+            got_err, err,
+            "{n}.sh: stderr in AliasOS (left) differs from the host's (right)"
+        );
+        assert_eq!(got_status, status, "{n}.sh: exit status in AliasOS");
+    }
+    // tools.sh's stdout is also pinned down by tools.expected (rm's message is stderr).
+    let expected: String = std::fs::read_to_string(scripts.join("tools.expected"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("rm: "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(read_back_text(&img, "/out/tools.out", &o), expected);
+}
+
+#[test]
+fn musl_filetest_matches_the_host() {
+    let Some(elf) = c_program("filetest", "musl_filetest_matches_the_host") else {
+        return;
+    };
+    let exe = boot::target_dir().join("userland").join("filetest");
+
+    // The host run.
+    let work = Tree::new("filetest-host");
+    let host = Command::new(&exe)
+        .arg(work.root())
+        .output()
+        .expect("run filetest on the host");
+    let host_out = String::from_utf8_lossy(&host.stdout).into_owned();
+    assert!(
+        host.status.success() && host_out.ends_with("filetest: OK\n"),
+        "filetest fails on the host (status {:?}):\n{host_out}{}",
+        host.status,
+        String::from_utf8_lossy(&host.stderr)
+    );
+    let keep = std::fs::read(work.path("keep.bin")).expect("keep.bin on the host");
+
+    // The AliasOS run.
+    let t = Tree::new("filetest");
+    t.exe("bin/filetest", &elf).dir("ft").rc("\
+mkdir -p out
+/mnt/bin/filetest /mnt/ft > /mnt/out/filetest.out 2>&1
+echo $? > /mnt/out/filetest.status
+sync
+poweroff
+");
+    let img = t.image(64);
+    let o = boot_rc(&img, RC_TIMEOUT);
+    assert_powered_off(&o, "filetest");
+    assert_image_clean(&img, &o);
+    assert_eq!(
+        read_back_text(&img, "/out/filetest.out", &o),
+        host_out,
+        "filetest's output in AliasOS (left) differs from the host's (right)"
+    );
+    assert_eq!(read_back_text(&img, "/out/filetest.status", &o), "0\n");
+    assert!(
+        read_back(&img, "/ft/keep.bin", &o) == keep,
+        "/ft/keep.bin on the image differs from the host's"
+    );
+}
+
+/// Build `tests/c/NAME.c`, or None when musl-gcc is missing (the test is then skipped
+/// with a message; tools/deps.sh installs musl-tools).
+fn c_program(name: &str, test: &str) -> Option<Vec<u8>> {
+    let exe = match build_c(name) {
+        Ok(exe) => exe,
+        Err(e) if musl_gcc().is_none() => {
+            eprintln!("SKIPPED {test}: {e}");
+            return None;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let elf = std::fs::read(&exe).expect("read the C program");
+    assert_eq!(
+        elf_kind(&elf),
+        Some((2, false)),
+        "{name} is not a static non-PIE executable"
+    );
+    Some(elf)
+}
+
+/// Files unlinked while open (read, written, truncated, fsynced, mapped, dup'ed after
+/// the unlink) are freed at their last close: e2fsck finds no orphan afterwards.
+/// (sysfuzz found the ftruncate case.)
+#[test]
+fn unlinked_open_files_are_freed_at_last_close() {
+    let Some(elf) = c_program("unlinked", "unlinked_open_files_are_freed_at_last_close") else {
+        return;
+    };
+    // On the host first (the program's own checks).
+    let host = Tree::new("unlinked-host");
+    let exe = boot::target_dir().join("userland").join("unlinked");
+    let h = Command::new(&exe)
+        .arg(host.root())
+        .output()
+        .expect("run unlinked on the host");
+    assert_eq!(
+        String::from_utf8_lossy(&h.stdout),
+        "unlinked: OK\n",
+        "on the host"
+    );
+    let t = Tree::new("unlinked");
+    t.exe("bin/unlinked", &elf).dir("w").rc("\
+/mnt/bin/unlinked /mnt/w > /mnt/unlinked.out 2>&1
+echo $? >> /mnt/unlinked.out
+sync
+poweroff
+");
+    let img = t.image(64);
+    let o = boot_rc(&img, RC_TIMEOUT);
+    assert_powered_off(&o, "unlinked");
+    // Every problem at once: what the program saw, and what is left on the disk.
+    let mut problems = Vec::new();
+    let out = read_back_text(&img, "/unlinked.out", &o);
+    if out != "unlinked: OK\n0\n" {
+        problems.push(format!("the program's checks in AliasOS:\n{out}"));
+    }
+    let fsck = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&img)
+        .output()
+        .expect("run e2fsck");
+    if !fsck.status.success() {
+        problems.push(format!(
+            "e2fsck -fn after the program (an unlinked file not freed at its last close?):\n{}",
+            String::from_utf8_lossy(&fsck.stdout)
+        ));
+    }
+    let (listing, _) = debugfs(&img, "ls /w");
+    let listing = String::from_utf8_lossy(&listing).into_owned();
+    if listing
+        .split_whitespace()
+        .filter(|w| w.starts_with('('))
+        .count()
+        != 2
+    {
+        problems.push(format!("/w should hold only . and ..:\n{listing}"));
+    }
+    assert!(
+        problems.is_empty(),
+        "{}\n{}",
+        problems.join("\n"),
+        describe(&o)
+    );
+}
+
+#[test]
+fn sysfuzz_survives_100000_calls() {
+    let t = Tree::new("sysfuzz");
+    t.rc("\
+/bin/sysfuzz -n 100000 -s 1 > /mnt/fuzz.out
+echo $? > /mnt/fuzz.status
+sync
+poweroff
+");
+    let img = t.image(256);
+    let o = boot_rc(&img, Duration::from_secs(1200));
+    assert_powered_off(&o, "sysfuzz");
+    let out = read_back_text(&img, "/fuzz.out", &o);
+    assert_eq!(
+        out.lines().last(),
+        Some("sysfuzz: 100000 calls, seed 1, OK"),
+        "sysfuzz did not finish; its output:\n{out}\n{}",
+        describe(&o)
+    );
+    assert_eq!(read_back_text(&img, "/fuzz.status", &o), "0\n");
+    assert!(
+        try_read_back(&img, "/sysfuzz.tmp").is_none(),
+        "sysfuzz left its scratch directory"
+    );
+    assert_image_clean(&img, &o);
+}
