@@ -87,7 +87,10 @@ static BOOT_UNIX: AtomicU64 = AtomicU64::new(0);
 /// Read the wall clock once (at boot); later reads add the monotonic clock to it.
 pub fn init_wall_clock() {
     if let Some(t) = crate::arch::rtc::unix_time() {
-        BOOT_UNIX.store(t.saturating_sub(now_ns() / 1_000_000_000), Ordering::Relaxed);
+        BOOT_UNIX.store(
+            t.saturating_sub(now_ns() / 1_000_000_000),
+            Ordering::Relaxed,
+        );
     }
 }
 

@@ -14,7 +14,6 @@ use spin::Mutex;
 use super::tty;
 use crate::arch::{apic, ioapic, ps2, trap, uart};
 
-
 fn route_isa(irq: u8, handler: trap::IrqHandler) -> bool {
     if ioapic::count() == 0 {
         return false;

@@ -56,7 +56,12 @@ struct Segment {
 /// Load `image` into a fresh address space with `argv` and `envp`. Errors: ENOEXEC for
 /// anything that is not a static x86-64 executable we can place, E2BIG for too many
 /// argument bytes, ENOMEM.
-pub fn load(image: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>], execfn: &[u8]) -> Result<Loaded, Errno> {
+pub fn load(
+    image: &[u8],
+    argv: &[Vec<u8>],
+    envp: &[Vec<u8>],
+    execfn: &[u8],
+) -> Result<Loaded, Errno> {
     let elf = ElfFile::new(image).map_err(|_| Errno::ENOEXEC)?;
     let h = &elf.header;
     if h.pt1.class() != Class::SixtyFour
@@ -121,7 +126,11 @@ pub fn load(image: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>], execfn: &[u8]) -> 
     for s in &segments {
         let end = s.vaddr.checked_add(s.memsz).ok_or(Errno::ENOEXEC)?;
         let file_end = s.offset.checked_add(s.filesz).ok_or(Errno::ENOEXEC)?;
-        if s.filesz > s.memsz || file_end > image.len() as u64 || s.vaddr < USER_MIN || end > STACK_TOP - STACK_SIZE {
+        if s.filesz > s.memsz
+            || file_end > image.len() as u64
+            || s.vaddr < USER_MIN
+            || end > STACK_TOP - STACK_SIZE
+        {
             return Err(Errno::ENOEXEC);
         }
         total = total.saturating_add(s.memsz);
@@ -138,10 +147,17 @@ pub fn load(image: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>], execfn: &[u8]) -> 
     let mut run: Option<(u64, u64, Prot)> = None;
     for w in cuts.windows(2) {
         let (lo, hi) = (w[0], w[1]);
-        let mut prot = Prot { read: false, write: false, exec: false };
+        let mut prot = Prot {
+            read: false,
+            write: false,
+            exec: false,
+        };
         let mut covered = false;
         for s in &segments {
-            let (ps, pe) = (s.vaddr & !(PAGE - 1), (s.vaddr + s.memsz + PAGE - 1) & !(PAGE - 1));
+            let (ps, pe) = (
+                s.vaddr & !(PAGE - 1),
+                (s.vaddr + s.memsz + PAGE - 1) & !(PAGE - 1),
+            );
             if ps < hi && lo < pe {
                 covered = true;
                 prot.read |= s.prot.read;
@@ -182,7 +198,11 @@ pub fn load(image: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>], execfn: &[u8]) -> 
             .map(|s| s.vaddr + (phoff - s.offset))
             .unwrap_or(0),
     };
-    let entry = h.pt2.entry_point().checked_add(base).ok_or(Errno::ENOEXEC)?;
+    let entry = h
+        .pt2
+        .entry_point()
+        .checked_add(base)
+        .ok_or(Errno::ENOEXEC)?;
     if entry >= USER_END {
         return Err(Errno::ENOEXEC);
     }
@@ -219,7 +239,8 @@ fn build_stack(
     execfn: &[u8],
     aux: &[(u64, u64)],
 ) -> Result<u64, Errno> {
-    let strings: usize = argv.iter().chain(envp).map(|s| s.len() + 1).sum::<usize>() + execfn.len() + 1;
+    let strings: usize =
+        argv.iter().chain(envp).map(|s| s.len() + 1).sum::<usize>() + execfn.len() + 1;
     if strings > ARG_MAX {
         return Err(Errno::E2BIG);
     }
@@ -257,7 +278,16 @@ fn build_stack(
         words.push(k);
         words.push(v);
     }
-    words.extend([AT_RANDOM, random_at, AT_PLATFORM, platform_at, AT_EXECFN, execfn_at, AT_NULL, 0]);
+    words.extend([
+        AT_RANDOM,
+        random_at,
+        AT_PLATFORM,
+        platform_at,
+        AT_EXECFN,
+        execfn_at,
+        AT_NULL,
+        0,
+    ]);
     sp &= !15;
     sp -= words.len() as u64 * 8;
     sp &= !15;

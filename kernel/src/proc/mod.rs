@@ -46,7 +46,9 @@ impl Default for Signals {
         Signals {
             actions: [[0; 32]; 64],
             mask: 0,
-            altstack: [0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            altstack: [
+                0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ],
         }
     }
 }
@@ -103,10 +105,20 @@ pub fn try_current() -> Option<Arc<Process>> {
 
 /// Number of live (not yet reaped) processes.
 pub fn count() -> usize {
-    PROCESSES.lock().values().filter(|w| w.strong_count() > 0).count()
+    PROCESSES
+        .lock()
+        .values()
+        .filter(|w| w.strong_count() > 0)
+        .count()
 }
 
-fn new_process(ppid: u32, files: ProcessFiles, mem: MemoryMap, name: String, signals: Signals) -> Arc<Process> {
+fn new_process(
+    ppid: u32,
+    files: ProcessFiles,
+    mem: MemoryMap,
+    name: String,
+    signals: Signals,
+) -> Arc<Process> {
     let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
     let cr3 = mem.space.root();
     let p = Arc::new(Process {
@@ -157,10 +169,21 @@ pub fn start_init(path: &str, argv: &[&str]) -> Result<u32, Errno> {
         .map(|e| e.as_bytes().to_vec())
         .collect();
     let loaded = elf::load(&image, &argv, &envp, path.as_bytes())?;
-    let p = new_process(0, files, loaded.mem, program_name(path.as_bytes()), Signals::default());
+    let p = new_process(
+        0,
+        files,
+        loaded.mem,
+        program_name(path.as_bytes()),
+        Signals::default(),
+    );
     let pid = p.pid;
-    task::spawn_user(p, &user_frame(loaded.entry, loaded.sp), FpuState::initial(), 0)
-        .map_err(|_| Errno::ENOMEM)?;
+    task::spawn_user(
+        p,
+        &user_frame(loaded.entry, loaded.sp),
+        FpuState::initial(),
+        0,
+    )
+    .map_err(|_| Errno::ENOMEM)?;
     Ok(pid)
 }
 
@@ -196,7 +219,12 @@ pub fn fork(frame: &TrapFrame, vfork: bool) -> Result<u64, Errno> {
 }
 
 /// execve: replace the program. On success the registers in `frame` start the new one.
-pub fn execve(frame: &mut TrapFrame, path: &[u8], argv: Vec<Vec<u8>>, envp: Vec<Vec<u8>>) -> Result<(), Errno> {
+pub fn execve(
+    frame: &mut TrapFrame,
+    path: &[u8],
+    argv: Vec<Vec<u8>>,
+    envp: Vec<Vec<u8>>,
+) -> Result<(), Errno> {
     let p = current();
     let image = {
         let files = p.files.lock();
@@ -255,7 +283,11 @@ pub fn exit(status: i32) -> ! {
         }
         *p.exit_status.lock() = Some(status);
         release_vfork_parent(&p);
-        log::debug!("pid {} ({}) exited with status {status:#x}", p.pid, p.name.lock());
+        log::debug!(
+            "pid {} ({}) exited with status {status:#x}",
+            p.pid,
+            p.name.lock()
+        );
         if p.pid == 1 {
             init_exited(status);
         }
@@ -365,7 +397,11 @@ pub fn send_signal(pid: u32, sig: u32) -> Result<(), Errno> {
     }
     let ignored = sig != SIGKILL && {
         let s = target.signals.lock();
-        u64::from_le_bytes(s.actions[sig as usize - 1][..8].try_into().unwrap_or([0; 8])) == 1
+        u64::from_le_bytes(
+            s.actions[sig as usize - 1][..8]
+                .try_into()
+                .unwrap_or([0; 8]),
+        ) == 1
     };
     if ignored {
         return Ok(());
@@ -384,7 +420,11 @@ pub fn send_signal(pid: u32, sig: u32) -> Result<(), Errno> {
 pub fn kill_pending() -> bool {
     // Called with interrupts off from wait conditions: no locks beyond the scheduler's.
     task::current()
-        .and_then(|t| t.process.as_ref().map(|p| p.pending_kill.load(Ordering::Acquire) != 0))
+        .and_then(|t| {
+            t.process
+                .as_ref()
+                .map(|p| p.pending_kill.load(Ordering::Acquire) != 0)
+        })
         .unwrap_or(false)
 }
 
@@ -401,7 +441,11 @@ pub fn check_pending_kill() {
 
 /// Log the processes that are still alive (at poweroff: what did not exit).
 pub fn log_survivors() {
-    let procs: Vec<Arc<Process>> = PROCESSES.lock().values().filter_map(Weak::upgrade).collect();
+    let procs: Vec<Arc<Process>> = PROCESSES
+        .lock()
+        .values()
+        .filter_map(Weak::upgrade)
+        .collect();
     for p in procs {
         log::info!(
             "pid {} ({}) still {} at shutdown",
@@ -415,7 +459,11 @@ pub fn log_survivors() {
 /// Hand every process's stores through shared file mappings (the PTE dirty bits) to the
 /// page cache, so fsync, sync and shutdown write them.
 pub fn sync_all_mappings() {
-    let procs: Vec<Arc<Process>> = PROCESSES.lock().values().filter_map(Weak::upgrade).collect();
+    let procs: Vec<Arc<Process>> = PROCESSES
+        .lock()
+        .values()
+        .filter_map(Weak::upgrade)
+        .collect();
     for p in procs {
         if !p.is_zombie() {
             p.mem.lock().sync_shared(0, crate::arch::paging::USER_END);

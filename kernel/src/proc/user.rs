@@ -77,7 +77,11 @@ pub fn copy_from_user(src: u64, dst: &mut [u8]) -> Result<(), Errno> {
         at += n;
         Ok(n)
     })?;
-    if n == dst.len() { Ok(()) } else { Err(Errno::EFAULT) }
+    if n == dst.len() {
+        Ok(())
+    } else {
+        Err(Errno::EFAULT)
+    }
 }
 
 /// Copy `src` to user address `dst`.
@@ -88,7 +92,11 @@ pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), Errno> {
         at += n;
         Ok(n)
     })?;
-    if n == src.len() { Ok(()) } else { Err(Errno::EFAULT) }
+    if n == src.len() {
+        Ok(())
+    } else {
+        Err(Errno::EFAULT)
+    }
 }
 
 /// Read a little-endian u64 at `va`.
@@ -143,7 +151,11 @@ pub fn read_cstr(src: u64, max: usize) -> Result<Vec<u8>, Errno> {
 
 /// A NULL-terminated array of string pointers (argv, envp); E2BIG past `max_total` bytes
 /// or `max_count` entries.
-pub fn read_cstr_array(mut va: u64, max_count: usize, max_total: usize) -> Result<Vec<Vec<u8>>, Errno> {
+pub fn read_cstr_array(
+    mut va: u64,
+    max_count: usize,
+    max_total: usize,
+) -> Result<Vec<Vec<u8>>, Errno> {
     let mut out = Vec::new();
     if va == 0 {
         return Ok(out);
@@ -158,7 +170,11 @@ pub fn read_cstr_array(mut va: u64, max_count: usize, max_total: usize) -> Resul
             return Err(Errno::E2BIG);
         }
         let s = read_cstr(p, max_total - total).map_err(|e| {
-            if e == Errno::ENAMETOOLONG { Errno::E2BIG } else { e }
+            if e == Errno::ENAMETOOLONG {
+                Errno::E2BIG
+            } else {
+                e
+            }
         })?;
         total += s.len() + 1;
         if total > max_total {
@@ -178,7 +194,9 @@ pub fn fill_user(
     len: usize,
     mut f: impl FnMut(&mut [u8]) -> Result<usize, Errno>,
 ) -> Result<usize, Errno> {
-    walk(va, len, true, |pfn, off, n| mm::phys::with_frame_mut(pfn, off, n, &mut f))
+    walk(va, len, true, |pfn, off, n| {
+        mm::phys::with_frame_mut(pfn, off, n, &mut f)
+    })
 }
 
 /// Consume user memory `[va, va + len)` piece by piece, as [`fill_user`] but read-only.
@@ -187,5 +205,7 @@ pub fn drain_user(
     len: usize,
     mut f: impl FnMut(&[u8]) -> Result<usize, Errno>,
 ) -> Result<usize, Errno> {
-    walk(va, len, false, |pfn, off, n| mm::phys::with_frame(pfn, off, n, &mut f))
+    walk(va, len, false, |pfn, off, n| {
+        mm::phys::with_frame(pfn, off, n, &mut f)
+    })
 }

@@ -166,7 +166,10 @@ pub enum Kind {
 impl Kind {
     /// Whether stores are seen by every process mapping the page (no copy-on-write).
     fn is_shared(&self) -> bool {
-        matches!(self, Kind::SharedAnon { .. } | Kind::File { shared: true, .. })
+        matches!(
+            self,
+            Kind::SharedAnon { .. } | Kind::File { shared: true, .. }
+        )
     }
 
     fn shared_file(&self) -> Option<(&Arc<dyn MappedFile>, u64)> {
@@ -280,13 +283,26 @@ impl MemoryMap {
 
     /// Add an area over `[start, end)` (page-aligned, free).
     pub fn add_area(&mut self, start: u64, end: u64, prot: Prot, kind: Kind) -> Result<(), Errno> {
-        if start % PAGE != 0 || end % PAGE != 0 || start >= end || start < USER_MIN || end > USER_LIMIT {
+        if !start.is_multiple_of(PAGE)
+            || !end.is_multiple_of(PAGE)
+            || start >= end
+            || start < USER_MIN
+            || end > USER_LIMIT
+        {
             return Err(Errno::EINVAL);
         }
         if self.overlaps(start, end) {
             return Err(Errno::ENOMEM);
         }
-        self.areas.insert(start, Area { start, end, prot, kind });
+        self.areas.insert(
+            start,
+            Area {
+                start,
+                end,
+                prot,
+                kind,
+            },
+        );
         Ok(())
     }
 
@@ -295,7 +311,10 @@ impl MemoryMap {
         if let Some(a) = self.area(at).cloned()
             && a.start < at
         {
-            let mut upper = Area { start: at, ..a.clone() };
+            let mut upper = Area {
+                start: at,
+                ..a.clone()
+            };
             if let Kind::File { pgoff, .. } | Kind::SharedAnon { pgoff, .. } = &mut upper.kind {
                 *pgoff += (at - a.start) / PAGE;
             }
@@ -325,7 +344,12 @@ impl MemoryMap {
                         let pfn = obj.page(pgoff + (page - area.start) / PAGE)?;
                         (pfn, area.prot.pte(area.prot.write))
                     }
-                    Kind::File { file, pgoff, shared, .. } => {
+                    Kind::File {
+                        file,
+                        pgoff,
+                        shared,
+                        ..
+                    } => {
                         let index = pgoff + (page - area.start) / PAGE;
                         let size = file.size();
                         if index >= size.div_ceil(PAGE) {
@@ -352,7 +376,10 @@ impl MemoryMap {
             Some((pfn, flags)) => {
                 if write && !flags.contains(PteFlags::WRITABLE) {
                     if area.kind.is_shared() {
-                        return self.space.set_flags(page, area.prot.pte(true)).map_err(map_errno);
+                        return self
+                            .space
+                            .set_flags(page, area.prot.pte(true))
+                            .map_err(map_errno);
                     }
                     self.break_cow(page, pfn, area.prot)
                 } else {
@@ -391,7 +418,7 @@ impl MemoryMap {
     /// would (faulting it in; for `write`, breaking copy-on-write, and for a shared file
     /// page, marking it dirty as the CPU would).
     pub fn resolve(&mut self, va: u64, write: bool) -> Result<Pfn, Errno> {
-        if va >= USER_LIMIT || va < USER_MIN {
+        if !(USER_MIN..USER_LIMIT).contains(&va) {
             return Err(Errno::EFAULT);
         }
         let area = self.area(va).cloned().ok_or(Errno::EFAULT)?;
@@ -427,7 +454,10 @@ impl MemoryMap {
         }
         let pfn = alloc_anon()?;
         mm::phys::zero(pfn, 0, FRAME_SIZE);
-        if let Err(e) = self.space.map_flags(page, pfn, area.prot.pte(area.prot.write)) {
+        if let Err(e) = self
+            .space
+            .map_flags(page, pfn, area.prot.pte(area.prot.write))
+        {
             let _ = frames().put(pfn);
             return Err(map_errno(e));
         }
@@ -453,12 +483,18 @@ impl MemoryMap {
         child.areas = self.areas.clone();
         child.brk_base = self.brk_base;
         child.brk = self.brk;
-        self.for_each_chunk(0, USER_END, |this, chunk| this.fork_chunk(&mut child, chunk))?;
+        self.for_each_chunk(0, USER_END, |this, chunk| {
+            this.fork_chunk(&mut child, chunk)
+        })?;
         self.space.flush_all();
         Ok(child)
     }
 
-    fn fork_chunk(&mut self, child: &mut MemoryMap, chunk: &[(u64, Pfn, PteFlags)]) -> Result<(), Errno> {
+    fn fork_chunk(
+        &mut self,
+        child: &mut MemoryMap,
+        chunk: &[(u64, Pfn, PteFlags)],
+    ) -> Result<(), Errno> {
         for &(va, pfn, flags) in chunk {
             let desc = frames().table().get(pfn).ok_or(Errno::EFAULT)?;
             if self.area(va).is_some_and(|a| a.kind.is_shared()) {
@@ -509,7 +545,11 @@ impl MemoryMap {
         files
     }
 
-    fn sync_shared_chunk(&mut self, chunk: &[(u64, Pfn, PteFlags)], files: &mut alloc::vec::Vec<Arc<dyn MappedFile>>) {
+    fn sync_shared_chunk(
+        &mut self,
+        chunk: &[(u64, Pfn, PteFlags)],
+        files: &mut alloc::vec::Vec<Arc<dyn MappedFile>>,
+    ) {
         for &(va, pfn, flags) in chunk {
             if !flags.contains(PteFlags::DIRTY) {
                 continue;
@@ -543,7 +583,7 @@ impl MemoryMap {
 
     /// munmap: remove areas and pages in `[addr, addr + len)`.
     pub fn munmap(&mut self, addr: u64, len: u64) -> Result<(), Errno> {
-        if addr % PAGE != 0 || len == 0 {
+        if !addr.is_multiple_of(PAGE) || len == 0 {
             return Err(Errno::EINVAL);
         }
         let end = page_up(addr.checked_add(len).ok_or(Errno::EINVAL)?).ok_or(Errno::EINVAL)?;
@@ -565,7 +605,7 @@ impl MemoryMap {
     /// mprotect: change the protection of every page in `[addr, addr + len)`, which must be
     /// fully covered by areas (else ENOMEM, as Linux).
     pub fn mprotect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), Errno> {
-        if addr % PAGE != 0 {
+        if !addr.is_multiple_of(PAGE) {
             return Err(Errno::EINVAL);
         }
         let end = page_up(addr.checked_add(len).ok_or(Errno::ENOMEM)?).ok_or(Errno::ENOMEM)?;
@@ -620,13 +660,26 @@ impl MemoryMap {
 
     /// mmap of anonymous memory: `len` bytes at `hint` (exactly there with `fixed`, else
     /// the highest free range below the mmap top).
-    pub fn mmap_anon(&mut self, hint: u64, len: u64, prot: Prot, fixed: bool) -> Result<u64, Errno> {
+    pub fn mmap_anon(
+        &mut self,
+        hint: u64,
+        len: u64,
+        prot: Prot,
+        fixed: bool,
+    ) -> Result<u64, Errno> {
         self.mmap(hint, len, prot, fixed, Kind::Anon)
     }
 
     /// mmap: `len` bytes of `kind` at `hint` (exactly there with `fixed`, else the highest
     /// free range below the mmap top).
-    pub fn mmap(&mut self, hint: u64, len: u64, prot: Prot, fixed: bool, kind: Kind) -> Result<u64, Errno> {
+    pub fn mmap(
+        &mut self,
+        hint: u64,
+        len: u64,
+        prot: Prot,
+        fixed: bool,
+        kind: Kind,
+    ) -> Result<u64, Errno> {
         if len == 0 {
             return Err(Errno::EINVAL);
         }
@@ -635,7 +688,10 @@ impl MemoryMap {
             return Err(Errno::ENOMEM);
         }
         let start = if fixed {
-            if hint % PAGE != 0 || hint < USER_MIN || hint.checked_add(len).is_none_or(|e| e > USER_LIMIT) {
+            if !hint.is_multiple_of(PAGE)
+                || hint < USER_MIN
+                || hint.checked_add(len).is_none_or(|e| e > USER_LIMIT)
+            {
                 return Err(Errno::EINVAL);
             }
             self.munmap(hint, len)?;
@@ -676,7 +732,10 @@ impl MemoryMap {
             let base = page_up(self.brk_base).unwrap_or(self.brk_base);
             if let Some(a) = self.areas.get_mut(&base).filter(|a| a.end == old_end) {
                 a.end = new_end;
-            } else if self.add_area(old_end, new_end, Prot::RW, Kind::Anon).is_err() {
+            } else if self
+                .add_area(old_end, new_end, Prot::RW, Kind::Anon)
+                .is_err()
+            {
                 return self.brk;
             }
         } else if new_end < old_end {
@@ -691,7 +750,7 @@ impl MemoryMap {
     /// page cache first.
     pub fn discard(&mut self, addr: u64, len: u64) -> Result<(), Errno> {
         let end = page_up(addr.checked_add(len).ok_or(Errno::EINVAL)?).ok_or(Errno::EINVAL)?;
-        if addr % PAGE != 0 || end > USER_END {
+        if !addr.is_multiple_of(PAGE) || end > USER_END {
             return Err(Errno::EINVAL);
         }
         self.unmap_range(addr, end);

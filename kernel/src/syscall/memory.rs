@@ -88,7 +88,13 @@ fn mmap(a: &[u64; 6]) -> SysResult {
 /// The page-cache backing of `fd` for a mapping at file offset `off`. Only files whose data
 /// lives in the page cache (ext2) can be mapped; the open mode must allow the access
 /// (EACCES), as on Linux.
-fn file_backing(p: &proc::Process, fd: i32, off: u64, shared: bool, prot: Prot) -> Result<Kind, Errno> {
+fn file_backing(
+    p: &proc::Process,
+    fd: i32,
+    off: u64,
+    shared: bool,
+    prot: Prot,
+) -> Result<Kind, Errno> {
     let file = p.files.lock().get(fd)?;
     if !file.readable() || (shared && prot.write && !file.writable()) {
         return Err(Errno::EACCES);
@@ -122,7 +128,11 @@ impl MappedFile for MappedInode {
 
 fn mprotect(a: &[u64; 6]) -> SysResult {
     let prot = Prot::from_bits(a[2])?;
-    proc::current().mem.lock().mprotect(a[0], a[1], prot).map(|_| 0)
+    proc::current()
+        .mem
+        .lock()
+        .mprotect(a[0], a[1], prot)
+        .map(|_| 0)
 }
 
 fn msync(a: &[u64; 6]) -> SysResult {
@@ -151,7 +161,7 @@ fn msync(a: &[u64; 6]) -> SysResult {
 }
 
 fn madvise(a: &[u64; 6]) -> SysResult {
-    if a[0] % 4096 != 0 {
+    if !a[0].is_multiple_of(4096) {
         return Err(Errno::EINVAL);
     }
     match a[2] {

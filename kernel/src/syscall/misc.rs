@@ -91,7 +91,7 @@ fn clock_ns(clock: u64) -> Result<u64, Errno> {
     match clock {
         0 | 5 | 8 | 11 => Ok(time::wall_ns()), // REALTIME, _COARSE, _ALARM, TAI
         1 | 4 | 6 | 7 | 9 => Ok(time::now_ns()), // MONOTONIC, _RAW, _COARSE, BOOTTIME
-        2 | 3 => Ok(time::now_ns()),          // CPU time: approximated by elapsed time
+        2 | 3 => Ok(time::now_ns()),           // CPU time: approximated by elapsed time
         _ => Err(Errno::EINVAL),
     }
 }
@@ -130,7 +130,9 @@ fn read_timespec(va: u64) -> Result<u64, Errno> {
     if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
         return Err(Errno::EINVAL);
     }
-    Ok((sec as u64).saturating_mul(1_000_000_000).saturating_add(nsec as u64))
+    Ok((sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(nsec as u64))
 }
 
 fn nanosleep(req: u64) -> SysResult {

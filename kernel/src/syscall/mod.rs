@@ -24,7 +24,9 @@ static REPORTED: [AtomicU64; 16] = [const { AtomicU64::new(0) }; 16];
 pub fn handle(frame: &mut TrapFrame) {
     cpu::enable_interrupts();
     let nr = frame.rax;
-    let a = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
+    let a = [
+        frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
+    ];
     if matches!(nr, 74 | 75 | 162 | 306) {
         // fsync, fdatasync, sync, syncfs: stores made through shared mappings count too.
         crate::proc::sync_all_mappings();
@@ -63,4 +65,3 @@ fn unimplemented_call(nr: u64) {
         log::warn!("system call {nr} not implemented (first called by {name}): ENOSYS");
     }
 }
-

@@ -21,7 +21,9 @@ pub fn dispatch(nr: u64, a: &[u64; 6], frame: &mut TrapFrame) -> Option<SysResul
         60 | 231 => proc::exit(proc::exit_code(a[0] as i32)),
         61 => wait4(a),
         39 | 186 => Ok(proc::current().pid as u64),
-        110 => Ok(proc::current().ppid.load(core::sync::atomic::Ordering::Relaxed) as u64),
+        110 => Ok(proc::current()
+            .ppid
+            .load(core::sync::atomic::Ordering::Relaxed) as u64),
         62 => kill(a),
         _ => return None,
     })

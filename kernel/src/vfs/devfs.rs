@@ -88,7 +88,6 @@ pub fn disk_of(node: &NodeRef) -> Option<Arc<Disk>> {
     downcast::<BlockNode>(node).map(|b| b.disk.clone())
 }
 
-
 impl DevDir {
     fn entries(&self) -> Vec<(Vec<u8>, NodeRef)> {
         let mut v: Vec<(Vec<u8>, NodeRef)> = Vec::new();

@@ -35,7 +35,6 @@ pub fn new(dev: u64) -> NodeRef {
     Arc::new(ProcDir { dev })
 }
 
-
 struct Text(Vec<u8>);
 
 impl Write for Text {

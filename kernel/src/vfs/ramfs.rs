@@ -11,8 +11,8 @@ use mm::counters::{self, Counter};
 use mm::sync::Mutex;
 
 use super::node::*;
-use crate::syscall::errno::Errno;
 use crate::memory;
+use crate::syscall::errno::Errno;
 
 /// One ramfs instance.
 pub struct RamFs {
@@ -22,7 +22,6 @@ pub struct RamFs {
 
 /// Largest ramfs file (a bound against runaway writes; memory is the real limit).
 const MAX_FILE: u64 = 1 << 32;
-
 
 struct Meta {
     mode: u32,

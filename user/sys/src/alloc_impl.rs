@@ -50,6 +50,8 @@ unsafe impl GlobalAlloc for Allocator {
             }
             return crate::mmap_anon(round_page(layout.size())).unwrap_or(ptr::null_mut());
         }
+        // SAFETY: user processes are single-threaded and `mmap_anon` does not allocate, so
+        // nothing re-enters the allocator: this is the only live reference to the state.
         let st = unsafe { &mut *self.st.get() };
         let align = layout.align().max(8);
         let mut start = (st.cur + align - 1) & !(align - 1);
@@ -68,11 +70,15 @@ unsafe impl GlobalAlloc for Allocator {
 
     unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
         if big(&layout) {
+            // SAFETY: a big `layout` means `alloc` gave `p` a mapping of its own of
+            // `round_page(layout.size())` bytes, and the caller no longer uses the block.
             unsafe {
                 let _ = crate::munmap(p, round_page(layout.size()));
             }
             return;
         }
+        // SAFETY: user processes are single-threaded and this path calls nothing, so this is
+        // the only live reference to the state.
         let st = unsafe { &mut *self.st.get() };
         if p as usize == st.last && st.last + layout.size() == st.cur {
             st.cur = st.last;
@@ -80,6 +86,8 @@ unsafe impl GlobalAlloc for Allocator {
     }
 
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: single-threaded and nothing re-enters the allocator while `st` is used; `st` is
+        // not used after `self.alloc` below takes its own reference.
         let st = unsafe { &mut *self.st.get() };
         if !big(&layout)
             && new_size < BIG
@@ -93,8 +101,13 @@ unsafe impl GlobalAlloc for Allocator {
         let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
             return ptr::null_mut();
         };
+        // SAFETY: `new_layout` has a non-zero size (`realloc` requires `new_size > 0`) and the
+        // alignment `layout` already had.
         let np = unsafe { self.alloc(new_layout) };
         if !np.is_null() {
+            // SAFETY: `p` is valid for `layout.size()` bytes and `np` for `new_size`; `np` is a
+            // fresh block, so they do not overlap; `p` was allocated with `layout` and is not
+            // used again.
             unsafe {
                 ptr::copy_nonoverlapping(p, np, layout.size().min(new_size));
                 self.dealloc(p, layout);

@@ -27,14 +27,28 @@ static OUT: Global = Global(UnsafeCell::new(OutBuf {
 }));
 
 fn out() -> &'static mut OutBuf {
+    // SAFETY: user processes are single-threaded and no signal handler uses `OUT`, so nothing
+    // else touches it during the caller's use; no caller keeps the result across another
+    // `out()` (each function below takes it once).
     unsafe { &mut *OUT.0.get() }
+}
+
+impl OutBuf {
+    fn flush(&mut self) {
+        if self.len > 0 {
+            if crate::write_all(STDOUT, &self.buf[..self.len]).is_err() {
+                self.failed = true;
+            }
+            self.len = 0;
+        }
+    }
 }
 
 /// Append bytes to the stdout buffer (written when full, on `flush` and at exit).
 pub fn out_bytes(b: &[u8]) {
     let o = out();
     if o.len + b.len() > OUT_CAP {
-        flush();
+        o.flush();
         if b.len() >= OUT_CAP {
             if crate::write_all(STDOUT, b).is_err() {
                 o.failed = true;
@@ -46,15 +60,9 @@ pub fn out_bytes(b: &[u8]) {
     o.len += b.len();
 }
 
-/// Write the buffered stdout data.
+/// Write the stdout buffer out.
 pub fn flush() {
-    let o = out();
-    if o.len > 0 {
-        if crate::write_all(STDOUT, &o.buf[..o.len]).is_err() {
-            o.failed = true;
-        }
-        o.len = 0;
-    }
+    out().flush();
 }
 
 /// True if a write to stdout failed.

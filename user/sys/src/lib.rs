@@ -188,10 +188,12 @@ fn p(s: &CStr) -> usize {
 }
 
 pub fn read(fd: i32, buf: &mut [u8]) -> SysResult {
+    // SAFETY: the kernel writes only `buf`, which is valid for `buf.len()` bytes for the call.
     check(unsafe { syscall3(nr::READ, fd as usize, buf.as_mut_ptr() as usize, buf.len()) })
 }
 
 pub fn write(fd: i32, buf: &[u8]) -> SysResult {
+    // SAFETY: the kernel reads only `buf`, which is valid for `buf.len()` bytes for the call.
     check(unsafe { syscall3(nr::WRITE, fd as usize, buf.as_ptr() as usize, buf.len()) })
 }
 
@@ -223,6 +225,7 @@ pub fn read_full(fd: i32, buf: &mut [u8]) -> SysResult {
 }
 
 pub fn openat(dirfd: i32, path: &CStr, flags: usize, mode: u32) -> Result<i32, Errno> {
+    // SAFETY: the kernel only reads `path`, a NUL-terminated `CStr` alive for the call.
     check(unsafe {
         syscall4(
             nr::OPENAT,
@@ -241,25 +244,32 @@ pub fn open(path: &CStr, flags: usize, mode: u32) -> Result<i32, Errno> {
 }
 
 pub fn close(fd: i32) -> SysResult {
+    // SAFETY: no pointer arguments.
     check(unsafe { syscall1(nr::CLOSE, fd as usize) })
 }
 
 pub fn lseek(fd: i32, offset: i64, whence: usize) -> Result<u64, Errno> {
+    // SAFETY: no pointer arguments.
     check(unsafe { syscall3(nr::LSEEK, fd as usize, offset as usize, whence) }).map(|o| o as u64)
 }
 
 pub fn ftruncate(fd: i32, len: u64) -> SysResult {
+    // SAFETY: no pointer arguments.
     check(unsafe { syscall2(nr::FTRUNCATE, fd as usize, len as usize) })
 }
 
 pub fn fstat(fd: i32) -> Result<Stat, Errno> {
     let mut st = Stat::default();
+    // SAFETY: the kernel writes one 144-byte `struct stat` into `st`, a local `Stat` of that
+    // size and layout.
     check(unsafe { syscall2(nr::FSTAT, fd as usize, &mut st as *mut Stat as usize) })?;
     Ok(st)
 }
 
 pub fn newfstatat(dirfd: i32, path: &CStr, flags: usize) -> Result<Stat, Errno> {
     let mut st = Stat::default();
+    // SAFETY: the kernel only reads `path` (a NUL-terminated `CStr`) and writes one 144-byte
+    // `struct stat` into `st`, a local `Stat` of that size and layout.
     check(unsafe {
         syscall4(
             nr::NEWFSTATAT,
@@ -283,6 +293,8 @@ pub fn lstat(path: &CStr) -> Result<Stat, Errno> {
 }
 
 pub fn readlinkat(dirfd: i32, path: &CStr, buf: &mut [u8]) -> SysResult {
+    // SAFETY: the kernel only reads `path` (a NUL-terminated `CStr`) and writes at most
+    // `buf.len()` bytes into `buf`, which is valid for the call.
     check(unsafe {
         syscall4(
             nr::READLINKAT,
@@ -295,6 +307,7 @@ pub fn readlinkat(dirfd: i32, path: &CStr, buf: &mut [u8]) -> SysResult {
 }
 
 pub fn getdents64(fd: i32, buf: &mut [u8]) -> SysResult {
+    // SAFETY: the kernel writes only `buf`, which is valid for `buf.len()` bytes for the call.
     check(unsafe {
         syscall3(
             nr::GETDENTS64,
@@ -384,6 +397,7 @@ pub fn read_dir(path: &CStr) -> Result<alloc::vec::Vec<(alloc::vec::Vec<u8>, u8)
 }
 
 pub fn mkdirat(dirfd: i32, path: &CStr, mode: u32) -> SysResult {
+    // SAFETY: the kernel only reads `path`, a NUL-terminated `CStr` alive for the call.
     check(unsafe { syscall3(nr::MKDIRAT, dirfd as usize, p(path), mode as usize) })
 }
 
@@ -392,6 +406,7 @@ pub fn mkdir(path: &CStr, mode: u32) -> SysResult {
 }
 
 pub fn unlinkat(dirfd: i32, path: &CStr, flags: usize) -> SysResult {
+    // SAFETY: the kernel only reads `path`, a NUL-terminated `CStr` alive for the call.
     check(unsafe { syscall3(nr::UNLINKAT, dirfd as usize, p(path), flags) })
 }
 
@@ -404,6 +419,7 @@ pub fn rmdir(path: &CStr) -> SysResult {
 }
 
 pub fn renameat(olddir: i32, old: &CStr, newdir: i32, new: &CStr) -> SysResult {
+    // SAFETY: the kernel only reads `old` and `new`, NUL-terminated `CStr`s alive for the call.
     check(unsafe {
         syscall4(
             nr::RENAMEAT,
@@ -420,17 +436,21 @@ pub fn rename(old: &CStr, new: &CStr) -> SysResult {
 }
 
 pub fn fsync(fd: i32) -> SysResult {
+    // SAFETY: no pointer arguments.
     check(unsafe { syscall1(nr::FSYNC, fd as usize) })
 }
 
 pub fn sync() {
+    // SAFETY: no pointer arguments.
     unsafe { syscall0(nr::SYNC) };
 }
 
 pub fn exit_group(code: i32) -> ! {
+    // SAFETY: no pointer arguments; the call ends the process.
     unsafe { syscall1(nr::EXIT_GROUP, code as usize) };
     // exit_group never returns; be defensive anyway.
     loop {
+        // SAFETY: no pointer arguments; the call ends the thread.
         unsafe { syscall1(nr::EXIT, code as usize) };
     }
 }
@@ -441,15 +461,18 @@ pub fn exit(code: i32) -> ! {
 }
 
 pub fn getcwd(buf: &mut [u8]) -> SysResult {
+    // SAFETY: the kernel writes only `buf`, which is valid for `buf.len()` bytes for the call.
     check(unsafe { syscall2(nr::GETCWD, buf.as_mut_ptr() as usize, buf.len()) })
 }
 
 pub fn chdir(path: &CStr) -> SysResult {
+    // SAFETY: the kernel only reads `path`, a NUL-terminated `CStr` alive for the call.
     check(unsafe { syscall1(nr::CHDIR, p(path)) })
 }
 
 pub fn nanosleep(req: &Timespec) -> Result<(), (Errno, Timespec)> {
     let mut rem = Timespec::default();
+    // SAFETY: the kernel reads `*req` and writes `rem`, both live `#[repr(C)]` `Timespec`s.
     let r = check(unsafe {
         syscall2(
             nr::NANOSLEEP,
@@ -473,12 +496,15 @@ pub fn sleep(mut req: Timespec) -> Result<(), Errno> {
 
 pub fn clock_gettime(clock: usize) -> Result<Timespec, Errno> {
     let mut ts = Timespec::default();
+    // SAFETY: the kernel writes one `struct timespec` into `ts`, a local `#[repr(C)]` `Timespec`.
     check(unsafe { syscall2(nr::CLOCK_GETTIME, clock, &mut ts as *mut Timespec as usize) })?;
     Ok(ts)
 }
 
 pub fn uname() -> Result<Utsname, Errno> {
     let mut u = Utsname::default();
+    // SAFETY: the kernel writes one `struct utsname` (6 x 65 bytes) into `u`, a local `Utsname`
+    // of that layout.
     check(unsafe { syscall1(nr::UNAME, &mut u as *mut Utsname as usize) })?;
     Ok(u)
 }
@@ -490,6 +516,8 @@ pub fn mount(
     flags: usize,
     data: Option<&CStr>,
 ) -> SysResult {
+    // SAFETY: the kernel only reads `source`, `target`, `fstype` and `data` (NUL-terminated
+    // `CStr`s alive for the call, or 0 for no data); it writes no user memory.
     check(unsafe {
         syscall5(
             nr::MOUNT,
@@ -503,30 +531,36 @@ pub fn mount(
 }
 
 pub fn umount2(target: &CStr, flags: usize) -> SysResult {
+    // SAFETY: the kernel only reads `target`, a NUL-terminated `CStr` alive for the call.
     check(unsafe { syscall2(nr::UMOUNT2, p(target), flags) })
 }
 
 /// `reboot(2)` with the magic numbers; `cmd` is e.g. [`LINUX_REBOOT_CMD_POWER_OFF`].
 pub fn reboot(cmd: usize) -> SysResult {
+    // SAFETY: no pointer arguments (the fourth, used only by RESTART2, is 0).
     check(unsafe { syscall4(nr::REBOOT, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2, cmd, 0) })
 }
 
 /// `pipe2`: returns `[read_end, write_end]`.
 pub fn pipe2(flags: usize) -> Result<[i32; 2], Errno> {
     let mut fds = [0i32; 2];
+    // SAFETY: the kernel writes two `i32` fds into `fds`, a local `[i32; 2]`.
     check(unsafe { syscall2(nr::PIPE2, fds.as_mut_ptr() as usize, flags) })?;
     Ok(fds)
 }
 
 pub fn dup(fd: i32) -> Result<i32, Errno> {
+    // SAFETY: no pointer arguments.
     check(unsafe { syscall1(nr::DUP, fd as usize) }).map(|f| f as i32)
 }
 
 pub fn dup2(old: i32, new: i32) -> Result<i32, Errno> {
+    // SAFETY: no pointer arguments.
     check(unsafe { syscall2(nr::DUP2, old as usize, new as usize) }).map(|f| f as i32)
 }
 
 pub fn dup3(old: i32, new: i32, flags: usize) -> Result<i32, Errno> {
+    // SAFETY: no pointer arguments.
     check(unsafe { syscall3(nr::DUP3, old as usize, new as usize, flags) }).map(|f| f as i32)
 }
 
@@ -537,6 +571,8 @@ pub fn dup3(old: i32, new: i32, flags: usize) -> Result<i32, Errno> {
 /// async-signal-safe work (no allocator lock is held: the allocator is
 /// single-threaded) before `execve`/`exit`.
 pub unsafe fn fork() -> Result<i32, Errno> {
+    // SAFETY: no pointer arguments; the caller upholds this function's contract for the
+    // child (`# Safety` above).
     check(unsafe { syscall0(nr::FORK) }).map(|p| p as i32)
 }
 
@@ -546,6 +582,8 @@ pub unsafe fn fork() -> Result<i32, Errno> {
 /// # Safety
 /// As for [`fork`]; with `CLONE_VM` the child shares memory with the parent.
 pub unsafe fn clone(flags: usize) -> Result<i32, Errno> {
+    // SAFETY: the stack, tid and tls pointers are 0, so the kernel writes no user memory;
+    // the caller upholds this function's contract for `flags` (`# Safety` above).
     check(unsafe { syscall5(nr::CLONE, flags, 0, 0, 0, 0) }).map(|p| p as i32)
 }
 
@@ -553,6 +591,8 @@ pub fn execve(path: &CStr, argv: &[*const u8], envp: &[*const u8]) -> Errno {
     // Both arrays must be NULL-terminated; callers pass them that way.
     debug_assert!(argv.last().is_some_and(|p| p.is_null()));
     debug_assert!(envp.last().is_some_and(|p| p.is_null()));
+    // SAFETY: the kernel only reads `path`, the `argv`/`envp` arrays (NULL-terminated by the
+    // callers, checked in debug builds) and the strings they point to, all alive for the call.
     let r = unsafe {
         syscall3(
             nr::EXECVE,
@@ -570,6 +610,7 @@ pub fn execve(path: &CStr, argv: &[*const u8], envp: &[*const u8]) -> Errno {
 /// `wait4(pid, &status, options, NULL)`: returns `(pid, raw status)`.
 pub fn wait4(pid: i32, options: usize) -> Result<(i32, i32), Errno> {
     let mut status = 0i32;
+    // SAFETY: the kernel writes one `i32` into `status`, a local; the rusage pointer is 0.
     let r = check(unsafe {
         syscall4(
             nr::WAIT4,
@@ -595,6 +636,8 @@ pub fn wait_status_code(status: i32) -> i32 {
 /// True if `fd` is a terminal (`ioctl(TCGETS)` succeeds).
 pub fn isatty(fd: i32) -> bool {
     let mut termios = [0u8; 64];
+    // SAFETY: TCGETS writes one kernel `struct termios` (36 bytes) into `termios`, a 64-byte
+    // local.
     check(unsafe {
         syscall3(
             nr::IOCTL,
@@ -607,20 +650,26 @@ pub fn isatty(fd: i32) -> bool {
 }
 
 pub fn getpid() -> i32 {
+    // SAFETY: no pointer arguments.
     unsafe { syscall0(nr::GETPID) as i32 }
 }
 
 pub fn getppid() -> i32 {
+    // SAFETY: no pointer arguments.
     unsafe { syscall0(nr::GETPPID) as i32 }
 }
 
 /// `brk(addr)`: returns the new (or current, for 0) program break.
 pub fn brk(addr: usize) -> usize {
+    // SAFETY: no pointer arguments; no Rust data lives in the brk area (the allocator uses
+    // mmap), so moving the break invalidates no reference.
     unsafe { syscall1(nr::BRK, addr) as usize }
 }
 
 /// Anonymous private read/write mapping.
 pub fn mmap_anon(len: usize) -> Result<*mut u8, Errno> {
+    // SAFETY: no pointer arguments; without MAP_FIXED the kernel picks a free address, so
+    // no existing mapping is touched.
     check(unsafe {
         syscall6(
             nr::MMAP,
@@ -638,6 +687,8 @@ pub fn mmap_anon(len: usize) -> Result<*mut u8, Errno> {
 /// # Safety
 /// `addr..addr+len` must be a mapping no live reference points into.
 pub unsafe fn munmap(addr: *mut u8, len: usize) -> SysResult {
+    // SAFETY: the caller guarantees that nothing live points into `addr..addr+len`
+    // (`# Safety` above).
     check(unsafe { syscall2(nr::MUNMAP, addr as usize, len) })
 }
 

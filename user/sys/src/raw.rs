@@ -65,6 +65,9 @@ pub mod nr {
 #[inline]
 pub unsafe fn syscall0(n: usize) -> isize {
     let ret: isize;
+    // SAFETY: `syscall` per the x86-64 ABI: arguments in the declared registers, rcx/r11
+    // declared clobbered, no user stack use, no `nomem` (the compiler assumes memory may
+    // change). What the call does to memory is the caller's contract (`# Safety` above).
     unsafe {
         asm!("syscall", inlateout("rax") n as isize => ret,
              out("rcx") _, out("r11") _, options(nostack))
@@ -77,6 +80,9 @@ pub unsafe fn syscall0(n: usize) -> isize {
 #[inline]
 pub unsafe fn syscall1(n: usize, a1: usize) -> isize {
     let ret: isize;
+    // SAFETY: `syscall` per the x86-64 ABI: arguments in the declared registers, rcx/r11
+    // declared clobbered, no user stack use, no `nomem` (the compiler assumes memory may
+    // change). What the call does to memory is the caller's contract (`# Safety` above).
     unsafe {
         asm!("syscall", inlateout("rax") n as isize => ret, in("rdi") a1,
              out("rcx") _, out("r11") _, options(nostack))
@@ -89,6 +95,9 @@ pub unsafe fn syscall1(n: usize, a1: usize) -> isize {
 #[inline]
 pub unsafe fn syscall2(n: usize, a1: usize, a2: usize) -> isize {
     let ret: isize;
+    // SAFETY: `syscall` per the x86-64 ABI: arguments in the declared registers, rcx/r11
+    // declared clobbered, no user stack use, no `nomem` (the compiler assumes memory may
+    // change). What the call does to memory is the caller's contract (`# Safety` above).
     unsafe {
         asm!("syscall", inlateout("rax") n as isize => ret, in("rdi") a1, in("rsi") a2,
              out("rcx") _, out("r11") _, options(nostack))
@@ -101,6 +110,9 @@ pub unsafe fn syscall2(n: usize, a1: usize, a2: usize) -> isize {
 #[inline]
 pub unsafe fn syscall3(n: usize, a1: usize, a2: usize, a3: usize) -> isize {
     let ret: isize;
+    // SAFETY: `syscall` per the x86-64 ABI: arguments in the declared registers, rcx/r11
+    // declared clobbered, no user stack use, no `nomem` (the compiler assumes memory may
+    // change). What the call does to memory is the caller's contract (`# Safety` above).
     unsafe {
         asm!("syscall", inlateout("rax") n as isize => ret, in("rdi") a1, in("rsi") a2,
              in("rdx") a3, out("rcx") _, out("r11") _, options(nostack))
@@ -113,6 +125,9 @@ pub unsafe fn syscall3(n: usize, a1: usize, a2: usize, a3: usize) -> isize {
 #[inline]
 pub unsafe fn syscall4(n: usize, a1: usize, a2: usize, a3: usize, a4: usize) -> isize {
     let ret: isize;
+    // SAFETY: `syscall` per the x86-64 ABI: arguments in the declared registers, rcx/r11
+    // declared clobbered, no user stack use, no `nomem` (the compiler assumes memory may
+    // change). What the call does to memory is the caller's contract (`# Safety` above).
     unsafe {
         asm!("syscall", inlateout("rax") n as isize => ret, in("rdi") a1, in("rsi") a2,
              in("rdx") a3, in("r10") a4, out("rcx") _, out("r11") _, options(nostack))
@@ -125,6 +140,9 @@ pub unsafe fn syscall4(n: usize, a1: usize, a2: usize, a3: usize, a4: usize) -> 
 #[inline]
 pub unsafe fn syscall5(n: usize, a1: usize, a2: usize, a3: usize, a4: usize, a5: usize) -> isize {
     let ret: isize;
+    // SAFETY: `syscall` per the x86-64 ABI: arguments in the declared registers, rcx/r11
+    // declared clobbered, no user stack use, no `nomem` (the compiler assumes memory may
+    // change). What the call does to memory is the caller's contract (`# Safety` above).
     unsafe {
         asm!("syscall", inlateout("rax") n as isize => ret, in("rdi") a1, in("rsi") a2,
              in("rdx") a3, in("r10") a4, in("r8") a5, out("rcx") _, out("r11") _,
@@ -146,6 +164,9 @@ pub unsafe fn syscall6(
     a6: usize,
 ) -> isize {
     let ret: isize;
+    // SAFETY: `syscall` per the x86-64 ABI: arguments in the declared registers, rcx/r11
+    // declared clobbered, no user stack use, no `nomem` (the compiler assumes memory may
+    // change). What the call does to memory is the caller's contract (`# Safety` above).
     unsafe {
         asm!("syscall", inlateout("rax") n as isize => ret, in("rdi") a1, in("rsi") a2,
              in("rdx") a3, in("r10") a4, in("r8") a5, in("r9") a6, out("rcx") _,

@@ -47,6 +47,8 @@ unsafe extern "Rust" {
 /// # Safety
 /// `sp` must be the initial process stack as laid out by the kernel.
 pub unsafe extern "C" fn start_rust(sp: *const usize) -> ! {
+    // SAFETY: per the contract `sp` is the kernel-built initial stack: argc, then argc argv
+    // pointers and a NULL, then envp; all reads and `add`s stay inside that block.
     unsafe {
         let argc = *sp;
         let argv = sp.add(1) as *mut *const c_char;
@@ -75,6 +77,8 @@ pub fn arg(i: usize) -> Option<&'static CStr> {
     if i >= argc() {
         return None;
     }
+    // SAFETY: `i < argc`, so this reads one of the argv slots `start_rust` recorded; a non-NULL
+    // entry is a NUL-terminated string on the initial stack, which lives as long as the process.
     unsafe {
         let p = *ARGV.load(Ordering::Relaxed).add(i);
         if p.is_null() {
@@ -98,6 +102,8 @@ pub fn environ() -> *const *const c_char {
 /// Iterator over `NAME=value` environment strings.
 pub fn env_vars() -> impl Iterator<Item = &'static [u8]> {
     let mut p = environ();
+    // SAFETY: `p` walks the kernel-built envp array and stops at its NULL (or if `p` is NULL);
+    // each entry is a NUL-terminated string on the initial stack, alive as long as the process.
     core::iter::from_fn(move || unsafe {
         if p.is_null() || (*p).is_null() {
             return None;
@@ -144,6 +150,9 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
 /// C `memcpy` contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memcpy(dst: *mut c_void, src: *const c_void, n: usize) -> *mut c_void {
+    // SAFETY: by the C `memcpy` contract `dst`/`src` are valid for `n` bytes and do not overlap;
+    // `rep movsb` copies exactly `n` bytes forwards (DF is clear per the ABI); rcx/rdi/rsi are
+    // declared.
     unsafe {
         core::arch::asm!("rep movsb", inout("rcx") n => _, inout("rdi") dst => _,
                          inout("rsi") src => _, options(nostack, preserves_flags));
@@ -158,8 +167,12 @@ pub unsafe extern "C" fn memmove(dst: *mut c_void, src: *const c_void, n: usize)
     let (dst, src) = (dst as *mut u8, src as *const u8);
     if (dst as usize).wrapping_sub(src as usize) >= n {
         // No harmful overlap: copy forwards.
+        // SAFETY: `dst - src >= n` (wrapping): `dst` is below `src` or `n`+ bytes above it, so
+        // `memcpy`'s forward byte copy never overwrites an unread byte; both valid for `n` bytes.
         unsafe { memcpy(dst.cast(), src.cast(), n) }
     } else {
+        // SAFETY: here `n > 0` and `dst` lies in `src..src+n`, so copy downwards from the last
+        // byte (std); both ranges are valid for `n` bytes (C contract); cld restores DF (ABI).
         unsafe {
             core::arch::asm!("std", "rep movsb", "cld",
                              inout("rcx") n => _, inout("rdi") dst.add(n).wrapping_sub(1) => _,
@@ -173,6 +186,8 @@ pub unsafe extern "C" fn memmove(dst: *mut c_void, src: *const c_void, n: usize)
 /// C `memset` contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memset(dst: *mut c_void, c: i32, n: usize) -> *mut c_void {
+    // SAFETY: by the C `memset` contract `dst` is valid for `n` bytes of writes; `rep stosb`
+    // stores exactly `n` bytes forwards (DF is clear per the ABI); rcx/rdi are declared.
     unsafe {
         core::arch::asm!("rep stosb", inout("rcx") n => _, inout("rdi") dst => _,
                          in("al") c as u8, options(nostack, preserves_flags));
@@ -187,6 +202,7 @@ pub unsafe extern "C" fn memcmp(a: *const c_void, b: *const c_void, n: usize) ->
     let (a, b) = (a as *const u8, b as *const u8);
     let mut i = 0;
     while i < n {
+        // SAFETY: `i < n`, and by the C `memcmp` contract `a` and `b` are valid for `n` bytes.
         let (x, y) = unsafe {
             (
                 core::ptr::read_volatile(a.add(i)),
@@ -205,6 +221,7 @@ pub unsafe extern "C" fn memcmp(a: *const c_void, b: *const c_void, n: usize) ->
 /// C `bcmp` contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn bcmp(a: *const c_void, b: *const c_void, n: usize) -> i32 {
+    // SAFETY: `bcmp` has `memcmp`'s contract: `a` and `b` are valid for `n` bytes of reads.
     unsafe { memcmp(a, b, n) }
 }
 
@@ -213,6 +230,8 @@ pub unsafe extern "C" fn bcmp(a: *const c_void, b: *const c_void, n: usize) -> i
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn strlen(s: *const c_char) -> usize {
     let mut n = 0;
+    // SAFETY: by the C `strlen` contract `s` is NUL-terminated, so every byte read, up to and
+    // including the NUL, is in bounds.
     unsafe {
         while core::ptr::read_volatile(s.add(n)) != 0 {
             n += 1;

@@ -524,15 +524,19 @@ fn privileged() -> Res {
     dies_by("in al, 0x60", SIGSEGV, || unsafe {
         core::arch::asm!("in al, 0x60", out("al") _)
     })?;
+    // SAFETY: as above, the child is meant to die at the instruction, which touches no memory.
     dies_by("out 0xf4, al (isa-debug-exit)", SIGSEGV, || unsafe {
         core::arch::asm!("mov al, 0x10", "out 0xf4, al", out("al") _)
     })?;
+    // SAFETY: as above, the child is meant to die at the instruction, which touches no memory.
     dies_by("rdmsr", SIGSEGV, || unsafe {
         core::arch::asm!("mov ecx, 0xc0000082", "rdmsr", out("eax") _, out("ecx") _, out("edx") _)
     })?;
+    // SAFETY: as above, the child is meant to die at the instruction, which touches no memory.
     dies_by("mov rax, cr3", SIGSEGV, || unsafe {
         core::arch::asm!("mov rax, cr3", out("rax") _)
     })?;
+    // SAFETY: as above, the child is meant to die here; the operand is `d`, a live local.
     dies_by("lgdt", SIGSEGV, || unsafe {
         let d = [0u64; 2];
         core::arch::asm!("lgdt [{}]", in(reg) d.as_ptr())
@@ -601,7 +605,11 @@ fn kill_spinning_child() -> Res {
     if let Err(e) = sc(nr::KILL, &[pid as usize, SIGKILL as usize]) {
         return Err(format!("kill(spinning child {pid}, SIGKILL): {}", ename(e)));
     }
-    expect_signal("spinning child after kill(SIGKILL)", wait_pid(pid)?, SIGKILL)
+    expect_signal(
+        "spinning child after kill(SIGKILL)",
+        wait_pid(pid)?,
+        SIGKILL,
+    )
 }
 
 fn kill_ignored() -> Res {

@@ -118,10 +118,10 @@ impl TaskContext {
 /// context that is running.
 pub fn switch(from: &TaskContext, to: ResumePoint) {
     debug_assert!(!super::cpu::interrupts_enabled());
-    // SAFETY: `to` holds a stack pointer produced by new_user or by a previous switch (the
-    // only writers of saved_rsp, and ResumePoint is only made from it), so it points at a
-    // frame laid out by context_switch on a stack the scheduler keeps alive; the stub saves
-    // exactly what it restores.
+    // `to` holds a stack pointer produced by new_user or by a previous switch (the only
+    // writers of saved_rsp, and ResumePoint is only made from it).
+    // SAFETY: so it points at a frame laid out by context_switch on a stack the scheduler
+    // keeps alive; the stub saves exactly what it restores.
     unsafe { context_switch(from.saved_rsp.as_ptr(), to.0) }
 }
 

@@ -102,7 +102,10 @@ pub fn set_kernel_stack(top: u64) {
     unsafe {
         (&raw mut TSS)
             .cast::<u8>()
-            .add(core::mem::offset_of!(TaskStateSegment, privilege_stack_table))
+            .add(core::mem::offset_of!(
+                TaskStateSegment,
+                privilege_stack_table
+            ))
             .cast::<u64>()
             .write_unaligned(top)
     };

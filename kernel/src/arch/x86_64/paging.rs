@@ -413,7 +413,8 @@ impl AddressSpace {
         let flags = flags | PageTableFlags::PRESENT;
         // SAFETY: changing permissions of a lower-half user page; kernel Rust code holds
         // no references into user pages.
-        let flush = unsafe { self.mapper().update_flags(page, flags) }.map_err(|_| MapError::NotMapped)?;
+        let flush =
+            unsafe { self.mapper().update_flags(page, flags) }.map_err(|_| MapError::NotMapped)?;
         if active {
             flush.flush();
         } else {
@@ -559,9 +560,9 @@ pub fn ramdisk(addr: u64, len: u64) -> &'static [u8] {
     if addr == 0 || len == 0 || addr < KERNEL_HALF {
         return &[];
     }
-    // SAFETY: the bootloader mapped the ramdisk at `addr` (in the upper half, which every
-    // address space shares) and marked its frames as used in the memory map, so the frame
-    // allocator never hands them out; nothing writes them, so a shared slice for the rest
-    // of the kernel's life is sound.
+    // The bootloader mapped the ramdisk at `addr` (in the upper half, which every address
+    // space shares) and marked its frames as used, so the frame allocator never hands them out.
+    // SAFETY: mapped, never reused and never written: a shared slice for the rest of the
+    // kernel's life is sound.
     unsafe { core::slice::from_raw_parts(addr as *const u8, len as usize) }
 }

@@ -50,7 +50,15 @@ pub fn unix_time() -> Option<u64> {
         while read(0x0A) & 0x80 != 0 && spins < 100_000 {
             spins += 1;
         }
-        [read(0x00), read(0x02), read(0x04), read(0x07), read(0x08), read(0x09), read(0x32)]
+        [
+            read(0x00),
+            read(0x02),
+            read(0x04),
+            read(0x07),
+            read(0x08),
+            read(0x09),
+            read(0x32),
+        ]
     };
     let mut t = snapshot();
     for _ in 0..5 {
@@ -83,7 +91,11 @@ pub fn unix_time() -> Option<u64> {
         return None;
     }
     // Days from 1970-01-01 to the civil date (proleptic Gregorian).
-    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
     let era = y / 400;
     let yoe = y - era * 400;
     let doy = (153 * m + 2) / 5 + day - 1;

@@ -110,10 +110,10 @@ pub fn init(handler: fn(&mut TrapFrame)) {
     assert_eq!(sel.user_data.0 | 3, 0x1b, "GDT layout changed");
     assert_eq!(sel.user_code.0 | 3, 0x23, "GDT layout changed");
     let star = ((sel.kernel_data.0 as u64) << 48) | ((sel.kernel_code.0 as u64) << 32);
+    // GS_BASE points at the static per-CPU block (kernel mode); KERNEL_GS_BASE holds the
+    // user's GS (0) until the first swapgs on the way out.
     // SAFETY: these MSRs exist on every x86-64 CPU; the values describe the GDT loaded by
-    // gdt::init and an entry stub that switches to a valid kernel stack before touching
-    // memory through RSP. GS_BASE points at the static per-CPU block (kernel mode);
-    // KERNEL_GS_BASE holds the user's GS (0) until the first swapgs on the way out.
+    // gdt::init and an entry stub that switches to a kernel stack before using RSP.
     unsafe {
         let pc = &raw mut PER_CPU;
         (*pc).self_ptr = pc as u64;
@@ -134,7 +134,7 @@ pub fn init(handler: fn(&mut TrapFrame)) {
 pub fn set_kernel_stack(top: u64) {
     // SAFETY: single CPU; called by the scheduler with interrupts disabled, so no entry
     // stub reads the field concurrently.
-    unsafe { (*(&raw mut PER_CPU)).kernel_rsp = top };
+    unsafe { (&raw mut PER_CPU.kernel_rsp).write(top) };
     gdt::set_kernel_stack(top);
 }
 

@@ -565,6 +565,9 @@ impl Shell {
             } else {
                 cmd.argv.first().and_then(|n| self.lookup(n))
             };
+            // SAFETY: the shell is single-threaded, so the child gets a consistent copy of the
+            // heap and of the stdout buffer (flushed above); it sets up fds, then runs a builtin
+            // or `execve` and exits.
             match unsafe { sys::fork() } {
                 Err(e) => {
                     eprintln!("sh: fork: {}", e);

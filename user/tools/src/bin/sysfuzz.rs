@@ -1,4 +1,4 @@
-//! `sysfuzz [-n CALLS] [-s SEED] [-d DIR] [-x NR[,NR...]] [-k I[-J][,...]] [-v]`:
+//! `sysfuzz [-n CALLS] [-s SEED] [-d DIR] [-x NR[,NR...]] [-k I[-J][,...]] [-u] [-v]`:
 //! a system call fuzzer for the AliasOS kernel.
 //!
 //! **NEVER RUN THIS ON A LINUX HOST.** It makes random system calls with random
@@ -12,8 +12,12 @@
 //! Linux inside a disposable virtual machine.
 //!
 //! It makes CALLS (default 100000) system calls, deterministic from SEED
-//! (default 1): numbers 0..=335 mostly, some of 336..=511, and a few huge or
-//! odd ones (`0xffffffff`, `1 << 63`, x32-flagged numbers, ...). Arguments come
+//! (default 1) and the set of numbers the kernel implements: numbers 0..=335
+//! mostly, some of 336..=511, and a few huge or odd ones (`0xffffffff`,
+//! `1 << 63`, x32-flagged numbers, ...). First it probes every number 0..=511
+//! once with all-zero (made safe) arguments; afterwards a number that answered
+//! ENOSYS gets only one pick in eight, so the calls go mostly to what the
+//! kernel implements (`-u`: no such preference). Arguments come
 //! from pools of interesting values: 0, 1, -1, small and boundary integers,
 //! file descriptors it holds (its pool, see below) and bad ones, page-aligned
 //! and unaligned addresses inside its own buffers, a buffer that runs into a
@@ -431,6 +435,11 @@ struct Fuzzer {
     brk0: u64,
     exclude: [u32; 64],
     n_exclude: usize,
+    /// Numbers 0..=511 that did not answer ENOSYS when probed.
+    implemented: [bool; 512],
+    probed: bool,
+    /// `-u`: no preference for implemented numbers.
+    uniform: bool,
     /// `-k`: make only the calls with these indices (inclusive ranges).
     only: [(u64, u64); 32],
     n_only: usize,
@@ -439,6 +448,7 @@ struct Fuzzer {
 }
 
 fn raw_open(dirfd: i32, path: &CStr, flags: usize, mode: usize) -> i64 {
+    // SAFETY: the kernel only reads `path`, a NUL-terminated `CStr` alive for the call.
     (unsafe {
         syscall4(
             sys::nr::OPENAT,
@@ -451,18 +461,23 @@ fn raw_open(dirfd: i32, path: &CStr, flags: usize, mode: usize) -> i64 {
 }
 
 fn close(fd: i32) {
+    // SAFETY: no pointer arguments.
     unsafe { syscall1(sys::nr::CLOSE, fd as usize) };
 }
 
 fn dup2(old: i32, new: i32) -> i64 {
+    // SAFETY: no pointer arguments.
     (unsafe { syscall2(sys::nr::DUP2, old as usize, new as usize) }) as i64
 }
 
 fn fchdir(fd: i32) {
+    // SAFETY: no pointer arguments (81 is fchdir).
     unsafe { syscall1(81, fd as usize) };
 }
 
 fn mmap(addr: u64, len: u64, prot: usize, flags: usize) -> i64 {
+    // SAFETY: callers map where the kernel chooses, with MAP_FIXED_NOREPLACE, or with MAP_FIXED
+    // only over S, which holds no Rust data; a fresh anonymous mapping invalidates nothing.
     (unsafe {
         syscall6(
             sys::nr::MMAP,
@@ -477,10 +492,15 @@ fn mmap(addr: u64, len: u64, prot: usize, flags: usize) -> i64 {
 }
 
 fn munmap(addr: u64, len: u64) {
+    // SAFETY: callers only unmap the fuzzer's own raw regions (the gaps around S, the hole and
+    // `find_hole`'s probe, what a fuzzed call just mapped outside S), which no Rust reference
+    // points into.
     unsafe { syscall2(sys::nr::MUNMAP, addr as usize, len as usize) };
 }
 
 fn mprotect(addr: u64, len: u64, prot: usize) -> i64 {
+    // SAFETY: callers only reprotect the guard pages after A and the page R, which the fuzzer
+    // reaches through raw pointers only.
     (unsafe { syscall3(sys::nr::MPROTECT, addr as usize, len as usize, prot) }) as i64
 }
 
@@ -502,6 +522,8 @@ macro_rules! err {
 
 /// Write `bytes` (NUL-terminated) at address `at`.
 unsafe fn put_str(at: u64, bytes: &[u8]) {
+    // SAFETY: callers pass `at` with `bytes.len() + 1` writable bytes in the fuzzer's own raw
+    // regions (A, or R before it is made read-only), which `bytes` cannot overlap.
     unsafe {
         core::ptr::copy_nonoverlapping(bytes.as_ptr(), at as *mut u8, bytes.len());
         *((at + bytes.len() as u64) as *mut u8) = 0;
@@ -509,6 +531,8 @@ unsafe fn put_str(at: u64, bytes: &[u8]) {
 }
 
 unsafe fn put_u64(at: u64, v: u64) {
+    // SAFETY: callers pass 8 writable bytes in the fuzzer's own raw regions (A or T); the write
+    // may be unaligned.
     unsafe { core::ptr::write_unaligned(at as *mut u64, v) };
 }
 
@@ -516,6 +540,7 @@ unsafe fn put_u64(at: u64, v: u64) {
 fn rm_contents(dirfd: i32, depth: u32) {
     let mut buf = [0u8; 4096];
     for _pass in 0..64 {
+        // SAFETY: no pointer arguments.
         unsafe { syscall3(sys::nr::LSEEK, dirfd as usize, 0, sys::SEEK_SET) };
         let mut removed = 0;
         let mut seen = 0;
@@ -558,6 +583,7 @@ fn rm_entry(dirfd: i32, name: &CStr, depth: u32) -> bool {
         // Clear the immutable and append-only flags (FS_IOC_SETFLAGS) the
         // fuzzing may have set, then retry.
         let zero = 0u64;
+        // SAFETY: FS_IOC_SETFLAGS only reads the flags from `zero`, a live local.
         unsafe {
             syscall3(
                 sys::nr::IOCTL,
@@ -827,11 +853,62 @@ impl Fuzzer {
     // --- one call ------------------------------------------------------------
 
     fn pick_nr(&mut self) -> u64 {
-        match self.rng.below(100) {
-            0..=89 => self.rng.below(336),
-            90..=95 => 336 + self.rng.below(176),
-            _ => self.rng.pick(&HUGE_NRS),
+        let mut nr = 0;
+        for _ in 0..8 {
+            nr = match self.rng.below(100) {
+                0..=89 => self.rng.below(336),
+                90..=95 => 336 + self.rng.below(176),
+                _ => self.rng.pick(&HUGE_NRS),
+            };
+            // Numbers the kernel does not implement get one pick in eight.
+            let unimplemented = nr < 512 && self.probed && !self.implemented[nr as usize];
+            if !unimplemented || self.rng.one_in(8) {
+                break;
+            }
         }
+        nr
+    }
+
+    /// Learn which of the numbers 0..=511 the kernel implements: each once, with
+    /// all-zero arguments made safe by `fixup` (fork, vfork and clone are taken as
+    /// implemented without a call). Uses an RNG of its own, so the calls that follow
+    /// depend only on the seed and on which numbers are implemented. Returns how many are.
+    fn probe(&mut self) -> usize {
+        let main_rng = core::mem::replace(&mut self.rng, Rng(0x0070_7262_6521));
+        for nr in 0..512u32 {
+            let mut a = [0u64; 6];
+            let ok = match nr {
+                56..=58 => true,
+                _ => match self.fixup(nr, &mut a) {
+                    None | Some(true) => false,
+                    Some(false) => {
+                        self.fill_timeouts();
+                        // SAFETY: a probe is a fuzz call the kernel must validate: zero arguments
+                        // made safe by `fixup`, whose pointers are into its own T and S or invalid.
+                        let ret = (unsafe {
+                            syscall6(
+                                nr as usize,
+                                a[0] as usize,
+                                a[1] as usize,
+                                a[2] as usize,
+                                a[3] as usize,
+                                a[4] as usize,
+                                a[5] as usize,
+                            )
+                        }) as i64;
+                        if self.verbose {
+                            err!("sysfuzz: probe {:#x} = {:#x} ({})\n", nr, ret, ret);
+                        }
+                        self.after(Some(nr), ret, &a, false);
+                        ret != -38
+                    }
+                },
+            };
+            self.implemented[nr as usize] = ok;
+        }
+        self.rng = main_rng;
+        self.probed = !self.uniform;
+        self.implemented.iter().filter(|&&b| b).count()
     }
 
     /// The call a number may run: Linux looks at the low 32 bits only, and a
@@ -1028,8 +1105,13 @@ impl Fuzzer {
         }
         let ret = if fork_like {
             self.stats.forks += 1;
+            // SAFETY: the child exits inside `fork_like_call` without touching memory (clone gets
+            // only fork/vfork flags from `fixup`); the parent reaps it in `after`.
             unsafe { fork_like_call(nr, &a) }
         } else {
+            // SAFETY: the fuzzer's purpose: `nr` and `a` are random; the kernel must validate them.
+            // Generated pointers are into its own mapped buffers (A, R, T, S) or invalid, and
+            // `fixup` confines the memory calls to S, so no memory holding Rust data is unmapped.
             (unsafe {
                 syscall6(
                     nr as usize,
@@ -1092,6 +1174,7 @@ impl Fuzzer {
             if ret > 0 {
                 const WALL: usize = 0x4000_0000;
                 let mut st = 0i32;
+                // SAFETY: the kernel writes one `i32` into `st`, a local; the rusage pointer is 0.
                 unsafe {
                     syscall4(
                         sys::nr::WAIT4,
@@ -1119,6 +1202,7 @@ impl Fuzzer {
             9 | 453 if !in_s(r) => munmap(r, a[1]),
             25 if !in_s(r) => munmap(r, a[2]),
             30 => {
+                // SAFETY: 67 is shmdt of `r`, the segment shmat just attached; nothing uses it.
                 unsafe { syscall1(67, r as usize) };
             }
             80 | 81 => fchdir(SCRATCH_FD),
@@ -1129,6 +1213,8 @@ impl Fuzzer {
     /// The timespecs the timeout arguments point to (calls may rewrite them).
     fn fill_timeouts(&mut self) {
         let t = self.t;
+        // SAFETY: T is the fuzzer's own read/write page (memory calls only touch S) and the ten
+        // words fit in it.
         unsafe {
             for (i, v) in [0u64, 1000, 0, 0, 0, 1_000_000_000, u64::MAX, 0, 0, 1]
                 .iter()
@@ -1164,6 +1250,8 @@ impl Fuzzer {
         munmap(s as u64, S_GAP);
         munmap(self.s + S_LEN, S_GAP);
         self.hole = find_hole().ok_or("no unmapped address for the hole")?;
+        // SAFETY: R is a fresh read/write page (made read-only below); each name plus NUL fits its
+        // 32-byte slot from NAMES_OFF, inside the page.
         unsafe {
             for (i, n) in NAMES.iter().enumerate() {
                 put_str(self.r + NAMES_OFF + 32 * i as u64, n);
@@ -1172,6 +1260,7 @@ impl Fuzzer {
         if is_err(mprotect(self.r, PAGE, sys::PROT_READ)) {
             return Err("mprotect of the read-only page failed");
         }
+        // SAFETY: brk(0) only reports the current break; no pointer arguments.
         self.brk0 = unsafe { syscall1(sys::nr::BRK, 0) } as u64;
         Ok(())
     }
@@ -1179,6 +1268,8 @@ impl Fuzzer {
     /// Buffer region A: random bytes with iovecs, pollfds and paths in it.
     fn fill_a(&mut self) {
         let a = self.a;
+        // SAFETY: every write lands in A's `A_LEN` read/write bytes (the long path ends below
+        // DATA_OFF); A is reached through raw pointers only and memory calls only touch S.
         unsafe {
             let mut off = 0;
             while off < A_LEN {
@@ -1243,6 +1334,8 @@ impl Fuzzer {
     /// into the read-only page.
     fn reset(&mut self) -> Result<(), &'static str> {
         fchdir(SCRATCH_FD);
+        // SAFETY: umask takes no pointer; rt_sigprocmask only reads the 8-byte local `zero`;
+        // brk goes back to its start, and no Rust data lives there (the allocator uses mmap).
         unsafe {
             syscall1(95, 0o022); // umask
             let zero = 0u64;
@@ -1291,6 +1384,8 @@ impl Fuzzer {
     fn check_read_only(&self) -> Result<(), &'static str> {
         for (i, n) in NAMES.iter().enumerate() {
             let at = (self.r + NAMES_OFF + 32 * i as u64) as *const u8;
+            // SAFETY: R stays mapped readable (memory calls only touch S) and each name and its
+            // NUL lie inside it; nothing writes R while `held` lives (barring the bug it detects).
             let held = unsafe { core::slice::from_raw_parts(at, n.len() + 1) };
             if &held[..n.len()] != *n || held[n.len()] != 0 {
                 return Err("the kernel wrote into a read-only page");
@@ -1356,6 +1451,8 @@ fn safe_mode(m: u64) -> u64 {
 /// straight away, without touching memory (after vfork it shares ours).
 unsafe fn fork_like_call(nr: u64, a: &[u64; 6]) -> i64 {
     let ret: i64;
+    // SAFETY: the child (rax 0) calls exit_group(0) at once without touching memory, so a shared
+    // address space (vfork, CLONE_VM) is left as it was; rdi, rcx and r11 are declared clobbered.
     unsafe {
         asm!(
             "syscall",
@@ -1405,7 +1502,7 @@ fn parse_num(s: &[u8]) -> Option<u64> {
 }
 
 const USAGE: &str =
-    "usage: sysfuzz [-n CALLS] [-s SEED] [-d DIR] [-x NR[,NR...]] [-k I[-J][,I[-J]...]] [-v]";
+    "usage: sysfuzz [-n CALLS] [-s SEED] [-d DIR] [-x NR[,NR...]] [-k I[-J][,I[-J]...]] [-u] [-v]";
 
 fn main() -> i32 {
     // First of all: never on a Linux host (see the module comment).
@@ -1432,6 +1529,9 @@ fn main() -> i32 {
         n_exclude: 0,
         only: [(0, 0); 32],
         n_only: 0,
+        implemented: [false; 512],
+        probed: false,
+        uniform: false,
         verbose: false,
         stats: Stats::default(),
     };
@@ -1443,6 +1543,7 @@ fn main() -> i32 {
         match a {
             b"--in-a-throwaway-linux-vm" => {}
             b"-v" => fz.verbose = true,
+            b"-u" => fz.uniform = true,
             b"-n" | b"-s" | b"-d" | b"-x" | b"-k" => {
                 let Some(v) = val else {
                     tools::die(
@@ -1525,15 +1626,21 @@ fn main() -> i32 {
         err!("sysfuzz: {}\n", e);
         return 1;
     }
-    out!(
-        "sysfuzz: {} calls, seed {}, pid {}\n",
-        calls,
-        seed,
-        sys::getpid()
-    );
     if fz.verbose {
         fz.dump_maps();
     }
+    if let Err(e) = fz.reset() {
+        err!("sysfuzz: {}\n", e);
+        return 1;
+    }
+    let implemented = fz.probe();
+    out!(
+        "sysfuzz: {} calls, seed {}, pid {}; {} of the numbers 0..=511 implemented\n",
+        calls,
+        seed,
+        sys::getpid(),
+        implemented
+    );
     if let Err(e) = fz.reset() {
         err!("sysfuzz: {}\n", e);
         return 1;
