@@ -78,7 +78,7 @@ run: deps $(if $(DISK),,$(DATA_DISK))
 	$(BOOT) run $(RUN_FLAGS) $(RUN_DISKS)
 
 test: deps
-	@bash tools/test-summary.sh $(CARGO) test --workspace
+	@bash tools/test-summary.sh $(CARGO) test --workspace --no-fail-fast
 
 lint: deps
 	$(CARGO) clippy --workspace -- -D warnings

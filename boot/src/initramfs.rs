@@ -388,9 +388,10 @@ fn write_if_changed(path: &Path, data: &[u8]) -> Result<bool, String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let tmp = crate::temp_beside(path)?;
     std::fs::write(&tmp, data).map_err(|e| format!("write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("rename to {}: {e}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| format!("rename to {}: {e}", path.display()))?;
     Ok(true)
 }
 

@@ -30,6 +30,25 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
+/// A fresh, uniquely named temporary file beside `path` (same directory, so a rename
+/// into place is atomic). Every caller gets its own name: the tests of one binary are
+/// threads of one process, so a name made from the process id alone would be shared.
+/// The file is removed when the returned handle drops unless it was persisted.
+pub fn temp_beside(path: &Path) -> Result<tempfile::TempPath, String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let stem = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    tempfile::Builder::new()
+        .prefix(&format!(".{stem}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map(|f| f.into_temp_path())
+        .map_err(|e| format!("temporary file in {}: {e}", dir.display()))
+}
+
 /// The workspace's root folder.
 pub fn workspace_root() -> PathBuf {
     let boot = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -266,7 +285,7 @@ pub fn image(firmware: Firmware) -> Result<PathBuf, String> {
     builder.set_boot_config(&config);
     builder.set_ramdisk(ramdisk);
     // Write to a temporary name and rename, so concurrent test runs never see a half image.
-    let tmp = path.with_extension(format!("img.tmp{}", std::process::id()));
+    let tmp = temp_beside(&path)?;
     let result = match firmware {
         Firmware::Bios => builder
             .create_bios_image(&tmp)
@@ -278,10 +297,10 @@ pub fn image(firmware: Firmware) -> Result<PathBuf, String> {
             .and_then(|()| gpt::fix_guids(&tmp)),
     };
     if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
         return Err(format!("building {firmware} image: {e}"));
     }
-    std::fs::rename(&tmp, &path).map_err(|e| format!("rename image: {e}"))?;
+    tmp.persist(&path)
+        .map_err(|e| format!("rename image: {e}"))?;
     Ok(path)
 }
 
@@ -302,7 +321,7 @@ fn boot_kernel(kernel: &Path) -> Result<PathBuf, String> {
     let Some(objcopy) = llvm_objcopy() else {
         return Ok(kernel.to_path_buf());
     };
-    let tmp = out.with_extension(format!("elf.tmp{}", std::process::id()));
+    let tmp = temp_beside(&out)?;
     let ok = Command::new(&objcopy)
         .arg("--strip-debug")
         .arg(kernel)
@@ -311,10 +330,10 @@ fn boot_kernel(kernel: &Path) -> Result<PathBuf, String> {
         .map(|s| s.success())
         .unwrap_or(false);
     if !ok {
-        let _ = std::fs::remove_file(&tmp);
         return Ok(kernel.to_path_buf());
     }
-    std::fs::rename(&tmp, &out).map_err(|e| format!("rename {}: {e}", out.display()))?;
+    tmp.persist(&out)
+        .map_err(|e| format!("rename {}: {e}", out.display()))?;
     Ok(out)
 }
 

@@ -107,6 +107,12 @@ struct Inner<H: virtio_drivers::Hal> {
     free_cells: Vec<usize>,
     active: BTreeMap<u16, Active>,
     pending: VecDeque<Request>,
+    /// A request completed since the watchdog last looked.
+    progressed: bool,
+    /// Since when (watchdog clock) requests have been outstanding without progress.
+    stall_since: Option<u64>,
+    /// The device could not be brought back after a reset: everything fails.
+    dead: bool,
 }
 
 /// One virtio-blk disk.
@@ -114,6 +120,11 @@ pub struct VirtioBlk<H: virtio_drivers::Hal + Hal> {
     info: DeviceInfo,
     inner: Mutex<Inner<H>>,
     msix: bool,
+    /// The features negotiated at probe time (negotiated again after a reset).
+    features: Features,
+    /// Physical address of the common configuration structure (to point the queue's
+    /// interrupt at MSI-X entry 0 again after a reset).
+    common_cfg: Option<u64>,
     _hal: PhantomData<H>,
 }
 
@@ -180,10 +191,11 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
         let cells_phys = <H as Hal>::dma_alloc(cell_pages).ok_or(VirtioBlkError::NoMemory)?;
 
         let mut msix_ok = false;
+        let common_cfg = Self::common_cfg(access, func);
         if let Some((address, data)) = msix
             && crate::pci::msi::enable_msix::<H>(access, func, 0, address, data)
         {
-            msix_ok = Self::set_queue_vector(access, func, 0);
+            msix_ok = common_cfg.is_some_and(|base| Self::set_queue_vector(base, 0));
             if !msix_ok {
                 log::warn!(
                     "virtio-blk {}: the device refused MSI-X vector 0; polling",
@@ -233,8 +245,13 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
                 free_cells: (0..QUEUE_SIZE).rev().collect(),
                 active: BTreeMap::new(),
                 pending: VecDeque::new(),
+                progressed: false,
+                stall_since: None,
+                dead: false,
             }),
             msix: msix_ok,
+            features,
+            common_cfg,
             _hal: PhantomData,
         }))
     }
@@ -260,26 +277,25 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
         Ok(negotiated)
     }
 
-    /// Point queue `queue`'s interrupt at MSI-X entry 0 and turn configuration-change
-    /// interrupts off, through the common configuration structure (found from the vendor
-    /// capability). Returns whether the device accepted the vector.
-    fn set_queue_vector<A: ConfigAccess + ?Sized>(
-        access: &A,
-        func: &PciFunction,
-        queue: u16,
-    ) -> bool {
+    /// The physical address of the common configuration structure (found from the
+    /// vendor capability), if the device has a usable one.
+    fn common_cfg<A: ConfigAccess + ?Sized>(access: &A, func: &PciFunction) -> Option<u64> {
         let config = func.config(access);
-        let Some(common) = config.capabilities().find(|c| {
+        let common = config.capabilities().find(|c| {
             c.id == crate::pci::CAP_ID_VENDOR && access.read8(func.bdf, c.offset + 3) == 1 // common cfg
-        }) else {
-            return false;
-        };
+        })?;
         let bar = access.read8(func.bdf, common.offset + 4) as usize;
         let offset = access.read32(func.bdf, common.offset + 8) as u64;
         let Some(Some(Bar::Memory { addr, .. })) = func.bars.get(bar) else {
-            return false;
+            return None;
         };
-        let base = addr + offset;
+        Some(addr + offset)
+    }
+
+    /// Point queue `queue`'s interrupt at MSI-X entry 0 and turn configuration-change
+    /// interrupts off, through the common configuration structure at `base`. Returns
+    /// whether the device accepted the vector.
+    fn set_queue_vector(base: u64, queue: u16) -> bool {
         let reg16 = |off: u64| H::phys_to_virt(base + off) as *mut u16;
         // SAFETY: `base` is the device's common configuration structure inside its memory
         // BAR (as its capability says); the registers are 16-bit and naturally aligned.
@@ -364,9 +380,74 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
         }
     }
 
+    /// The watchdog found requests stuck: log them, reset the device (which makes it
+    /// drop every request and stop touching their buffers), set it up again with a
+    /// fresh ring, and fail the stuck requests with [`BlockError::Timeout`]. Requests
+    /// still waiting in the software queue are issued afterwards.
+    fn reset(&self, inner: &mut Inner<H>, done: &mut Vec<Done>) {
+        log::warn!(
+            "virtio-blk: no request completed for {} s with {} outstanding; resetting the device",
+            crate::block::REQUEST_TIMEOUT_NS / 1_000_000_000,
+            inner.active.len()
+        );
+        for (token, a) in &inner.active {
+            log::warn!(
+                "virtio-blk:   descriptor {token}: {:?} sector {} ({} bytes), status cell {}, not returned by the device",
+                a.req.op,
+                a.req.sector,
+                a.bytes,
+                a.cell
+            );
+        }
+        inner.transport.set_status(DeviceStatus::empty());
+        let mut reset_done = false;
+        for _ in 0..1_000_000 {
+            if inner.transport.get_status().is_empty() {
+                reset_done = true;
+                break;
+            }
+            core::hint::spin_loop();
+        }
+        let revived = reset_done
+            && Self::negotiate(&mut inner.transport, self.features).is_ok()
+            && match VirtQueue::<H, QUEUE_SIZE>::new(&mut inner.transport, 0, false, false) {
+                Ok(q) => {
+                    // The device was reset: it no longer reads the old ring, which is
+                    // freed here.
+                    inner.queue = q;
+                    true
+                }
+                Err(e) => {
+                    log::error!("virtio-blk: new queue after reset: {e:?}");
+                    false
+                }
+            };
+        if revived {
+            if self.msix
+                && !self
+                    .common_cfg
+                    .is_some_and(|base| Self::set_queue_vector(base, 0))
+            {
+                log::error!("virtio-blk: MSI-X vector refused after reset");
+            }
+            inner.transport.finish_init();
+        } else {
+            log::error!("virtio-blk: the device did not come back after a reset; it is offline");
+            inner.dead = true;
+        }
+        let stuck = core::mem::take(&mut inner.active);
+        inner.free_cells = (0..QUEUE_SIZE).rev().collect();
+        for (_, a) in stuck {
+            done.push((a.req, Err(BlockError::Timeout)));
+        }
+        if inner.dead {
+            done.extend(inner.pending.drain(..).map(|r| (r, Err(BlockError::Io))));
+        }
+    }
+
     /// Collect finished requests (under the lock); they are completed by the caller after
     /// the lock is dropped, since a completion may submit more work.
-    fn reap(inner: &mut Inner<H>, done: &mut Vec<(Request, Result<u64, BlockError>)>) {
+    fn reap(inner: &mut Inner<H>, done: &mut Vec<Done>) {
         while let Some(token) = inner.queue.peek_used() {
             let Some(active) = inner.active.remove(&token) else {
                 log::error!("virtio-blk: device completed unknown token {token}");
@@ -405,10 +486,14 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
                 (Ok(_), VIRTIO_BLK_S_UNSUPP) => Err(BlockError::Unsupported),
                 (Ok(_), _) => Err(BlockError::Io),
             };
+            inner.progressed = true;
             done.push((active.req, result));
         }
     }
 }
+
+/// A finished request and its result, completed after the lock is released.
+type Done = (Request, Result<u64, BlockError>);
 
 impl<H: virtio_drivers::Hal + Hal> BlockDevice for VirtioBlk<H> {
     fn info(&self) -> &DeviceInfo {
@@ -423,9 +508,40 @@ impl<H: virtio_drivers::Hal + Hal> BlockDevice for VirtioBlk<H> {
             return Ok(());
         }
         let mut inner = self.inner.lock();
+        if inner.dead {
+            drop(inner);
+            req.complete(Err(BlockError::Io));
+            return Ok(());
+        }
         inner.pending.push_back(req);
         Self::kick(&mut inner);
         Ok(())
+    }
+
+    fn check_timeouts(&self, now_ns: u64) {
+        let mut done = Vec::new();
+        {
+            let mut inner = self.inner.lock();
+            Self::reap(&mut inner, &mut done);
+            if inner.active.is_empty() {
+                inner.stall_since = None;
+            } else if inner.progressed || inner.stall_since.is_none() {
+                inner.stall_since = Some(now_ns);
+            } else if inner
+                .stall_since
+                .is_some_and(|t| now_ns.saturating_sub(t) >= crate::block::REQUEST_TIMEOUT_NS)
+            {
+                self.reset(&mut inner, &mut done);
+                inner.stall_since = None;
+                if !inner.dead {
+                    Self::kick(&mut inner);
+                }
+            }
+            inner.progressed = false;
+        }
+        for (req, result) in done {
+            req.complete(result);
+        }
     }
 
     fn handle_interrupt(&self) {

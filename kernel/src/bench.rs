@@ -10,10 +10,10 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use core::sync::atomic::{AtomicU64, Ordering};
 use drivers::block::{BlockDevice, Op, Request, Segment};
 use mm::frame::{FRAME_SIZE, Pfn};
 use mm::frame_table::Owner;
-use spin::Mutex;
 
 use crate::arch::{acpi, cpu};
 use crate::block::{self, Disk};
@@ -71,26 +71,37 @@ fn sequential(d: &Disk, op: Op, buf: Pfn) -> Result<f64, drivers::block::BlockEr
     Ok(bytes as f64 / MIB as f64 / seconds(time::now_ns() - start))
 }
 
-/// Random 4 KiB reads with `depth` requests outstanding for [`RUN_SECONDS`].
-fn random_reads(d: &Disk, depth: usize, bufs: &[Pfn]) -> f64 {
+/// Random 4 KiB reads with `depth` (at most 64) requests outstanding for `run_ns`.
+/// Returns (completed requests per second, errors).
+///
+/// Completions run in the disk's interrupt handler; they hand buffer `i` back by setting
+/// bit `i` of an atomic word. (An earlier version pushed onto a spin-locked list that this
+/// loop also locked with interrupts enabled: a completion arriving while the loop held the
+/// lock spun forever in the interrupt handler, the QD32 hang.)
+pub fn random_reads(d: &Disk, depth: usize, bufs: &[Pfn], run_ns: u64) -> (f64, u64) {
+    let depth = depth.min(bufs.len()).min(64);
     let blocks = d.info().sectors / 8;
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
-    let ready: Arc<Mutex<Vec<usize>>> = Arc::new(Mutex::new((0..depth).collect()));
-    let errors = Arc::new(core::sync::atomic::AtomicU64::new(0));
+    let ready = Arc::new(AtomicU64::new(if depth == 64 {
+        u64::MAX
+    } else {
+        (1u64 << depth) - 1
+    }));
+    let errors = Arc::new(AtomicU64::new(0));
     let start = time::now_ns();
-    let deadline = start + RUN_SECONDS * 1_000_000_000;
+    let deadline = start + run_ns;
     let mut submitted = 0u64;
     let mut outstanding = 0usize;
     loop {
-        let free: Vec<usize> = core::mem::take(&mut *ready.lock());
-        outstanding -= free.len().min(outstanding);
+        let free = ready.swap(0, Ordering::AcqRel);
+        outstanding -= (free.count_ones() as usize).min(outstanding);
         let now = time::now_ns();
         if now >= deadline {
             if outstanding == 0 {
                 break;
             }
         } else {
-            for i in free {
+            for i in (0..depth).filter(|i| free & (1 << i) != 0) {
                 let sector = (rng.next() % blocks) * 8;
                 let (r, e) = (ready.clone(), errors.clone());
                 let req = Request::new(
@@ -102,21 +113,26 @@ fn random_reads(d: &Disk, depth: usize, bufs: &[Pfn]) -> f64 {
                     }],
                     Box::new(move |c| {
                         if c.result.is_err() {
-                            e.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                            e.fetch_add(1, Ordering::Relaxed);
                         }
-                        r.lock().push(i);
+                        r.fetch_or(1 << i, Ordering::AcqRel);
                     }),
                 );
                 if d.submit(req).is_ok() {
                     submitted += 1;
                     outstanding += 1;
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    submitted += 1;
+                    ready.fetch_or(1 << i, Ordering::AcqRel);
                 }
             }
         }
-        d.wait_until(&|| !ready.lock().is_empty());
+        d.wait_until(&|| ready.load(Ordering::Acquire) != 0);
     }
-    let completed = submitted - errors.load(core::sync::atomic::Ordering::Relaxed);
-    completed as f64 / seconds(time::now_ns() - start)
+    let errors = errors.load(Ordering::Relaxed);
+    let completed = submitted - errors;
+    (completed as f64 / seconds(time::now_ns() - start), errors)
 }
 
 fn bench_disk(d: &Disk) {
@@ -137,13 +153,14 @@ fn bench_disk(d: &Disk) {
         Ok(v) => kprintln!("BENCH {bus} seq_read_1m {v:.1} MiB/s"),
         Err(e) => kprintln!("BENCH {bus} seq_read_1m error {e}"),
     }
+    let run_ns = RUN_SECONDS * 1_000_000_000;
     kprintln!(
         "BENCH {bus} randread_4k_qd1 {:.0} IOPS",
-        random_reads(d, 1, &small)
+        random_reads(d, 1, &small, run_ns).0
     );
     kprintln!(
         "BENCH {bus} randread_4k_qd32 {:.0} IOPS",
-        random_reads(d, 32.min(small.len()), &small)
+        random_reads(d, 32, &small, run_ns).0
     );
     let _ = frames().free_contiguous(big, MIB / FRAME_SIZE as u64);
     for p in small {

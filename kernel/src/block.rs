@@ -69,6 +69,20 @@ impl BlockDevice for Disk {
     fn in_flight(&self) -> usize {
         cpu::without_interrupts(|| self.dev.in_flight())
     }
+    fn check_timeouts(&self, now_ns: u64) {
+        cpu::without_interrupts(|| self.dev.check_timeouts(now_ns))
+    }
+}
+
+/// The block-request watchdog, once a second from the timer interrupt: a disk whose
+/// requests have made no progress for `REQUEST_TIMEOUT_NS` is reset and the stuck
+/// requests fail with EIO, waking their waiters (the drivers log what was stuck).
+fn watchdog() {
+    let now = crate::time::now_ns();
+    for d in disks() {
+        d.check_timeouts(now);
+    }
+    DISK_IRQ.wake_all();
 }
 
 /// Tasks waiting for a disk completion; every disk interrupt wakes them to re-check.
@@ -208,6 +222,7 @@ pub fn init() -> &'static [Arc<Disk>] {
         }
         list
     });
+    crate::time::on_every_second(watchdog);
     for d in disks() {
         let i = d.info();
         kprintln!(

@@ -86,6 +86,7 @@ pub fn start(boot_info: &'static mut BootInfo) -> ! {
     );
     crate::vfs::init_root(initramfs);
     crate::vfs::mount_first_ext2();
+    crate::vfs::writeback::start();
 
     if let Some(suite) = cmdline::value("bench") {
         crate::bench::run(suite);
@@ -115,24 +116,10 @@ pub fn start(boot_info: &'static mut BootInfo) -> ! {
 /// The first program (PID 1), unless the command line says `init=PATH`.
 const DEFAULT_INIT: &str = "/bin/sh";
 
-/// Dirty pages older than this are written back by the idle loop (seconds).
-const DIRTY_EXPIRE_SECS: u64 = 30;
-
-/// Halt between interrupts; every few seconds, write back pages that have been dirty for
-/// too long (background writeback).
+/// Halt between interrupts and run whatever becomes runnable (background writeback is
+/// the writeback task's job, see `vfs::writeback`).
 fn idle() -> ! {
-    let mut next_check = 0;
     loop {
-        cpu::enable_interrupts_and_halt();
-        crate::task::schedule();
-        let now = time::now_ns() / 1_000_000_000;
-        if now >= next_check {
-            next_check = now + 5;
-            let pc = crate::vfs::page_cache();
-            pc.set_now(now);
-            if pc.writeback_older_than(DIRTY_EXPIRE_SECS) > 0 {
-                crate::vfs::sync_metadata();
-            }
-        }
+        crate::task::idle_step();
     }
 }

@@ -1,24 +1,43 @@
-//! Physical memory at boot: the frame descriptor table carved out of RAM, the frame
-//! allocator fed with every usable region, and the kernel heap on top.
+//! Physical memory: at boot, the frame descriptor table carved out of RAM, the frame
+//! allocator fed with every usable region, and the kernel heap on top; afterwards the
+//! system's page cache and the allocation policy under memory pressure ([`reclaim`]).
+
+pub mod reclaim;
 
 use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
 use mm::frame::{FRAME_SIZE, Pfn};
 use mm::frame_alloc::FrameAllocator;
-use mm::frame_table::FrameTable;
+use mm::frame_table::{FrameTable, Owner};
+use mm::page_cache::{ENOMEM, IoError, PageCache};
 use spin::Once;
+
+pub use reclaim::{Gfp, alloc_frame};
 
 use crate::arch::{heap, paging};
 
 static FRAMES: Once<FrameAllocator> = Once::new();
+static PAGE_CACHE: Once<PageCache> = Once::new();
 
 /// Frames below this address are left alone (real-mode area, firmware leftovers).
 const LOW_MEMORY_END: u64 = 1 << 20;
 /// Initial heap size; it grows on demand.
-const INITIAL_HEAP: usize = 4 << 20;
+const INITIAL_HEAP: usize = 1 << 20;
 
 /// The frame allocator.
 pub fn frames() -> &'static FrameAllocator {
     FRAMES.get().expect("memory::init has not run")
+}
+
+/// The system's page cache. Its frames are `User` allocations: reclaim, dirty
+/// throttling and the OOM killer stand behind them.
+pub fn page_cache() -> &'static PageCache {
+    PAGE_CACHE.call_once(|| {
+        let pc = PageCache::new(frames());
+        pc.set_frame_source(|| {
+            alloc_frame(Owner::PageCache, Gfp::User).map_err(|_| IoError(ENOMEM))
+        });
+        pc
+    })
 }
 
 /// Memory figures printed at boot.
@@ -50,6 +69,20 @@ pub fn init(regions: &MemoryRegions, phys_offset: u64) -> Result<MemoryInfo, &'s
         .max()
         .unwrap_or(0)
         .max(1 << 32);
+    // The frame allocator's lock is taken with interrupts masked (a handler may grow the
+    // heap, and the timer asks how much is free).
+    mm::sync::set_interrupt_hooks(mm::sync::InterruptHooks {
+        disable: || {
+            let was = crate::arch::cpu::interrupts_enabled();
+            x86_64::instructions::interrupts::disable();
+            was
+        },
+        restore: |was| {
+            if was {
+                crate::arch::cpu::enable_interrupts();
+            }
+        },
+    });
     paging::init(phys_offset, map_end);
     let usable = || {
         regions
@@ -100,6 +133,7 @@ pub fn init(regions: &MemoryRegions, phys_offset: u64) -> Result<MemoryInfo, &'s
             }
         }
     }
+    reclaim::init(frames.managed_frames());
     heap::init(INITIAL_HEAP)?;
     let info = MemoryInfo {
         ram_bytes,

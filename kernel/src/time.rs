@@ -61,9 +61,49 @@ pub fn ticks() -> u64 {
     TICKS.load(Ordering::Relaxed)
 }
 
+/// Functions the timer interrupt calls: every tick, and once a second.
+struct Hooks {
+    every_tick: [Option<fn()>; 4],
+    every_second: [Option<fn()>; 4],
+}
+
+static HOOKS: spin::Mutex<Hooks> = spin::Mutex::new(Hooks {
+    every_tick: [None; 4],
+    every_second: [None; 4],
+});
+
+fn add_hook(pick: impl FnOnce(&mut Hooks) -> &mut [Option<fn()>; 4], f: fn()) {
+    cpu::without_interrupts(|| {
+        let mut h = HOOKS.lock();
+        match pick(&mut h).iter_mut().find(|s| s.is_none()) {
+            Some(slot) => *slot = Some(f),
+            None => log::error!("time: no free timer hook slot"),
+        }
+    })
+}
+
+/// Call `f` from the timer interrupt on every tick. It runs in interrupt context: it
+/// must not block or take a lock that code with interrupts enabled holds.
+pub fn on_every_tick(f: fn()) {
+    add_hook(|h| &mut h.every_tick, f);
+}
+
+/// Call `f` from the timer interrupt once a second (same rules as [`on_every_tick`]).
+pub fn on_every_second(f: fn()) {
+    add_hook(|h| &mut h.every_second, f);
+}
+
 fn on_tick(_frame: &mut TrapFrame) -> bool {
-    TICKS.fetch_add(1, Ordering::Relaxed);
+    let t = TICKS.fetch_add(1, Ordering::Relaxed) + 1;
     crate::task::tick();
+    // Registration holds the lock only with interrupts off, so it is never held here.
+    let hooks = HOOKS.try_lock().map(|h| (h.every_tick, h.every_second));
+    if let Some((tick, second)) = hooks {
+        tick.iter().flatten().for_each(|f| f());
+        if t.is_multiple_of(HZ) {
+            second.iter().flatten().for_each(|f| f());
+        }
+    }
     true
 }
 

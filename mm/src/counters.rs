@@ -30,11 +30,23 @@ pub enum Counter {
     /// copied between the metadata cache and DMA frames. Kept apart from
     /// `data_copy_bytes`, which is about file and block *data*.
     MetadataCopyBytes,
+    /// Page-cache pages that must be written back (a gauge).
+    NrDirty,
+    /// Page-cache pages whose writeback is in flight (a gauge).
+    NrWriteback,
+    /// Pages the reclaim scan looked at.
+    Pgscan,
+    /// Pages reclaim freed.
+    Pgsteal,
+    /// Processes killed because memory ran out.
+    OomKill,
+    /// Times a writer waited because too much of memory was dirty (dirty throttling).
+    DirtyThrottled,
 }
 
 impl Counter {
     /// Every counter, in `/proc/vmstat` order.
-    pub const ALL: [Counter; 10] = [
+    pub const ALL: [Counter; 16] = [
         Counter::DataCopyBytes,
         Counter::AliasPages,
         Counter::CowBreaks,
@@ -45,6 +57,12 @@ impl Counter {
         Counter::PagecacheEvictions,
         Counter::PinnedPages,
         Counter::MetadataCopyBytes,
+        Counter::NrDirty,
+        Counter::NrWriteback,
+        Counter::Pgscan,
+        Counter::Pgsteal,
+        Counter::OomKill,
+        Counter::DirtyThrottled,
     ];
 
     /// The counter's name as printed in `/proc/vmstat`.
@@ -60,6 +78,12 @@ impl Counter {
             Counter::PagecacheEvictions => "pagecache_evictions",
             Counter::PinnedPages => "pinned_pages",
             Counter::MetadataCopyBytes => "metadata_copy_bytes",
+            Counter::NrDirty => "nr_dirty",
+            Counter::NrWriteback => "nr_writeback",
+            Counter::Pgscan => "pgscan",
+            Counter::Pgsteal => "pgsteal",
+            Counter::OomKill => "oom_kill",
+            Counter::DirtyThrottled => "dirty_throttled",
         }
     }
 }

@@ -12,7 +12,7 @@
 //! [`FrameError`] and changes nothing.
 
 use core::fmt;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 
@@ -91,7 +91,11 @@ struct FreeLists {
 /// A buddy allocator over a [`FrameTable`].
 pub struct FrameAllocator {
     table: FrameTable,
+    /// Taken only with interrupts masked ([`crate::sync::without_interrupts`]).
     lists: Mutex<FreeLists>,
+    /// `lists.free` and `lists.managed`, readable without the lock.
+    free: AtomicU64,
+    managed: AtomicU64,
 }
 
 impl FrameAllocator {
@@ -104,6 +108,8 @@ impl FrameAllocator {
                 free: 0,
                 managed: 0,
             }),
+            free: AtomicU64::new(0),
+            managed: AtomicU64::new(0),
         }
     }
 
@@ -127,6 +133,10 @@ impl FrameAllocator {
             );
         }
         let end = end.min(len);
+        crate::sync::without_interrupts(|| self.add_free_locked(start, end))
+    }
+
+    fn add_free_locked(&self, start: Pfn, end: u64) -> u64 {
         let mut lists = self.lists.lock();
         let mut added = 0;
         let mut run = None;
@@ -146,6 +156,7 @@ impl FrameAllocator {
             self.free_run(&mut lists, s, end - s);
         }
         lists.managed += added;
+        self.publish(&lists);
         drop(lists);
         let skipped = end.saturating_sub(start.0) - added;
         if skipped > 0 {
@@ -172,14 +183,15 @@ impl FrameAllocator {
             return Err(AllocError::TooLarge);
         }
         let order = frames.next_power_of_two().trailing_zeros();
-        let start = {
+        let start = crate::sync::without_interrupts(|| {
             let mut lists = self.lists.lock();
             let start = self
                 .take_block(&mut lists, order)
                 .ok_or(AllocError::OutOfMemory)?;
             self.free_run(&mut lists, start + frames, (1 << order) - frames);
-            start
-        };
+            self.publish(&lists);
+            Ok(start)
+        })?;
         // The run is off the free lists and its counts are zero, so nobody else writes
         // these descriptors until the reference counts below are published.
         for pfn in start..start + frames {
@@ -252,14 +264,21 @@ impl FrameAllocator {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Frames currently free.
+    /// Frames currently free. Lock-free (a copy kept beside the lists), so interrupt
+    /// handlers and wait conditions may ask.
     pub fn free_frames(&self) -> u64 {
-        self.lists.lock().free
+        self.free.load(Ordering::Acquire)
     }
 
     /// Frames ever handed to the allocator.
     pub fn managed_frames(&self) -> u64 {
-        self.lists.lock().managed
+        self.managed.load(Ordering::Acquire)
+    }
+
+    /// Copy the lists' counts to the lock-free mirrors (with the lists' lock held).
+    fn publish(&self, lists: &FreeLists) {
+        self.free.store(lists.free, Ordering::Release);
+        self.managed.store(lists.managed, Ordering::Release);
     }
 
     fn desc(&self, pfn: u64) -> &'static FrameDescriptor {
@@ -303,7 +322,11 @@ impl FrameAllocator {
         let d = self.desc(pfn.0);
         d.flags.store(0, Ordering::Release);
         d.owner.store(Owner::Free as u32, Ordering::Release);
-        self.free_block(&mut self.lists.lock(), pfn.0, 0);
+        crate::sync::without_interrupts(|| {
+            let mut lists = self.lists.lock();
+            self.free_block(&mut lists, pfn.0, 0);
+            self.publish(&lists);
+        });
         true
     }
 

@@ -103,6 +103,39 @@ impl Page {
             dirtied_at: 0,
         }
     }
+
+    /// Set or clear `dirty`, keeping the `nr_dirty` gauge exact.
+    fn set_dirty(&mut self, dirty: bool) {
+        if self.dirty != dirty {
+            self.dirty = dirty;
+            if dirty {
+                counters::add(Counter::NrDirty, 1);
+            } else {
+                counters::sub(Counter::NrDirty, 1);
+            }
+        }
+    }
+
+    /// Set or clear `writeback`, keeping the `nr_writeback` gauge exact.
+    fn set_writeback(&mut self, writeback: bool) {
+        if self.writeback != writeback {
+            self.writeback = writeback;
+            if writeback {
+                counters::add(Counter::NrWriteback, 1);
+            } else {
+                counters::sub(Counter::NrWriteback, 1);
+            }
+        }
+    }
+
+    /// The page leaves its file's index: it no longer counts as dirty or under
+    /// writeback (an I/O still in flight on its frame holds its own reference).
+    fn forget(mut self) -> Pfn {
+        self.set_dirty(false);
+        self.set_writeback(false);
+        counters::sub(Counter::PagecachePages, 1);
+        self.pfn
+    }
 }
 
 struct FileState {
@@ -132,9 +165,19 @@ pub struct PageCache {
     lru: Mutex<VecDeque<(u64, u64)>>,
     next_id: AtomicU64,
     now: AtomicU64,
-    /// Keep at least this many frames free for the rest of the kernel.
+    /// Keep at least this many frames free for the rest of the kernel (used when no
+    /// frame source is installed).
     low_watermark: AtomicU64,
+    /// Where page frames come from once the kernel installs its allocation policy
+    /// (reclaim, dirty throttling, the OOM killer); without it, the allocator directly,
+    /// reclaiming from this cache first when frames run low.
+    source: spin::Once<fn() -> Result<Pfn, IoError>>,
+    /// Where the next [`PageCache::writeback_some`] pass starts (round robin over files).
+    wb_cursor: AtomicU64,
 }
+
+/// Most pages one writeback batch takes (its bookkeeping is one small allocation).
+pub const WRITEBACK_BATCH: usize = 256;
 
 /// Largest readahead window, in pages (128 KiB).
 pub const READAHEAD_MAX: u64 = 32;
@@ -150,7 +193,20 @@ impl PageCache {
             next_id: AtomicU64::new(1),
             now: AtomicU64::new(0),
             low_watermark: AtomicU64::new(256),
+            source: spin::Once::new(),
+            wb_cursor: AtomicU64::new(0),
         }
+    }
+
+    /// Take page frames from `source` from now on (the kernel's allocation policy). Only
+    /// the first call takes effect.
+    pub fn set_frame_source(&self, source: fn() -> Result<Pfn, IoError>) {
+        self.source.call_once(|| source);
+    }
+
+    /// The frame allocator the cache returns frames to.
+    pub fn frames(&self) -> &'static FrameAllocator {
+        self.frames
     }
 
     /// Set the caller's clock (any monotonic unit; used for the age of dirty pages).
@@ -183,6 +239,9 @@ impl PageCache {
     }
 
     fn alloc_frame(&self) -> Result<Pfn, IoError> {
+        if let Some(source) = self.source.get() {
+            return source();
+        }
         if self.frames.free_frames() < self.low_watermark.load(Ordering::Relaxed) {
             self.reclaim(64);
         }
@@ -210,27 +269,26 @@ impl PageCache {
     }
 
     /// Evict up to `want` clean pages (CLOCK: a page used since the last pass gets a
-    /// second chance). If that is not enough, write dirty pages back and try again.
-    /// Returns the number of frames freed.
+    /// second chance). If that is not enough, write some dirty pages back (waiting for
+    /// them) and try again. Returns the number of frames freed.
     pub fn reclaim(&self, want: usize) -> usize {
         let mut freed = self.evict_clean(want);
         if freed < want {
-            for f in self.live_files() {
-                if f.dirty_pages() > 0 {
-                    let _ = f.writeback();
-                }
-                if self.frames.free_frames()
-                    >= self.low_watermark.load(Ordering::Relaxed) + want as u64
-                {
-                    break;
-                }
-            }
+            self.writeback_some((want - freed).max(WRITEBACK_BATCH));
             freed += self.evict_clean(want - freed);
         }
         freed
     }
 
-    fn evict_clean(&self, want: usize) -> usize {
+    /// Pages cached right now, in every file.
+    pub fn pages(&self) -> u64 {
+        counters::get(Counter::PagecachePages)
+    }
+
+    /// Evict up to `want` clean, unused pages (CLOCK order). Pages that are dirty, under
+    /// writeback or being read, and pages whose frames are mapped or pinned, are skipped
+    /// and not counted as freed. Never waits. Returns the number of frames freed.
+    pub fn evict_clean(&self, want: usize) -> usize {
         let mut freed = 0;
         let mut budget = 2 * self.lru.lock().len();
         while freed < want && budget > 0 {
@@ -245,27 +303,108 @@ impl PageCache {
             let Some(page) = st.pages.get_mut(&index) else {
                 continue;
             };
-            let desc = self.frames.table().get(page.pfn);
-            let busy = page.dirty
-                || page.writeback
-                || desc.is_none_or(|d| {
-                    d.refcount() > 1 || d.pincount() > 0 || d.flags().contains(FrameFlags::LOCKED)
-                });
-            if busy || page.referenced {
+            counters::add(Counter::Pgscan, 1);
+            if self.busy(page) || page.referenced {
                 page.referenced = false;
                 drop(st);
                 self.lru.lock().push_back((id, index));
                 continue;
             }
-            let pfn = page.pfn;
-            st.pages.remove(&index);
+            let Some(page) = st.pages.remove(&index) else {
+                continue;
+            };
             drop(st);
-            counters::sub(Counter::PagecachePages, 1);
             counters::add(Counter::PagecacheEvictions, 1);
-            self.release(pfn);
+            counters::add(Counter::Pgsteal, 1);
+            self.release(page.forget());
             freed += 1;
         }
+        self.compact_lru();
         freed
+    }
+
+    /// Whether a page must stay: dirty, under writeback, being read, or its frame is
+    /// held by someone besides the cache (a mapping, an I/O, a pin).
+    fn busy(&self, page: &Page) -> bool {
+        let desc = self.frames.table().get(page.pfn);
+        page.dirty
+            || page.writeback
+            || desc.is_none_or(|d| {
+                d.refcount() > 1 || d.pincount() > 0 || d.flags().contains(FrameFlags::LOCKED)
+            })
+    }
+
+    /// The eviction clock holds stale entries of pages that left the cache by other
+    /// paths (truncate, unlink); rebuild it when they outnumber the live ones, so it
+    /// never grows without bound.
+    fn compact_lru(&self) {
+        let live = self.pages() as usize;
+        if self.lru.lock().len() <= 2 * live + 4096 {
+            return;
+        }
+        let mut fresh = VecDeque::new();
+        for f in self.live_files() {
+            let st = f.state.lock();
+            fresh.extend(st.pages.keys().map(|&i| (f.id, i)));
+        }
+        *self.lru.lock() = fresh;
+    }
+
+    /// Drop every clean page that nothing else uses (`drop_caches`). Dirty pages, pages
+    /// under I/O and mapped or pinned pages stay. Returns the number of frames freed.
+    pub fn drop_clean(&self) -> usize {
+        let mut freed = 0;
+        for f in self.live_files() {
+            let mut st = f.state.lock();
+            let victims: Vec<u64> = st
+                .pages
+                .iter()
+                .filter(|(_, p)| !self.busy(p))
+                .map(|(&i, _)| i)
+                .collect();
+            let mut pfns = Vec::with_capacity(victims.len());
+            for i in victims {
+                if let Some(p) = st.pages.remove(&i) {
+                    pfns.push(p.forget());
+                }
+            }
+            drop(st);
+            counters::add(Counter::PagecacheEvictions, pfns.len() as u64);
+            freed += pfns.len();
+            for pfn in pfns {
+                self.release(pfn);
+            }
+        }
+        self.compact_lru();
+        freed
+    }
+
+    /// Write back up to about `max_pages` dirty pages, file by file (round robin, so
+    /// no file starves), waiting for the I/O. Returns the pages written successfully
+    /// (pages whose write failed stay dirty and do not count).
+    pub fn writeback_some(&self, max_pages: usize) -> usize {
+        let files = self.live_files();
+        if files.is_empty() {
+            return 0;
+        }
+        let start = self.wb_cursor.fetch_add(1, Ordering::Relaxed) as usize % files.len();
+        let mut done = 0;
+        for f in files[start..].iter().chain(files[..start].iter()) {
+            if done >= max_pages {
+                break;
+            }
+            if f.dirty_pages() == 0 {
+                continue;
+            }
+            let (n, _) = f.writeback_range(0, u64::MAX, max_pages - done);
+            done += n;
+        }
+        done
+    }
+
+    /// Pages dirty or under writeback right now, in every file.
+    pub fn dirty_and_writeback(&self) -> u64 {
+        counters::get(Counter::NrDirty) + counters::get(Counter::NrWriteback)
     }
 
     /// Write back every file's pages that have been dirty for at least `max_age`
@@ -399,10 +538,10 @@ impl CachedFile {
                 Err(_) => {
                     // Drop the failed pages so a later read retries the I/O.
                     self.set_frame_flags(pfn, FrameFlags::empty(), FrameFlags::LOCKED);
-                    if st.pages.get(&index).is_some_and(|p| p.pfn == pfn) {
-                        st.pages.remove(&index);
-                        counters::sub(Counter::PagecachePages, 1);
-                        self.cache.release(pfn);
+                    if st.pages.get(&index).is_some_and(|p| p.pfn == pfn)
+                        && let Some(p) = st.pages.remove(&index)
+                    {
+                        self.cache.release(p.forget());
                     }
                 }
             }
@@ -548,7 +687,7 @@ impl CachedFile {
                 match st.pages.get_mut(&index) {
                     Some(q) if q.pfn == p.pfn && q.writeback => {
                         q.pfn = copy;
-                        q.writeback = false;
+                        q.set_writeback(false);
                         drop(st);
                         // The page's own reference to the old frame; writeback keeps its own.
                         self.cache.release(p.pfn);
@@ -610,7 +749,7 @@ impl CachedFile {
             if !p.dirty {
                 p.dirtied_at = now;
             }
-            p.dirty = true;
+            p.set_dirty(true);
             p.referenced = true;
         }
     }
@@ -618,20 +757,65 @@ impl CachedFile {
     /// Write every dirty page back, in contiguous runs. On error the pages stay dirty,
     /// the error sequence advances, and the error is returned.
     pub fn writeback(&self) -> Result<(), IoError> {
-        let mut batch: Vec<(u64, Pfn)> = Vec::new();
-        {
-            let mut st = self.state.lock();
-            for (&index, p) in st.pages.iter_mut() {
-                if p.dirty && !p.writeback {
-                    if self.cache.frames.get(p.pfn).is_err() {
-                        continue;
+        self.writeback_range(0, u64::MAX, usize::MAX).1
+    }
+
+    /// Write back the dirty pages with indexes in `[first, last]`, at most `max_pages`
+    /// of them, in batches of at most [`WRITEBACK_BATCH`] pages (so the bookkeeping
+    /// never needs a large allocation) made of contiguous runs. Pages dirtied again
+    /// behind the cursor are left for the next pass, so this always ends. Returns the
+    /// pages written successfully and the first error.
+    pub fn writeback_range(
+        &self,
+        first: u64,
+        last: u64,
+        max_pages: usize,
+    ) -> (usize, Result<(), IoError>) {
+        let mut result = Ok(());
+        let mut cursor = first;
+        let mut done = 0usize;
+        let mut attempted = 0usize;
+        while attempted < max_pages && cursor <= last {
+            let want = (max_pages - attempted).min(WRITEBACK_BATCH);
+            let mut batch: Vec<(u64, Pfn)> = Vec::with_capacity(want.min(64));
+            {
+                let mut st = self.state.lock();
+                for (&index, p) in st.pages.range_mut(cursor..=last) {
+                    if batch.len() >= want {
+                        break;
                     }
-                    p.dirty = false;
-                    p.writeback = true;
-                    batch.push((index, p.pfn));
+                    cursor = index.saturating_add(1);
+                    if p.dirty && !p.writeback {
+                        if self.cache.frames.get(p.pfn).is_err() {
+                            continue;
+                        }
+                        p.set_dirty(false);
+                        p.set_writeback(true);
+                        batch.push((index, p.pfn));
+                    }
                 }
             }
+            if batch.is_empty() {
+                break;
+            }
+            attempted += batch.len();
+            let (ok, r) = self.write_batch(&batch);
+            done += ok;
+            if let Err(e) = r {
+                result = result.and(Err(e));
+            }
+            if cursor == 0 {
+                break; // wrapped past u64::MAX
+            }
         }
+        (done, result)
+    }
+
+    /// Write `batch` (pages marked writeback, each with a frame reference held for the
+    /// I/O) in contiguous runs; then clean them (or leave them dirty on error). Returns
+    /// the pages written successfully and the first error.
+    fn write_batch(&self, batch: &[(u64, Pfn)]) -> (usize, Result<(), IoError>) {
+        let mut written = 0;
         let mut result = Ok(());
         let mut start = 0;
         while start < batch.len() {
@@ -647,9 +831,9 @@ impl CachedFile {
                 if let Some(p) = st.pages.get_mut(&index)
                     && p.pfn == pfn
                 {
-                    p.writeback = false;
+                    p.set_writeback(false);
                     if r.is_err() {
-                        p.dirty = true;
+                        p.set_dirty(true);
                     }
                 }
             }
@@ -657,14 +841,17 @@ impl CachedFile {
             for &pfn in &frames {
                 self.cache.release(pfn);
             }
-            if let Err(e) = r {
-                self.last_errno.store(e.0, Ordering::Relaxed);
-                self.wb_errors.fetch_add(1, Ordering::Release);
-                result = result.and(Err(e));
+            match r {
+                Ok(()) => written += run.len(),
+                Err(e) => {
+                    self.last_errno.store(e.0, Ordering::Relaxed);
+                    self.wb_errors.fetch_add(1, Ordering::Release);
+                    result = result.and(Err(e));
+                }
             }
             start = end;
         }
-        result
+        (written, result)
     }
 
     /// `fsync` for an open file description that has seen errors up to `*cursor`:
@@ -684,14 +871,12 @@ impl CachedFile {
     /// last partial page (so a later extension reads zeros).
     pub fn truncate(&self, new_size: u64) -> Result<(), IoError> {
         let keep = new_size.div_ceil(PAGE);
-        let removed: Vec<Page> = {
+        let removed = {
             let mut st = self.state.lock();
-            let tail = st.pages.split_off(&keep);
-            tail.into_values().collect()
+            st.pages.split_off(&keep)
         };
-        counters::sub(Counter::PagecachePages, removed.len() as u64);
-        for p in removed {
-            self.cache.release(p.pfn);
+        for (_, p) in removed {
+            self.cache.release(p.forget());
         }
         let in_page = (new_size % PAGE) as usize;
         if in_page != 0 && self.state.lock().pages.contains_key(&(new_size / PAGE)) {
@@ -717,9 +902,8 @@ impl Drop for CachedFile {
                 self.id
             );
         }
-        counters::sub(Counter::PagecachePages, st.pages.len() as u64);
         for (_, p) in core::mem::take(&mut st.pages) {
-            self.cache.release(p.pfn);
+            self.cache.release(p.forget());
         }
     }
 }

@@ -38,3 +38,37 @@ impl spin::RelaxStrategy for YieldRelax {
 pub type Mutex<T> = spin::mutex::Mutex<T, YieldRelax>;
 /// Its guard.
 pub type MutexGuard<'a, T> = spin::mutex::MutexGuard<'a, T>;
+
+/// How the kernel masks interrupts: `disable` turns them off and says whether they were
+/// on; `restore` puts back what `disable` reported.
+#[derive(Clone, Copy)]
+pub struct InterruptHooks {
+    /// Disable interrupts; returns whether they were enabled.
+    pub disable: fn() -> bool,
+    /// Re-enable interrupts if the argument says they were enabled.
+    pub restore: fn(bool),
+}
+
+static IRQ: spin::Once<InterruptHooks> = spin::Once::new();
+
+/// Install the kernel's interrupt masking (only the first call takes effect).
+pub fn set_interrupt_hooks(hooks: InterruptHooks) {
+    IRQ.call_once(|| hooks);
+}
+
+/// Run `f` with interrupts masked (on the host, where there are none, just run it).
+/// Locks that interrupt handlers may also take (the frame allocator's: a handler may
+/// grow the heap) are only ever held inside this, so a handler can never spin on a
+/// lock the code it interrupted holds.
+#[inline]
+pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
+    match IRQ.get() {
+        Some(h) => {
+            let was = (h.disable)();
+            let r = f();
+            (h.restore)(was);
+            r
+        }
+        None => f(),
+    }
+}

@@ -208,11 +208,16 @@ pub fn assert_fsck_clean(img: &std::path::Path) {
 }
 
 /// The contents of `path` in the image, read by `debugfs` (None if it does not exist).
+/// Each call dumps into a temporary directory of its own: the tests of one binary run as
+/// threads of one process and must never share (or delete) each other's dump.
 pub fn debugfs_read(img: &std::path::Path, path: &str) -> Option<Vec<u8>> {
-    let dump = boot::target_dir()
-        .join("test-disks")
-        .join(format!("dump-{}", std::process::id()));
-    let _ = std::fs::remove_file(&dump);
+    let dir = boot::target_dir().join("test-disks");
+    std::fs::create_dir_all(&dir).expect("create target/test-disks");
+    let tmp = tempfile::Builder::new()
+        .prefix("dump-")
+        .tempdir_in(&dir)
+        .expect("a temporary directory for debugfs's dump");
+    let dump = tmp.path().join("out");
     let out = std::process::Command::new("debugfs")
         .arg("-R")
         .arg(format!("dump {path} {}", dump.display()))
@@ -220,7 +225,6 @@ pub fn debugfs_read(img: &std::path::Path, path: &str) -> Option<Vec<u8>> {
         .output()
         .expect("run debugfs");
     let data = std::fs::read(&dump).ok();
-    let _ = std::fs::remove_file(&dump);
     if String::from_utf8_lossy(&out.stderr).contains("not found") {
         None
     } else {

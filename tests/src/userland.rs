@@ -25,8 +25,8 @@ use boot::{Bus, Disk, Outcome, Qemu};
 pub const SERIAL_TAIL_LINES: usize = 80;
 
 /// A directory tree on the host that becomes the root of an ext2 data disk.
-/// Lives under `target/test-disks/` and is named after the test and this process, so
-/// concurrent test runs never share a tree or an image.
+/// Lives under `target/test-disks/` and is named after the test, this process and a
+/// counter, so no two trees (or their images) ever share a name.
 pub struct Tree {
     name: String,
     root: PathBuf,
@@ -35,7 +35,11 @@ pub struct Tree {
 impl Tree {
     /// A fresh, empty tree for the test `name`.
     pub fn new(name: &str) -> Tree {
-        let name = format!("userland-{name}-{}", std::process::id());
+        // Unique per call, not just per process: the tests of one binary are threads of
+        // one process and must never share a tree or an image.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("userland-{name}-{}-{n}", std::process::id());
         let root = boot::target_dir()
             .join("test-disks")
             .join(format!("{name}.tree"));
@@ -145,9 +149,16 @@ pub fn host_tool(name: &str) -> PathBuf {
 /// with `image` as the only data disk (virtio-blk), until QEMU exits or `timeout`.
 /// With `ALIASOS_SERIAL=1` the serial log is printed (use `-- --nocapture`).
 pub fn boot_rc(image: &Path, timeout: Duration) -> Outcome {
+    boot_rc_with(image, "512M", None, timeout)
+}
+
+/// [`boot_rc`] with `mem` of RAM (QEMU syntax) and, if given, a kernel command line.
+pub fn boot_rc_with(image: &Path, mem: &str, cmdline: Option<&str>, timeout: Duration) -> Outcome {
     let q = Qemu {
         disks: vec![Disk::new(image, Bus::Virtio)],
         timeout: Some(timeout),
+        mem: mem.into(),
+        cmdline: cmdline.map(str::to_string),
         ..Qemu::default()
     };
     crate::run(&q)
@@ -280,6 +291,35 @@ pub fn host_sha256sum(dir: &Path, names: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The SHA-256 (hex, GNU sha256sum's digest) of `path` on the image, read by debugfs
+/// into a temporary file of this call's own; None if the file does not exist.
+pub fn image_file_sha256(image: &Path, path: &str) -> Option<String> {
+    let dir = tempfile::Builder::new()
+        .prefix("dump-")
+        .tempdir_in(boot::target_dir().join("test-disks"))
+        .expect("a temporary directory");
+    let dump = dir.path().join("file");
+    let (_, err) = debugfs(image, &format!("dump {path} {}", dump.display()));
+    if err.contains("not found") || !dump.exists() {
+        return None;
+    }
+    Some(file_sha256(&dump))
+}
+
+/// The SHA-256 (hex) of a host file, by GNU sha256sum.
+pub fn file_sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("run sha256sum");
+    assert!(out.status.success(), "sha256sum {}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Deterministic test data: `len` bytes of pattern `seed`.
 pub fn data(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
@@ -317,7 +357,8 @@ pub fn build_c(name: &str) -> Result<PathBuf, String> {
     let dir = boot::target_dir().join("userland");
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     // A name of our own, renamed into place: concurrent builds never see half a file.
-    let tmp = dir.join(format!("{name}.tmp{}", std::process::id()));
+    let exe = dir.join(name);
+    let tmp = boot::temp_beside(&exe)?;
     let out = Command::new(&cc)
         .args(["-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o"])
         .arg(&tmp)
@@ -325,15 +366,14 @@ pub fn build_c(name: &str) -> Result<PathBuf, String> {
         .output()
         .map_err(|e| format!("run musl-gcc: {e}"))?;
     if !out.status.success() {
-        let _ = std::fs::remove_file(&tmp);
         return Err(format!(
             "musl-gcc -static -O2 {} failed:\n{}",
             src.display(),
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let exe = dir.join(name);
-    std::fs::rename(&tmp, &exe).map_err(|e| format!("rename to {}: {e}", exe.display()))?;
+    tmp.persist(&exe)
+        .map_err(|e| format!("rename to {}: {e}", exe.display()))?;
     Ok(exe)
 }
 

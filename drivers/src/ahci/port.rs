@@ -46,7 +46,7 @@ pub const MAX_SEGMENTS: usize = PRDT_ENTRIES - 8;
 /// A port with commands outstanding that finishes none of them for this long (as seen by
 /// [`AhciDisk::check_timeouts`]) is reset, and the command at fault fails with
 /// [`BlockError::Timeout`].
-pub const COMMAND_TIMEOUT_NS: u64 = 30_000_000_000;
+pub const COMMAND_TIMEOUT_NS: u64 = crate::block::REQUEST_TIMEOUT_NS;
 /// How many times a command is tried when errors cannot be pinned on it (link and bus
 /// errors); a task-file error (the device said no) is never retried.
 const MAX_ATTEMPTS: u8 = 2;
@@ -632,12 +632,31 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
                 (tfd >> 8) & 0xFF,
                 busy.count_ones()
             ),
-            Cause::Timeout => log::warn!(
-                "{}: command timeout: TFD {tfd:#06x} SERR {serr:#x} CI {ci:#x} CMD {cmd:#x}, {} command(s) \
-                 outstanding",
-                self.name,
-                busy.count_ones()
-            ),
+            Cause::Timeout => {
+                log::warn!(
+                    "{}: command timeout: TFD {tfd:#06x} SERR {serr:#x} CI {ci:#x} CMD {cmd:#x}, {} command(s) \
+                     outstanding",
+                    self.name,
+                    busy.count_ones()
+                );
+                for slot in bits(busy) {
+                    if let Some(inf) = &st.cmds[slot as usize] {
+                        log::warn!(
+                            "{}:   slot {slot}: {:?} sector {} ({} bytes), {}, attempt {}",
+                            self.name,
+                            inf.req.op,
+                            inf.req.sector,
+                            inf.bytes,
+                            if ci & (1 << slot) != 0 {
+                                "still issued (PxCI)"
+                            } else {
+                                "done by the device, not reaped"
+                            },
+                            inf.attempts + 1
+                        );
+                    }
+                }
+            }
         }
 
         st.progressed = true;
@@ -1007,6 +1026,10 @@ impl<H: Hal, R: RegisterIo + Clone> BlockDevice for AhciDisk<H, R> {
 
     fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
+    }
+
+    fn check_timeouts(&self, now_ns: u64) {
+        AhciDisk::check_timeouts(self, now_ns);
     }
 }
 

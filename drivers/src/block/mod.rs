@@ -39,7 +39,19 @@ pub trait BlockDevice: Send + Sync {
     /// Requests handed to the hardware and not yet completed (not counting those still
     /// waiting in the driver's software queue).
     fn in_flight(&self) -> usize;
+
+    /// The watchdog, called about once a second with a monotonic clock: when requests
+    /// are outstanding and none has completed for [`REQUEST_TIMEOUT_NS`], log them
+    /// (sector, slot or descriptor, state), reset the device or port so it lets go of
+    /// their buffers, and complete them with [`BlockError::Timeout`] (EIO) so their
+    /// waiters wake. Drivers without a way to do that keep the default, which does
+    /// nothing.
+    fn check_timeouts(&self, _now_ns: u64) {}
 }
+
+/// How long requests may be outstanding without any completing before the watchdog
+/// resets the device.
+pub const REQUEST_TIMEOUT_NS: u64 = 30_000_000_000;
 
 /// How a synchronous caller waits: `wait_until(cond)` returns once `cond()` is true,
 /// sleeping (e.g. halting until the next interrupt) in between. The kernel supplies it.

@@ -798,6 +798,13 @@ impl Ext2 {
         Ok(())
     }
 
+    /// Drop the clean blocks of the metadata cache (`drop_caches` 2); dirty ones stay.
+    /// Returns how many blocks remain cached.
+    pub fn drop_clean_metadata(&mut self) -> usize {
+        self.cache.drop_clean();
+        self.cache.len()
+    }
+
     /// Write every dirty metadata block (in block order) and the superblock,
     /// then flush the device. Errors from earlier failed write-backs are
     /// reported here.

@@ -394,7 +394,7 @@ pub fn read(buf: &mut ReadBuf, nonblock: bool) -> Result<usize, Errno> {
         if nonblock {
             return Err(Errno::EAGAIN);
         }
-        INPUT.wait(seen);
+        INPUT.wait(seen)?;
     }
 }
 

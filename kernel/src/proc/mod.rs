@@ -3,6 +3,7 @@
 //! when user code faults.
 
 pub mod elf;
+pub mod oom;
 pub mod user;
 pub mod vm;
 
@@ -77,6 +78,11 @@ pub struct Process {
     /// Set when this process execs or exits: a parent blocked in vfork may continue.
     vfork_released: AtomicBool,
     vfork_wq: WaitQueue,
+    /// Pages mapped in its address space (the counter of the current one; replaced by
+    /// execve), readable without the memory lock.
+    resident: spin::Mutex<Arc<AtomicU64>>,
+    /// The task running it, to wake it when a fatal signal arrives.
+    task: spin::Mutex<Weak<task::Task>>,
 }
 
 impl Process {
@@ -87,6 +93,28 @@ impl Process {
 
     pub fn is_zombie(&self) -> bool {
         self.exit_status.lock().is_some()
+    }
+
+    /// Pages its address space maps right now (its resident set).
+    pub fn resident_pages(&self) -> u64 {
+        self.resident.lock().load(Ordering::Relaxed)
+    }
+
+    /// Whether a fatal signal is waiting to be acted on.
+    pub fn kill_pending(&self) -> bool {
+        self.pending_kill.load(Ordering::Acquire) != 0
+    }
+
+    /// Make fatal signal `sig` pending (the first one sent wins) and wake the process
+    /// wherever it waits, so it dies on its way back to user mode.
+    fn post_kill(&self, sig: u32) {
+        let _ = self
+            .pending_kill
+            .compare_exchange(0, sig, Ordering::AcqRel, Ordering::Relaxed);
+        if let Some(t) = self.task.lock().upgrade() {
+            task::wake(&t);
+        }
+        self.child_exit.wake_all();
     }
 }
 
@@ -121,6 +149,7 @@ fn new_process(
 ) -> Arc<Process> {
     let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
     let cr3 = mem.space.root();
+    let resident = mem.space.resident().clone();
     let p = Arc::new(Process {
         pid,
         ppid: AtomicU32::new(ppid),
@@ -136,9 +165,25 @@ fn new_process(
         pending_kill: AtomicU32::new(0),
         vfork_released: AtomicBool::new(false),
         vfork_wq: WaitQueue::new(),
+        resident: spin::Mutex::new(resident),
+        task: spin::Mutex::new(Weak::new()),
     });
     PROCESSES.lock().insert(pid, Arc::downgrade(&p));
     p
+}
+
+/// Every live process (zombies included).
+fn all_processes() -> Vec<Arc<Process>> {
+    PROCESSES
+        .lock()
+        .values()
+        .filter_map(Weak::upgrade)
+        .collect()
+}
+
+/// The process with `pid`, if it is alive (or a zombie).
+fn find(pid: u32) -> Option<Arc<Process>> {
+    PROCESSES.lock().get(&pid).and_then(Weak::upgrade)
 }
 
 fn user_frame(entry: u64, sp: u64) -> TrapFrame {
@@ -177,13 +222,15 @@ pub fn start_init(path: &str, argv: &[&str]) -> Result<u32, Errno> {
         Signals::default(),
     );
     let pid = p.pid;
-    task::spawn_user(
-        p,
+    let t = task::spawn_user(
+        p.clone(),
         &user_frame(loaded.entry, loaded.sp),
         FpuState::initial(),
         0,
     )
     .map_err(|_| Errno::ENOMEM)?;
+    *p.task.lock() = Arc::downgrade(&t);
+    oom::install();
     Ok(pid)
 }
 
@@ -204,10 +251,13 @@ pub fn fork(frame: &TrapFrame, vfork: bool) -> Result<u64, Errno> {
     fpu.save();
     parent.children.lock().push(child.clone());
     let pid = child.pid;
-    if task::spawn_user(child.clone(), &regs, fpu, arch_syscall::fs_base()).is_err() {
-        parent.children.lock().retain(|c| c.pid != pid);
-        PROCESSES.lock().remove(&pid);
-        return Err(Errno::ENOMEM);
+    match task::spawn_user(child.clone(), &regs, fpu, arch_syscall::fs_base()) {
+        Ok(t) => *child.task.lock() = Arc::downgrade(&t),
+        Err(_) => {
+            parent.children.lock().retain(|c| c.pid != pid);
+            PROCESSES.lock().remove(&pid);
+            return Err(Errno::ENOMEM);
+        }
     }
     drop(parent);
     if vfork {
@@ -236,6 +286,7 @@ pub fn execve(
         let mut mem = p.mem.lock();
         let old = core::mem::replace(&mut *mem, loaded.mem);
         p.cr3.store(mem.space.root(), Ordering::Release);
+        *p.resident.lock() = mem.space.resident().clone();
         mem.space.activate();
         drop(old);
     }
@@ -318,7 +369,16 @@ pub fn killed_by(sig: u32) -> i32 {
 }
 
 /// PID 1 ended: the machine powers off (status 0) or reports failure.
+///
+/// The final sync is bounded: if it has not finished within [`SHUTDOWN_SYNC_NS`] (a
+/// disk that stopped answering, memory so short that writeback cannot proceed), the
+/// timer gives up on it and ends the run with a failure status. The machine never hangs.
 fn init_exited(status: i32) -> ! {
+    if status != 0 {
+        crate::kprintln!("init exited with wait status {status:#x}; syncing");
+    }
+    SHUTDOWN_DEADLINE.store(crate::time::now_ns() + SHUTDOWN_SYNC_NS, Ordering::Release);
+    crate::time::on_every_second(shutdown_watchdog);
     sync_all_mappings();
     if let Err(e) = crate::vfs::sync_all() {
         log::error!("sync at shutdown failed: {e:?}");
@@ -329,6 +389,23 @@ fn init_exited(status: i32) -> ! {
     }
     crate::kprintln!("init exited with wait status {status:#x}");
     cpu::fail_exit(cpu::ExitCode::TestFailed)
+}
+
+/// How long the sync after PID 1's exit may take.
+const SHUTDOWN_SYNC_NS: u64 = 30_000_000_000;
+/// When the shutdown sync must be done by (0: no shutdown in progress).
+static SHUTDOWN_DEADLINE: AtomicU64 = AtomicU64::new(0);
+
+/// Timer hook during shutdown: give up on a sync that takes too long.
+fn shutdown_watchdog() {
+    let deadline = SHUTDOWN_DEADLINE.load(Ordering::Acquire);
+    if deadline != 0 && crate::time::now_ns() >= deadline {
+        crate::console::emergency(format_args!(
+            "\nshutdown: the final sync did not finish within {} s; stopping without it\n",
+            SHUTDOWN_SYNC_NS / 1_000_000_000
+        ));
+        cpu::fail_exit(cpu::ExitCode::TestFailed)
+    }
 }
 
 /// wait4: reap a child that has exited (`pid` -1: any; > 0: that one). `nohang`: return
@@ -406,13 +483,9 @@ pub fn send_signal(pid: u32, sig: u32) -> Result<(), Errno> {
     if ignored {
         return Ok(());
     }
-    let _ = target
-        .pending_kill
-        .compare_exchange(0, sig, Ordering::AcqRel, Ordering::Relaxed);
-    // A target asleep or waiting for a child wakes up and dies on its way out. (Waits on
-    // pipes, the terminal and disks end first, then it dies.)
-    task::wake_sleepers();
-    target.child_exit.wake_all();
+    // The target wakes wherever it waits (a sleep, wait4, a pipe, the terminal) and dies
+    // on its way out; a disk wait ends first.
+    target.post_kill(sig);
     Ok(())
 }
 
@@ -441,12 +514,7 @@ pub fn check_pending_kill() {
 
 /// Log the processes that are still alive (at poweroff: what did not exit).
 pub fn log_survivors() {
-    let procs: Vec<Arc<Process>> = PROCESSES
-        .lock()
-        .values()
-        .filter_map(Weak::upgrade)
-        .collect();
-    for p in procs {
+    for p in all_processes() {
         log::info!(
             "pid {} ({}) still {} at shutdown",
             p.pid,
@@ -459,12 +527,7 @@ pub fn log_survivors() {
 /// Hand every process's stores through shared file mappings (the PTE dirty bits) to the
 /// page cache, so fsync, sync and shutdown write them.
 pub fn sync_all_mappings() {
-    let procs: Vec<Arc<Process>> = PROCESSES
-        .lock()
-        .values()
-        .filter_map(Weak::upgrade)
-        .collect();
-    for p in procs {
+    for p in all_processes() {
         if !p.is_zombie() {
             p.mem.lock().sync_shared(0, crate::arch::paging::USER_END);
         }
@@ -502,13 +565,19 @@ fn user_page_fault(frame: &mut TrapFrame) -> bool {
     match r {
         Ok(()) => true,
         Err(Errno::ENXIO) | Err(Errno::EIO) => kill_for_fault(frame, SIGBUS),
+        // Out of memory: the OOM killer chose this process (or it was already dying);
+        // as on Linux it dies of SIGKILL.
         Err(Errno::ENOMEM) => {
-            crate::kprintln!(
-                "out of memory: {} frames free, {} page-cache pages",
-                crate::memory::frames().free_frames(),
-                mm::counters::get(mm::Counter::PagecachePages)
-            );
-            kill_for_fault(frame, SIGSEGV)
+            {
+                let p = current();
+                crate::kprintln!(
+                    "pid {} ({}): out of memory at address {:#x}: killed by signal {SIGKILL}",
+                    p.pid,
+                    p.name.lock(),
+                    addr
+                );
+            }
+            exit(killed_by(SIGKILL))
         }
         Err(_) => kill_for_fault(frame, SIGSEGV),
     }

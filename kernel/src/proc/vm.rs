@@ -780,22 +780,9 @@ fn exclusively_ours(pfn: Pfn) -> bool {
         .is_some_and(|d| d.refcount() == 1 && d.pincount() == 0)
 }
 
-/// Frames user memory may not take: what the kernel needs to keep going (heap growth,
-/// page tables, task stacks, I/O) when processes have used up everything else.
-fn kernel_reserve() -> u64 {
-    (frames().managed_frames() / 32).max(1024)
-}
-
-/// A frame for anonymous user memory. When free frames run down to the kernel's reserve,
-/// clean page-cache pages are evicted (and dirty ones written back) first; ENOMEM when
-/// that does not help.
+/// A frame for anonymous user memory, under the `User` allocation policy: clean
+/// page-cache pages are dropped and dirty ones written back before the OOM killer is
+/// called; ENOMEM when the caller's own process is the one to go.
 fn alloc_anon() -> Result<Pfn, Errno> {
-    let reserve = kernel_reserve();
-    if frames().free_frames() <= reserve {
-        crate::vfs::page_cache().reclaim(64);
-        if frames().free_frames() <= reserve {
-            return Err(Errno::ENOMEM);
-        }
-    }
-    frames().alloc(Owner::Anon).map_err(|_| Errno::ENOMEM)
+    crate::memory::alloc_frame(Owner::Anon, crate::memory::Gfp::User).map_err(|_| Errno::ENOMEM)
 }

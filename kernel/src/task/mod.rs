@@ -1,5 +1,6 @@
-//! Tasks and the scheduler: one task per process plus the idle task (the boot stack),
-//! a round-robin run queue, wait queues and sleeping.
+//! Tasks and the scheduler: one task per process, kernel tasks (ring-0 loops such as
+//! the writeback task), and the idle task (the boot stack); a round-robin run queue,
+//! wait queues and sleeping.
 //!
 //! The kernel is not preempted: a task runs in the kernel until it returns to user mode or
 //! blocks (waits for a disk, a child, a pipe, the keyboard, a timer). The timer preempts
@@ -39,8 +40,10 @@ pub struct Task {
     fpu: Mutex<FpuState>,
     /// User FS base (thread pointer) while switched out.
     fs_base: AtomicU64,
-    /// The process this task runs, if any (the idle task has none).
+    /// The process this task runs, if any (the idle task and kernel tasks have none).
     pub process: Option<Arc<crate::proc::Process>>,
+    /// A kernel task's name (for messages); empty for process tasks.
+    pub name: &'static str,
 }
 
 impl Task {
@@ -86,6 +89,7 @@ pub fn init() {
         fpu: Mutex::new(FpuState::initial()),
         fs_base: AtomicU64::new(0),
         process: None,
+        name: "idle",
     });
     cpu::without_interrupts(|| {
         *SCHED.lock() = Some(Scheduler {
@@ -126,9 +130,68 @@ pub fn spawn_user(
         fpu: Mutex::new(fpu),
         fs_base: AtomicU64::new(fs_base),
         process: Some(process),
+        name: "",
     });
     with_sched(|s| s.run_queue.push_back(task.clone()));
     Ok(task)
+}
+
+/// Start a kernel task running `body` (which never returns) in ring 0, on a stack of its
+/// own, with the page tables of whatever ran before it (the kernel half is the same in
+/// every address space). It is scheduled like any task: it runs until it blocks or
+/// yields.
+pub fn spawn_kernel(
+    name: &'static str,
+    body: fn() -> !,
+) -> Result<Arc<Task>, mm::frame_alloc::AllocError> {
+    let task = Arc::new(Task {
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        ctx: TaskContext::new_kernel(body)?,
+        state: AtomicU8::new(State::Runnable as u8),
+        fpu: Mutex::new(FpuState::initial()),
+        fs_base: AtomicU64::new(0),
+        process: None,
+        name,
+    });
+    with_sched(|s| s.run_queue.push_back(task.clone()));
+    Ok(task)
+}
+
+/// Wake `t` if it is blocked, wherever it waits. Every wait re-checks its condition
+/// when woken: an interruptible one (sleeps, pipes, the terminal, wait4) sees the fatal
+/// signal that prompted this and returns; any other simply blocks again.
+pub fn wake(t: &Arc<Task>) {
+    cpu::without_interrupts(|| {
+        if t.state() == State::Blocked {
+            t.set_state(State::Runnable);
+            if let Some(s) = SCHED.lock().as_mut() {
+                s.run_queue.push_back(t.clone());
+            }
+        }
+    })
+}
+
+/// Whether another task is waiting to run.
+fn others_runnable() -> bool {
+    with_sched(|s| !s.run_queue.is_empty()).unwrap_or(false)
+}
+
+/// The idle task's wait: run whatever is runnable, else halt until the next interrupt.
+/// Called with interrupts disabled (so a wake-up between the caller's check and the
+/// halt is not lost: `sti; hlt` takes the interrupt only after the halt begins).
+fn idle_wait() {
+    if others_runnable() {
+        schedule();
+    } else {
+        cpu::enable_interrupts_and_halt();
+    }
+}
+
+/// The idle loop's step: halt until something happens, then run what became runnable.
+pub fn idle_step() {
+    x86_64::instructions::interrupts::disable();
+    idle_wait();
+    schedule();
 }
 
 /// Switch to the next runnable task (or idle). The current task stays runnable unless it
@@ -241,8 +304,7 @@ fn relax() {
         return;
     }
     // The idle task may yield too: it is resumed whenever nothing else can run.
-    let others = with_sched(|s| !s.run_queue.is_empty()).unwrap_or(false);
-    if others {
+    if others_runnable() {
         yield_now();
     } else {
         // Nobody else can run: the holder waits for an interrupt, so do we.
@@ -289,7 +351,7 @@ impl WaitQueue {
                     self.waiters.lock().push(t);
                     schedule();
                 }
-                None => cpu::enable_interrupts_and_halt(),
+                None => idle_wait(),
             }
         }
         if was_enabled {

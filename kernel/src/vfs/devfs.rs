@@ -295,7 +295,7 @@ impl Bounce {
         let n = bytes.div_ceil(FRAME_SIZE);
         let mut frames_v = Vec::with_capacity(n);
         for _ in 0..n {
-            match frames().alloc(Owner::Kernel) {
+            match crate::memory::alloc_frame(Owner::Kernel, crate::memory::Gfp::Kernel) {
                 Ok(p) => frames_v.push(p),
                 Err(_) => break,
             }

@@ -64,7 +64,9 @@ impl DiskBlocks {
         let n = len.div_ceil(FRAME_SIZE);
         let mut pfns = Vec::with_capacity(n);
         for _ in 0..n {
-            match frames().alloc(Owner::Kernel) {
+            // Kernel class: metadata I/O must make progress under memory pressure (it is
+            // how dirty pages get written back), so it may use half of the reserve.
+            match crate::memory::alloc_frame(Owner::Kernel, crate::memory::Gfp::Kernel) {
                 Ok(p) => pfns.push(p),
                 Err(_) => {
                     for p in pfns {
@@ -350,6 +352,8 @@ impl Inode {
             let n = self.write_locked(pos, piece)?;
             pos += n as u64;
             left -= n;
+            // Dirty throttling: past the hard limit, wait for writeback here.
+            super::writeback::balance_dirty_pages();
             Ok(n)
         })
     }

@@ -20,14 +20,13 @@ pub mod path;
 pub mod pipe;
 pub mod procfs;
 pub mod ramfs;
+pub mod writeback;
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use drivers::block::BlockDevice;
-use mm::page_cache::PageCache;
-use spin::Once;
 
 pub use ext2::{Inode, Mount, OpenFile};
 pub use file::{File, ProcessFiles};
@@ -36,14 +35,9 @@ pub use path::Loc;
 
 use crate::syscall::errno::Errno;
 use crate::task::WaitQueue;
-use crate::{block, kprintln, memory};
+use crate::{block, kprintln};
 
-static PAGE_CACHE: Once<PageCache> = Once::new();
-
-/// The system's page cache.
-pub fn page_cache() -> &'static PageCache {
-    PAGE_CACHE.call_once(|| PageCache::new(memory::frames()))
-}
+pub use crate::memory::page_cache;
 
 /// Something to wait for, without losing a wake-up: take a [`snapshot`](Event::snapshot)
 /// before checking the condition, then [`wait`](Event::wait) with it if the condition
@@ -72,10 +66,15 @@ impl Event {
         self.seq.load(Ordering::Acquire)
     }
 
-    /// Block until a notification after `seen` was taken.
-    pub fn wait(&self, seen: u64) {
-        self.wq
-            .wait_until(|| self.seq.load(Ordering::Acquire) != seen);
+    /// Block until a notification after `seen` was taken; EINTR if a fatal signal
+    /// arrives for the waiting process first.
+    pub fn wait(&self, seen: u64) -> Result<(), Errno> {
+        let mut killed = false;
+        self.wq.wait_until(|| {
+            killed = crate::proc::kill_pending();
+            killed || self.seq.load(Ordering::Acquire) != seen
+        });
+        if killed { Err(Errno::EINTR) } else { Ok(()) }
     }
 
     pub fn notify(&self) {
@@ -179,6 +178,14 @@ pub fn sync_all() -> Result<(), Errno> {
         }
     }
     r
+}
+
+/// Drop the clean metadata blocks every mounted ext2 file system caches
+/// (`drop_caches` 2).
+pub fn drop_clean_metadata() {
+    for m in mount::ext2_mounts() {
+        m.fs.lock().drop_clean_metadata();
+    }
 }
 
 /// Write the metadata of every mounted ext2 file system (after background writeback of

@@ -115,7 +115,7 @@ impl Pipe {
             if nonblock {
                 return Err(Errno::EAGAIN);
             }
-            self.event.wait(seen);
+            self.event.wait(seen)?;
         }
     }
 
@@ -177,7 +177,9 @@ impl Pipe {
                     Err(Errno::EAGAIN)
                 };
             }
-            self.event.wait(seen);
+            if let Err(e) = self.event.wait(seen) {
+                return if done > 0 { Ok(done) } else { Err(e) };
+            }
         }
         Ok(done)
     }

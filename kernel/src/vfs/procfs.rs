@@ -1,5 +1,6 @@
-//! procfs (`/proc`): `meminfo`, `vmstat`, `mounts`. A file's content is generated when
-//! it is opened, so a reader sees one consistent snapshot however it reads.
+//! procfs (`/proc`): `meminfo`, `vmstat`, `mounts`, and `sys/vm/drop_caches`. A file's
+//! content is generated when it is opened, so a reader sees one consistent snapshot
+//! however it reads; a control file acts on each write.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -12,27 +13,62 @@ use super::node::*;
 use crate::syscall::errno::Errno;
 
 type Generator = fn() -> Vec<u8>;
+type Control = fn(&[u8]) -> Result<(), Errno>;
 
-const FILES: [(&[u8], Generator); 3] = [
-    (b"meminfo", meminfo),
-    (b"mounts", mounts),
-    (b"vmstat", vmstat),
+/// What an entry of the tree is.
+#[derive(Clone, Copy)]
+enum Entry {
+    Dir,
+    /// Generated on open, read-only.
+    File(Generator),
+    /// Written to act (mode 0200 like Linux's `drop_caches`); reads give nothing.
+    Control(Control),
+}
+
+/// The whole tree: paths below `/proc` (no leading slash), parents before children.
+const TREE: [(&str, Entry); 6] = [
+    ("meminfo", Entry::File(meminfo)),
+    ("mounts", Entry::File(mounts)),
+    ("vmstat", Entry::File(vmstat)),
+    ("sys", Entry::Dir),
+    ("sys/vm", Entry::Dir),
+    ("sys/vm/drop_caches", Entry::Control(drop_caches)),
 ];
 
-/// The `/proc` directory.
+/// A directory of procfs: `/proc` itself (`index` None) or an entry of [`TREE`].
 struct ProcDir {
     dev: u64,
+    index: Option<usize>,
 }
 
 struct ProcFile {
     dev: u64,
-    ino: u64,
-    generate: Generator,
+    index: usize,
+}
+
+fn ino(index: Option<usize>) -> u64 {
+    index.map_or(1, |i| 2 + i as u64)
+}
+
+fn path_of(index: Option<usize>) -> &'static str {
+    index.map_or("", |i| TREE[i].0)
+}
+
+/// The entries directly inside the directory at `dir` ("" for the root).
+fn children(dir: &'static str) -> impl Iterator<Item = (usize, &'static str)> {
+    TREE.iter().enumerate().filter_map(move |(i, (p, _))| {
+        let rest = if dir.is_empty() {
+            *p
+        } else {
+            p.strip_prefix(dir)?.strip_prefix('/')?
+        };
+        (!rest.contains('/')).then_some((i, rest))
+    })
 }
 
 /// A new procfs instance.
 pub fn new(dev: u64) -> NodeRef {
-    Arc::new(ProcDir { dev })
+    Arc::new(ProcDir { dev, index: None })
 }
 
 struct Text(Vec<u8>);
@@ -42,6 +78,25 @@ impl Write for Text {
         self.0.extend_from_slice(s.as_bytes());
         Ok(())
     }
+}
+
+/// `/proc/sys/vm/drop_caches`: as Linux, "1" drops clean page-cache pages, "2" clean
+/// metadata blocks, "3" both; dirty pages, and pages mapped or under I/O, stay.
+fn drop_caches(data: &[u8]) -> Result<(), Errno> {
+    let text = core::str::from_utf8(data).map_err(|_| Errno::EINVAL)?;
+    let what: u32 = text.trim().parse().map_err(|_| Errno::EINVAL)?;
+    if !(1..=3).contains(&what) {
+        return Err(Errno::EINVAL);
+    }
+    let mut pages = 0;
+    if what & 1 != 0 {
+        pages = crate::memory::reclaim::drop_page_cache();
+    }
+    if what & 2 != 0 {
+        super::drop_clean_metadata();
+    }
+    log::info!("drop_caches {what}: {pages} page-cache pages dropped");
+    Ok(())
 }
 
 /// `/proc/meminfo` in Linux's layout (kB).
@@ -66,8 +121,8 @@ pub fn meminfo() -> Vec<u8> {
     line("Mlocked", kib(counters::get(Counter::PinnedPages)));
     line("SwapTotal", 0);
     line("SwapFree", 0);
-    line("Dirty", 0);
-    line("Writeback", 0);
+    line("Dirty", kib(counters::get(Counter::NrDirty)));
+    line("Writeback", kib(counters::get(Counter::NrWriteback)));
     line("Shmem", 0);
     t.0
 }
@@ -116,37 +171,76 @@ impl FileOps for Snapshot {
     }
 }
 
+/// An open control file: each write (at most a page) is one command.
+struct ControlFile(Control);
+
+impl FileOps for ControlFile {
+    fn read(&self, _pos: u64, _buf: &mut ReadBuf, _nonblock: bool) -> Result<usize, Errno> {
+        Err(Errno::EINVAL)
+    }
+
+    fn write(&self, _pos: u64, buf: &mut WriteBuf, _nonblock: bool) -> Result<usize, Errno> {
+        let n = buf.len();
+        if n > 4096 {
+            return Err(Errno::EINVAL);
+        }
+        let mut data = Vec::with_capacity(n);
+        buf.drain(|piece| {
+            data.extend_from_slice(piece);
+            Ok(piece.len())
+        })?;
+        (self.0)(&data)?;
+        Ok(n)
+    }
+
+    fn size(&self) -> u64 {
+        0
+    }
+}
+
+fn stat_of(dev: u64, index: Option<usize>) -> Stat {
+    let t = now();
+    let (mode, nlink, blksize) = match index.map(|i| TREE[i].1) {
+        None | Some(Entry::Dir) => (S_IFDIR | 0o555, 2, 4096),
+        Some(Entry::File(_)) => (S_IFREG | 0o444, 1, 1024),
+        Some(Entry::Control(_)) => (S_IFREG | 0o200, 1, 1024),
+    };
+    Stat {
+        dev,
+        ino: ino(index),
+        mode,
+        nlink,
+        blksize,
+        atime: t,
+        mtime: t,
+        ctime: t,
+        ..Stat::default()
+    }
+}
+
 impl Node for ProcDir {
     fn kind(&self) -> FileKind {
         FileKind::Directory
     }
 
     fn stat(&self) -> Result<Stat, Errno> {
-        let t = now();
-        Ok(Stat {
-            dev: self.dev,
-            ino: 1,
-            mode: S_IFDIR | 0o555,
-            nlink: 2,
-            blksize: 4096,
-            atime: t,
-            mtime: t,
-            ctime: t,
-            ..Stat::default()
-        })
+        Ok(stat_of(self.dev, self.index))
     }
 
     fn lookup(&self, name: &[u8]) -> Result<NodeRef, Errno> {
-        let (i, &(_, generate)) = FILES
-            .iter()
-            .enumerate()
-            .find(|(_, (n, _))| *n == name)
+        let (i, _) = children(path_of(self.index))
+            .find(|(_, n)| n.as_bytes() == name)
             .ok_or(Errno::ENOENT)?;
-        Ok(Arc::new(ProcFile {
-            dev: self.dev,
-            ino: 2 + i as u64,
-            generate,
-        }))
+        Ok(match TREE[i].1 {
+            Entry::Dir => Arc::new(ProcDir {
+                dev: self.dev,
+                index: Some(i),
+            }),
+            Entry::File(_) | Entry::Control(_) => Arc::new(ProcFile {
+                dev: self.dev,
+                index: i,
+            }),
+        })
     }
 
     fn create(&self, _name: &[u8], _mode: u32) -> Result<NodeRef, Errno> {
@@ -158,12 +252,24 @@ impl Node for ProcDir {
     }
 
     fn readdir(&self, cursor: u64) -> Result<Vec<DirEntry>, Errno> {
+        let parent = match self.index {
+            Some(i) => {
+                let p = TREE[i].0;
+                let up = p.rfind('/').map(|k| &p[..k]);
+                up.and_then(|u| TREE.iter().position(|(q, _)| *q == u))
+            }
+            None => None,
+        };
         let mut all: Vec<(&[u8], u64, FileKind)> = alloc::vec![
-            (&b"."[..], 1, FileKind::Directory),
-            (b"..", 1, FileKind::Directory),
+            (&b"."[..], ino(self.index), FileKind::Directory),
+            (b"..", ino(parent), FileKind::Directory),
         ];
-        for (i, (n, _)) in FILES.iter().enumerate() {
-            all.push((n, 2 + i as u64, FileKind::Regular));
+        for (i, n) in children(path_of(self.index)) {
+            let kind = match TREE[i].1 {
+                Entry::Dir => FileKind::Directory,
+                _ => FileKind::Regular,
+            };
+            all.push((n.as_bytes(), ino(Some(i)), kind));
         }
         Ok(all
             .into_iter()
@@ -185,18 +291,7 @@ impl Node for ProcFile {
     }
 
     fn stat(&self) -> Result<Stat, Errno> {
-        let t = now();
-        Ok(Stat {
-            dev: self.dev,
-            ino: self.ino,
-            mode: S_IFREG | 0o444,
-            nlink: 1,
-            blksize: 1024,
-            atime: t,
-            mtime: t,
-            ctime: t,
-            ..Stat::default()
-        })
+        Ok(stat_of(self.dev, Some(self.index)))
     }
 
     fn size(&self) -> u64 {
@@ -204,21 +299,33 @@ impl Node for ProcFile {
     }
 
     fn read_at(&self, offset: u64, buf: &mut ReadBuf) -> Result<usize, Errno> {
-        Snapshot((self.generate)()).read(offset, buf, false)
+        match TREE[self.index].1 {
+            Entry::File(generate) => Snapshot(generate()).read(offset, buf, false),
+            _ => Err(Errno::EINVAL),
+        }
     }
 
-    fn write_at(&self, _offset: u64, _buf: &mut WriteBuf) -> Result<usize, Errno> {
-        Err(Errno::EACCES)
+    fn write_at(&self, offset: u64, buf: &mut WriteBuf) -> Result<usize, Errno> {
+        match TREE[self.index].1 {
+            Entry::Control(c) => ControlFile(c).write(offset, buf, false),
+            _ => Err(Errno::EACCES),
+        }
     }
 
     fn truncate(&self, _size: u64) -> Result<(), Errno> {
-        Err(Errno::EACCES)
+        match TREE[self.index].1 {
+            // `echo 3 > drop_caches` opens with O_TRUNC, as on Linux.
+            Entry::Control(_) => Ok(()),
+            _ => Err(Errno::EACCES),
+        }
     }
 
     fn open(&self, _me: &NodeRef, flags: u32) -> Result<Box<dyn FileOps>, Errno> {
-        if flags & 3 != 0 {
-            return Err(Errno::EACCES);
+        let writing = flags & 3 != 0;
+        match TREE[self.index].1 {
+            Entry::File(generate) if !writing => Ok(Box::new(Snapshot(generate()))),
+            Entry::Control(c) if flags & 3 == 1 => Ok(Box::new(ControlFile(c))),
+            _ => Err(Errno::EACCES),
         }
-        Ok(Box::new(Snapshot((self.generate)())))
     }
 }

@@ -37,6 +37,13 @@ context_switch:
 task_first_entry:
     call task_started
     jmp trap_return
+
+    .global kernel_task_first_entry
+kernel_task_first_entry:
+    call task_started
+    movq %r12, %rdi
+    call kernel_task_main
+    ud2
 "#,
     options(att_syntax)
 );
@@ -44,6 +51,19 @@ task_first_entry:
 unsafe extern "C" {
     fn context_switch(save_rsp: *mut u64, load_rsp: u64);
     fn task_first_entry();
+    fn kernel_task_first_entry();
+}
+
+/// First Rust code of a kernel task (after `task_started`): interrupts on, then its
+/// body, which never returns. `entry` is the `fn() -> !` that
+/// [`TaskContext::new_kernel`] put in the stack's r12 slot.
+#[unsafe(no_mangle)]
+extern "C" fn kernel_task_main(entry: usize) -> ! {
+    // SAFETY: `entry` is exactly the function pointer new_kernel stored, passed through
+    // r12 unchanged (callee-saved across task_started).
+    let body: fn() -> ! = unsafe { core::mem::transmute::<usize, fn() -> !>(entry) };
+    super::cpu::enable_interrupts();
+    body()
 }
 
 /// Words `context_switch` pops before returning (r15..rbp, rflags).
@@ -87,6 +107,17 @@ impl TaskContext {
     pub fn new_user(frame: &TrapFrame) -> Result<TaskContext, AllocError> {
         let mut stack = KernelStack::new()?;
         let rsp = prepare_user_stack(stack.words_mut(), frame);
+        Ok(TaskContext {
+            saved_rsp: AtomicU64::new(rsp),
+            stack: Some(stack),
+        })
+    }
+
+    /// A new kernel stack whose first switch-in runs `body` in ring 0 with interrupts
+    /// enabled (a kernel task).
+    pub fn new_kernel(body: fn() -> !) -> Result<TaskContext, AllocError> {
+        let mut stack = KernelStack::new()?;
+        let rsp = prepare_kernel_stack(stack.words_mut(), body);
         Ok(TaskContext {
             saved_rsp: AtomicU64::new(rsp),
             stack: Some(stack),
@@ -154,6 +185,25 @@ fn prepare_user_stack(stack: &mut [u64], frame: &TrapFrame) -> u64 {
     }
     // RFLAGS popped last: interrupts off until iretq restores the user's flags.
     stack[frame_at - 2] = 0x2;
+    stack[regs_at..].as_ptr() as u64
+}
+
+/// Lay out a new kernel task's stack so that its first switch-in enters
+/// `kernel_task_first_entry` with `body` in r12 and a 16-byte aligned stack. Returns the
+/// stack pointer to switch to.
+fn prepare_kernel_stack(stack: &mut [u64], body: fn() -> !) -> u64 {
+    let n = stack.len();
+    // The top word is the return address: after `ret` pops it, rsp is the (16-byte
+    // aligned) stack top, as the System V ABI wants before a call.
+    stack[n - 1] = kernel_task_first_entry as *const () as u64;
+    let regs_at = n - 1 - SWITCH_WORDS;
+    for w in &mut stack[regs_at..n - 1] {
+        *w = 0;
+    }
+    // Popped in order r15, r14, r13, r12, rbx, rbp, rflags.
+    stack[regs_at + 3] = body as usize as u64;
+    // RFLAGS: interrupts off until kernel_task_main turns them on.
+    stack[n - 2] = 0x2;
     stack[regs_at..].as_ptr() as u64
 }
 

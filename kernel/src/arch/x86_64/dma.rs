@@ -17,9 +17,16 @@ impl drivers::hal::Hal for KernelHal {
     }
 
     fn dma_alloc(pages: usize) -> Option<u64> {
-        let start = crate::memory::frames()
-            .alloc_contiguous(pages as u64, Owner::Dma)
-            .ok()?;
+        // Rings and command tables, allocated at probe time (or on recovery): a
+        // contiguous run; if none is free, dropping clean page-cache pages may make one.
+        let frames = crate::memory::frames();
+        let start = match frames.alloc_contiguous(pages as u64, Owner::Dma) {
+            Ok(p) => p,
+            Err(_) => {
+                crate::memory::reclaim::refill();
+                frames.alloc_contiguous(pages as u64, Owner::Dma).ok()?
+            }
+        };
         for i in 0..pages as u64 {
             mm::phys::zero(start.add(i), 0, FRAME_SIZE);
         }

@@ -30,16 +30,27 @@ static HEAP: KernelHeap = KernelHeap {
     heap: Mutex::new(Heap::empty()),
 };
 
+/// Allocations at least this large are "big": the heap grows for them only while that
+/// leaves the kernel's reserve of free frames intact, so one large (fallible) request
+/// can never take the frames the rest of the kernel needs to keep going.
+const BIG_ALLOCATION: usize = 64 << 10;
+
 /// Map `bytes` more of heap at its top. Returns false when out of frames or address space.
-fn grow(bytes: usize) -> bool {
+fn grow(bytes: usize, big: bool) -> bool {
     let base = BASE.load(Ordering::Relaxed);
     let mapped = MAPPED.load(Ordering::Relaxed);
     let pages = bytes.div_ceil(FRAME_SIZE) as u64;
     if base == 0 || mapped + pages * FRAME_SIZE as u64 > MAX_HEAP {
         return false;
     }
+    let free = crate::memory::frames().free_frames();
+    if big && free < pages + crate::memory::reclaim::reserve() {
+        return false;
+    }
     for i in 0..pages {
-        let Ok(pfn) = crate::memory::frames().alloc(Owner::Heap) else {
+        // Atomic: the heap lock is held with interrupts off, so nothing may be reclaimed
+        // here; growth takes from the reserve, which the writeback task refills.
+        let Ok(pfn) = crate::memory::alloc_frame(Owner::Heap, crate::memory::Gfp::Atomic) else {
             MAPPED.store(mapped + i * FRAME_SIZE as u64, Ordering::Relaxed);
             return i > 0;
         };
@@ -68,7 +79,7 @@ fn grow(bytes: usize) -> bool {
 pub fn init(initial: usize) -> Result<(), &'static str> {
     let base = paging::reserve_kernel_slot().ok_or("no free level-4 slot for the heap")?;
     BASE.store(base, Ordering::Relaxed);
-    if !grow(initial) {
+    if !grow(initial, false) {
         return Err("no memory for the initial heap");
     }
     let mapped = MAPPED.load(Ordering::Relaxed) as usize;
@@ -97,9 +108,14 @@ unsafe impl GlobalAlloc for KernelHeap {
                 if let Ok(p) = heap.allocate_first_fit(layout) {
                     return p.as_ptr();
                 }
-                let want = (layout.size() + layout.align() + 64).max(GROW_STEP);
+                let need = layout.size() + layout.align() + 64;
+                let big = layout.size() >= BIG_ALLOCATION;
                 let before = MAPPED.load(Ordering::Relaxed);
-                if !grow(want) {
+                // Grow by a step while memory is plentiful, else by just what this needs.
+                let plenty = crate::memory::frames().free_frames()
+                    > 2 * crate::memory::reclaim::high_watermark();
+                let step = if plenty { need.max(GROW_STEP) } else { need };
+                if !grow(step, big) {
                     return core::ptr::null_mut();
                 }
                 let added = (MAPPED.load(Ordering::Relaxed) - before) as usize;

@@ -74,8 +74,9 @@ impl KernelStack {
         };
         for i in 0..KERNEL_STACK_PAGES {
             let va = bottom + i * FRAME_SIZE as u64;
-            let mapped = frames
-                .alloc(Owner::Kernel)
+            // Kernel class: a new task's stack may reclaim page-cache pages, but never
+            // takes the part of the reserve the heap and I/O need.
+            let mapped = crate::memory::alloc_frame(Owner::Kernel, crate::memory::Gfp::Kernel)
                 .map_err(|_| AllocError::OutOfMemory)
                 .and_then(|pfn| {
                     paging::map_kernel_page(va, pfn, access).map_err(|_| {

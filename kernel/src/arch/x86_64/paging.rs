@@ -2,6 +2,7 @@
 //! `PHYS_OFFSET + phys`), the kernel's own mappings (heap), and address spaces for
 //! processes that share the kernel's upper half.
 
+use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use mm::frame::{FRAME_SIZE, Pfn};
@@ -14,6 +15,8 @@ use x86_64::structures::paging::{
     Translate,
 };
 use x86_64::{PhysAddr, VirtAddr};
+
+use crate::memory::Gfp;
 
 pub use x86_64::structures::paging::PageTableFlags as PteFlags;
 
@@ -130,7 +133,7 @@ pub fn map_mmio(phys: u64, size: u64) -> Result<u64, MapError> {
             let frame = PhysFrame::containing_address(PhysAddr::new(first + i * FRAME_SIZE as u64));
             // SAFETY: the virtual range is fresh, in a kernel slot reserved for device
             // memory; the physical range is a device BAR, not RAM, so no Rust object aliases it.
-            unsafe { mapper.map_to(page, frame, flags, &mut TableFrames) }
+            unsafe { mapper.map_to(page, frame, flags, &mut TableFrames(Gfp::Atomic)) }
                 .map_err(map_err)?
                 .flush();
         }
@@ -169,14 +172,16 @@ pub fn frame_table_storage(phys: u64, count: usize) -> &'static [FrameDescriptor
     }
 }
 
-/// Page-table frames come from the kernel's frame allocator.
-struct TableFrames;
+/// Page-table frames come from the kernel's frame allocator, under the policy of the
+/// address space they serve: `Atomic` for the kernel's (mapped with its locks held),
+/// `User` for a process's (which may reclaim, like the process's own pages).
+struct TableFrames(Gfp);
 
 // SAFETY: every frame returned is freshly allocated, unused and owned by the page table
 // that receives it (the mapper zeroes new tables before use).
 unsafe impl FrameAllocator<Size4KiB> for TableFrames {
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
-        let pfn = crate::memory::frames().alloc(Owner::PageTable).ok()?;
+        let pfn = crate::memory::alloc_frame(Owner::PageTable, self.0).ok()?;
         Some(PhysFrame::containing_address(PhysAddr::new(pfn.addr())))
     }
 }
@@ -241,7 +246,7 @@ pub fn reserve_kernel_slot() -> Option<u64> {
     let mapper = guard.as_mut()?;
     let p4 = mapper.level_4_table_mut();
     let idx = (256..512).rev().find(|&i| p4[i].is_unused())?;
-    let pfn = crate::memory::frames().alloc(Owner::PageTable).ok()?;
+    let pfn = crate::memory::alloc_frame(Owner::PageTable, Gfp::Atomic).ok()?;
     mm::phys::zero(pfn, 0, FRAME_SIZE);
     p4[idx].set_addr(
         PhysAddr::new(pfn.addr()),
@@ -269,7 +274,8 @@ fn map_kernel_page_locked(va: u64, pfn: Pfn, access: Access) -> Result<(), MapEr
     // SAFETY: `va` is in the kernel half inside a slot reserved for kernel regions, so the
     // new mapping cannot alias memory that Rust code already references.
     let flush =
-        unsafe { mapper.map_to(page, frame, access.flags(), &mut TableFrames) }.map_err(map_err)?;
+        unsafe { mapper.map_to(page, frame, access.flags(), &mut TableFrames(Gfp::Atomic)) }
+            .map_err(map_err)?;
     flush.flush();
     Ok(())
 }
@@ -297,13 +303,15 @@ fn unmap_kernel_page_locked(va: u64) -> Result<Pfn, MapError> {
 /// A user address space: its own lower half, the kernel's upper half shared.
 pub struct AddressSpace {
     p4: Pfn,
+    /// Pages mapped in the lower half (the resident set), shared with whoever needs to
+    /// read it without this address space's lock (the OOM killer).
+    resident: Arc<AtomicU64>,
 }
 
 impl AddressSpace {
     /// A new address space with an empty lower half.
     pub fn new() -> Result<AddressSpace, MapError> {
-        let pfn = crate::memory::frames()
-            .alloc(Owner::PageTable)
+        let pfn = crate::memory::alloc_frame(Owner::PageTable, Gfp::User)
             .map_err(|_| MapError::OutOfMemory)?;
         mm::phys::zero(pfn, 0, FRAME_SIZE);
         let kernel = table_ptr(KERNEL_P4.load(Ordering::Relaxed));
@@ -317,7 +325,15 @@ impl AddressSpace {
                 new[i] = kernel[i].clone();
             }
         }
-        Ok(AddressSpace { p4: pfn })
+        Ok(AddressSpace {
+            p4: pfn,
+            resident: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The counter of pages mapped in this address space (its resident set).
+    pub fn resident(&self) -> &Arc<AtomicU64> {
+        &self.resident
     }
 
     fn mapper(&mut self) -> OffsetPageTable<'_> {
@@ -349,10 +365,16 @@ impl AddressSpace {
         // SAFETY: lower-half pages of a user address space are never referenced by kernel
         // Rust code except through explicit, checked copies.
         let flush = unsafe {
-            self.mapper()
-                .map_to_with_table_flags(page, frame, flags, parents, &mut TableFrames)
+            self.mapper().map_to_with_table_flags(
+                page,
+                frame,
+                flags,
+                parents,
+                &mut TableFrames(Gfp::User),
+            )
         }
         .map_err(map_err)?;
+        self.resident.fetch_add(1, Ordering::Relaxed);
         if self.is_active() {
             flush.flush();
         } else {
@@ -372,6 +394,7 @@ impl AddressSpace {
             UnmapError::PageNotMapped => MapError::NotMapped,
             _ => MapError::BadAddress,
         })?;
+        self.resident.fetch_sub(1, Ordering::Relaxed);
         if active {
             flush.flush();
         } else {

@@ -65,7 +65,9 @@
 //!   F_NOTIFY become F_GETFD, prctl never sets seccomp, the mm fields or
 //!   syscall user dispatch, arch_prctl never enables shadow stacks;
 //! * mknod never makes FIFOs or device nodes (a FIFO would block open);
-//! * sendfile, copy_file_range, splice and tee move at most 4 MiB;
+//! * sendfile, copy_file_range, splice and tee move at most 4 MiB; mmap of
+//!   more than 16 MiB loses MAP_POPULATE and MAP_LOCKED, mlockall loses
+//!   MCL_FUTURE (filling memory that way ends in Linux's OOM killer);
 //! * chdir/fchdir are undone after each call; prlimit64 only queries;
 //! * clock_nanosleep never sleeps on a CPU-time clock (which would not advance);
 //! * pkey_free never frees key 0 (Linux lets it, and the next execute-only
@@ -792,6 +794,12 @@ impl Fuzzer {
         }
     }
 
+    /// An address and a length from [`Self::s_addr`] and [`Self::s_len`].
+    fn s_range(&mut self) -> (u64, u64) {
+        let addr = self.s_addr();
+        (addr, self.s_len(addr))
+    }
+
     fn brk_value(&mut self) -> u64 {
         let b = self.brk0;
         match self.rng.below(10) {
@@ -923,6 +931,8 @@ impl Fuzzer {
     fn fixup(&mut self, nr: u32, a: &mut [u64; 6]) -> Option<bool> {
         const MAP_FIXED: u64 = 0x10;
         const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
+        const MAP_POPULATE: u64 = 0x8000;
+        const MAP_LOCKED: u64 = 0x2000;
         const IPC_NOWAIT: u64 = 0o4000;
         const O_ASYNC: u64 = 0o20000;
         const CAP: u64 = 4 << 20;
@@ -1018,23 +1028,34 @@ impl Fuzzer {
             40 => a[3] %= CAP,
             326 | 275 => a[4] %= CAP,
             276 => a[2] %= CAP,
+            // (Random values are drawn whether or not they are used: arguments may be
+            // addresses, which differ from run to run, and the calls that follow
+            // must not.)
             9 => {
+                let (addr, len) = self.s_range();
                 if a[3] & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
-                    a[0] = self.s_addr();
-                    a[1] = self.s_len(a[0]);
+                    a[0] = addr;
+                    a[1] = len;
+                }
+                // Populating (or locking) a huge mapping is a legitimate way to
+                // run out of memory, which Linux answers with the OOM killer.
+                if a[1] > 16 << 20 {
+                    a[3] &= !(MAP_POPULATE | MAP_LOCKED);
                 }
             }
+            // mlockall(MCL_FUTURE) would make every later mapping populated.
+            151 => a[0] &= !2,
             10 | 11 | 28 | 216 | 329 | 462 => {
                 a[0] = self.s_addr();
                 a[1] = self.s_len(a[0]);
             }
             25 => {
-                a[0] = self.s_addr();
-                a[1] = self.s_len(a[0]);
+                (a[0], a[1]) = self.s_range();
+                let (to, len) = self.s_range();
                 if a[3] & 2 != 0 {
                     // MREMAP_FIXED: the target is in S too.
-                    a[4] = self.s_addr();
-                    a[2] = self.s_len(a[4]);
+                    a[4] = to;
+                    a[2] = len;
                 }
             }
             12 => a[0] = self.brk_value(),
@@ -1340,6 +1361,7 @@ impl Fuzzer {
             syscall1(95, 0o022); // umask
             let zero = 0u64;
             syscall4(14, 2, &zero as *const u64 as usize, 0, 8); // SIG_SETMASK
+            syscall1(152, 0); // munlockall
             syscall1(sys::nr::BRK, self.brk0 as usize);
         }
         for fd in POOL_END..POOL_END + 64 {

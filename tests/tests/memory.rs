@@ -1,0 +1,224 @@
+//! Memory pressure, end to end: big files with little RAM, the OOM killer, PID 1 dying.
+//! Each test boots the default init (`/bin/sh --boot`) with an ext2 data disk whose
+//! `/etc/rc` does the work (see tests/src/userland.rs), then the host checks the image:
+//! `e2fsck -fn` clean, and every file the rc wrote hashed by the host (read with
+//! `debugfs`) equal to what it must be.
+//!
+//! * `copy_256_mib_with_512_mib_of_ram`: a cold read of a 256 MiB file, then 256 MiB of
+//!   zeros written with `conv=fsync` (this panicked the kernel once: a 1 MiB heap
+//!   allocation of writeback bookkeeping), `drop_caches`, then the file copied by `cp`
+//!   and by `dd bs=1M` (a read/write loop); no process may die, nothing may be killed.
+//! * `big_file_with_64_mib_of_ram` / `..._32_mib_...`: 256 MiB from /dev/urandom written
+//!   with `dd`, hashed, copied, hashed, on a machine with a fraction of that in RAM.
+//! * `oom_killer_ends_the_hog_and_the_shell_survives`: `memhog` takes memory without
+//!   bound; it must die of SIGKILL (status 137), the shell must carry on.
+//! * `pid1_killed_by_a_fault_ends_the_run`: PID 1 dies of SIGSEGV; QEMU must exit with a
+//!   failure status within seconds.
+//!
+//! `ALIASOS_SERIAL=1 cargo test -p tests --test memory -- --nocapture` shows the logs.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tests::userland::*;
+
+const MIB: usize = 1 << 20;
+
+/// A line of the `name value` text `text` (vmstat), as a number.
+fn stat(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The hash `sha256sum` printed for `name` in the text `hashes`.
+fn hash_of<'a>(hashes: &'a str, name: &str) -> Option<&'a str> {
+    hashes
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(name))
+        .and_then(|l| l.split_whitespace().next())
+}
+
+/// The image holds `path` with SHA-256 `want`.
+fn assert_file_hash(img: &Path, path: &str, want: &str, o: &boot::Outcome) {
+    let got = image_file_sha256(img, path);
+    assert_eq!(
+        got.as_deref(),
+        Some(want),
+        "{path} on the image is not what was written; {}",
+        describe(o)
+    );
+}
+
+/// No process was killed: no OOM kill, no fault.
+fn assert_nothing_killed(o: &boot::Outcome) {
+    for bad in ["killed by signal", "out of memory", "KERNEL PANIC"] {
+        assert!(
+            !o.serial.contains(bad),
+            "the serial log shows {bad:?}; {}",
+            describe(o)
+        );
+    }
+}
+
+#[test]
+fn copy_256_mib_with_512_mib_of_ram() {
+    let src = data(256 * MIB, 9);
+    let t = Tree::new("copy256");
+    t.file("src.bin", &src).rc("\
+echo rc start
+dd if=src.bin of=/dev/null bs=1M
+dd if=/dev/zero of=z.bin bs=1M count=256 conv=fsync
+rm z.bin
+echo 3 > /proc/sys/vm/drop_caches
+cp src.bin cp.bin
+dd if=src.bin of=dd.bin bs=1M
+sha256sum cp.bin dd.bin > hashes
+cat /proc/vmstat > vmstat
+sync
+echo rc done
+poweroff
+");
+    let want = file_sha256(&t.path("src.bin"));
+    drop(src);
+    let img = t.image(1024);
+    let o = boot_rc_with(&img, "512M", None, Duration::from_secs(600));
+    assert_powered_off(&o, "copy256");
+    assert!(o.serial.contains("rc done"), "{}", describe(&o));
+    assert_nothing_killed(&o);
+    assert_image_clean(&img, &o);
+    let hashes = read_back_text(&img, "/hashes", &o);
+    for name in ["cp.bin", "dd.bin"] {
+        assert_eq!(
+            hash_of(&hashes, name),
+            Some(want.as_str()),
+            "sha256sum in AliasOS: {hashes}"
+        );
+        assert_file_hash(&img, &format!("/{name}"), &want, &o);
+    }
+    assert!(try_read_back(&img, "/z.bin").is_none(), "z.bin was removed");
+    let vmstat = read_back_text(&img, "/vmstat", &o);
+    assert_eq!(stat(&vmstat, "oom_kill"), Some(0), "{vmstat}");
+    let _ = std::fs::remove_file(&img);
+}
+
+/// 256 MiB of random data written, hashed, copied and hashed with `mem` of RAM.
+fn big_file_with(mem: &str, tag: &str) {
+    let t = Tree::new(tag);
+    t.rc("\
+echo rc start
+free -m
+dd if=/dev/urandom of=big.bin bs=1M count=256
+sha256sum big.bin > h1
+cp big.bin copy.bin
+sha256sum copy.bin > h2
+cat /proc/vmstat > vmstat
+free -m
+sync
+echo rc done
+poweroff
+");
+    let img = t.image(768);
+    let o = boot_rc_with(&img, mem, None, Duration::from_secs(600));
+    assert_powered_off(&o, tag);
+    assert!(o.serial.contains("rc done"), "{}", describe(&o));
+    assert_nothing_killed(&o);
+    assert_image_clean(&img, &o);
+    let h1 = read_back_text(&img, "/h1", &o);
+    let h2 = read_back_text(&img, "/h2", &o);
+    let written = hash_of(&h1, "big.bin")
+        .expect("h1 names big.bin")
+        .to_string();
+    assert_eq!(
+        hash_of(&h2, "copy.bin"),
+        Some(written.as_str()),
+        "the copy hashes differently in AliasOS: {h1} {h2}"
+    );
+    assert_file_hash(&img, "/big.bin", &written, &o);
+    assert_file_hash(&img, "/copy.bin", &written, &o);
+    let vmstat = read_back_text(&img, "/vmstat", &o);
+    assert_eq!(stat(&vmstat, "oom_kill"), Some(0), "{vmstat}");
+    assert!(
+        stat(&vmstat, "pgsteal").is_some_and(|n| n > 0),
+        "a 256 MiB file through {mem} of RAM must have evicted pages: {vmstat}"
+    );
+    let _ = std::fs::remove_file(&img);
+}
+
+#[test]
+fn big_file_with_64_mib_of_ram() {
+    big_file_with("64M", "big64");
+}
+
+#[test]
+fn big_file_with_32_mib_of_ram() {
+    big_file_with("32M", "big32");
+}
+
+#[test]
+fn oom_killer_ends_the_hog_and_the_shell_survives() {
+    let t = Tree::new("oom");
+    t.rc("\
+echo rc start
+memhog
+echo memhog status $?
+memhog 8M
+echo small hog status $?
+cat /proc/vmstat > vmstat
+sync
+echo rc done
+poweroff
+");
+    let img = t.image(32);
+    let o = boot_rc_with(&img, "96M", None, Duration::from_secs(300));
+    assert_powered_off(&o, "oom");
+    for line in [
+        "memhog status 137",
+        "memhog: holding 8 MiB; done",
+        "small hog status 0",
+        "rc done",
+    ] {
+        assert!(
+            o.serial.lines().any(|l| l.trim_end() == line),
+            "the console lacks {line:?}; {}",
+            describe(&o)
+        );
+    }
+    assert!(
+        o.serial.contains("out of memory: killed process") && o.serial.contains("(memhog)"),
+        "the OOM killer did not report its choice; {}",
+        describe(&o)
+    );
+    assert!(!o.serial.contains("KERNEL PANIC"), "{}", describe(&o));
+    assert_image_clean(&img, &o);
+    let vmstat = read_back_text(&img, "/vmstat", &o);
+    assert_eq!(stat(&vmstat, "oom_kill"), Some(1), "{vmstat}");
+}
+
+#[test]
+fn pid1_killed_by_a_fault_ends_the_run() {
+    let t = Tree::new("pid1");
+    t.rc("echo never\n");
+    let img = t.image(16);
+    let o = boot_rc_with(
+        &img,
+        "128M",
+        Some("init=/bin/memhog -- -f"),
+        Duration::from_secs(60),
+    );
+    assert!(
+        !o.timed_out,
+        "the machine hung after PID 1 died; {}",
+        describe(&o)
+    );
+    assert_eq!(
+        o.status,
+        Some(boot::exit_code::TEST_FAILED),
+        "PID 1's death must end the run with the failure status; {}",
+        describe(&o)
+    );
+    assert!(
+        o.serial.contains("init exited with wait status 0xb"),
+        "{}",
+        describe(&o)
+    );
+}
