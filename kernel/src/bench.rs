@@ -71,14 +71,23 @@ fn sequential(d: &Disk, op: Op, buf: Pfn) -> Result<f64, drivers::block::BlockEr
     Ok(bytes as f64 / MIB as f64 / seconds(time::now_ns() - start))
 }
 
+/// What [`random_reads`] measured.
+pub struct RandomReads {
+    /// Completed requests per second.
+    pub iops: f64,
+    /// Requests that failed.
+    pub errors: u64,
+    /// The longest time the loop waited with requests outstanding and none completing.
+    pub max_gap_ns: u64,
+}
+
 /// Random 4 KiB reads with `depth` (at most 64) requests outstanding for `run_ns`.
-/// Returns (completed requests per second, errors).
 ///
 /// Completions run in the disk's interrupt handler; they hand buffer `i` back by setting
 /// bit `i` of an atomic word. (An earlier version pushed onto a spin-locked list that this
 /// loop also locked with interrupts enabled: a completion arriving while the loop held the
 /// lock spun forever in the interrupt handler, the QD32 hang.)
-pub fn random_reads(d: &Disk, depth: usize, bufs: &[Pfn], run_ns: u64) -> (f64, u64) {
+pub fn random_reads(d: &Disk, depth: usize, bufs: &[Pfn], run_ns: u64) -> RandomReads {
     let depth = depth.min(bufs.len()).min(64);
     let blocks = d.info().sectors / 8;
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
@@ -92,6 +101,7 @@ pub fn random_reads(d: &Disk, depth: usize, bufs: &[Pfn], run_ns: u64) -> (f64, 
     let deadline = start + run_ns;
     let mut submitted = 0u64;
     let mut outstanding = 0usize;
+    let mut max_gap_ns = 0;
     loop {
         let free = ready.swap(0, Ordering::AcqRel);
         outstanding -= (free.count_ones() as usize).min(outstanding);
@@ -128,11 +138,17 @@ pub fn random_reads(d: &Disk, depth: usize, bufs: &[Pfn], run_ns: u64) -> (f64, 
                 }
             }
         }
+        let waited = time::now_ns();
         d.wait_until(&|| ready.load(Ordering::Acquire) != 0);
+        max_gap_ns = max_gap_ns.max(time::now_ns() - waited);
     }
     let errors = errors.load(Ordering::Relaxed);
     let completed = submitted - errors;
-    (completed as f64 / seconds(time::now_ns() - start), errors)
+    RandomReads {
+        iops: completed as f64 / seconds(time::now_ns() - start),
+        errors,
+        max_gap_ns,
+    }
 }
 
 fn bench_disk(d: &Disk) {
@@ -156,11 +172,11 @@ fn bench_disk(d: &Disk) {
     let run_ns = RUN_SECONDS * 1_000_000_000;
     kprintln!(
         "BENCH {bus} randread_4k_qd1 {:.0} IOPS",
-        random_reads(d, 1, &small, run_ns).0
+        random_reads(d, 1, &small, run_ns).iops
     );
     kprintln!(
         "BENCH {bus} randread_4k_qd32 {:.0} IOPS",
-        random_reads(d, 32, &small, run_ns).0
+        random_reads(d, 32, &small, run_ns).iops
     );
     let _ = frames().free_contiguous(big, MIB / FRAME_SIZE as u64);
     for p in small {

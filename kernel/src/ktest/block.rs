@@ -491,3 +491,35 @@ pub fn sequential_64mib_write() -> TestResult {
     }
     Ok(())
 }
+
+/// Random 4 KiB reads at queue depth 32 on every disk named by `blk_test=`, for
+/// `soak_secs=` seconds each (default 60): any stall fails. Completions run in the disk
+/// interrupt; a lost completion or a handler deadlock would stop the flow (the host's
+/// timeout catches a hard hang, the watchdog a stuck request, which then counts as an
+/// error here). The longest wait for a completion is reported.
+pub fn soak_random_reads_qd32() -> TestResult {
+    let secs: u64 = cmdline::value("soak_secs")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    for d in test_disks()? {
+        let f = Frames::scattered(32)?;
+        let r = crate::bench::random_reads(&d, 32, &f.0, secs * 1_000_000_000);
+        kprintln!(
+            "soak {}: {:.0} IOPS over {secs} s at QD32, {} errors, longest wait for a completion {} ms",
+            d.name(),
+            r.iops,
+            r.errors,
+            r.max_gap_ns / 1_000_000
+        );
+        ensure!(r.errors == 0, "{}: {} requests failed", d.name(), r.errors);
+        ensure!(r.iops > 0.0, "{}: nothing completed", d.name());
+        // No single completion may take as long as the watchdog's patience.
+        ensure!(
+            r.max_gap_ns < drivers::block::REQUEST_TIMEOUT_NS / 2,
+            "{}: a completion took {} ms (a stall)",
+            d.name(),
+            r.max_gap_ns / 1_000_000
+        );
+    }
+    Ok(())
+}

@@ -40,6 +40,11 @@ macro_rules! ensure {
     };
 }
 
+const SOAK: &[Test] = &[Test {
+    name: "soak_random_reads_qd32",
+    run: block::soak_random_reads_qd32,
+}];
+
 const CORE: &[Test] = &[
     Test {
         name: "frame_alloc_exhaustion",
@@ -213,6 +218,7 @@ pub fn run(suite: &str) -> ! {
         "blk" => run_tests(suite, BLK),
         "fs" => run_tests(suite, FS),
         "fs_big" => run_tests(suite, FS_BIG),
+        "soak" => run_tests(suite, SOAK),
         "vfs" => run_tests(suite, vfs::TESTS),
         "fail" => run_tests(suite, FAIL),
         "hang" => {

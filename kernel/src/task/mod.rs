@@ -198,6 +198,12 @@ pub fn idle_step() {
 /// marked itself blocked or dead first. Returns when the current task runs again (never,
 /// for a dead one).
 pub fn schedule() {
+    schedule_next(false);
+}
+
+/// [`schedule`], but with `to_idle` the idle task runs next (the current task stays
+/// runnable, at the back of the queue).
+fn schedule_next(to_idle: bool) {
     let was_enabled = cpu::interrupts_enabled();
     x86_64::instructions::interrupts::disable();
     let switch = {
@@ -214,7 +220,11 @@ pub fn schedule() {
         if cur.state() == State::Runnable && !idle {
             s.run_queue.push_back(cur.clone());
         }
-        let next = s.run_queue.pop_front().unwrap_or_else(|| s.idle.clone());
+        let next = if to_idle {
+            s.idle.clone()
+        } else {
+            s.run_queue.pop_front().unwrap_or_else(|| s.idle.clone())
+        };
         s.slice_left = TIME_SLICE_TICKS;
         NEED_RESCHED.store(false, Ordering::Relaxed);
         if Arc::ptr_eq(&next, &cur) {
@@ -309,6 +319,12 @@ fn relax() {
     } else {
         // Nobody else can run: the holder waits for an interrupt, so do we.
         cpu::enable_interrupts_and_halt();
+        // The holder may be the idle task itself (boot code and kernel test suites run
+        // on it, and it waits for disks by running other tasks): it is in no run queue,
+        // so hand it the CPU or it would never get it back while we stay runnable.
+        if !in_idle() {
+            schedule_next(true);
+        }
     }
 }
 

@@ -397,3 +397,97 @@ fn dropping_a_file_returns_its_frames() {
     assert_eq!(fa.free_frames(), before);
     assert_eq!(counters::get(Counter::PagecachePages), pages0);
 }
+
+#[test]
+fn dirty_and_writeback_gauges_follow_every_transition() {
+    let _g = serial();
+    let (d0, w0) = (
+        counters::get(Counter::NrDirty),
+        counters::get(Counter::NrWriteback),
+    );
+    let disk = MemDisk::default();
+    let f = cache().open(Box::new(disk.clone()));
+    for i in 0..6 {
+        f.write(i * PAGE, &pattern(i, 1), i * PAGE).unwrap();
+    }
+    // Writing a dirty page again does not count it twice.
+    f.write(0, &pattern(0, 2), 6 * PAGE).unwrap();
+    assert_eq!(counters::get(Counter::NrDirty), d0 + 6);
+    // While the "device" writes, the pages count as under writeback, not dirty.
+    let seen = Arc::new(StdMutex::new(None));
+    let s2 = seen.clone();
+    *disk.hook.lock().unwrap() = Some(Box::new(move |_| {
+        *s2.lock().unwrap() = Some((
+            counters::get(Counter::NrDirty),
+            counters::get(Counter::NrWriteback),
+        ));
+    }));
+    let (written, r) = f.writeback_range(0, u64::MAX, 4);
+    assert_eq!((written, r), (4, Ok(())), "max_pages bounds the pass");
+    assert_eq!(*seen.lock().unwrap(), Some((d0 + 2, w0 + 4)));
+    *disk.hook.lock().unwrap() = None;
+    assert_eq!(counters::get(Counter::NrDirty), d0 + 2);
+    assert_eq!(counters::get(Counter::NrWriteback), w0);
+    // A failed write puts the pages back to dirty.
+    disk.s.lock().unwrap().fail_writes = 1;
+    assert_eq!(f.writeback_range(0, u64::MAX, usize::MAX).0, 0);
+    assert_eq!(counters::get(Counter::NrDirty), d0 + 2);
+    // Truncating dirty pages away uncounts them.
+    f.truncate(5 * PAGE).unwrap();
+    assert_eq!(counters::get(Counter::NrDirty), d0 + 1);
+    drop(f);
+    assert_eq!(counters::get(Counter::NrDirty), d0);
+    assert_eq!(counters::get(Counter::NrWriteback), w0);
+}
+
+#[test]
+fn drop_clean_and_eviction_skip_dirty_and_mapped_pages() {
+    let _g = serial();
+    let pc = cache();
+    let fa = testing::allocator();
+    let f = pc.open(Box::new(MemDisk::with_pattern(8)));
+    let _ = read_all(&f, 0, 8 * FRAME_SIZE, 8 * PAGE);
+    assert_eq!(f.cached_pages(), 8);
+    // Page 1 is dirtied, page 2 mapped (the mapping holds its own frame reference).
+    f.write(PAGE, b"x", 8 * PAGE).unwrap();
+    let mapped = f.map_page(2, 8 * PAGE).unwrap();
+    let (scan0, steal0) = (
+        counters::get(Counter::Pgscan),
+        counters::get(Counter::Pgsteal),
+    );
+    // CLOCK: the first pass clears the referenced bits, the second evicts.
+    let freed = pc.evict_clean(100);
+    assert_eq!(freed, 6, "6 of 8 pages are clean and unused");
+    assert_eq!(counters::get(Counter::Pgsteal), steal0 + 6);
+    assert!(counters::get(Counter::Pgscan) >= scan0 + 8);
+    assert_eq!(f.frame_of(2), Some(mapped));
+    assert!(f.frame_of(1).is_some());
+    // drop_caches: nothing more goes while page 1 is dirty and page 2 mapped.
+    assert_eq!(pc.drop_clean(), 0);
+    fa.put(mapped).unwrap();
+    f.writeback().unwrap();
+    assert_eq!(pc.drop_clean(), 2);
+    assert_eq!(f.cached_pages(), 0);
+}
+
+#[test]
+fn the_eviction_clock_never_grows_without_bound() {
+    let _g = serial();
+    let pc = cache();
+    let f = pc.open(Box::new(MemDisk::default()));
+    // Pages that leave by truncate leave stale clock entries behind; eviction passes
+    // compact them away.
+    for round in 0..40u64 {
+        for i in 0..256 {
+            f.write(i * PAGE, &[round as u8], i * PAGE).unwrap();
+        }
+        f.truncate(0).unwrap();
+        pc.evict_clean(1);
+    }
+    assert!(
+        pc.lru.lock().len() <= 2 * pc.pages() as usize + 4096,
+        "{} clock entries for {} pages",
+        pc.lru.lock().len(),
+        pc.pages()
+    );
+}
