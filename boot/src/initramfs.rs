@@ -327,6 +327,8 @@ pub fn build_user_tools() -> Result<Vec<PathBuf>, String> {
     if !verbose {
         cmd.arg("--quiet");
     }
+    // Frame pointers, so the kernel's sampling profiler can walk user stacks too.
+    cmd.env("RUSTFLAGS", "-C force-frame-pointers=yes");
     cmd.stdin(Stdio::null()).stdout(Stdio::piped());
     cmd.stderr(if verbose {
         Stdio::inherit()

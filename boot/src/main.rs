@@ -16,6 +16,9 @@
 //!   --cmdline STR     kernel command line (fw_cfg opt/aliasos/cmdline)
 //!   --timeout SECS    kill QEMU after SECS
 //! boot usb DEV [--bios] [--yes]    write the (UEFI, or BIOS) image to a USB stick
+//! boot profile LOG [--svg FILE] [--top N]
+//!                                  symbolize the samples of a kernel booted with
+//!                                  `profile`: flat top N (30) and a flame graph
 //! ```
 //! The exit status is QEMU's: 0 after a clean poweroff, non-zero after a panic or failure.
 
@@ -30,7 +33,7 @@ fn usage() -> ExitCode {
         include_str!("main.rs")
             .lines()
             .skip(2)
-            .take(18)
+            .take(21)
             .map(|l| l.trim_start_matches("//! "))
             .collect::<Vec<_>>()
             .join("\n")
@@ -118,6 +121,42 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     })
 }
 
+/// `boot profile LOG [--svg FILE] [--top N]`.
+fn profile(args: &[String]) -> Result<ExitCode, String> {
+    let mut log = None;
+    let mut svg = None;
+    let mut top = 30;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--svg" => svg = Some(PathBuf::from(it.next().ok_or("--svg needs a file")?)),
+            "--top" => {
+                top = it
+                    .next()
+                    .ok_or("--top needs a number")?
+                    .parse()
+                    .map_err(|e| format!("--top: {e}"))?
+            }
+            other if log.is_none() => log = Some(PathBuf::from(other)),
+            other => return Err(format!("unexpected argument '{other}'")),
+        }
+    }
+    let log = log.ok_or("usage: boot profile LOG [--svg FILE] [--top N]")?;
+    let text = std::fs::read(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let samples = boot::profile::parse(&String::from_utf8_lossy(&text))?;
+    let mut sym =
+        boot::profile::Symbolizer::new(&boot::kernel_elf(), &boot::profile::user_tools_dir());
+    let report = boot::profile::report(&samples, &mut sym);
+    print!("{}", report.flat_text(top));
+    if let Some(svg) = svg {
+        let title = format!("AliasOS: {}", log.display());
+        std::fs::write(&svg, report.flame_graph(&title)?)
+            .map_err(|e| format!("{}: {e}", svg.display()))?;
+        println!("flame graph: {}", svg.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // Show cargo's progress when the user tools are (re)built.
@@ -152,6 +191,7 @@ fn main() -> ExitCode {
             boot::usb::write_image(&img, &PathBuf::from(dev), args.iter().any(|a| a == "--yes"))?;
             Ok(ExitCode::SUCCESS)
         })(),
+        Some("profile") => profile(&args[1..]),
         _ => return usage(),
     };
     result.unwrap_or_else(|e: String| {

@@ -15,6 +15,7 @@ pub mod memory;
 pub mod panic;
 pub mod pci;
 pub mod proc;
+pub mod profile;
 pub mod syscall;
 pub mod task;
 pub mod time;

@@ -93,7 +93,18 @@ pub fn on_every_second(f: fn()) {
     add_hook(|h| &mut h.every_second, f);
 }
 
-fn on_tick(_frame: &mut TrapFrame) -> bool {
+/// Timer interrupts per tick: more than one while the profiler samples faster than HZ.
+static SUBTICKS: AtomicU64 = AtomicU64::new(1);
+static SUBTICK: AtomicU64 = AtomicU64::new(0);
+
+fn on_tick(frame: &mut TrapFrame) -> bool {
+    let per_tick = SUBTICKS.load(Ordering::Relaxed);
+    if per_tick > 1 {
+        crate::profile::sample(frame, crate::task::current_profile_image());
+        if !(SUBTICK.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(per_tick) {
+            return true;
+        }
+    }
     let t = TICKS.fetch_add(1, Ordering::Relaxed) + 1;
     crate::task::tick();
     // Registration holds the lock only with interrupts off, so it is never held here.
@@ -108,9 +119,14 @@ fn on_tick(_frame: &mut TrapFrame) -> bool {
 }
 
 /// Start the periodic local APIC timer at [`HZ`].
+/// With the profiler on, the timer runs at its rate (a multiple of [`HZ`]) and every
+/// interrupt takes a sample; the scheduler's tick still comes at [`HZ`].
 pub fn start_timer() {
     trap::set_handler(trap::VECTOR_TIMER, on_tick);
-    let hz = apic::start_timer(trap::VECTOR_TIMER, HZ, tsc_hz());
+    let profile_hz = crate::profile::init();
+    let per_tick = (profile_hz / HZ).max(1);
+    SUBTICKS.store(per_tick, Ordering::Relaxed);
+    let hz = apic::start_timer(trap::VECTOR_TIMER, HZ * per_tick, tsc_hz());
     APIC_TIMER_HZ.store(hz, Ordering::Relaxed);
 }
 

@@ -292,6 +292,7 @@ pub fn execve(
     }
     p.files.lock().exec_cleanup();
     *p.name.lock() = program_name(argv.first().map(|a| a.as_slice()).unwrap_or(path));
+    task::set_profile_image(&program_name(path));
     {
         let mut s = p.signals.lock();
         for a in s.actions.iter_mut() {
@@ -388,6 +389,7 @@ fn init_exited(status: i32) -> ! {
         crate::arch::acpi::poweroff();
     }
     crate::kprintln!("init exited with wait status {status:#x}");
+    crate::profile::dump();
     cpu::fail_exit(cpu::ExitCode::TestFailed)
 }
 

@@ -12,7 +12,7 @@
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use spin::Mutex;
 
@@ -44,6 +44,8 @@ pub struct Task {
     pub process: Option<Arc<crate::proc::Process>>,
     /// A kernel task's name (for messages); empty for process tasks.
     pub name: &'static str,
+    /// What the profiler tags this task's samples with (its program or task name).
+    profile_image: AtomicU32,
 }
 
 impl Task {
@@ -90,6 +92,7 @@ pub fn init() {
         fs_base: AtomicU64::new(0),
         process: None,
         name: "idle",
+        profile_image: AtomicU32::new(crate::profile::image("idle")),
     });
     cpu::without_interrupts(|| {
         *SCHED.lock() = Some(Scheduler {
@@ -123,12 +126,14 @@ pub fn spawn_user(
     fpu: FpuState,
     fs_base: u64,
 ) -> Result<Arc<Task>, mm::frame_alloc::AllocError> {
+    let image = crate::profile::image(&process.name.lock());
     let task = Arc::new(Task {
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         ctx: TaskContext::new_user(frame)?,
         state: AtomicU8::new(State::Runnable as u8),
         fpu: Mutex::new(fpu),
         fs_base: AtomicU64::new(fs_base),
+        profile_image: AtomicU32::new(image),
         process: Some(process),
         name: "",
     });
@@ -152,6 +157,7 @@ pub fn spawn_kernel(
         fs_base: AtomicU64::new(0),
         process: None,
         name,
+        profile_image: AtomicU32::new(crate::profile::image(name)),
     });
     with_sched(|s| s.run_queue.push_back(task.clone()));
     Ok(task)
@@ -169,6 +175,27 @@ pub fn wake(t: &Arc<Task>) {
             }
         }
     })
+}
+
+/// The profiler's image id of the running task (from the timer interrupt: never waits).
+pub fn current_profile_image() -> u32 {
+    SCHED
+        .try_lock()
+        .and_then(|g| {
+            g.as_ref()
+                .map(|s| s.current.profile_image.load(Ordering::Relaxed))
+        })
+        .unwrap_or(crate::profile::kernel_image())
+}
+
+/// The running task's program changed (execve): tag its samples with `name`.
+pub fn set_profile_image(name: &str) {
+    if crate::profile::enabled()
+        && let Some(t) = current()
+    {
+        t.profile_image
+            .store(crate::profile::image(name), Ordering::Relaxed);
+    }
 }
 
 /// Whether another task is waiting to run.

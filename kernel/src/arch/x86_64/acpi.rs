@@ -297,6 +297,8 @@ fn gas_read16(gas: &GenericAddress) -> u16 {
 /// Turn the machine off (ACPI S5). Under QEMU this ends QEMU with status 0. Falls back to
 /// halting if the platform has no usable PM1 control register.
 pub fn poweroff() -> ! {
+    // The profiler's samples go out on the console before the machine stops.
+    crate::profile::dump();
     x86_64::instructions::interrupts::disable();
     if let Some(s) = platform().and_then(|p| p.sleep) {
         // Hand the ACPI registers to the OS first if the firmware still owns them.

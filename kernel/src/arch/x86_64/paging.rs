@@ -589,3 +589,46 @@ pub fn ramdisk(addr: u64, len: u64) -> &'static [u8] {
     // kernel's life is sound.
     unsafe { core::slice::from_raw_parts(addr as *const u8, len as usize) }
 }
+
+/// Read the aligned 8-byte word at virtual address `va` as the page tables active right
+/// now map it, without ever faulting: the four levels are walked by hand (huge pages
+/// included) and None comes back for anything not present or not RAM. For the sampling
+/// profiler's frame-pointer walks from the timer interrupt, where a stray frame pointer
+/// must not take the kernel down and no lock may be taken.
+pub fn read_mapped_u64(va: u64) -> Option<u64> {
+    if !va.is_multiple_of(8) {
+        return None;
+    }
+    let canonical = (va as i64) << 16 >> 16 == va as i64;
+    if !canonical {
+        return None;
+    }
+    let end = PHYS_MAP_END.load(Ordering::Relaxed);
+    let read = |phys: u64| -> Option<u64> {
+        if phys.checked_add(8)? > end {
+            return None;
+        }
+        // SAFETY: `phys` is 8-aligned RAM below the end of the physical-memory map,
+        // which maps every such address; the read is a plain load of a u64 that may be
+        // concurrently changed (it is only used as a hint).
+        Some(unsafe { core::ptr::read_volatile(phys_to_virt(phys) as *const u64) })
+    };
+    let (root, _) = Cr3::read_raw();
+    let mut table = root.start_address().as_u64();
+    for level in (1..=4u32).rev() {
+        let index = (va >> (12 + 9 * (level - 1))) & 0x1ff;
+        let entry = read(table + index * 8)?;
+        if entry & 1 == 0 {
+            return None;
+        }
+        let addr = entry & 0x000f_ffff_ffff_f000;
+        let huge = entry & (1 << 7) != 0 && (level == 2 || level == 3);
+        if level == 1 || huge {
+            let page = 1u64 << (12 + 9 * (level - 1));
+            let base = if huge { addr & !(page - 1) } else { addr };
+            return read(base + (va & (page - 1)));
+        }
+        table = addr;
+    }
+    None
+}
