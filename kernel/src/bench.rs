@@ -75,6 +75,8 @@ fn sequential(d: &Disk, op: Op, buf: Pfn) -> Result<f64, drivers::block::BlockEr
 pub struct RandomReads {
     /// Completed requests per second.
     pub iops: f64,
+    /// Requests that completed successfully.
+    pub completed: u64,
     /// Requests that failed.
     pub errors: u64,
     /// The longest time the loop waited with requests outstanding and none completing.
@@ -146,6 +148,7 @@ pub fn random_reads(d: &Disk, depth: usize, bufs: &[Pfn], run_ns: u64) -> Random
     let completed = submitted - errors;
     RandomReads {
         iops: completed as f64 / seconds(time::now_ns() - start),
+        completed,
         errors,
         max_gap_ns,
     }
