@@ -15,6 +15,12 @@
 #   make bench-blk [BENCH_ARGS="--bus virtio --runtime 5 ..."]
 #                              block workloads on AliasOS and on a Linux guest in the same QEMU;
 #                              table in target/bench-blk.md (`make bench` runs every benchmark)
+#   make bench-files [BENCH_ARGS="--bus virtio --runs 3 ..."]
+#                              buffered file I/O from user space (fbench), AliasOS vs Linux;
+#                              target/bench-files.md and target/bench-files.svg
+#   make profile [BENCH_ARGS="--bus virtio ..."]
+#                              the bench-files workload on AliasOS with the sampling profiler:
+#                              flat top 30 and flame graph in target/bench-files/profile-*
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -49,7 +55,7 @@ else
 RUN_DISKS := $(foreach d,$(subst $(comma), ,$(DISK)),--disk $(if $(findstring :,$(d)),$(d),$(d):$(BUS)))
 endif
 
-.PHONY: all deps toolchain image initramfs run test lint gdb usb clean data-disk bench bench-blk
+.PHONY: all deps toolchain image initramfs run test lint gdb usb clean data-disk bench bench-blk bench-files profile
 
 all: image
 
@@ -98,10 +104,16 @@ else
 	$(BOOT) usb $(DEV) $(if $(filter 1,$(BIOS)),--bios)
 endif
 
-bench: bench-blk
+bench: bench-blk bench-files
 
 bench-blk: deps
 	$(CARGO) run -q -p bench --bin bench-blk -- $(BENCH_ARGS)
+
+bench-files: deps
+	$(CARGO) run -q -p bench --bin bench-files -- $(BENCH_ARGS)
+
+profile: deps
+	$(CARGO) run -q -p bench --bin bench-files -- --no-linux --profile --bus virtio --runs 1 $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean

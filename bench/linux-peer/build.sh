@@ -152,8 +152,9 @@ add_mod() {
     cp "$path" "$root/lib/modules/"
     order+=("$(basename "$path" .ko)")
 }
-# virtio-pci + virtio-blk, AHCI + SCSI disk, NVMe; crc-t10dif's generic backend for sd.
-for m in virtio_pci virtio_blk ahci sd_mod nvme crct10dif_generic; do
+# virtio-pci + virtio-blk, AHCI + SCSI disk, NVMe; crc-t10dif's generic backend for sd;
+# ext4 (which serves ext2 mounts, for make bench-files) with jbd2, mbcache, crc16.
+for m in virtio_pci virtio_blk ahci sd_mod nvme crct10dif_generic crc32c_generic ext4; do
     add_mod "$m"
 done
 printf '%s\n' "${order[@]}" > "$root/etc/modules"

@@ -1,0 +1,532 @@
+//! `make bench-files`: buffered file I/O from user space, AliasOS against a Linux guest on
+//! the same QEMU machine (q35, TCG, 512 MiB by default) and the same ext2 image (4 KiB
+//! blocks, a 256 MiB random `src.bin`), once on virtio-blk and once on AHCI.
+//!
+//! Both run the same static program, `fbench` (user/tools/src/bin/fbench.rs), from the
+//! data disk: cold buffered sequential read, write + fsync, a copy by a read/write loop
+//! with a 1 MiB buffer and a copy by the system's own `cp` (each copy including the final
+//! sync), every run after `drop_caches`, three runs each. AliasOS runs it from the disk's
+//! `/etc/rc`; Linux (Debian's kernel, ext4.ko serving the ext2 mount, busybox) from the
+//! peer's `/init` (bench/linux-peer). The table (median, min–max, ratio AliasOS/Linux)
+//! goes to `target/bench-files.md` and a bar chart to `target/bench-files.svg`.
+//!
+//! `--profile` boots AliasOS with the sampling profiler on and writes, per bus,
+//! `target/bench-files/profile-<bus>.txt` (flat top 30) and `.svg` (flame graph); that
+//! is `make profile`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use bench::{End, Limits, Run, Watch, run_qemu};
+use boot::{Bus, DirectKernel, Disk, Qemu, Serial, exit_code};
+
+const WORKLOADS: [(&str, &str); 4] = [
+    ("read", "cold buffered sequential read, 1 MiB reads"),
+    ("write", "write 256 MiB in 1 MiB writes + fsync"),
+    (
+        "copy_rw",
+        "256 MiB copy, read/write loop with a 1 MiB buffer, + sync",
+    ),
+    ("copy_cp", "256 MiB copy by the system's cp, + sync"),
+];
+const SRC_MIB: u64 = 256;
+const IMAGE_MIB: u64 = 1024;
+
+const USAGE: &str = "\
+usage: bench-files [options]
+  --bus LIST      buses, comma-separated: virtio,ahci (default both)
+  --runs N        runs per workload (default 3)
+  --mem SIZE      guest RAM (default 512M)
+  --workloads L   read,write,copy_rw,copy_cp (default all)
+  --no-linux      skip the Linux guest
+  --no-aliasos    skip AliasOS
+  --profile       AliasOS with the sampling profiler; profile-<bus>.txt/.svg in target/bench-files
+  -v, --verbose   echo every serial line";
+
+struct Options {
+    buses: Vec<Bus>,
+    runs: u32,
+    mem: String,
+    workloads: Vec<String>,
+    linux: bool,
+    aliasos: bool,
+    profile: bool,
+    verbose: bool,
+}
+
+fn options() -> Result<Options, String> {
+    let mut o = Options {
+        buses: vec![Bus::Virtio, Bus::Ahci],
+        runs: 3,
+        mem: "512M".into(),
+        workloads: WORKLOADS.iter().map(|(w, _)| w.to_string()).collect(),
+        linux: true,
+        aliasos: true,
+        profile: false,
+        verbose: false,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{a} needs a value"))
+        };
+        match a.as_str() {
+            "--bus" => {
+                o.buses = value()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
+            "--runs" => o.runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
+            "--mem" => o.mem = value()?,
+            "--workloads" => o.workloads = value()?.split(',').map(String::from).collect(),
+            "--no-linux" => o.linux = false,
+            "--no-aliasos" => o.aliasos = false,
+            "--profile" => o.profile = true,
+            "-v" | "--verbose" => o.verbose = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown option '{other}'\n{USAGE}")),
+        }
+    }
+    if o.runs == 0 {
+        return Err("--runs must be at least 1".into());
+    }
+    for w in &o.workloads {
+        if !WORKLOADS.iter().any(|(n, _)| n == w) {
+            return Err(format!("unknown workload {w}"));
+        }
+    }
+    Ok(o)
+}
+
+fn bus_name(b: Bus) -> &'static str {
+    match b {
+        Bus::Virtio => "virtio",
+        Bus::Ahci => "ahci",
+        Bus::Nvme => "nvme",
+    }
+}
+
+fn run_cmd(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
+/// The ext2 image both systems start from: `src.bin` (random, made once), `fbench`, and
+/// the `/etc/rc` AliasOS runs. Rebuilt when fbench or the rc changes.
+fn base_image(dir: &Path, fbench: &Path, rc: &str) -> Result<PathBuf, String> {
+    let src = dir.join("src.bin");
+    if std::fs::metadata(&src).map(|m| m.len()).ok() != Some(SRC_MIB << 20) {
+        println!(
+            "bench-files: making {} ({SRC_MIB} MiB of random data, once)",
+            src.display()
+        );
+        run_cmd(
+            Command::new("dd")
+                .arg("if=/dev/urandom")
+                .arg(format!("of={}", src.display()))
+                .args(["bs=1M", &format!("count={SRC_MIB}"), "status=none"]),
+        )?;
+    }
+    let fbench_bytes = std::fs::read(fbench).map_err(|e| format!("{}: {e}", fbench.display()))?;
+    let stamp = format!(
+        "{:x}-{}",
+        simple_hash(&fbench_bytes),
+        simple_hash(rc.as_bytes())
+    );
+    let img = dir.join("base.img");
+    let stamp_path = dir.join("base.stamp");
+    if img.exists() && std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(&stamp) {
+        return Ok(img);
+    }
+    let tree = dir.join("tree");
+    let _ = std::fs::remove_dir_all(&tree);
+    std::fs::create_dir_all(tree.join("etc")).map_err(|e| e.to_string())?;
+    std::fs::hard_link(&src, tree.join("src.bin"))
+        .or_else(|_| std::fs::copy(&src, tree.join("src.bin")).map(|_| ()))
+        .map_err(|e| format!("src.bin into the tree: {e}"))?;
+    std::fs::write(tree.join("fbench"), &fbench_bytes).map_err(|e| e.to_string())?;
+    std::fs::write(tree.join("etc/rc"), rc).map_err(|e| e.to_string())?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tree.join("fbench"), std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&img);
+    let f = std::fs::File::create(&img).map_err(|e| e.to_string())?;
+    f.set_len(IMAGE_MIB << 20).map_err(|e| e.to_string())?;
+    drop(f);
+    run_cmd(
+        Command::new("mke2fs")
+            .args(["-q", "-F", "-t", "ext2", "-b", "4096", "-d"])
+            .arg(&tree)
+            .arg(&img),
+    )?;
+    let _ = std::fs::remove_dir_all(&tree);
+    std::fs::write(&stamp_path, stamp).map_err(|e| e.to_string())?;
+    Ok(img)
+}
+
+fn simple_hash(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+        (h ^ x as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// A fresh copy of the base image for one run (sparse).
+fn run_image(base: &Path, dir: &Path, name: &str) -> Result<PathBuf, String> {
+    let img = dir.join(format!("{name}.img"));
+    run_cmd(
+        Command::new("cp")
+            .arg("--sparse=always")
+            .arg(base)
+            .arg(&img),
+    )?;
+    Ok(img)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Os {
+    AliasOs,
+    Linux,
+}
+
+impl Os {
+    fn name(self) -> &'static str {
+        match self {
+            Os::AliasOs => "AliasOS",
+            Os::Linux => "Linux",
+        }
+    }
+}
+
+/// Per workload, the values of every run.
+type Results = BTreeMap<String, Vec<f64>>;
+
+/// Run one guest; collect `FBENCH` (AliasOS) or `BENCH-FILES <bus>` (Linux) lines.
+fn run_guest(
+    os: Os,
+    bus: &str,
+    q: &Qemu,
+    log: &Path,
+    verbose: bool,
+) -> Result<(Results, Run), String> {
+    let watch = |line: &str, t: Duration| {
+        if verbose
+            || line.contains("FBENCH")
+            || line.contains("BENCH")
+            || line.starts_with("fbench:")
+        {
+            println!("  [{:6.1}s] {line}", t.as_secs_f64());
+        }
+        if line.contains("BENCH done") {
+            Watch::Stop {
+                grace: Duration::from_secs(30),
+                reason: "done".into(),
+            }
+        } else if line.contains("Kernel panic") || line.contains("KERNEL PANIC") {
+            Watch::Stop {
+                grace: Duration::from_secs(2),
+                reason: line.to_string(),
+            }
+        } else {
+            Watch::Continue
+        }
+    };
+    let limits = Limits {
+        total: Duration::from_secs(1800),
+        silence: Duration::from_secs(300),
+    };
+    let run = run_qemu(q, log, limits, watch)?;
+    let mut res: Results = BTreeMap::new();
+    for line in run.serial.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (w, v) = match (os, words.as_slice()) {
+            (Os::AliasOs, [.., "FBENCH", w, v]) => (*w, *v),
+            (Os::Linux, [.., "BENCH-FILES", b, w, v]) if *b == bus => (*w, *v),
+            _ => continue,
+        };
+        if let Ok(v) = v.parse::<f64>() {
+            res.entry(w.to_string()).or_default().push(v);
+        }
+    }
+    match &run.end {
+        End::Exited(Some(0)) => {}
+        End::Finished(r) if r == "done" => {}
+        End::Exited(Some(c)) if *c == exit_code::PANIC => {
+            return Err(format!(
+                "{} on {bus}: kernel panic (log {})",
+                os.name(),
+                log.display()
+            ));
+        }
+        other => {
+            return Err(format!(
+                "{} on {bus} ended with {other:?} (log {})",
+                os.name(),
+                log.display()
+            ));
+        }
+    }
+    Ok((res, run))
+}
+
+fn median(v: &[f64]) -> Option<(f64, f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    Some((s[s.len() / 2], s[0], s[s.len() - 1]))
+}
+
+fn cell(v: Option<&Vec<f64>>) -> String {
+    match v.and_then(|v| median(v)) {
+        Some((m, lo, hi)) => format!("{m:.1} ({lo:.1}–{hi:.1})"),
+        None => "n/a".into(),
+    }
+}
+
+/// The Markdown table and the rows for the chart: (label, AliasOS, Linux) medians.
+fn table(
+    o: &Options,
+    results: &BTreeMap<(String, &'static str), Results>,
+) -> (String, Vec<(String, Option<f64>, Option<f64>)>) {
+    let mut t = String::from(
+        "| workload | bus | AliasOS MiB/s | Linux MiB/s | ratio |\n|---|---|---:|---:|---:|\n",
+    );
+    let mut chart = Vec::new();
+    for w in &o.workloads {
+        for &b in &o.buses {
+            let bus = bus_name(b);
+            let a = results
+                .get(&(bus.to_string(), "AliasOS"))
+                .and_then(|r| r.get(w));
+            let l = results
+                .get(&(bus.to_string(), "Linux"))
+                .and_then(|r| r.get(w));
+            let (am, lm) = (a.and_then(|v| median(v)), l.and_then(|v| median(v)));
+            let ratio = match (am, lm) {
+                (Some((x, ..)), Some((y, ..))) if y > 0.0 => format!("{:.2}x", x / y),
+                _ => "n/a".into(),
+            };
+            t.push_str(&format!(
+                "| {w} | {bus} | {} | {} | {ratio} |\n",
+                cell(a),
+                cell(l)
+            ));
+            chart.push((format!("{w} {bus}"), am.map(|m| m.0), lm.map(|m| m.0)));
+        }
+    }
+    (t, chart)
+}
+
+/// A grouped bar chart (SVG, hand-written: two bars per row).
+fn chart_svg(rows: &[(String, Option<f64>, Option<f64>)]) -> String {
+    let (w, row_h, left, top) = (760.0, 34.0, 170.0, 40.0);
+    let max = rows
+        .iter()
+        .flat_map(|(_, a, l)| [a.unwrap_or(0.0), l.unwrap_or(0.0)])
+        .fold(1.0f64, f64::max);
+    let h = top + rows.len() as f64 * row_h + 40.0;
+    let scale = (w - left - 90.0) / max;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{left}\" y=\"20\" font-size=\"14\">Buffered file I/O, MiB/s (median of runs): \
+         <tspan fill=\"#c0392b\">AliasOS</tspan> vs <tspan fill=\"#2c3e50\">Linux</tspan></text>\n"
+    );
+    for (i, (label, a, l)) in rows.iter().enumerate() {
+        let y = top + i as f64 * row_h;
+        s.push_str(&format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{label}</text>\n",
+            left - 8.0,
+            y + 18.0
+        ));
+        for (j, (v, color)) in [(a, "#c0392b"), (l, "#2c3e50")].into_iter().enumerate() {
+            let by = y + 4.0 + j as f64 * 13.0;
+            let v = v.unwrap_or(0.0);
+            s.push_str(&format!(
+                "<rect x=\"{left}\" y=\"{by}\" width=\"{:.1}\" height=\"12\" fill=\"{color}\"/>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\">{v:.1}</text>\n",
+                v * scale,
+                left + v * scale + 4.0,
+                by + 10.0
+            ));
+        }
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn real_main() -> Result<bool, String> {
+    let o = options()?;
+    let root = bench::workspace_root();
+    let target = boot::target_dir();
+    let dir = target.join("bench-files");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let dir = dir.canonicalize().unwrap_or(dir);
+    boot::initramfs::set_verbose(false);
+    let tools = boot::initramfs::build_user_tools()?;
+    let fbench = tools
+        .iter()
+        .find(|p| p.file_name().is_some_and(|n| n == "fbench"))
+        .ok_or("no fbench among the user tools")?
+        .clone();
+    let wl = o.workloads.join(",");
+    let args = format!("-n {} -w {wl} -c /bin/cp src.bin", o.runs);
+    let rc = format!("./fbench {args}\necho BENCH done\npoweroff\n");
+    let base = base_image(&dir, &fbench, &rc)?;
+    let linux = if o.linux {
+        let script = root.join("bench/linux-peer/build.sh");
+        run_cmd(Command::new("bash").arg(&script))?;
+        let cache = root.join("bench/linux-peer/cache");
+        Some((cache.join("vmlinuz"), cache.join("initramfs.cpio.gz")))
+    } else {
+        None
+    };
+    let mut results: BTreeMap<(String, &'static str), Results> = BTreeMap::new();
+    let mut failures = Vec::new();
+    let t0 = std::time::Instant::now();
+    for &b in &o.buses {
+        let bus = bus_name(b);
+        for os in [Os::Linux, Os::AliasOs] {
+            let mut q = Qemu {
+                mem: o.mem.clone(),
+                serial: Serial::Capture,
+                headless: true,
+                timeout: None,
+                ..Qemu::default()
+            };
+            match os {
+                Os::Linux => {
+                    let Some((kernel, initrd)) = &linux else {
+                        continue;
+                    };
+                    q.direct_kernel = Some(DirectKernel {
+                        kernel: kernel.clone(),
+                        initrd: initrd.clone(),
+                        append: format!(
+                            "console=ttyS0 quiet panic=-1 bench_disk_sectors={} bench_files={}",
+                            IMAGE_MIB << 11,
+                            args.replace(' ', "+")
+                        ),
+                    });
+                }
+                Os::AliasOs => {
+                    if !o.aliasos {
+                        continue;
+                    }
+                    if o.profile {
+                        q.cmdline = Some("profile".into());
+                    }
+                }
+            }
+            let img = run_image(&base, &dir, &format!("{}-{bus}", os.name().to_lowercase()))?;
+            q.disks = vec![Disk::new(&img, b)];
+            let log = dir.join(format!("{}-{bus}.log", os.name().to_lowercase()));
+            println!("bench-files: {} on {bus} ...", os.name());
+            match run_guest(os, bus, &q, &log, o.verbose) {
+                Ok((r, run)) => {
+                    if r.is_empty() {
+                        failures.push(format!(
+                            "{} on {bus}: no results (log {})",
+                            os.name(),
+                            log.display()
+                        ));
+                    }
+                    results.insert((bus.to_string(), os.name()), r);
+                    if os == Os::AliasOs && o.profile {
+                        profile_report(&run.serial, &dir, bus)?;
+                    }
+                }
+                Err(e) => {
+                    eprintln!("bench-files: {e}");
+                    failures.push(e);
+                }
+            }
+            let _ = std::fs::remove_file(&img);
+        }
+    }
+    let (t, chart) = table(&o, &results);
+    println!();
+    print!("{t}");
+    let mut md = String::from("# Buffered file I/O: AliasOS vs Linux\n\n");
+    md.push_str(&format!(
+        "Same QEMU machine for both (q35, TCG, `-cpu max`, 1 vCPU, {} RAM), same ext2 image \
+         (4 KiB blocks, {SRC_MIB} MiB random `src.bin`) on the bus named, cache=writeback. \
+         The same static program (`fbench`, user/tools) runs on both; every run starts \
+         with `sync` and `drop_caches`; median (min–max) of {} runs, MiB/s. Linux: Debian's \
+         kernel with ext4.ko serving the ext2 mount, busybox `cp` (which uses sendfile). \
+         ratio = AliasOS / Linux.\n\n",
+        o.mem, o.runs
+    ));
+    for (w, d) in WORKLOADS {
+        md.push_str(&format!("- `{w}`: {d}\n"));
+    }
+    md.push('\n');
+    md.push_str(&t);
+    if !failures.is_empty() {
+        md.push_str("\nFailures:\n\n");
+        for f in &failures {
+            md.push_str(&format!("- {f}\n"));
+        }
+    }
+    md.push_str(&format!("\nLogs: `{}`.\n", dir.join("*.log").display()));
+    let md_path = target.join("bench-files.md");
+    std::fs::write(&md_path, &md).map_err(|e| format!("write {}: {e}", md_path.display()))?;
+    let svg_path = target.join("bench-files.svg");
+    std::fs::write(&svg_path, chart_svg(&chart))
+        .map_err(|e| format!("{}: {e}", svg_path.display()))?;
+    println!(
+        "\nbench-files: wrote {} and {} in {:.0} s",
+        md_path.display(),
+        svg_path.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(failures.is_empty())
+}
+
+/// Symbolize the profile in `serial` into `profile-<bus>.txt` and `.svg`.
+fn profile_report(serial: &str, dir: &Path, bus: &str) -> Result<(), String> {
+    let samples = boot::profile::parse(serial)?;
+    let mut sym =
+        boot::profile::Symbolizer::new(&boot::kernel_elf(), &boot::profile::user_tools_dir());
+    let r = boot::profile::report(&samples, &mut sym);
+    let txt = dir.join(format!("profile-{bus}.txt"));
+    let svg = dir.join(format!("profile-{bus}.svg"));
+    std::fs::write(&txt, r.flat_text(30)).map_err(|e| e.to_string())?;
+    std::fs::write(
+        &svg,
+        r.flame_graph(&format!("AliasOS bench-files on {bus}"))?,
+    )
+    .map_err(|e| e.to_string())?;
+    print!("{}", r.flat_text(30));
+    println!("profile: {} and {}", txt.display(), svg.display());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("bench-files: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
