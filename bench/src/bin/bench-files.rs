@@ -216,6 +216,8 @@ impl Os {
 
 /// Per workload, the values of every run.
 type Results = BTreeMap<String, Vec<f64>>;
+/// A chart row: label, AliasOS median, Linux median.
+type ChartRow = (String, Option<f64>, Option<f64>);
 
 /// Run one guest; collect `FBENCH` (AliasOS) or `BENCH-FILES <bus>` (Linux) lines.
 fn run_guest(
@@ -305,7 +307,7 @@ fn cell(v: Option<&Vec<f64>>) -> String {
 fn table(
     o: &Options,
     results: &BTreeMap<(String, &'static str), Results>,
-) -> (String, Vec<(String, Option<f64>, Option<f64>)>) {
+) -> (String, Vec<ChartRow>) {
     let mut t = String::from(
         "| workload | bus | AliasOS MiB/s | Linux MiB/s | ratio |\n|---|---|---:|---:|---:|\n",
     );
@@ -336,7 +338,7 @@ fn table(
 }
 
 /// A grouped bar chart (SVG, hand-written: two bars per row).
-fn chart_svg(rows: &[(String, Option<f64>, Option<f64>)]) -> String {
+fn chart_svg(rows: &[ChartRow]) -> String {
     let (w, row_h, left, top) = (760.0, 34.0, 170.0, 40.0);
     let max = rows
         .iter()
