@@ -16,9 +16,9 @@
 //!   --cmdline STR     kernel command line (fw_cfg opt/aliasos/cmdline)
 //!   --timeout SECS    kill QEMU after SECS
 //! boot usb DEV [--bios] [--yes]    write the (UEFI, or BIOS) image to a USB stick
-//! boot profile LOG [--svg FILE] [--top N]
+//! boot profile LOG [--svg FILE] [--folded FILE] [--top N]
 //!                                  symbolize the samples of a kernel booted with
-//!                                  `profile`: flat top N (30) and a flame graph
+//!                                  `profile`: flat top N (30), flame graph, folded stacks
 //! ```
 //! The exit status is QEMU's: 0 after a clean poweroff, non-zero after a panic or failure.
 
@@ -125,11 +125,13 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
 fn profile(args: &[String]) -> Result<ExitCode, String> {
     let mut log = None;
     let mut svg = None;
+    let mut folded = None;
     let mut top = 30;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--svg" => svg = Some(PathBuf::from(it.next().ok_or("--svg needs a file")?)),
+            "--folded" => folded = Some(PathBuf::from(it.next().ok_or("--folded needs a file")?)),
             "--top" => {
                 top = it
                     .next()
@@ -148,6 +150,10 @@ fn profile(args: &[String]) -> Result<ExitCode, String> {
         boot::profile::Symbolizer::new(&boot::kernel_elf(), &boot::profile::user_tools_dir());
     let report = boot::profile::report(&samples, &mut sym);
     print!("{}", report.flat_text(top));
+    if let Some(f) = folded {
+        std::fs::write(&f, report.folded.join("\n") + "\n")
+            .map_err(|e| format!("{}: {e}", f.display()))?;
+    }
     if let Some(svg) = svg {
         let title = format!("AliasOS: {}", log.display());
         std::fs::write(&svg, report.flame_graph(&title)?)

@@ -344,6 +344,49 @@ impl Ext2 {
         Ok(Some(b))
     }
 
+    /// Map file blocks `fb..fb + count` in order, allocating holes when `alloc`, with one
+    /// read of the inode and (if anything was allocated) one write of it: `each(file
+    /// block, disk block or None for a hole)` is called for every block mapped. On an
+    /// error (e.g. no space) the blocks mapped so far have been reported and stay
+    /// allocated (the inode is written), and the error is returned. The page cache maps
+    /// whole runs of pages this way instead of walking the inode for every block.
+    pub fn map_range(
+        &mut self,
+        ino: u32,
+        fb: u64,
+        count: u64,
+        alloc: bool,
+        mut each: impl FnMut(u64, Option<u64>),
+    ) -> Result<()> {
+        let mut inode = self.read_inode(ino)?;
+        if inode.is_symlink() && self.is_fast_symlink(&inode) {
+            return Err(FsError::Invalid);
+        }
+        let mut changed = false;
+        let mut result = Ok(());
+        for b in fb..fb.saturating_add(count) {
+            let mapped = if alloc {
+                self.map_alloc(ino, &mut inode, b).map(|(d, new)| {
+                    changed |= new;
+                    Some(d)
+                })
+            } else {
+                self.map_block(ino, &inode, b)
+            };
+            match mapped {
+                Ok(d) => each(b, d),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if changed {
+            self.write_inode(ino, &inode)?;
+        }
+        result
+    }
+
     /// Map file block `fb` and count how many following file blocks (up to
     /// `max` in all) continue the same run: physically contiguous blocks
     /// after a mapped block, or more holes after a hole. Lets the page cache

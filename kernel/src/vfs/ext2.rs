@@ -147,7 +147,8 @@ struct Extent {
 impl FilePages {
     /// Map every block of pages `first..first + frames.len()` and group them into
     /// extents of consecutive disk blocks. Holes (when not allocating) are zero-filled
-    /// in the frame and left out.
+    /// in the frame and left out. The whole range is mapped with one walk of the inode
+    /// (`map_range`), not one per block.
     fn extents(&self, first: u64, frames: &[Pfn], alloc: bool) -> Result<Vec<Extent>, IoError> {
         let mut fs = self.fs.lock();
         let bs = fs.block_size() as u64;
@@ -156,47 +157,47 @@ impl FilePages {
         // Blocks wholly past the end of the file are neither allocated nor written (ext2
         // must not own blocks beyond i_size); on reads they are zeros.
         let size = fs.stat(self.ino).map_err(|e| IoError(e.errno()))?.size;
+        let first_block = first * per_page;
+        let blocks = frames.len() as u64 * per_page;
+        let inside = size.div_ceil(bs).saturating_sub(first_block).min(blocks);
+        let mut map: Vec<Option<u64>> = alloc::vec![None; blocks as usize];
+        fs.map_range(self.ino, first_block, inside, alloc, |fb, b| {
+            map[(fb - first_block) as usize] = b;
+        })
+        .map_err(|e| IoError(e.errno()))?;
+        drop(fs);
+        let max_segments = self.disk.info().max_segments;
         let mut out: Vec<Extent> = Vec::new();
         let mut next_sector = u64::MAX;
-        for (i, &pfn) in frames.iter().enumerate() {
-            for b in 0..per_page {
-                let fb = (first + i as u64) * per_page + b;
-                let block = if fb * bs >= size {
-                    None
-                } else {
-                    fs.bmap(self.ino, fb, alloc)
-                        .map_err(|e| IoError(e.errno()))?
-                };
-                let Some(block) = block else {
-                    mm::phys::zero(pfn, (b * bs) as usize, bs as usize);
-                    next_sector = u64::MAX;
-                    continue;
-                };
-                let seg = Segment {
-                    phys: pfn.addr() + b * bs,
-                    len: bs as u32,
-                };
-                let sector = block * spb;
-                match out.last_mut() {
-                    Some(e)
-                        if sector == next_sector
-                            && e.segs.len() < self.disk.info().max_segments =>
-                    {
-                        // Merge with the previous segment when the frame range continues.
-                        let last = e.segs.last_mut().expect("extent has a segment");
-                        if last.phys + last.len as u64 == seg.phys {
-                            last.len += seg.len;
-                        } else {
-                            e.segs.push(seg);
-                        }
+        for (i, block) in map.into_iter().enumerate() {
+            let pfn = frames[i / per_page as usize];
+            let b = i as u64 % per_page;
+            let Some(block) = block else {
+                mm::phys::zero(pfn, (b * bs) as usize, bs as usize);
+                next_sector = u64::MAX;
+                continue;
+            };
+            let seg = Segment {
+                phys: pfn.addr() + b * bs,
+                len: bs as u32,
+            };
+            let sector = block * spb;
+            match out.last_mut() {
+                Some(e) if sector == next_sector && e.segs.len() < max_segments => {
+                    // Merge with the previous segment when the frame range continues.
+                    let last = e.segs.last_mut().expect("extent has a segment");
+                    if last.phys + last.len as u64 == seg.phys {
+                        last.len += seg.len;
+                    } else {
+                        e.segs.push(seg);
                     }
-                    _ => out.push(Extent {
-                        sector,
-                        segs: alloc::vec![seg],
-                    }),
                 }
-                next_sector = sector + spb;
+                _ => out.push(Extent {
+                    sector,
+                    segs: alloc::vec![seg],
+                }),
             }
+            next_sector = sector + spb;
         }
         Ok(out)
     }
