@@ -45,8 +45,9 @@ pub struct BlockCache {
     sectors_per_block: u64,
     capacity: usize,
     entries: BTreeMap<u64, Entry>,
-    /// Recency order: tick -> block number.
-    lru: BTreeMap<u64, u64>,
+    /// Recency clock: every use stamps its entry with the next tick; eviction takes the
+    /// entry with the oldest stamp (found by a scan, only when the cache is full and a
+    /// block must come in: far cheaper than keeping an ordered index on every hit).
     tick: u64,
     write_error: bool,
     stats: CacheStats,
@@ -62,7 +63,6 @@ impl BlockCache {
             sectors_per_block: (block_size / SECTOR_SIZE) as u64,
             capacity: capacity.max(8),
             entries: BTreeMap::new(),
-            lru: BTreeMap::new(),
             tick: 0,
             write_error: false,
             stats: CacheStats::default(),
@@ -108,9 +108,7 @@ impl BlockCache {
         self.tick += 1;
         let tick = self.tick;
         if let Some(e) = self.entries.get_mut(&block) {
-            self.lru.remove(&e.tick);
             e.tick = tick;
-            self.lru.insert(tick, block);
         }
     }
 
@@ -137,19 +135,23 @@ impl BlockCache {
     }
 
     fn make_room(&mut self) {
-        if self.entries.len() < self.capacity {
-            return;
-        }
-        let victims: Vec<u64> = self.lru.values().copied().collect();
-        for block in victims {
-            if self.entries.len() < self.capacity {
-                return;
-            }
+        // Blocks whose write-back failed this time stay (dirty) and are passed over.
+        let mut failed: Vec<u64> = Vec::new();
+        while self.entries.len() >= self.capacity {
+            let victim = self
+                .entries
+                .iter()
+                .filter(|(b, _)| !failed.contains(b))
+                .min_by_key(|(_, e)| e.tick)
+                .map(|(&b, _)| b);
+            let Some(block) = victim else {
+                return; // every block is dirty and failing: exceed the capacity
+            };
             if self.write_entry(block).is_err() {
+                failed.push(block);
                 continue;
             }
-            if let Some(e) = self.entries.remove(&block) {
-                self.lru.remove(&e.tick);
+            if self.entries.remove(&block).is_some() {
                 self.stats.evictions += 1;
             }
         }
@@ -159,10 +161,7 @@ impl BlockCache {
         self.make_room();
         self.tick += 1;
         let tick = self.tick;
-        if let Some(old) = self.entries.insert(block, Entry { data, dirty, tick }) {
-            self.lru.remove(&old.tick);
-        }
-        self.lru.insert(tick, block);
+        self.entries.insert(block, Entry { data, dirty, tick });
     }
 
     fn load(&mut self, block: u64) -> Result<()> {
@@ -215,9 +214,7 @@ impl BlockCache {
 
     /// Drop `block` without writing it back (it was freed).
     pub fn forget(&mut self, block: u64) {
-        if let Some(e) = self.entries.remove(&block) {
-            self.lru.remove(&e.tick);
-        }
+        self.entries.remove(&block);
     }
 
     /// Drop every clean block (dirty ones stay).

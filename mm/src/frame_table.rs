@@ -8,7 +8,7 @@ use bitflags::bitflags;
 use crate::frame::Pfn;
 
 bitflags! {
-    /// State bits of a frame. Bits 6..32 are free for later use.
+    /// State bits of a frame. Bits 7..32 are free for later use.
     #[derive(Clone, Copy, PartialEq, Eq, Debug)]
     pub struct FrameFlags: u32 {
         /// In the buddy allocator, head of a free block. Owned by the allocator.
@@ -24,6 +24,9 @@ bitflags! {
         /// Never allocatable: firmware, kernel image, the table itself, or memory not yet
         /// handed to the allocator. Owned by the allocator.
         const RESERVED = 1 << 5;
+        /// The read that was to fill the frame failed (set with `LOCKED` cleared and
+        /// `UPTODATE` not set): the next reader drops the page and reports EIO.
+        const ERROR = 1 << 6;
     }
 }
 

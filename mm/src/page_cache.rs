@@ -76,7 +76,19 @@ pub trait PageIo: Send + Sync {
     /// Write file pages `first..` from `frames` to the file's blocks (allocating them).
     /// Returns once the device has completed the writes.
     fn write_pages(&self, first: u64, frames: &[Pfn]) -> Result<(), IoError>;
+
+    /// Start filling `frames[i]` with file page `first + i`, as [`PageIo::read_pages`],
+    /// and return without waiting: `done` runs once with the result when the data is in
+    /// the frames (possibly from an interrupt handler, so it only touches atomics and
+    /// irq-safe state). The default reads synchronously and calls `done` before it
+    /// returns.
+    fn start_read(&self, first: u64, frames: &[Pfn], done: ReadDone) {
+        done(self.read_pages(first, frames));
+    }
 }
+
+/// The completion of [`PageIo::start_read`].
+pub type ReadDone = Box<dyn FnOnce(Result<(), IoError>) + Send>;
 
 /// One cached page of a file.
 #[derive(Clone, Copy, Debug)]
@@ -104,14 +116,17 @@ impl Page {
         }
     }
 
-    /// Set or clear `dirty`, keeping the `nr_dirty` gauge exact.
-    fn set_dirty(&mut self, dirty: bool) {
+    /// Set or clear `dirty`, keeping the `nr_dirty` gauge and the file's count of
+    /// dirty pages (`file_dirty`) exact.
+    fn set_dirty(&mut self, dirty: bool, file_dirty: &AtomicU64) {
         if self.dirty != dirty {
             self.dirty = dirty;
             if dirty {
                 counters::add(Counter::NrDirty, 1);
+                file_dirty.fetch_add(1, Ordering::Relaxed);
             } else {
                 counters::sub(Counter::NrDirty, 1);
+                file_dirty.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }
@@ -130,8 +145,8 @@ impl Page {
 
     /// The page leaves its file's index: it no longer counts as dirty or under
     /// writeback (an I/O still in flight on its frame holds its own reference).
-    fn forget(mut self) -> Pfn {
-        self.set_dirty(false);
+    fn forget(mut self, file_dirty: &AtomicU64) -> Pfn {
+        self.set_dirty(false, file_dirty);
         self.set_writeback(false);
         counters::sub(Counter::PagecachePages, 1);
         self.pfn
@@ -143,6 +158,11 @@ struct FileState {
     /// The page a sequential reader would ask for next, and the current readahead window.
     ra_next: u64,
     ra_window: u64,
+    /// First page not yet requested by readahead.
+    ra_end: u64,
+    /// When a sequential reader reaches this page, the next window is requested
+    /// (asynchronously: the reader only waits for a page it needs now).
+    ra_trigger: u64,
 }
 
 /// A file's page index (Linux's `address_space`).
@@ -155,6 +175,8 @@ pub struct CachedFile {
     /// value they have seen).
     wb_errors: AtomicU64,
     last_errno: AtomicI32,
+    /// Pages of this file that are dirty (kept with the pages' flags, under `state`).
+    dirty: AtomicU64,
 }
 
 /// The page cache of the whole system: the file registry, the eviction clock and the
@@ -176,11 +198,16 @@ pub struct PageCache {
     wb_cursor: AtomicU64,
 }
 
+/// The key the waiters of a frame's I/O sleep on (see [`crate::sync::wait_on`]).
+fn wait_key(pfn: Pfn) -> usize {
+    pfn.addr() as usize
+}
+
 /// Most pages one writeback batch takes (its bookkeeping is one small allocation).
 pub const WRITEBACK_BATCH: usize = 256;
 
-/// Largest readahead window, in pages (128 KiB).
-pub const READAHEAD_MAX: u64 = 32;
+/// Largest readahead window, in pages (1 MiB).
+pub const READAHEAD_MAX: u64 = 256;
 const READAHEAD_MIN: u64 = 4;
 
 impl PageCache {
@@ -230,9 +257,12 @@ impl PageCache {
                 pages: BTreeMap::new(),
                 ra_next: u64::MAX,
                 ra_window: READAHEAD_MIN,
+                ra_end: 0,
+                ra_trigger: u64::MAX,
             }),
             wb_errors: AtomicU64::new(0),
             last_errno: AtomicI32::new(0),
+            dirty: AtomicU64::new(0),
         });
         self.files.lock().insert(id, Arc::downgrade(&file));
         file
@@ -316,7 +346,7 @@ impl PageCache {
             drop(st);
             counters::add(Counter::PagecacheEvictions, 1);
             counters::add(Counter::Pgsteal, 1);
-            self.release(page.forget());
+            self.release(page.forget(&file.dirty));
             freed += 1;
         }
         self.compact_lru();
@@ -365,7 +395,7 @@ impl PageCache {
             let mut pfns = Vec::with_capacity(victims.len());
             for i in victims {
                 if let Some(p) = st.pages.remove(&i) {
-                    pfns.push(p.forget());
+                    pfns.push(p.forget(&f.dirty));
                 }
             }
             drop(st);
@@ -461,7 +491,7 @@ impl CachedFile {
 
     /// Pages waiting for writeback.
     pub fn dirty_pages(&self) -> usize {
-        self.state.lock().pages.values().filter(|p| p.dirty).count()
+        self.dirty.load(Ordering::Relaxed) as usize
     }
 
     /// The frame caching page `index`, if any (for tests and diagnostics).
@@ -485,9 +515,12 @@ impl CachedFile {
         }
     }
 
-    /// Insert freshly read-ahead frames for a contiguous run and fill them. On success
-    /// returns with the pages up to date.
-    fn fill_run(&self, first: u64, count: u64) -> Result<(), IoError> {
+    /// Insert fresh, `LOCKED` pages for up to `count` pages from `first` (stopping at a
+    /// page already cached or when frames run out) and start reading them; returns
+    /// without waiting. The completion (from the disk interrupt) sets `UPTODATE`, or
+    /// `ERROR` on failure, clears `LOCKED` and wakes the waiters of each frame. Returns
+    /// the number of pages started; an error only if not even one frame was available.
+    fn start_fill(&self, first: u64, count: u64) -> Result<u64, IoError> {
         let mut frames = Vec::with_capacity(count as usize);
         for _ in 0..count {
             match self.cache.alloc_frame() {
@@ -504,7 +537,11 @@ impl CachedFile {
             if st.pages.contains_key(&index) {
                 break;
             }
-            self.set_frame_flags(pfn, FrameFlags::LOCKED, FrameFlags::UPTODATE);
+            self.set_frame_flags(
+                pfn,
+                FrameFlags::LOCKED,
+                FrameFlags::UPTODATE | FrameFlags::ERROR,
+            );
             // The read holds a reference of its own until it completes: truncate may take
             // the page out of the index meanwhile, and the DMA must not land in a frame
             // that went back to the allocator.
@@ -520,7 +557,7 @@ impl CachedFile {
         }
         frames.truncate(inserted);
         if frames.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         counters::add(Counter::PagecachePages, frames.len() as u64);
         {
@@ -529,71 +566,128 @@ impl CachedFile {
                 lru.push_back((self.id, first + i));
             }
         }
-        let result = self.io.read_pages(first, &frames);
-        let mut st = self.state.lock();
-        for (i, &pfn) in frames.iter().enumerate() {
-            let index = first + i as u64;
-            match result {
-                Ok(()) => self.set_frame_flags(pfn, FrameFlags::UPTODATE, FrameFlags::LOCKED),
-                Err(_) => {
-                    // Drop the failed pages so a later read retries the I/O.
-                    self.set_frame_flags(pfn, FrameFlags::empty(), FrameFlags::LOCKED);
-                    if st.pages.get(&index).is_some_and(|p| p.pfn == pfn)
-                        && let Some(p) = st.pages.remove(&index)
-                    {
-                        self.cache.release(p.forget());
+        let n = frames.len() as u64;
+        let table = self.cache.frames.table();
+        let allocator = self.cache.frames;
+        let pfns = frames.clone();
+        self.io.start_read(
+            first,
+            &frames,
+            Box::new(move |result| {
+                for &pfn in &pfns {
+                    if let Some(d) = table.get(pfn) {
+                        match result {
+                            Ok(()) => d.set_flags(FrameFlags::UPTODATE),
+                            Err(_) => d.set_flags(FrameFlags::ERROR),
+                        };
+                        d.clear_flags(FrameFlags::LOCKED);
+                    }
+                    crate::sync::wake(wait_key(pfn));
+                    // The read's own reference (see above).
+                    if let Err(e) = allocator.put(pfn) {
+                        log::error!("page cache: releasing {pfn:?} after a read: {e}");
                     }
                 }
-            }
+            }),
+        );
+        Ok(n)
+    }
+
+    /// Pages from `from` (up to `want`, before `last_page`) not cached yet.
+    fn uncached_run(st: &FileState, from: u64, want: u64, last_page: u64) -> u64 {
+        let mut count = 0;
+        while count < want && from + count < last_page && !st.pages.contains_key(&(from + count)) {
+            count += 1;
         }
-        drop(st);
-        for &pfn in &frames {
-            // The read's own reference (see above).
-            self.cache.release(pfn);
-        }
-        result
+        count
     }
 
     /// A reference to the up-to-date frame of page `index` (reading it, with readahead,
     /// on a miss). The caller puts the reference.
+    ///
+    /// Readahead: a miss reads a window of pages (growing to [`READAHEAD_MAX`] while the
+    /// reader is sequential, [`READAHEAD_MIN`] otherwise); a sequential reader that
+    /// reaches the first page of the window requested last triggers the next window
+    /// asynchronously, so the device reads ahead while the reader copies.
     fn get_page(&self, index: u64, file_size: u64) -> Result<Pfn, IoError> {
         let last_page = file_size.div_ceil(PAGE);
+        let mut counted = false;
         loop {
             let mut st = self.state.lock();
-            let sequential = index == st.ra_next;
+            // A page read again (small reads) keeps the reader sequential.
+            let sequential = index == st.ra_next || index + 1 == st.ra_next;
             st.ra_next = index + 1;
+            if sequential && index >= st.ra_trigger && st.ra_end < last_page {
+                let start = st.ra_end.max(index + 1);
+                st.ra_window = (st.ra_window * 2).min(READAHEAD_MAX);
+                let n = Self::uncached_run(&st, start, st.ra_window, last_page);
+                st.ra_end = start + n.max(1);
+                st.ra_trigger = start;
+                if n > 0 {
+                    drop(st);
+                    let _ = self.start_fill(start, n);
+                    continue;
+                }
+            }
             if let Some(p) = st.pages.get_mut(&index) {
-                let flags = self.frame_flags(p.pfn);
+                let pfn = p.pfn;
+                let flags = self.frame_flags(pfn);
                 if flags.contains(FrameFlags::UPTODATE) {
                     p.referenced = true;
-                    let pfn = p.pfn;
                     self.cache.frames.get(pfn).map_err(|_| IoError(EIO))?;
-                    counters::add(Counter::PagecacheHits, 1);
+                    if !counted {
+                        counters::add(Counter::PagecacheHits, 1);
+                    }
                     return Ok(pfn);
                 }
-                // A read into it is in flight (by another task): wait for it.
+                if flags.contains(FrameFlags::LOCKED) {
+                    // A read into it is in flight: sleep until its completion.
+                    drop(st);
+                    let table = self.cache.frames.table();
+                    crate::sync::wait_on(wait_key(pfn), || {
+                        table
+                            .get(pfn)
+                            .is_none_or(|d| !d.flags().contains(FrameFlags::LOCKED))
+                    });
+                    continue;
+                }
+                if flags.contains(FrameFlags::ERROR) {
+                    // Its read failed: drop it, and the failed pages read with it, so a
+                    // later read retries; report EIO.
+                    let failed: Vec<u64> = st
+                        .pages
+                        .range(index..index.saturating_add(READAHEAD_MAX))
+                        .filter(|(_, p)| {
+                            let f = self.frame_flags(p.pfn);
+                            f.contains(FrameFlags::ERROR) && !f.contains(FrameFlags::LOCKED)
+                        })
+                        .map(|(&i, _)| i)
+                        .collect();
+                    for i in failed {
+                        if let Some(p) = st.pages.remove(&i) {
+                            self.cache.release(p.forget(&self.dirty));
+                        }
+                    }
+                    st.ra_trigger = u64::MAX;
+                    return Err(IoError(EIO));
+                }
                 drop(st);
                 crate::sync::relax();
                 continue;
             }
             counters::add(Counter::PagecacheMisses, 1);
+            counted = true;
             st.ra_window = if sequential {
                 (st.ra_window * 2).min(READAHEAD_MAX)
             } else {
                 READAHEAD_MIN
             };
-            let mut count = 1;
-            while count < st.ra_window
-                && index + count < last_page
-                && !st.pages.contains_key(&(index + count))
-            {
-                count += 1;
-            }
-            if sequential {
-                st.ra_next = index + count;
-            }
+            let count = Self::uncached_run(&st, index, st.ra_window, last_page).max(1);
+            st.ra_end = index + count;
+            // A sequential reader gets the next window started right away.
+            st.ra_trigger = if sequential { index } else { u64::MAX };
             drop(st);
-            self.fill_run(index, count)?;
+            self.start_fill(index, count)?;
         }
     }
 
@@ -652,13 +746,24 @@ impl CachedFile {
                     counters::add(Counter::PagecachePages, 1);
                     self.cache.lru.lock().push_back((self.id, index));
                 } else {
-                    self.fill_run(index, 1)?;
+                    self.start_fill(index, 1)?;
                 }
                 continue;
             };
             if !self.frame_flags(p.pfn).contains(FrameFlags::UPTODATE) {
                 drop(st);
-                crate::sync::relax();
+                // Being read (wait for it) or failed (get_page reports the error).
+                if self.frame_flags(p.pfn).contains(FrameFlags::ERROR) {
+                    self.cache.release(self.get_page(index, file_size)?);
+                } else {
+                    let table = self.cache.frames.table();
+                    let pfn = p.pfn;
+                    crate::sync::wait_on(wait_key(pfn), || {
+                        table
+                            .get(pfn)
+                            .is_none_or(|d| !d.flags().contains(FrameFlags::LOCKED))
+                    });
+                }
                 continue;
             }
             if p.writeback {
@@ -749,7 +854,7 @@ impl CachedFile {
             if !p.dirty {
                 p.dirtied_at = now;
             }
-            p.set_dirty(true);
+            p.set_dirty(true, &self.dirty);
             p.referenced = true;
         }
     }
@@ -789,7 +894,7 @@ impl CachedFile {
                         if self.cache.frames.get(p.pfn).is_err() {
                             continue;
                         }
-                        p.set_dirty(false);
+                        p.set_dirty(false, &self.dirty);
                         p.set_writeback(true);
                         batch.push((index, p.pfn));
                     }
@@ -833,7 +938,7 @@ impl CachedFile {
                 {
                     p.set_writeback(false);
                     if r.is_err() {
-                        p.set_dirty(true);
+                        p.set_dirty(true, &self.dirty);
                     }
                 }
             }
@@ -876,7 +981,7 @@ impl CachedFile {
             st.pages.split_off(&keep)
         };
         for (_, p) in removed {
-            self.cache.release(p.forget());
+            self.cache.release(p.forget(&self.dirty));
         }
         let in_page = (new_size % PAGE) as usize;
         if in_page != 0 && self.state.lock().pages.contains_key(&(new_size / PAGE)) {
@@ -903,7 +1008,7 @@ impl Drop for CachedFile {
             );
         }
         for (_, p) in core::mem::take(&mut st.pages) {
-            self.cache.release(p.forget());
+            self.cache.release(p.forget(&self.dirty));
         }
     }
 }

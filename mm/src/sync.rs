@@ -7,6 +7,8 @@
 //! end; yielding lets the holder finish. On the host (unit tests) the hook is unset and
 //! waiting is a plain spin.
 
+use core::sync::atomic::{AtomicU32, Ordering};
+
 static HOOK: spin::Once<fn()> = spin::Once::new();
 
 /// Install the function called by [`relax`] (the kernel's "yield if allowed"). Only the
@@ -24,20 +26,128 @@ pub fn relax() {
     }
 }
 
-/// The relax strategy of [`Mutex`]: [`relax`].
-pub struct YieldRelax;
+/// How tasks sleep on a lock and are woken: the kernel installs its wait queues here
+/// (hashed by the lock's address). `wait(key, cond)` blocks the caller until `cond()`
+/// holds (checking it so that a wake-up in between is not lost) and returns at once when
+/// the caller may not sleep (interrupt context, interrupts off); `wake(key)` wakes every
+/// task waiting on `key`.
+#[derive(Clone, Copy)]
+pub struct WaitHooks {
+    /// Block until the condition holds.
+    pub wait: fn(usize, &mut dyn FnMut() -> bool),
+    /// Wake the waiters of a key.
+    pub wake: fn(usize),
+}
 
-impl spin::RelaxStrategy for YieldRelax {
-    #[inline]
-    fn relax() {
-        relax();
+static WAIT: spin::Once<WaitHooks> = spin::Once::new();
+
+/// Install the kernel's wait queues for [`Mutex`] (only the first call takes effect).
+pub fn set_wait_hooks(hooks: WaitHooks) {
+    WAIT.call_once(|| hooks);
+}
+
+/// A lock whose waiters sleep: a task that finds it taken blocks until the holder
+/// releases it (the holder may itself be blocked on a disk, holding it across I/O), so
+/// no CPU time goes to spinning. Without the kernel's hooks (host tests) it spins.
+pub struct Mutex<T: ?Sized> {
+    /// Tasks sleeping for the lock (the unlocker wakes them only if there are any).
+    sleepers: AtomicU32,
+    inner: spin::Mutex<T>,
+}
+
+/// The guard of a [`Mutex`]; dropping it releases the lock and wakes sleepers.
+pub struct MutexGuard<'a, T: ?Sized> {
+    lock: &'a Mutex<T>,
+    guard: Option<spin::MutexGuard<'a, T>>,
+}
+
+impl<T> Mutex<T> {
+    /// An unlocked mutex holding `value`.
+    pub const fn new(value: T) -> Mutex<T> {
+        Mutex {
+            sleepers: AtomicU32::new(0),
+            inner: spin::Mutex::new(value),
+        }
     }
 }
 
-/// A spin lock whose waiters yield to other tasks through [`relax`].
-pub type Mutex<T> = spin::mutex::Mutex<T, YieldRelax>;
-/// Its guard.
-pub type MutexGuard<'a, T> = spin::mutex::MutexGuard<'a, T>;
+impl<T: ?Sized> Mutex<T> {
+    fn key(&self) -> usize {
+        self as *const Self as *const u8 as usize
+    }
+
+    /// Take the lock, sleeping while another task holds it.
+    pub fn lock(&self) -> MutexGuard<'_, T> {
+        loop {
+            if let Some(g) = self.inner.try_lock() {
+                return MutexGuard {
+                    lock: self,
+                    guard: Some(g),
+                };
+            }
+            match WAIT.get() {
+                Some(h) => {
+                    self.sleepers.fetch_add(1, Ordering::AcqRel);
+                    (h.wait)(self.key(), &mut || !self.inner.is_locked());
+                    self.sleepers.fetch_sub(1, Ordering::AcqRel);
+                    // The wait returns at once where sleeping is not allowed.
+                    if self.inner.is_locked() {
+                        relax();
+                    }
+                }
+                None => relax(),
+            }
+        }
+    }
+
+    /// Take the lock if it is free.
+    pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+        self.inner.try_lock().map(|g| MutexGuard {
+            lock: self,
+            guard: Some(g),
+        })
+    }
+
+    /// Whether some task holds the lock.
+    pub fn is_locked(&self) -> bool {
+        self.inner.is_locked()
+    }
+
+    /// The value, through a unique reference (no locking needed).
+    pub fn get_mut(&mut self) -> &mut T {
+        self.inner.get_mut()
+    }
+}
+
+impl<T: Default> Default for Mutex<T> {
+    fn default() -> Self {
+        Mutex::new(T::default())
+    }
+}
+
+impl<T: ?Sized> core::ops::Deref for MutexGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.guard.as_ref().expect("guard is live until drop")
+    }
+}
+
+impl<T: ?Sized> core::ops::DerefMut for MutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.guard.as_mut().expect("guard is live until drop")
+    }
+}
+
+impl<T: ?Sized> Drop for MutexGuard<'_, T> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        if self.lock.sleepers.load(Ordering::Acquire) > 0
+            && let Some(h) = WAIT.get()
+        {
+            (h.wake)(self.lock.key());
+        }
+    }
+}
 
 /// How the kernel masks interrupts: `disable` turns them off and says whether they were
 /// on; `restore` puts back what `disable` reported.
@@ -70,5 +180,29 @@ pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
             r
         }
         None => f(),
+    }
+}
+
+/// Block until `cond()` holds, sleeping on `key` (any number naming what is awaited; the
+/// page cache uses a frame's physical address) until [`wake`] is called for it. Without
+/// the kernel's hooks, or where sleeping is not allowed, spins through [`relax`].
+pub fn wait_on(key: usize, mut cond: impl FnMut() -> bool) {
+    while !cond() {
+        match WAIT.get() {
+            Some(h) => {
+                (h.wait)(key, &mut cond);
+                if !cond() {
+                    relax();
+                }
+            }
+            None => relax(),
+        }
+    }
+}
+
+/// Wake everything waiting in [`wait_on`] for `key` (callable from interrupt handlers).
+pub fn wake(key: usize) {
+    if let Some(h) = WAIT.get() {
+        (h.wake)(key);
     }
 }

@@ -6,8 +6,9 @@
 //!
 //! * `copy_256_mib_with_512_mib_of_ram`: a cold read of a 256 MiB file, then 256 MiB of
 //!   zeros written with `conv=fsync` (this panicked the kernel once: a 1 MiB heap
-//!   allocation of writeback bookkeeping), `drop_caches`, then the file copied by `cp`
-//!   and by `dd bs=1M` (a read/write loop); no process may die, nothing may be killed.
+//!   allocation of writeback bookkeeping), `drop_caches`, the file hashed cold (every
+//!   byte through readahead), then copied by `cp` and by `dd bs=1M` (a read/write loop);
+//!   no process may die, nothing may be killed.
 //! * `big_file_with_64_mib_of_ram` / `..._32_mib_...`: 256 MiB from /dev/urandom written
 //!   with `dd`, hashed, copied, hashed, on a machine with a fraction of that in RAM.
 //! * `oom_killer_ends_the_hog_and_the_shell_survives`: `memhog` takes memory without
@@ -70,6 +71,8 @@ dd if=src.bin of=/dev/null bs=1M
 dd if=/dev/zero of=z.bin bs=1M count=256 conv=fsync
 rm z.bin
 echo 3 > /proc/sys/vm/drop_caches
+sha256sum src.bin > cold-hash
+echo 3 > /proc/sys/vm/drop_caches
 cp src.bin cp.bin
 dd if=src.bin of=dd.bin bs=1M
 sha256sum cp.bin dd.bin > hashes
@@ -86,6 +89,9 @@ poweroff
     assert!(o.serial.contains("rc done"), "{}", describe(&o));
     assert_nothing_killed(&o);
     assert_image_clean(&img, &o);
+    // A cold read of the whole file through readahead: every byte hashed in AliasOS.
+    let cold = read_back_text(&img, "/cold-hash", &o);
+    assert_eq!(hash_of(&cold, "src.bin"), Some(want.as_str()), "{cold}");
     let hashes = read_back_text(&img, "/hashes", &o);
     for name in ["cp.bin", "dd.bin"] {
         assert_eq!(

@@ -106,6 +106,29 @@ pub fn init() {
     context::set_task_started_hook(task_started);
     trap::set_return_to_user_hook(return_to_user);
     mm::sync::set_relax_hook(relax);
+    mm::sync::set_wait_hooks(mm::sync::WaitHooks {
+        wait: lock_wait,
+        wake: lock_wake,
+    });
+}
+
+/// Wait queues for sleeping locks (`mm::sync::Mutex`), shared by hashing the lock's
+/// address: a wake-up meant for another lock in the same bucket is merely spurious.
+static LOCK_QUEUES: [WaitQueue; 32] = [const { WaitQueue::new() }; 32];
+
+fn lock_queue(key: usize) -> &'static WaitQueue {
+    &LOCK_QUEUES[(key >> 4).wrapping_mul(0x9E37_79B9) % LOCK_QUEUES.len()]
+}
+
+fn lock_wait(key: usize, cond: &mut dyn FnMut() -> bool) {
+    if !cpu::interrupts_enabled() || trap::in_interrupt() {
+        return; // may not sleep here: the caller spins instead
+    }
+    lock_queue(key).wait_until(cond);
+}
+
+fn lock_wake(key: usize) {
+    lock_queue(key).wake_all();
 }
 
 /// The running task.

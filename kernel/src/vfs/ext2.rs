@@ -21,7 +21,7 @@ use fs::ext2::{Ext2, MountOptions, ROOT_INO};
 use mm::counters::{self, Counter};
 use mm::frame::{FRAME_SIZE, Pfn};
 use mm::frame_table::Owner;
-use mm::page_cache::{CachedFile, EIO, ENOMEM, IoError, PageIo};
+use mm::page_cache::{CachedFile, EIO, ENOMEM, IoError, PageIo, ReadDone};
 use mm::sync::Mutex;
 
 use super::node::*;
@@ -237,6 +237,56 @@ impl PageIo for FilePages {
     fn read_pages(&self, first: u64, frames: &[Pfn]) -> Result<(), IoError> {
         let extents = self.extents(first, frames, false)?;
         self.run(Op::Read, extents)
+    }
+
+    /// Readahead: every extent goes to the disk at once and this returns; the last
+    /// completion (in the disk interrupt) reports the result.
+    fn start_read(&self, first: u64, frames: &[Pfn], done: ReadDone) {
+        let extents = match self.extents(first, frames, false) {
+            Ok(e) => e,
+            Err(e) => return done(Err(e)),
+        };
+        if extents.is_empty() {
+            return done(Ok(())); // all holes, already zeroed
+        }
+        struct Pending {
+            left: AtomicUsize,
+            failed: AtomicBool,
+            done: spin::Mutex<Option<ReadDone>>,
+        }
+        let p = Arc::new(Pending {
+            left: AtomicUsize::new(extents.len()),
+            failed: AtomicBool::new(false),
+            done: spin::Mutex::new(Some(done)),
+        });
+        // Called once per extent, from the interrupt handler or (a refused submit) here,
+        // always with interrupts off: the last one runs `done`.
+        let finish = |p: &Pending, ok: bool| {
+            if !ok {
+                p.failed.store(true, Ordering::SeqCst);
+            }
+            if p.left.fetch_sub(1, Ordering::SeqCst) == 1
+                && let Some(d) = p.done.lock().take()
+            {
+                d(if p.failed.load(Ordering::SeqCst) {
+                    Err(IoError(EIO))
+                } else {
+                    Ok(())
+                });
+            }
+        };
+        for e in extents {
+            let pc = p.clone();
+            let req = Request::new(
+                Op::Read,
+                e.sector,
+                e.segs,
+                Box::new(move |c| finish(&pc, c.result.is_ok())),
+            );
+            if self.disk.submit(req).is_err() {
+                crate::arch::cpu::without_interrupts(|| finish(&p, false));
+            }
+        }
     }
 
     fn write_pages(&self, first: u64, frames: &[Pfn]) -> Result<(), IoError> {

@@ -112,9 +112,10 @@ fn read_all(f: &CachedFile, offset: u64, len: usize, size: u64) -> Vec<u8> {
 #[test]
 fn read_miss_reads_ahead_then_hits() {
     let _g = serial();
-    let disk = MemDisk::with_pattern(64);
+    const PAGES: u64 = 1024;
+    let disk = MemDisk::with_pattern(PAGES);
     let f = cache().open(Box::new(disk.clone()));
-    let size = 64 * PAGE;
+    let size = PAGES * PAGE;
     let (h0, m0) = (
         counters::get(Counter::PagecacheHits),
         counters::get(Counter::PagecacheMisses),
@@ -127,7 +128,7 @@ fn read_miss_reads_ahead_then_hits() {
     );
     // Sequential reading of the whole file: windows grow, every byte right.
     let all = read_all(&f, 0, size as usize, size);
-    for i in 0..64 {
+    for i in 0..PAGES {
         assert_eq!(
             &all[(i * PAGE) as usize..((i + 1) * PAGE) as usize],
             &pattern(i, 0)[..],
@@ -136,7 +137,7 @@ fn read_miss_reads_ahead_then_hits() {
     }
     let reads = disk.s.lock().unwrap().reads.clone();
     assert!(
-        reads.len() <= 6,
+        reads.len() <= 12,
         "sequential read took {} I/Os: {reads:?}",
         reads.len()
     );
@@ -144,11 +145,21 @@ fn read_miss_reads_ahead_then_hits() {
         reads.iter().any(|&(_, n)| n as u64 == READAHEAD_MAX),
         "window never reached the maximum: {reads:?}"
     );
-    assert_eq!(f.cached_pages(), 64);
+    assert!(reads.iter().all(|&(_, n)| n as u64 <= READAHEAD_MAX));
+    // Every page was read exactly once, in ascending windows.
+    let mut next = 0;
+    for &(first, n) in &reads {
+        assert_eq!(first, next, "windows are contiguous: {reads:?}");
+        next += n as u64;
+    }
+    assert_eq!(next, PAGES);
+    assert_eq!(f.cached_pages(), PAGES as usize);
     assert!(counters::get(Counter::PagecacheHits) > h0);
-    assert_eq!(
-        counters::get(Counter::PagecacheMisses) - m0,
-        reads.len() as u64
+    // Only the first accesses miss; readahead keeps ahead of the reader after that.
+    assert!(
+        counters::get(Counter::PagecacheMisses) - m0 <= 3,
+        "{} misses",
+        counters::get(Counter::PagecacheMisses) - m0
     );
     // Reads stop at the end of the file.
     assert_eq!(read_all(&f, size - 10, 100, size).len(), 10);
