@@ -377,6 +377,43 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
+/// The bus's name in tables and logs.
+pub fn bus_name(b: boot::Bus) -> &'static str {
+    match b {
+        boot::Bus::Virtio => "virtio",
+        boot::Bus::Ahci => "ahci",
+        boot::Bus::Nvme => "nvme",
+    }
+}
+
+/// A comma-separated list of buses (`virtio,ahci`).
+pub fn parse_buses(list: &str) -> Result<Vec<boot::Bus>, String> {
+    list.split(',').map(str::parse).collect()
+}
+
+/// Build (or find cached) the Linux peer: its kernel, initramfs and kernel package name
+/// (`bench/linux-peer/build.sh`).
+pub fn linux_peer(root: &Path) -> Result<(PathBuf, PathBuf, String), String> {
+    let script = root.join("bench/linux-peer/build.sh");
+    let status = Command::new("bash")
+        .arg(&script)
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if !status.success() {
+        return Err(format!("{} failed ({status})", script.display()));
+    }
+    let cache = root.join("bench/linux-peer/cache");
+    let package = std::fs::read_to_string(cache.join("stamp"))
+        .ok()
+        .and_then(|s| s.lines().nth(1).map(String::from))
+        .unwrap_or_else(|| "linux-image (Debian)".into());
+    Ok((
+        cache.join("vmlinuz"),
+        cache.join("initramfs.cpio.gz"),
+        package,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

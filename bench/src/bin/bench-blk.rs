@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use bench::{End, Limits, Measurement, Run, Watch, parse, rows, run_qemu, table};
+use bench::{
+    End, Limits, Measurement, Run, Watch, bus_name, linux_peer, parse, parse_buses, rows, run_qemu,
+    table,
+};
 use boot::{Bus, DirectKernel, Disk, Qemu, Serial, exit_code};
 
 const WORKLOADS: [&str; 4] = [
@@ -51,14 +54,6 @@ struct Options {
     verbose: bool,
 }
 
-fn bus_name(b: Bus) -> &'static str {
-    match b {
-        Bus::Virtio => "virtio",
-        Bus::Ahci => "ahci",
-        Bus::Nvme => "nvme",
-    }
-}
-
 fn options() -> Result<Options, String> {
     let mut o = Options {
         buses: vec![Bus::Virtio, Bus::Ahci],
@@ -82,12 +77,7 @@ fn options() -> Result<Options, String> {
                 .ok_or_else(|| format!("{a} needs a value"))
         };
         match a.as_str() {
-            "--bus" => {
-                o.buses = value()?
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()?
-            }
+            "--bus" => o.buses = parse_buses(&value()?)?,
             "--runtime" => o.runtime = value()?.parse().map_err(|e| format!("--runtime: {e}"))?,
             "--workloads" => o.workloads = value()?.split(',').map(String::from).collect(),
             "--mem" => o.mem = value()?,
@@ -142,28 +132,6 @@ fn data_disk(dir: &Path) -> Result<PathBuf, String> {
     std::fs::rename(&tmp, &path).map_err(|e| format!("rename {}: {e}", tmp.display()))?;
     std::fs::write(&filled, "").map_err(|e| format!("write {}: {e}", filled.display()))?;
     Ok(path)
-}
-
-/// Build (or find cached) the Linux kernel and initramfs.
-fn linux_peer(root: &Path) -> Result<(PathBuf, PathBuf, String), String> {
-    let script = root.join("bench/linux-peer/build.sh");
-    let status = Command::new("bash")
-        .arg(&script)
-        .status()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    if !status.success() {
-        return Err(format!("{} failed ({status})", script.display()));
-    }
-    let cache = root.join("bench/linux-peer/cache");
-    let package = std::fs::read_to_string(cache.join("stamp"))
-        .ok()
-        .and_then(|s| s.lines().nth(1).map(String::from))
-        .unwrap_or_else(|| "linux-image (Debian)".into());
-    Ok((
-        cache.join("vmlinuz"),
-        cache.join("initramfs.cpio.gz"),
-        package,
-    ))
 }
 
 #[derive(Clone, Copy, PartialEq)]

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use bench::{End, Limits, Run, Watch, run_qemu};
+use bench::{End, Limits, Run, Watch, bus_name, linux_peer, parse_buses, run_qemu};
 use boot::{Bus, DirectKernel, Disk, Qemu, Serial, exit_code};
 
 const WORKLOADS: [(&str, &str); 4] = [
@@ -76,12 +76,7 @@ fn options() -> Result<Options, String> {
                 .ok_or_else(|| format!("{a} needs a value"))
         };
         match a.as_str() {
-            "--bus" => {
-                o.buses = value()?
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()?
-            }
+            "--bus" => o.buses = parse_buses(&value()?)?,
             "--runs" => o.runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
             "--mem" => o.mem = value()?,
             "--workloads" => o.workloads = value()?.split(',').map(String::from).collect(),
@@ -105,14 +100,6 @@ fn options() -> Result<Options, String> {
         }
     }
     Ok(o)
-}
-
-fn bus_name(b: Bus) -> &'static str {
-    match b {
-        Bus::Virtio => "virtio",
-        Bus::Ahci => "ahci",
-        Bus::Nvme => "nvme",
-    }
 }
 
 fn run_cmd(cmd: &mut Command) -> Result<(), String> {
@@ -394,10 +381,8 @@ fn real_main() -> Result<bool, String> {
     let rc = format!("./fbench {args}\necho BENCH done\npoweroff\n");
     let base = base_image(&dir, &fbench, &rc)?;
     let linux = if o.linux {
-        let script = root.join("bench/linux-peer/build.sh");
-        run_cmd(Command::new("bash").arg(&script))?;
-        let cache = root.join("bench/linux-peer/cache");
-        Some((cache.join("vmlinuz"), cache.join("initramfs.cpio.gz")))
+        let (kernel, initrd, _) = linux_peer(&root)?;
+        Some((kernel, initrd))
     } else {
         None
     };
