@@ -319,17 +319,32 @@ impl PageCache {
     /// writeback or being read, and pages whose frames are mapped or pinned, are skipped
     /// and not counted as freed. Never waits. Returns the number of frames freed.
     pub fn evict_clean(&self, want: usize) -> usize {
+        // Every lock here is only tried: this may run from inside an allocation made
+        // with one of them held (the kernel heap reclaims for a big allocation), and on
+        // one CPU a lock found taken is held by the caller itself.
         let mut freed = 0;
-        let mut budget = 2 * self.lru.lock().len();
+        let Some(len) = self.lru.try_lock().map(|l| l.len()) else {
+            return 0;
+        };
+        let mut budget = 2 * len;
         while freed < want && budget > 0 {
             budget -= 1;
-            let Some((id, index)) = self.lru.lock().pop_front() else {
+            let Some((id, index)) = self.lru.try_lock().and_then(|mut l| l.pop_front()) else {
                 break;
             };
-            let Some(file) = self.files.lock().get(&id).and_then(Weak::upgrade) else {
+            let Some(file) = self
+                .files
+                .try_lock()
+                .and_then(|f| f.get(&id).and_then(Weak::upgrade))
+            else {
                 continue;
             };
-            let mut st = file.state.lock();
+            let Some(mut st) = file.state.try_lock() else {
+                if let Some(mut l) = self.lru.try_lock() {
+                    l.push_back((id, index));
+                }
+                continue;
+            };
             let Some(page) = st.pages.get_mut(&index) else {
                 continue;
             };
@@ -337,7 +352,9 @@ impl PageCache {
             if self.busy(page) || page.referenced {
                 page.referenced = false;
                 drop(st);
-                self.lru.lock().push_back((id, index));
+                if let Some(mut l) = self.lru.try_lock() {
+                    l.push_back((id, index));
+                }
                 continue;
             }
             let Some(page) = st.pages.remove(&index) else {
@@ -369,15 +386,32 @@ impl PageCache {
     /// never grows without bound.
     fn compact_lru(&self) {
         let live = self.pages() as usize;
-        if self.lru.lock().len() <= 2 * live + 4096 {
+        if self
+            .lru
+            .try_lock()
+            .is_none_or(|l| l.len() <= 2 * live + 4096)
+        {
             return;
         }
+        let Some(files) = self
+            .files
+            .try_lock()
+            .map(|f| f.values().filter_map(Weak::upgrade).collect::<Vec<_>>())
+        else {
+            return;
+        };
         let mut fresh = VecDeque::new();
-        for f in self.live_files() {
-            let st = f.state.lock();
-            fresh.extend(st.pages.keys().map(|&i| (f.id, i)));
+        for f in files {
+            let Some(st) = f.state.try_lock() else {
+                return; // held by whoever called us: try another time
+            };
+            let keys: Vec<u64> = st.pages.keys().copied().collect();
+            drop(st);
+            fresh.extend(keys.into_iter().map(|i| (f.id, i)));
         }
-        *self.lru.lock() = fresh;
+        if let Some(mut l) = self.lru.try_lock() {
+            *l = fresh;
+        }
     }
 
     /// Drop every clean page that nothing else uses (`drop_caches`). Dirty pages, pages

@@ -194,6 +194,18 @@ pub fn refill() -> usize {
     page_cache().evict_clean((high - free) as usize)
 }
 
+/// Drop clean page-cache pages until `pages` frames are free above the reserve (for a
+/// big heap allocation, which may not eat into the reserve). Never writes back, so it is
+/// safe with file-system locks held. Returns whether there is room now.
+pub fn make_room(pages: u64) -> bool {
+    let want = reserve() + pages + RECLAIM_BATCH;
+    let free = frames().free_frames();
+    if free < want {
+        page_cache().evict_clean((want - free) as usize);
+    }
+    frames().free_frames() >= reserve() + pages
+}
+
 /// `drop_caches`: 1 drops clean page-cache pages, 2 clean metadata blocks, 3 both.
 /// Dirty pages and pages in use stay. Returns the page-cache frames freed.
 pub fn drop_page_cache() -> usize {

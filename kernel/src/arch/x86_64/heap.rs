@@ -96,33 +96,50 @@ pub fn stats() -> (u64, u64) {
     })
 }
 
+impl KernelHeap {
+    /// Allocate, growing the heap as needed; null when out of frames. Interrupts off.
+    fn alloc_locked(&self, layout: Layout) -> *mut u8 {
+        let mut heap = self.heap.lock();
+        loop {
+            if let Ok(p) = heap.allocate_first_fit(layout) {
+                return p.as_ptr();
+            }
+            let need = layout.size() + layout.align() + 64;
+            let big = layout.size() >= BIG_ALLOCATION;
+            let before = MAPPED.load(Ordering::Relaxed);
+            // Grow by a step while memory is plentiful, else by just what this needs.
+            let plenty = crate::memory::frames().free_frames()
+                > 2 * crate::memory::reclaim::high_watermark();
+            let step = if plenty { need.max(GROW_STEP) } else { need };
+            if !grow(step, big) {
+                return core::ptr::null_mut();
+            }
+            let added = (MAPPED.load(Ordering::Relaxed) - before) as usize;
+            // SAFETY: `grow` mapped `added` bytes directly above the heap's top.
+            unsafe { heap.extend(added) };
+        }
+    }
+}
+
 // SAFETY: allocation and deallocation are serialised by the heap lock (taken with
 // interrupts off so an interrupt handler can never deadlock on it); the region handed to
 // the linked-list heap is mapped and owned by the heap for the kernel's lifetime, and
 // `extend` is only called after the pages right above the current top were mapped.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        cpu::without_interrupts(|| {
-            let mut heap = self.heap.lock();
-            loop {
-                if let Ok(p) = heap.allocate_first_fit(layout) {
-                    return p.as_ptr();
-                }
-                let need = layout.size() + layout.align() + 64;
-                let big = layout.size() >= BIG_ALLOCATION;
-                let before = MAPPED.load(Ordering::Relaxed);
-                // Grow by a step while memory is plentiful, else by just what this needs.
-                let plenty = crate::memory::frames().free_frames()
-                    > 2 * crate::memory::reclaim::high_watermark();
-                let step = if plenty { need.max(GROW_STEP) } else { need };
-                if !grow(step, big) {
-                    return core::ptr::null_mut();
-                }
-                let added = (MAPPED.load(Ordering::Relaxed) - before) as usize;
-                // SAFETY: `grow` mapped `added` bytes directly above the heap's top.
-                unsafe { heap.extend(added) };
-            }
-        })
+        let p = cpu::without_interrupts(|| self.alloc_locked(layout));
+        if !p.is_null() || layout.size() < BIG_ALLOCATION {
+            return p;
+        }
+        // A big allocation found too few free frames outside the reserve. Where the
+        // caller may block (interrupts on, not a handler, so it holds no spin lock),
+        // drop clean page-cache pages to make room and try once more.
+        if cpu::interrupts_enabled() && !super::trap::in_interrupt() {
+            let pages = layout.size().div_ceil(FRAME_SIZE) as u64;
+            crate::memory::reclaim::make_room(pages);
+            return cpu::without_interrupts(|| self.alloc_locked(layout));
+        }
+        core::ptr::null_mut()
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
