@@ -502,3 +502,96 @@ fn the_eviction_clock_never_grows_without_bound() {
         pc.pages()
     );
 }
+
+/// A disk whose reads complete only when the test says so (as an interrupt would).
+#[derive(Clone, Default)]
+struct DeferredDisk {
+    inner: MemDisk,
+    pending: Arc<StdMutex<Vec<(u64, Vec<Pfn>, ReadDone)>>>,
+}
+
+impl PageIo for DeferredDisk {
+    fn read_pages(&self, first: u64, frames: &[Pfn]) -> Result<(), IoError> {
+        self.inner.read_pages(first, frames)
+    }
+    fn write_pages(&self, first: u64, frames: &[Pfn]) -> Result<(), IoError> {
+        self.inner.write_pages(first, frames)
+    }
+    fn start_read(&self, first: u64, frames: &[Pfn], done: ReadDone) {
+        self.pending
+            .lock()
+            .unwrap()
+            .push((first, frames.to_vec(), done));
+    }
+}
+
+impl DeferredDisk {
+    /// Wait until a read is pending, then complete every pending read (`ok`: with the
+    /// data; otherwise with EIO). Returns how many reads were completed.
+    fn complete(&self, ok: bool) -> usize {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let reads: Vec<_> = core::mem::take(&mut *self.pending.lock().unwrap());
+            if !reads.is_empty() {
+                let n = reads.len();
+                for (first, frames, done) in reads {
+                    if ok {
+                        done(self.inner.read_pages(first, &frames));
+                    } else {
+                        done(Err(IoError(EIO)));
+                    }
+                }
+                return n;
+            }
+            assert!(std::time::Instant::now() < deadline, "no read was started");
+            std::thread::yield_now();
+        }
+    }
+}
+
+#[test]
+fn readers_of_a_page_being_read_wait_for_the_one_read_in_flight() {
+    let _g = serial();
+    let disk = DeferredDisk {
+        inner: MemDisk::with_pattern(8),
+        ..DeferredDisk::default()
+    };
+    let pc = cache();
+    let f: Arc<CachedFile> = pc.open(Box::new(disk.clone()));
+    let size = 8 * PAGE;
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let f = f.clone();
+            std::thread::spawn(move || read_all(&f, 100, 50, size))
+        })
+        .collect();
+    // Both readers block on the page while its read is in flight: one read only.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(
+        disk.pending.lock().unwrap().len(),
+        1,
+        "one read for both readers"
+    );
+    let frame = f
+        .frame_of(0)
+        .expect("the page is in the index while being read");
+    let locked = pc.frames().table().get(frame).unwrap().flags();
+    assert!(locked.contains(FrameFlags::LOCKED) && !locked.contains(FrameFlags::UPTODATE));
+    assert_eq!(disk.complete(true), 1);
+    for r in readers {
+        assert_eq!(r.join().unwrap(), pattern(0, 0)[100..150]);
+    }
+    // A failed read: the waiter gets EIO, the pages leave the cache, a retry reads again.
+    let g = f.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 8];
+        g.read(6 * PAGE, &mut buf, size)
+    });
+    assert_eq!(disk.complete(false), 1);
+    assert_eq!(reader.join().unwrap(), Err(IoError(EIO)));
+    assert!(f.frame_of(6).is_none(), "a failed page is dropped");
+    let g = f.clone();
+    let retry = std::thread::spawn(move || read_all(&g, 6 * PAGE, 8, size));
+    assert_eq!(disk.complete(true), 1);
+    assert_eq!(retry.join().unwrap(), pattern(6, 0)[..8]);
+}
