@@ -503,11 +503,14 @@ fn the_eviction_clock_never_grows_without_bound() {
     );
 }
 
+/// A read started but not completed: first page, frames, completion.
+type PendingRead = (u64, Vec<Pfn>, ReadDone);
+
 /// A disk whose reads complete only when the test says so (as an interrupt would).
 #[derive(Clone, Default)]
 struct DeferredDisk {
     inner: MemDisk,
-    pending: Arc<StdMutex<Vec<(u64, Vec<Pfn>, ReadDone)>>>,
+    pending: Arc<StdMutex<Vec<PendingRead>>>,
 }
 
 impl PageIo for DeferredDisk {
