@@ -102,6 +102,8 @@ struct Page {
     referenced: bool,
     /// When it became dirty (caller's clock), for background writeback.
     dirtied_at: u64,
+    /// Writebacks of this page that failed in a row.
+    failures: u8,
 }
 
 impl Page {
@@ -113,6 +115,7 @@ impl Page {
             writeback: false,
             referenced: true,
             dirtied_at: 0,
+            failures: 0,
         }
     }
 
@@ -202,6 +205,11 @@ pub struct PageCache {
 fn wait_key(pfn: Pfn) -> usize {
     pfn.addr() as usize
 }
+
+/// Failed writebacks of a page after which it is no longer retried: it becomes clean
+/// (reclaimable) and the error stays recorded for `fsync`, as Linux does, so that a disk
+/// that keeps failing cannot fill memory with pages nobody can write.
+pub const WRITE_ATTEMPTS: u8 = 3;
 
 /// Most pages one writeback batch takes (its bookkeeping is one small allocation).
 pub const WRITEBACK_BATCH: usize = 256;
@@ -952,7 +960,8 @@ impl CachedFile {
 
     /// Write `batch` (pages marked writeback, each with a frame reference held for the
     /// I/O) in contiguous runs; then clean them (or leave them dirty on error). Returns
-    /// the pages written successfully and the first error.
+    /// the pages settled (written, or given up after [`WRITE_ATTEMPTS`]) and the first
+    /// error.
     fn write_batch(&self, batch: &[(u64, Pfn)]) -> (usize, Result<(), IoError>) {
         let mut written = 0;
         let mut result = Ok(());
@@ -966,17 +975,35 @@ impl CachedFile {
             let frames: Vec<Pfn> = run.iter().map(|&(_, p)| p).collect();
             let r = self.io.write_pages(run[0].0, &frames);
             let mut st = self.state.lock();
+            let mut given_up = 0;
             for &(index, pfn) in run {
                 if let Some(p) = st.pages.get_mut(&index)
                     && p.pfn == pfn
                 {
                     p.set_writeback(false);
                     if r.is_err() {
-                        p.set_dirty(true, &self.dirty);
+                        p.failures = p.failures.saturating_add(1);
+                        if p.failures < WRITE_ATTEMPTS {
+                            p.set_dirty(true, &self.dirty);
+                        } else {
+                            given_up += 1;
+                        }
+                    } else {
+                        p.failures = 0;
                     }
                 }
             }
             drop(st);
+            if given_up > 0 {
+                // The page stays cached with its data (clean, so it can be reclaimed);
+                // the error reaches every open description's next fsync.
+                log::error!(
+                    "page cache: file {}: {given_up} pages at index {} not written after {WRITE_ATTEMPTS} failed attempts; giving up on them",
+                    self.id,
+                    run[0].0
+                );
+                written += given_up;
+            }
             for &pfn in &frames {
                 self.cache.release(pfn);
             }

@@ -15,6 +15,10 @@
 //!   bound; it must die of SIGKILL (status 137), the shell must carry on.
 //! * `pid1_killed_by_a_fault_ends_the_run`: PID 1 dies of SIGSEGV; QEMU must exit with a
 //!   failure status within seconds.
+//! * `a_disk_that_fails_every_write_neither_hangs_nor_fills_memory`: with every write
+//!   failing (blkdebug) and 64 MiB of RAM, 128 MiB written with `conv=fsync`: dd reports
+//!   the error, pages that cannot be written are given up after 3 attempts, and the
+//!   machine powers off.
 //!
 //! `ALIASOS_SERIAL=1 cargo test -p tests --test memory -- --nocapture` shows the logs.
 
@@ -224,6 +228,65 @@ fn pid1_killed_by_a_fault_ends_the_run() {
     );
     assert!(
         o.serial.contains("init exited with wait status 0xb"),
+        "{}",
+        describe(&o)
+    );
+}
+
+/// Every write to the data disk fails (QEMU blkdebug) while a process writes twice the
+/// machine's memory: pages that cannot be written are retried, then given up (kept
+/// clean, the error kept for fsync), so memory never fills with dirty pages nobody can
+/// write; `dd conv=fsync` reports the error, nothing hangs, the machine powers off.
+#[test]
+fn a_disk_that_fails_every_write_neither_hangs_nor_fills_memory() {
+    let t = Tree::new("wfail");
+    t.rc("\
+echo rc start
+dd if=/dev/zero of=z.bin bs=1M count=128 conv=fsync
+echo dd status $?
+cat /proc/vmstat > /dev/null
+echo rc done
+poweroff
+");
+    let img = t.image(256);
+    let conf = boot::target_dir()
+        .join("test-disks")
+        .join(format!("wfail-{}.blkdebug", std::process::id()));
+    std::fs::write(
+        &conf,
+        "[inject-error]\nevent = \"write_aio\"\nerrno = \"5\"\n",
+    )
+    .expect("write the blkdebug config");
+    let q = boot::Qemu {
+        disks: vec![boot::Disk {
+            blkdebug: Some(conf.clone()),
+            ..boot::Disk::new(&img, boot::Bus::Virtio)
+        }],
+        mem: "64M".into(),
+        timeout: Some(Duration::from_secs(300)),
+        ..boot::Qemu::default()
+    };
+    let o = tests::run(&q);
+    let _ = std::fs::remove_file(&conf);
+    assert_powered_off(&o, "wfail");
+    assert!(o.serial.contains("rc done"), "{}", describe(&o));
+    let status = o
+        .serial
+        .lines()
+        .find_map(|l| l.strip_prefix("dd status "))
+        .unwrap_or_else(|| panic!("no dd status; {}", describe(&o)));
+    assert_ne!(
+        status.trim(),
+        "0",
+        "dd conv=fsync must report the failed writes"
+    );
+    assert!(
+        o.serial.contains("giving up on them"),
+        "pages that cannot be written are given up; {}",
+        describe(&o)
+    );
+    assert!(
+        !o.serial.contains("KERNEL PANIC") && !o.serial.contains("out of memory"),
         "{}",
         describe(&o)
     );

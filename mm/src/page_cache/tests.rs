@@ -598,3 +598,33 @@ fn readers_of_a_page_being_read_wait_for_the_one_read_in_flight() {
     assert_eq!(disk.complete(true), 1);
     assert_eq!(retry.join().unwrap(), pattern(6, 0)[..8]);
 }
+
+#[test]
+fn a_page_that_keeps_failing_is_given_up_and_fsync_reports_it() {
+    let _g = serial();
+    let disk = MemDisk::default();
+    let f = cache().open(Box::new(disk.clone()));
+    let mut cursor = f.error_cursor();
+    f.write(0, &pattern(0, 1), 0).unwrap();
+    disk.s.lock().unwrap().fail_writes = u32::MAX;
+    for attempt in 1..=WRITE_ATTEMPTS {
+        assert_eq!(f.dirty_pages(), 1, "still dirty before attempt {attempt}");
+        assert!(f.writeback().is_err());
+    }
+    assert_eq!(
+        f.dirty_pages(),
+        0,
+        "given up after {WRITE_ATTEMPTS} attempts"
+    );
+    assert_eq!(
+        read_all(&f, 0, 8, PAGE),
+        pattern(0, 1)[..8],
+        "the data stays cached"
+    );
+    assert_eq!(
+        f.fsync(&mut cursor),
+        Err(IoError(EIO)),
+        "fsync reports the loss"
+    );
+    assert_eq!(f.fsync(&mut cursor), Ok(()), "once");
+}
