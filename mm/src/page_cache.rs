@@ -15,18 +15,24 @@
 //! user memory (counted in `data_copy_bytes`) and the stable-page copy below.
 //!
 //! Transitions:
-//! - read miss: frames allocated for a readahead run, marked `LOCKED`, inserted, filled by
-//!   one `read_pages`, then `UPTODATE` (or removed again on error, returning EIO);
+//! - read miss: frames allocated for a readahead window, marked `LOCKED`, inserted, and a
+//!   read started (`PageIo::start_read`); its completion, from the disk interrupt, sets
+//!   `UPTODATE` (or `ERROR`), clears `LOCKED` and wakes the frame's waiters, who sleep
+//!   meanwhile. A reader finding `ERROR` drops the failed pages and returns EIO, so a later
+//!   read retries. A sequential reader reaching the window requested last starts the next
+//!   one without waiting (asynchronous readahead, windows growing to 1 MiB);
 //! - write: the page is made present and up to date (read first only for a partial write
 //!   inside the file), the bytes copied in, the page marked dirty;
 //! - write to a page under writeback: the DMA must keep reading stable data, so the page
 //!   moves to a copy of the frame and the I/O finishes on the old one, which writeback
 //!   holds a reference to ("stable pages");
-//! - writeback: dirty pages are marked `writeback`, written in contiguous runs, then clean;
-//!   on error they stay dirty (nothing is dropped) and the file's error sequence advances,
-//!   so the next `fsync` of *every* open file description reports it once;
+//! - writeback: dirty pages are marked `writeback`, written in contiguous runs (batches of
+//!   at most [`WRITEBACK_BATCH`] pages), then clean; on error they stay dirty and are
+//!   retried, up to [`WRITE_ATTEMPTS`] times, then given up (clean, data still cached); the
+//!   file's error sequence advances, so the next `fsync` of *every* open file description
+//!   reports it once. `nr_dirty` and `nr_writeback` follow every transition;
 //! - eviction (CLOCK over all files): clean, unreferenced, unmapped, unpinned pages only;
-//!   under memory pressure dirty pages are written back first.
+//!   under memory pressure dirty pages are written back first (by the kernel's policy).
 //!
 //! ## Locking
 //!
@@ -36,7 +42,8 @@
 //! | read or write / writeback | `state` lock to flip `dirty`/`writeback`; the I/O runs unlocked on frames writeback holds references to; a write meanwhile copies the page (stable pages) |
 //! | any / truncate | `state` lock; pages past the end leave the index, frames in flight stay alive through their I/O references |
 //! | any / fsync | fsync is writeback plus the error sequence (atomic) |
-//! | any / eviction | eviction takes the `lru` lock, drops it, then takes the file's `state` lock; nothing takes `lru` while holding `state` except to append |
+//! | any / eviction | eviction takes the `lru` lock, drops it, then takes the file's `state` lock; nothing takes `lru` while holding `state` except to append. Eviction only *tries* its locks: it may run inside a heap allocation made with one of them held |
+//! | read completion / any | the completion runs in the disk interrupt and takes no lock: it changes frame flags (atomics), drops the read's frame references and wakes waiters |
 //! | frame allocation / eviction | no `state` lock is held while allocating (allocation may evict) |
 //! | page fault (mmap) / any | `map_page` looks the page up under `state` and gives the mapping its own frame reference (so eviction skips it); stores through a shared mapping reach the cache as `mapped_page_dirtied` (from the PTE dirty bits at msync, munmap, fsync, sync, exit) |
 //! | write / writeback of a mapped page | a write to a page under writeback whose frame is also mapped waits for the I/O instead of moving the page to a copy (the mapping must keep seeing the cache's frame) |
