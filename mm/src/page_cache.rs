@@ -765,21 +765,43 @@ impl CachedFile {
 
     /// Make page `index` present, up to date (unless the caller overwrites all of
     /// `[in_page, in_page + len)` of a page past the old end) and safe to modify: not
-    /// under writeback (stable pages). Returns the frame with a reference held.
+    /// under writeback (stable pages). Returns the frame with a reference held, and
+    /// whether it is a *fresh* page: not cached before and about to be overwritten whole,
+    /// so it was neither read nor zeroed; it stays `LOCKED` (readers wait) until the
+    /// caller has filled it and called [`CachedFile::publish_fresh`].
     fn prepare_write(
         &self,
         index: u64,
         in_page: usize,
         len: usize,
         file_size: u64,
-    ) -> Result<Pfn, IoError> {
+    ) -> Result<(Pfn, bool), IoError> {
         loop {
             let st = self.state.lock();
             let Some(p) = st.pages.get(&index).copied() else {
                 drop(st);
                 let whole = in_page == 0 && len == FRAME_SIZE;
                 let beyond_eof = index * PAGE >= file_size;
-                if whole || beyond_eof {
+                if whole {
+                    let pfn = self.cache.alloc_frame()?;
+                    self.set_frame_flags(
+                        pfn,
+                        FrameFlags::LOCKED,
+                        FrameFlags::UPTODATE | FrameFlags::ERROR,
+                    );
+                    let mut st = self.state.lock();
+                    if st.pages.contains_key(&index) || self.cache.frames.get(pfn).is_err() {
+                        drop(st);
+                        self.cache.release(pfn);
+                        continue;
+                    }
+                    st.pages.insert(index, Page::fresh(pfn));
+                    drop(st);
+                    counters::add(Counter::PagecachePages, 1);
+                    self.cache.lru.lock().push_back((self.id, index));
+                    return Ok((pfn, true));
+                }
+                if beyond_eof {
                     // Nothing on disk worth reading: start from a zeroed frame.
                     let pfn = self.cache.alloc_frame()?;
                     phys::zero(pfn, 0, FRAME_SIZE);
@@ -854,8 +876,15 @@ impl CachedFile {
                 continue;
             }
             self.cache.frames.get(p.pfn).map_err(|_| IoError(EIO))?;
-            return Ok(p.pfn);
+            return Ok((p.pfn, false));
         }
+    }
+
+    /// A fresh page from [`CachedFile::prepare_write`] has been filled: make it up to
+    /// date and let its waiters in.
+    fn publish_fresh(&self, pfn: Pfn) {
+        self.set_frame_flags(pfn, FrameFlags::UPTODATE, FrameFlags::LOCKED);
+        crate::sync::wake(wait_key(pfn));
     }
 
     /// Copy `data` into the file at `offset` (the caller records any new size). Returns
@@ -867,12 +896,15 @@ impl CachedFile {
             let index = pos / PAGE;
             let in_page = (pos % PAGE) as usize;
             let n = (FRAME_SIZE - in_page).min(data.len() - done);
-            let pfn = match self.prepare_write(index, in_page, n, file_size) {
+            let (pfn, fresh) = match self.prepare_write(index, in_page, n, file_size) {
                 Ok(p) => p,
                 Err(e) if done == 0 => return Err(e),
                 Err(_) => break,
             };
             phys::write(pfn, in_page, &data[done..done + n]);
+            if fresh {
+                self.publish_fresh(pfn);
+            }
             counters::add(Counter::DataCopyBytes, n as u64);
             self.mark_dirty(index, pfn);
             self.cache.release(pfn);
@@ -1053,8 +1085,9 @@ impl CachedFile {
         }
         let in_page = (new_size % PAGE) as usize;
         if in_page != 0 && self.state.lock().pages.contains_key(&(new_size / PAGE)) {
-            let pfn =
-                self.prepare_write(new_size / PAGE, in_page, FRAME_SIZE - in_page, new_size)?;
+            let pfn = self
+                .prepare_write(new_size / PAGE, in_page, FRAME_SIZE - in_page, new_size)?
+                .0;
             phys::zero(pfn, in_page, FRAME_SIZE - in_page);
             self.mark_dirty(new_size / PAGE, pfn);
             self.cache.release(pfn);

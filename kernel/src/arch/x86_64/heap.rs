@@ -1,14 +1,16 @@
-//! The kernel heap: a linked-list allocator over a virtual region in its own level-4
-//! slot, grown on demand by mapping more frames (which need not be contiguous).
+//! The kernel heap: the `talc` allocator (segregated free lists: allocation and free in
+//! near-constant time, where a linked-list first fit walks every free block) over a
+//! virtual region in its own level-4 slot, grown on demand by mapping more frames (which
+//! need not be contiguous).
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use linked_list_allocator::Heap;
 use mm::frame::FRAME_SIZE;
 use mm::frame_table::Owner;
 use spin::Mutex;
+use talc::{ErrOnOom, Span, Talc};
 
 use super::cpu;
 use super::paging::{self, Access};
@@ -18,16 +20,31 @@ const GROW_STEP: usize = 1 << 20;
 /// And never beyond this size.
 const MAX_HEAP: u64 = 64 << 30;
 
+struct Heap {
+    talc: Talc<ErrOnOom>,
+    /// The span talc manages (grown by `extend`); empty before `init`.
+    span: Span,
+}
+
 struct KernelHeap {
     heap: Mutex<Heap>,
 }
 
+// SAFETY: the heap's raw pointers (inside talc and the span) point into the kernel's heap
+// region, which is mapped for the kernel's lifetime; all access goes through the mutex.
+unsafe impl Send for Heap {}
+
 static BASE: AtomicU64 = AtomicU64::new(0);
 static MAPPED: AtomicU64 = AtomicU64::new(0);
+/// Bytes handed out and not yet freed (for `stats`).
+static USED: AtomicU64 = AtomicU64::new(0);
 
 #[global_allocator]
 static HEAP: KernelHeap = KernelHeap {
-    heap: Mutex::new(Heap::empty()),
+    heap: Mutex::new(Heap {
+        talc: Talc::new(ErrOnOom),
+        span: Span::empty(),
+    }),
 };
 
 /// Allocations at least this large are "big": the heap grows for them only while that
@@ -83,17 +100,23 @@ pub fn init(initial: usize) -> Result<(), &'static str> {
         return Err("no memory for the initial heap");
     }
     let mapped = MAPPED.load(Ordering::Relaxed) as usize;
-    // SAFETY: [base, base + mapped) was just mapped, writable, and nothing else uses it.
-    unsafe { HEAP.heap.lock().init(base as *mut u8, mapped) };
-    Ok(())
+    cpu::without_interrupts(|| {
+        let mut h = HEAP.heap.lock();
+        // SAFETY: [base, base + mapped) was just mapped, writable, and nothing else uses
+        // it; talc owns it from now on.
+        let span = unsafe {
+            h.talc
+                .claim(Span::from_base_size(base as *mut u8, mapped))
+                .map_err(|_| "talc refused the initial heap")?
+        };
+        h.span = span;
+        Ok(())
+    })
 }
 
 /// (bytes mapped, bytes in use) of the heap.
 pub fn stats() -> (u64, u64) {
-    cpu::without_interrupts(|| {
-        let h = HEAP.heap.lock();
-        (MAPPED.load(Ordering::Relaxed), h.used() as u64)
-    })
+    (MAPPED.load(Ordering::Relaxed), USED.load(Ordering::Relaxed))
 }
 
 impl KernelHeap {
@@ -101,7 +124,9 @@ impl KernelHeap {
     fn alloc_locked(&self, layout: Layout) -> *mut u8 {
         let mut heap = self.heap.lock();
         loop {
-            if let Ok(p) = heap.allocate_first_fit(layout) {
+            // SAFETY: GlobalAlloc never passes a zero-sized layout.
+            if let Ok(p) = unsafe { heap.talc.malloc(layout) } {
+                USED.fetch_add(layout.size() as u64, Ordering::Relaxed);
                 return p.as_ptr();
             }
             let need = layout.size() + layout.align() + 64;
@@ -115,8 +140,14 @@ impl KernelHeap {
                 return core::ptr::null_mut();
             }
             let added = (MAPPED.load(Ordering::Relaxed) - before) as usize;
-            // SAFETY: `grow` mapped `added` bytes directly above the heap's top.
-            unsafe { heap.extend(added) };
+            let old = heap.span;
+            let base = BASE.load(Ordering::Relaxed) as *mut u8;
+            // SAFETY: `grow` mapped `added` bytes directly above the heap's top, so
+            // [BASE, BASE + MAPPED) is mapped and contains the old span.
+            heap.span = unsafe {
+                heap.talc
+                    .extend(old, Span::from_base_size(base, before as usize + added))
+            };
         }
     }
 }
@@ -145,8 +176,9 @@ unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         cpu::without_interrupts(|| {
             if let Some(p) = NonNull::new(ptr) {
+                USED.fetch_sub(layout.size() as u64, Ordering::Relaxed);
                 // SAFETY: `ptr` was returned by `alloc` with this layout (GlobalAlloc contract).
-                unsafe { self.heap.lock().deallocate(p, layout) };
+                unsafe { self.heap.lock().talc.free(p, layout) };
             }
         })
     }
