@@ -789,16 +789,15 @@ impl CachedFile {
                         FrameFlags::LOCKED,
                         FrameFlags::UPTODATE | FrameFlags::ERROR,
                     );
-                    let mut st = self.state.lock();
-                    if st.pages.contains_key(&index) || self.cache.frames.get(pfn).is_err() {
-                        drop(st);
+                    // The caller's reference, besides the page's.
+                    if self.cache.frames.get(pfn).is_err() {
                         self.cache.release(pfn);
                         continue;
                     }
-                    st.pages.insert(index, Page::fresh(pfn));
-                    drop(st);
-                    counters::add(Counter::PagecachePages, 1);
-                    self.cache.lru.lock().push_back((self.id, index));
+                    if !self.insert_new(index, pfn) {
+                        self.cache.release(pfn);
+                        continue;
+                    }
                     return Ok((pfn, true));
                 }
                 if beyond_eof {
@@ -806,16 +805,7 @@ impl CachedFile {
                     let pfn = self.cache.alloc_frame()?;
                     phys::zero(pfn, 0, FRAME_SIZE);
                     self.set_frame_flags(pfn, FrameFlags::UPTODATE, FrameFlags::LOCKED);
-                    let mut st = self.state.lock();
-                    if st.pages.contains_key(&index) {
-                        drop(st);
-                        self.cache.release(pfn);
-                        continue;
-                    }
-                    st.pages.insert(index, Page::fresh(pfn));
-                    drop(st);
-                    counters::add(Counter::PagecachePages, 1);
-                    self.cache.lru.lock().push_back((self.id, index));
+                    self.insert_new(index, pfn);
                 } else {
                     self.start_fill(index, 1)?;
                 }
@@ -878,6 +868,22 @@ impl CachedFile {
             self.cache.frames.get(p.pfn).map_err(|_| IoError(EIO))?;
             return Ok((p.pfn, false));
         }
+    }
+
+    /// Make `pfn` (one reference, which the page takes) page `index`, unless someone
+    /// inserted that page meanwhile: then the frame is released and false returned.
+    fn insert_new(&self, index: u64, pfn: Pfn) -> bool {
+        let mut st = self.state.lock();
+        if st.pages.contains_key(&index) {
+            drop(st);
+            self.cache.release(pfn);
+            return false;
+        }
+        st.pages.insert(index, Page::fresh(pfn));
+        drop(st);
+        counters::add(Counter::PagecachePages, 1);
+        self.cache.lru.lock().push_back((self.id, index));
+        true
     }
 
     /// A fresh page from [`CachedFile::prepare_write`] has been filled: make it up to

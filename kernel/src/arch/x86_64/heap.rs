@@ -154,8 +154,8 @@ impl KernelHeap {
 
 // SAFETY: allocation and deallocation are serialised by the heap lock (taken with
 // interrupts off so an interrupt handler can never deadlock on it); the region handed to
-// the linked-list heap is mapped and owned by the heap for the kernel's lifetime, and
-// `extend` is only called after the pages right above the current top were mapped.
+// talc is mapped and owned by the heap for the kernel's lifetime, and `extend` is only
+// called after the pages right above the current top were mapped.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let p = cpu::without_interrupts(|| self.alloc_locked(layout));
