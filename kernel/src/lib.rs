@@ -9,6 +9,7 @@ pub mod bench;
 pub mod block;
 pub mod cmdline;
 pub mod console;
+pub mod errno;
 pub mod init;
 pub mod ktest;
 pub mod memory;

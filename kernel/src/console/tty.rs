@@ -15,8 +15,8 @@ use alloc::vec::Vec;
 use spin::Mutex;
 
 use crate::arch::cpu;
+use crate::errno::Errno;
 use crate::proc::user;
-use crate::syscall::errno::Errno;
 use crate::vfs::Event;
 use crate::vfs::node::{ReadBuf, WriteBuf};
 

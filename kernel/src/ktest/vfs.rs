@@ -17,7 +17,7 @@ use drivers::block::pattern;
 use mm::counters::{self, Counter};
 
 use crate::console::{keyboard, tty};
-use crate::syscall::errno::Errno;
+use crate::errno::Errno;
 use crate::syscall::fs::abi;
 use crate::vfs::file::*;
 use crate::vfs::node::*;

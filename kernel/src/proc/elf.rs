@@ -9,7 +9,7 @@ use xmas_elf::program::{ProgramHeader, Type as PType};
 
 use super::vm::{Kind, MemoryMap, PAGE, Prot, STACK_SIZE, STACK_TOP, USER_MIN};
 use crate::arch::paging::USER_END;
-use crate::syscall::errno::Errno;
+use crate::errno::Errno;
 
 /// Where static-PIE executables are loaded.
 const PIE_BASE: u64 = 0x0000_5555_5555_4000;

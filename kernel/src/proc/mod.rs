@@ -19,7 +19,7 @@ use self::vm::MemoryMap;
 use crate::arch::context::FpuState;
 use crate::arch::trap::{self, TrapFrame};
 use crate::arch::{cpu, syscall as arch_syscall};
-use crate::syscall::errno::Errno;
+use crate::errno::Errno;
 use crate::task::{self, WaitQueue};
 use crate::vfs::{ProcessFiles, load_executable};
 

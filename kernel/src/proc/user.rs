@@ -15,8 +15,8 @@ use mm::frame::FRAME_SIZE;
 
 use super::vm::PAGE;
 use crate::arch::paging::USER_END;
+use crate::errno::Errno;
 use crate::memory::frames;
-use crate::syscall::errno::Errno;
 
 /// Check that `[va, va + len)` is a user range.
 pub fn check_range(va: u64, len: usize) -> Result<(), Errno> {

@@ -20,8 +20,8 @@ use mm::frame::{FRAME_SIZE, Pfn};
 use mm::frame_table::Owner;
 
 use crate::arch::paging::{AddressSpace, MapError, PteFlags, USER_END};
+use crate::errno::Errno;
 use crate::memory::frames;
-use crate::syscall::errno::Errno;
 
 pub const PAGE: u64 = FRAME_SIZE as u64;
 

@@ -5,7 +5,7 @@ use alloc::sync::Arc;
 
 use mm::page_cache::CachedFile;
 
-use super::errno::{Errno, SysResult};
+use crate::errno::{Errno, SysResult};
 use crate::proc::vm::{Kind, MappedFile, Prot, SharedMemory};
 use crate::proc::{self};
 use crate::vfs::ext2::Inode;

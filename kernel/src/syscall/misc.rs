@@ -3,9 +3,9 @@
 
 use core::sync::atomic::Ordering;
 
-use super::errno::{Errno, SysResult};
 use crate::arch::paging::USER_END;
 use crate::arch::{cpu, syscall as arch_syscall};
+use crate::errno::{Errno, SysResult};
 use crate::proc::{self, user};
 use crate::{task, time};
 

@@ -4,7 +4,6 @@
 //! One module per family; each family's `dispatch` returns `None` for numbers it does not
 //! own. Unknown numbers return ENOSYS and are logged once.
 
-pub mod errno;
 pub mod fs;
 pub mod memory;
 pub mod misc;
@@ -12,9 +11,9 @@ pub mod process;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use self::errno::{Errno, SysResult};
 use crate::arch::cpu;
 use crate::arch::trap::TrapFrame;
+use crate::errno::{Errno, SysResult};
 
 /// Numbers already reported as unimplemented (one bit each, numbers < 1024).
 static REPORTED: [AtomicU64; 16] = [const { AtomicU64::new(0) }; 16];

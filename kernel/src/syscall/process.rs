@@ -1,8 +1,8 @@
 //! Process system calls: fork, vfork, clone (fork-like only), execve, exit, exit_group,
 //! wait4, getpid, getppid, gettid, kill (of oneself or a child, fatal only).
 
-use super::errno::{Errno, SysResult};
 use crate::arch::trap::TrapFrame;
+use crate::errno::{Errno, SysResult};
 use crate::proc::{self, elf, user};
 
 const CLONE_VM: u64 = 0x100;

@@ -17,8 +17,8 @@ use mm::frame_table::Owner;
 use super::node::*;
 use crate::block::{self, Disk};
 use crate::console::tty;
+use crate::errno::Errno;
 use crate::memory::frames;
-use crate::syscall::errno::Errno;
 
 /// The character devices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -27,8 +27,8 @@ use mm::sync::Mutex;
 use super::node::*;
 use super::page_cache;
 use crate::block::Disk;
+use crate::errno::Errno;
 use crate::memory::frames;
-use crate::syscall::errno::Errno;
 use crate::time;
 
 fn fs_err(e: BlockError) -> FsError {

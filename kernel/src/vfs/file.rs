@@ -11,7 +11,7 @@ use mm::sync::Mutex;
 
 use super::node::*;
 use super::path::Loc;
-use crate::syscall::errno::Errno;
+use crate::errno::Errno;
 
 pub const O_ACCMODE: u32 = 3;
 pub const O_RDONLY: u32 = 0;

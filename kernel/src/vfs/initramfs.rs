@@ -9,7 +9,7 @@ use fs::cpio::{self, Entry};
 
 use super::node::{FileKind, Node};
 use super::ramfs::{self, RamNode};
-use crate::syscall::errno::Errno;
+use crate::errno::Errno;
 
 /// What was unpacked.
 #[derive(Default, Debug)]

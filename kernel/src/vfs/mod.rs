@@ -33,7 +33,7 @@ pub use file::{File, ProcessFiles};
 pub use node::{DirEntry, FileKind, FileOps, Node, NodeRef, ReadBuf, Stat, WriteBuf};
 pub use path::Loc;
 
-use crate::syscall::errno::Errno;
+use crate::errno::Errno;
 use crate::task::WaitQueue;
 use crate::{block, kprintln};
 

@@ -15,7 +15,7 @@ use super::node::{FileKind, Node, NodeRef, makedev};
 use super::path::Loc;
 use super::{devfs, procfs, ramfs};
 use crate::block::Disk;
-use crate::syscall::errno::Errno;
+use crate::errno::Errno;
 
 /// `mount` flags.
 pub const MS_RDONLY: u64 = 1;

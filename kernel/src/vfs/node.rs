@@ -9,8 +9,8 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::any::Any;
 
+use crate::errno::Errno;
 use crate::proc::user;
-use crate::syscall::errno::Errno;
 
 /// The type of a node (the `S_IF*` bits of its mode).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use super::file::*;
 use super::mount;
 use super::node::*;
 use super::path::{self, Loc, Walked};
-use crate::syscall::errno::Errno;
+use crate::errno::Errno;
 
 fn check_writable(loc: &Loc) -> Result<(), Errno> {
     if loc.mount().read_only {

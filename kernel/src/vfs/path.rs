@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 
 use super::mount::{self, Mounted};
 use super::node::{FileKind, NodeRef};
-use crate::syscall::errno::Errno;
+use crate::errno::Errno;
 
 /// Longest path accepted, including its NUL (Linux's PATH_MAX).
 pub const PATH_MAX: usize = 4096;

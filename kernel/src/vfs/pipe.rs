@@ -13,7 +13,7 @@ use mm::sync::Mutex;
 use super::Event;
 use super::file::{File, O_NONBLOCK, O_RDONLY, O_WRONLY};
 use super::node::*;
-use crate::syscall::errno::Errno;
+use crate::errno::Errno;
 
 /// Capacity of a pipe.
 pub const PIPE_SIZE: usize = 64 * 1024;

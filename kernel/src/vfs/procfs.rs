@@ -10,7 +10,7 @@ use core::fmt::Write;
 use mm::counters::{self, Counter};
 
 use super::node::*;
-use crate::syscall::errno::Errno;
+use crate::errno::Errno;
 
 type Generator = fn() -> Vec<u8>;
 type Control = fn(&[u8]) -> Result<(), Errno>;

@@ -11,8 +11,8 @@ use mm::counters::{self, Counter};
 use mm::sync::Mutex;
 
 use super::node::*;
+use crate::errno::Errno;
 use crate::memory;
-use crate::syscall::errno::Errno;
 
 /// One ramfs instance.
 pub struct RamFs {

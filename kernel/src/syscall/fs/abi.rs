@@ -3,8 +3,8 @@
 
 use alloc::vec::Vec;
 
+use crate::errno::Errno;
 use crate::proc::user;
-use crate::syscall::errno::Errno;
 use crate::vfs::{DirEntry, Stat};
 
 /// Size of `struct stat` on x86-64.

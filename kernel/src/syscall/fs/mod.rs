@@ -11,7 +11,7 @@ pub mod abi;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use super::errno::{Errno, SysResult};
+use crate::errno::{Errno, SysResult};
 use crate::proc::{self, user};
 use crate::vfs::file::*;
 use crate::vfs::mount::{MNT_DETACH, MNT_FORCE, UMOUNT_NOFOLLOW};
