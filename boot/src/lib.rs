@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 mod gpt;
 pub mod initramfs;
+pub mod modgraph;
 pub mod profile;
 pub mod usb;
 

@@ -19,6 +19,8 @@
 //! boot profile LOG [--svg FILE] [--folded FILE] [--top N]
 //!                                  symbolize the samples of a kernel booted with
 //!                                  `profile`: flat top N (30), flame graph, folded stacks
+//! boot modgraph [DIR]              the layers of the kernel's top-level modules
+//!                                  (kernel/src); fails on an import cycle
 //! ```
 //! The exit status is QEMU's: 0 after a clean poweroff, non-zero after a panic or failure.
 
@@ -33,7 +35,7 @@ fn usage() -> ExitCode {
         include_str!("main.rs")
             .lines()
             .skip(2)
-            .take(21)
+            .take(23)
             .map(|l| l.trim_start_matches("//! "))
             .collect::<Vec<_>>()
             .join("\n")
@@ -198,6 +200,18 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         })(),
         Some("profile") => profile(&args[1..]),
+        Some("modgraph") => (|| {
+            let dir = PathBuf::from(args.get(1).map_or("kernel/src", String::as_str));
+            let g = boot::modgraph::ModuleGraph::scan(&dir)?;
+            print!("{}", g.layers());
+            let report = g.cycle_report();
+            if report.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprint!("{report}");
+                Ok(ExitCode::FAILURE)
+            }
+        })(),
         _ => return usage(),
     };
     result.unwrap_or_else(|e: String| {

@@ -76,6 +76,8 @@ pub fn init() -> u64 {
     });
     HZ.store(hz, Ordering::Relaxed);
     ON.store(true, Ordering::Release);
+    // The samples go out on the console before the machine stops.
+    crate::arch::acpi::before_poweroff(dump);
     kprintln!("profile: sampling at {hz} Hz, room for {cap} samples");
     hz
 }

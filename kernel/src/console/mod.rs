@@ -40,6 +40,7 @@ impl Write for Console {
 pub fn init_serial() {
     let uart = Uart::init();
     CONSOLE.lock().serial = Some(uart);
+    crate::arch::trap::set_fatal_output(emergency);
 }
 
 /// Add the framebuffer console.
@@ -131,7 +132,7 @@ impl log::Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let us = crate::time::now_ns() / 1000;
+        let us = crate::arch::clock::now_ns() / 1000;
         let level = match record.level() {
             log::Level::Error => "ERROR",
             log::Level::Warn => "WARN ",

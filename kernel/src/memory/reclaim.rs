@@ -22,31 +22,18 @@
 //! allocation reclaims back above its floor first, and the writeback task refills the
 //! reserve in the background ([`below_low_watermark`], [`refill`]).
 
-use core::sync::atomic::{AtomicU64, Ordering};
-
 use mm::counters::{self, Counter};
 use mm::frame::Pfn;
 use mm::frame_alloc::AllocError;
 use mm::frame_table::Owner;
 use spin::Once;
 
-use super::{frames, page_cache};
+use super::page_cache;
+pub use crate::arch::physmem::{
+    Gfp, below_low_watermark, frames, high_watermark, low_watermark, reserve,
+};
 use crate::arch::{cpu, trap};
 use crate::time;
-
-/// How an allocation may wait for memory (after Linux's GFP flags).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Gfp {
-    /// Never waits, never reclaims; may take the last free frames.
-    Atomic,
-    /// Kernel memory needed to make progress, possibly with file-system locks held:
-    /// drops clean pages (never writes any back), may use half of the reserve, fails
-    /// with ENOMEM rather than kill.
-    Kernel,
-    /// Memory on behalf of a process; reclaims, waits for writeback, then OOM-kills;
-    /// never takes the reserve.
-    User,
-}
 
 /// What the OOM killer did. (It answers `Fail` when the caller's own process is already
 /// dying, so a doomed process never waits for memory.)
@@ -75,34 +62,6 @@ const TICK_NS: u64 = 1_000_000_000 / time::HZ;
 const MAX_WRITEBACK_WAITS: u32 = 200;
 /// How long a `User` allocation waits, in all, for memory the OOM killer freed.
 const OOM_WAIT_NS: u64 = 10_000_000_000;
-
-static RESERVE: AtomicU64 = AtomicU64::new(512);
-
-/// Set the reserve from the amount of managed memory (at boot).
-pub(super) fn init(managed: u64) {
-    let reserve = (managed / 32).max(512).min(managed / 4);
-    RESERVE.store(reserve, Ordering::Relaxed);
-}
-
-/// Frames only the kernel may take.
-pub fn reserve() -> u64 {
-    RESERVE.load(Ordering::Relaxed)
-}
-
-/// Free frames below which background reclaim starts (the reserve plus a margin).
-pub fn low_watermark() -> u64 {
-    reserve() + reserve() / 2
-}
-
-/// Free frames background reclaim aims for.
-pub fn high_watermark() -> u64 {
-    2 * reserve()
-}
-
-/// Whether free memory is below the low watermark (background reclaim should run).
-pub fn below_low_watermark() -> bool {
-    frames().free_frames() < low_watermark()
-}
 
 fn floor(gfp: Gfp) -> u64 {
     match gfp {

@@ -147,13 +147,13 @@ impl Handler for KernelAcpiHandler {
     fn write_pci_u16(&self, _address: PciAddress, _offset: u16, _value: u16) {}
     fn write_pci_u32(&self, _address: PciAddress, _offset: u16, _value: u32) {}
     fn nanos_since_boot(&self) -> u64 {
-        crate::time::now_ns()
+        super::clock::now_ns()
     }
     fn stall(&self, microseconds: u64) {
-        crate::time::spin_us(microseconds);
+        super::clock::spin_us(microseconds);
     }
     fn sleep(&self, milliseconds: u64) {
-        crate::time::spin_us(milliseconds * 1000);
+        super::clock::spin_us(milliseconds * 1000);
     }
     // The kernel never runs AML, so AML mutexes are never contended.
     fn create_mutex(&self) -> Handle {
@@ -294,11 +294,20 @@ fn gas_read16(gas: &GenericAddress) -> u16 {
     }
 }
 
+/// What runs just before the machine turns off (the profiler's dump).
+static BEFORE_POWEROFF: spin::Once<fn()> = spin::Once::new();
+
+/// Call `f` at the start of [`poweroff`] (only the first registration takes effect).
+pub fn before_poweroff(f: fn()) {
+    BEFORE_POWEROFF.call_once(|| f);
+}
+
 /// Turn the machine off (ACPI S5). Under QEMU this ends QEMU with status 0. Falls back to
 /// halting if the platform has no usable PM1 control register.
 pub fn poweroff() -> ! {
-    // The profiler's samples go out on the console before the machine stops.
-    crate::profile::dump();
+    if let Some(f) = BEFORE_POWEROFF.get() {
+        f();
+    }
     x86_64::instructions::interrupts::disable();
     if let Some(s) = platform().and_then(|p| p.sleep) {
         // Hand the ACPI registers to the OS first if the firmware still owns them.
@@ -308,7 +317,7 @@ pub fn poweroff() -> ! {
                 if gas_read16(&s.pm1a) & 1 != 0 {
                     break;
                 }
-                crate::time::spin_us(1000);
+                super::clock::spin_us(1000);
             }
         }
         const SLP_EN: u16 = 1 << 13;
@@ -316,7 +325,7 @@ pub fn poweroff() -> ! {
         if let Some(b) = &s.pm1b {
             gas_write16(b, ((s.s5.1 as u16 & 7) << 10) | SLP_EN);
         }
-        crate::time::spin_us(100_000);
+        super::clock::spin_us(100_000);
     }
     log::error!("ACPI poweroff failed; halting");
     cpu::halt_forever()

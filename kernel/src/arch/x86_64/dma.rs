@@ -19,11 +19,11 @@ impl drivers::hal::Hal for KernelHal {
     fn dma_alloc(pages: usize) -> Option<u64> {
         // Rings and command tables, allocated at probe time (or on recovery): a
         // contiguous run; if none is free, dropping clean page-cache pages may make one.
-        let frames = crate::memory::frames();
+        let frames = super::physmem::frames();
         let start = match frames.alloc_contiguous(pages as u64, Owner::Dma) {
             Ok(p) => p,
             Err(_) => {
-                crate::memory::reclaim::refill();
+                super::physmem::refill();
                 frames.alloc_contiguous(pages as u64, Owner::Dma).ok()?
             }
         };
@@ -34,7 +34,7 @@ impl drivers::hal::Hal for KernelHal {
     }
 
     fn dma_free(phys: u64, pages: usize) {
-        if let Err(e) = crate::memory::frames().free_contiguous(Pfn::from_addr(phys), pages as u64)
+        if let Err(e) = super::physmem::frames().free_contiguous(Pfn::from_addr(phys), pages as u64)
         {
             log::error!("dma_free({phys:#x}, {pages}): {e}");
         }

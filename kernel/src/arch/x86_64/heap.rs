@@ -60,14 +60,14 @@ fn grow(bytes: usize, big: bool) -> bool {
     if base == 0 || mapped + pages * FRAME_SIZE as u64 > MAX_HEAP {
         return false;
     }
-    let free = crate::memory::frames().free_frames();
-    if big && free < pages + crate::memory::reclaim::reserve() {
+    let free = super::physmem::frames().free_frames();
+    if big && free < pages + super::physmem::reserve() {
         return false;
     }
     for i in 0..pages {
         // Atomic: the heap lock is held with interrupts off, so nothing may be reclaimed
         // here; growth takes from the reserve, which the writeback task refills.
-        let Ok(pfn) = crate::memory::alloc_frame(Owner::Heap, crate::memory::Gfp::Atomic) else {
+        let Ok(pfn) = super::physmem::alloc_frame(Owner::Heap, super::physmem::Gfp::Atomic) else {
             MAPPED.store(mapped + i * FRAME_SIZE as u64, Ordering::Relaxed);
             return i > 0;
         };
@@ -83,7 +83,7 @@ fn grow(bytes: usize, big: bool) -> bool {
         )
         .is_err()
         {
-            let _ = crate::memory::frames().put(pfn);
+            let _ = super::physmem::frames().put(pfn);
             MAPPED.store(mapped + i * FRAME_SIZE as u64, Ordering::Relaxed);
             return i > 0;
         }
@@ -133,8 +133,8 @@ impl KernelHeap {
             let big = layout.size() >= BIG_ALLOCATION;
             let before = MAPPED.load(Ordering::Relaxed);
             // Grow by a step while memory is plentiful, else by just what this needs.
-            let plenty = crate::memory::frames().free_frames()
-                > 2 * crate::memory::reclaim::high_watermark();
+            let plenty =
+                super::physmem::frames().free_frames() > 2 * super::physmem::high_watermark();
             let step = if plenty { need.max(GROW_STEP) } else { need };
             if !grow(step, big) {
                 return core::ptr::null_mut();
@@ -167,7 +167,7 @@ unsafe impl GlobalAlloc for KernelHeap {
         // drop clean page-cache pages to make room and try once more.
         if cpu::interrupts_enabled() && !super::trap::in_interrupt() {
             let pages = layout.size().div_ceil(FRAME_SIZE) as u64;
-            crate::memory::reclaim::make_room(pages);
+            super::physmem::make_room(pages);
             return cpu::without_interrupts(|| self.alloc_locked(layout));
         }
         core::ptr::null_mut()

@@ -66,7 +66,7 @@ impl KernelStack {
         })
         .ok_or(AllocError::OutOfMemory)?;
         let bottom = slot + FRAME_SIZE as u64;
-        let frames = crate::memory::frames();
+        let frames = super::physmem::frames();
         let access = Access {
             write: true,
             user: false,
@@ -76,7 +76,7 @@ impl KernelStack {
             let va = bottom + i * FRAME_SIZE as u64;
             // Kernel class: a new task's stack may reclaim page-cache pages, but never
             // takes the part of the reserve the heap and I/O need.
-            let mapped = crate::memory::alloc_frame(Owner::Kernel, crate::memory::Gfp::Kernel)
+            let mapped = super::physmem::alloc_frame(Owner::Kernel, super::physmem::Gfp::Kernel)
                 .map_err(|_| AllocError::OutOfMemory)
                 .and_then(|pfn| {
                     paging::map_kernel_page(va, pfn, access).map_err(|_| {
@@ -108,7 +108,7 @@ impl KernelStack {
 
 /// Unmap and free the first `pages` pages of the stack at `bottom`, and recycle its slot.
 fn release(bottom: u64, pages: u64) {
-    let frames = crate::memory::frames();
+    let frames = super::physmem::frames();
     for i in 0..pages {
         if let Ok(pfn) = paging::unmap_kernel_page(bottom + i * FRAME_SIZE as u64) {
             let _ = frames.put(pfn);

@@ -4,6 +4,7 @@
 
 pub mod acpi;
 pub mod apic;
+pub mod clock;
 pub mod context;
 pub mod cpu;
 pub mod dma;
@@ -14,6 +15,7 @@ pub mod ioapic;
 pub mod kstack;
 pub mod paging;
 pub mod pci_access;
+pub mod physmem;
 pub mod pic;
 pub mod pit;
 pub mod ps2;

@@ -16,7 +16,7 @@ use x86_64::structures::paging::{
 };
 use x86_64::{PhysAddr, VirtAddr};
 
-use crate::memory::Gfp;
+use super::physmem::Gfp;
 
 pub use x86_64::structures::paging::PageTableFlags as PteFlags;
 
@@ -181,7 +181,7 @@ struct TableFrames(Gfp);
 // that receives it (the mapper zeroes new tables before use).
 unsafe impl FrameAllocator<Size4KiB> for TableFrames {
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
-        let pfn = crate::memory::alloc_frame(Owner::PageTable, self.0).ok()?;
+        let pfn = super::physmem::alloc_frame(Owner::PageTable, self.0).ok()?;
         Some(PhysFrame::containing_address(PhysAddr::new(pfn.addr())))
     }
 }
@@ -246,7 +246,7 @@ pub fn reserve_kernel_slot() -> Option<u64> {
     let mapper = guard.as_mut()?;
     let p4 = mapper.level_4_table_mut();
     let idx = (256..512).rev().find(|&i| p4[i].is_unused())?;
-    let pfn = crate::memory::alloc_frame(Owner::PageTable, Gfp::Atomic).ok()?;
+    let pfn = super::physmem::alloc_frame(Owner::PageTable, Gfp::Atomic).ok()?;
     mm::phys::zero(pfn, 0, FRAME_SIZE);
     p4[idx].set_addr(
         PhysAddr::new(pfn.addr()),
@@ -311,7 +311,7 @@ pub struct AddressSpace {
 impl AddressSpace {
     /// A new address space with an empty lower half.
     pub fn new() -> Result<AddressSpace, MapError> {
-        let pfn = crate::memory::alloc_frame(Owner::PageTable, Gfp::User)
+        let pfn = super::physmem::alloc_frame(Owner::PageTable, Gfp::User)
             .map_err(|_| MapError::OutOfMemory)?;
         mm::phys::zero(pfn, 0, FRAME_SIZE);
         let kernel = table_ptr(KERNEL_P4.load(Ordering::Relaxed));
@@ -546,7 +546,7 @@ impl Drop for AddressSpace {
         if self.is_active() {
             activate_kernel();
         }
-        let frames = crate::memory::frames();
+        let frames = super::physmem::frames();
         fn free_level(frames: &mm::frame_alloc::FrameAllocator, table: u64, level: u8) {
             let t = table_ptr(table);
             for i in 0..512 {

@@ -437,7 +437,22 @@ impl fmt::Display for Report<'_> {
     }
 }
 
+/// Where a fatal exception's report goes: the console installs its emergency writer
+/// (which breaks its lock); before that, straight to COM1.
+static FATAL_OUTPUT: spin::Once<fn(fmt::Arguments)> = spin::Once::new();
+
+/// Install the writer for fatal reports (only the first call takes effect).
+pub fn set_fatal_output(f: fn(fmt::Arguments)) {
+    FATAL_OUTPUT.call_once(|| f);
+}
+
 fn fatal_exception(frame: &TrapFrame) -> ! {
-    crate::console::emergency(format_args!("\n{}\n", Report(frame)));
+    let report = format_args!("\n{}\n", Report(frame));
+    match FATAL_OUTPUT.get() {
+        Some(out) => out(report),
+        None => {
+            let _ = fmt::Write::write_fmt(&mut super::uart::Uart::init(), report);
+        }
+    }
     cpu::fail_exit(ExitCode::Exception)
 }
