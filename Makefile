@@ -87,6 +87,7 @@ test: deps
 	@bash tools/test-summary.sh $(CARGO) test --workspace --no-fail-fast
 
 lint: deps
+	$(BOOT) modgraph kernel/src >/dev/null
 	$(CARGO) clippy --workspace -- -D warnings
 	$(CARGO) clippy -p mm -p drivers -p fs -p tests -p bench --all-targets -- -D warnings
 	$(CARGO) fmt --all -- --check

@@ -55,6 +55,19 @@ pub fn on_every_second(f: fn()) {
     add_hook(|h| &mut h.every_second, f);
 }
 
+/// The scheduler's tick, installed by the task layer.
+static SCHEDULER_TICK: spin::Once<fn()> = spin::Once::new();
+/// The profiler image of the running task, installed by the task layer.
+static SAMPLE_IMAGE: spin::Once<fn() -> u32> = spin::Once::new();
+
+/// Call `tick` first on every timer tick (the scheduler's time slice and sleepers), and
+/// tag profiler samples with `image()` (the running task's program). Interrupt context:
+/// neither may block.
+pub fn set_scheduler(tick: fn(), image: fn() -> u32) {
+    SCHEDULER_TICK.call_once(|| tick);
+    SAMPLE_IMAGE.call_once(|| image);
+}
+
 /// Timer interrupts per tick: more than one while the profiler samples faster than HZ.
 static SUBTICKS: AtomicU64 = AtomicU64::new(1);
 static SUBTICK: AtomicU64 = AtomicU64::new(0);
@@ -62,13 +75,18 @@ static SUBTICK: AtomicU64 = AtomicU64::new(0);
 fn on_tick(frame: &mut TrapFrame) -> bool {
     let per_tick = SUBTICKS.load(Ordering::Relaxed);
     if per_tick > 1 {
-        crate::profile::sample(frame, crate::task::current_profile_image());
+        let image = SAMPLE_IMAGE
+            .get()
+            .map_or_else(crate::profile::kernel_image, |f| f());
+        crate::profile::sample(frame, image);
         if !(SUBTICK.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(per_tick) {
             return true;
         }
     }
     let t = TICKS.fetch_add(1, Ordering::Relaxed) + 1;
-    crate::task::tick();
+    if let Some(tick) = SCHEDULER_TICK.get() {
+        tick();
+    }
     // Registration holds the lock only with interrupts off, so it is never held here.
     let hooks = HOOKS.try_lock().map(|h| (h.every_tick, h.every_second));
     if let Some((tick, second)) = hooks {

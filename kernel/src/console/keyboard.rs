@@ -1,6 +1,6 @@
 //! Console input devices: the PS/2 keyboard (i8042, ISA IRQ 1, decoded with
 //! `pc-keyboard`, US layout) and the COM1 receive interrupt (ISA IRQ 4). Both feed the
-//! terminal's line discipline ([`super::tty`]).
+//! terminal's line discipline (`vfs::tty`, through [`set_input_sink`]).
 //!
 //! The port accesses are in `arch`: [`crate::arch::ps2`] (the i8042) and
 //! [`crate::arch::uart`] (COM1's interrupt enable and modem control registers).
@@ -11,7 +11,6 @@ use pc_keyboard::layouts::Us104Key;
 use pc_keyboard::{DecodedKey, HandleControl, KeyCode, Keyboard, ScancodeSet1};
 use spin::Mutex;
 
-use super::tty;
 use crate::arch::{apic, ioapic, ps2, trap, uart};
 
 fn route_isa(irq: u8, handler: trap::IrqHandler) -> bool {
@@ -30,6 +29,21 @@ fn route_isa(irq: u8, handler: trap::IrqHandler) -> bool {
     ioapic::route(gsi, vector, trigger, apic::id())
 }
 
+/// Where input bytes go: the terminal's line discipline installs itself (`vfs::tty`).
+/// Until it does, input is dropped.
+static INPUT_SINK: spin::Once<fn(u8)> = spin::Once::new();
+
+/// Deliver input to `sink` (only the first call takes effect).
+pub fn set_input_sink(sink: fn(u8)) {
+    INPUT_SINK.call_once(|| sink);
+}
+
+fn deliver(bytes: &[u8]) {
+    if let Some(sink) = INPUT_SINK.get() {
+        bytes.iter().for_each(|&b| sink(b));
+    }
+}
+
 /// Serial receive interrupts delivered so far.
 pub static SERIAL_IRQS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
@@ -39,7 +53,7 @@ fn on_serial() {
     // line high and no further edge would come.
     for _ in 0..64 {
         match super::serial_recv() {
-            Some(b) => tty::input_byte(b),
+            Some(b) => deliver(&[b]),
             None => break,
         }
     }
@@ -74,9 +88,7 @@ pub fn key_byte(byte: u8) {
     match key {
         Some(DecodedKey::Unicode(c)) => {
             let mut b = [0u8; 4];
-            for &x in c.encode_utf8(&mut b).as_bytes() {
-                tty::input_byte(x);
-            }
+            deliver(c.encode_utf8(&mut b).as_bytes());
         }
         Some(DecodedKey::RawKey(k)) => {
             // Cursor keys as a VT100 sends them.
@@ -87,7 +99,7 @@ pub fn key_byte(byte: u8) {
                 KeyCode::ArrowLeft => b"\x1b[D",
                 _ => b"",
             };
-            tty::input(seq);
+            deliver(seq);
         }
         None => {}
     }

@@ -3,7 +3,6 @@
 
 pub mod framebuffer;
 pub mod keyboard;
-pub mod tty;
 
 use core::fmt::{self, Write};
 

@@ -16,12 +16,13 @@ use alloc::vec::Vec;
 use drivers::block::pattern;
 use mm::counters::{self, Counter};
 
-use crate::console::{keyboard, tty};
+use crate::console::keyboard;
 use crate::errno::Errno;
 use crate::syscall::fs::abi;
 use crate::vfs::file::*;
 use crate::vfs::node::*;
 use crate::vfs::path::{self, Loc};
+use crate::vfs::tty;
 use crate::vfs::{self, initramfs, mount, ops, pipe, ramfs};
 
 /// Contents of the files the host puts on the ext2 disk.

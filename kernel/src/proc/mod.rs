@@ -4,7 +4,6 @@
 
 pub mod elf;
 pub mod oom;
-pub mod user;
 pub mod vm;
 
 use alloc::collections::BTreeMap;
@@ -121,6 +120,28 @@ impl Process {
 static PROCESSES: spin::Mutex<BTreeMap<u32, Weak<Process>>> = spin::Mutex::new(BTreeMap::new());
 static NEXT_PID: AtomicU32 = AtomicU32::new(1);
 
+impl task::TaskOwner for Process {
+    fn page_table_root(&self) -> u64 {
+        self.cr3()
+    }
+
+    fn kill_pending(&self) -> bool {
+        Process::kill_pending(self)
+    }
+}
+
+/// [`crate::uaccess`]'s resolver: the frame behind `va` in the running process, faulted
+/// in as an access would, with a reference taken for the caller.
+fn resolve_user_page(va: u64, write: bool) -> Result<mm::Pfn, Errno> {
+    let p = try_current().ok_or(Errno::EFAULT)?;
+    let mut mem = p.mem.lock();
+    let pfn = mem.resolve(va, write)?;
+    crate::memory::frames()
+        .get(pfn)
+        .map_err(|_| Errno::EFAULT)?;
+    Ok(pfn)
+}
+
 /// The process whose system call (or fault) is running. Panics outside process context.
 pub fn current() -> Arc<Process> {
     try_current().expect("no current process")
@@ -128,7 +149,7 @@ pub fn current() -> Arc<Process> {
 
 /// The running process, if the running task has one.
 pub fn try_current() -> Option<Arc<Process>> {
-    task::current().and_then(|t| t.process.clone())
+    task::current().and_then(|t| t.process::<Process>())
 }
 
 /// Number of live (not yet reaped) processes.
@@ -224,6 +245,7 @@ pub fn start_init(path: &str, argv: &[&str]) -> Result<u32, Errno> {
     let pid = p.pid;
     let t = task::spawn_user(
         p.clone(),
+        &program_name(path.as_bytes()),
         &user_frame(loaded.entry, loaded.sp),
         FpuState::initial(),
         0,
@@ -231,6 +253,8 @@ pub fn start_init(path: &str, argv: &[&str]) -> Result<u32, Errno> {
     .map_err(|_| Errno::ENOMEM)?;
     *p.task.lock() = Arc::downgrade(&t);
     oom::install();
+    task::set_signal_check(check_pending_kill);
+    crate::uaccess::set_resolver(resolve_user_page);
     Ok(pid)
 }
 
@@ -251,7 +275,8 @@ pub fn fork(frame: &TrapFrame, vfork: bool) -> Result<u64, Errno> {
     fpu.save();
     parent.children.lock().push(child.clone());
     let pid = child.pid;
-    match task::spawn_user(child.clone(), &regs, fpu, arch_syscall::fs_base()) {
+    let name = child.name.lock().clone();
+    match task::spawn_user(child.clone(), &name, &regs, fpu, arch_syscall::fs_base()) {
         Ok(t) => *child.task.lock() = Arc::downgrade(&t),
         Err(_) => {
             parent.children.lock().retain(|c| c.pid != pid);
@@ -489,18 +514,6 @@ pub fn send_signal(pid: u32, sig: u32) -> Result<(), Errno> {
     // on its way out; a disk wait ends first.
     target.post_kill(sig);
     Ok(())
-}
-
-/// Whether the running process has a fatal signal pending (blocking waits end early).
-pub fn kill_pending() -> bool {
-    // Called with interrupts off from wait conditions: no locks beyond the scheduler's.
-    task::current()
-        .and_then(|t| {
-            t.process
-                .as_ref()
-                .map(|p| p.pending_kill.load(Ordering::Acquire) != 0)
-        })
-        .unwrap_or(false)
 }
 
 /// On the way back to user mode: act on a fatal signal sent by kill().

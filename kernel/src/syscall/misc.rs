@@ -6,7 +6,8 @@ use core::sync::atomic::Ordering;
 use crate::arch::paging::USER_END;
 use crate::arch::{cpu, syscall as arch_syscall};
 use crate::errno::{Errno, SysResult};
-use crate::proc::{self, user};
+use crate::proc;
+use crate::uaccess;
 use crate::{task, time};
 
 pub fn dispatch(nr: u64, a: &[u64; 6]) -> Option<SysResult> {
@@ -18,7 +19,7 @@ pub fn dispatch(nr: u64, a: &[u64; 6]) -> Option<SysResult> {
         201 => {
             let t = time::wall_ns() / 1_000_000_000;
             if a[0] != 0 {
-                user::write_u64(a[0], t).map(|_| t)
+                uaccess::write_u64(a[0], t).map(|_| t)
             } else {
                 Ok(t)
             }
@@ -76,7 +77,7 @@ fn uname(buf: u64) -> SysResult {
     {
         u[i * 65..(i + 1) * 65].copy_from_slice(&field(s));
     }
-    user::copy_to_user(buf, &u)?;
+    uaccess::copy_to_user(buf, &u)?;
     Ok(0)
 }
 
@@ -98,14 +99,14 @@ fn clock_ns(clock: u64) -> Result<u64, Errno> {
 
 fn clock_gettime(clock: u64, ts: u64) -> SysResult {
     let ns = clock_ns(clock)?;
-    user::copy_to_user(ts, &timespec_bytes(ns))?;
+    uaccess::copy_to_user(ts, &timespec_bytes(ns))?;
     Ok(0)
 }
 
 fn clock_getres(clock: u64, ts: u64) -> SysResult {
     clock_ns(clock)?;
     if ts != 0 {
-        user::copy_to_user(ts, &timespec_bytes(1))?;
+        uaccess::copy_to_user(ts, &timespec_bytes(1))?;
     }
     Ok(0)
 }
@@ -116,7 +117,7 @@ fn gettimeofday(tv: u64) -> SysResult {
         let mut b = [0u8; 16];
         b[..8].copy_from_slice(&(ns / 1_000_000_000).to_le_bytes());
         b[8..].copy_from_slice(&((ns % 1_000_000_000) / 1000).to_le_bytes());
-        user::copy_to_user(tv, &b)?;
+        uaccess::copy_to_user(tv, &b)?;
     }
     Ok(0)
 }
@@ -124,7 +125,7 @@ fn gettimeofday(tv: u64) -> SysResult {
 /// A user `struct timespec` as nanoseconds (EINVAL for a negative or out-of-range one).
 fn read_timespec(va: u64) -> Result<u64, Errno> {
     let mut b = [0u8; 16];
-    user::copy_from_user(va, &mut b)?;
+    uaccess::copy_from_user(va, &mut b)?;
     let sec = i64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
     let nsec = i64::from_le_bytes(b[8..].try_into().unwrap_or([0; 8]));
     if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
@@ -165,7 +166,7 @@ fn getrandom(a: &[u64; 6]) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let len = len.min(32 << 20);
-    let n = user::fill_user(buf, len, |chunk| {
+    let n = uaccess::fill_user(buf, len, |chunk| {
         cpu::random_bytes(chunk);
         Ok(chunk.len())
     })?;
@@ -213,7 +214,7 @@ fn arch_prctl(a: &[u64; 6]) -> SysResult {
             arch_syscall::set_fs_base(a[1]);
             Ok(0)
         }
-        ARCH_GET_FS => user::write_u64(a[1], arch_syscall::fs_base()).map(|_| 0),
+        ARCH_GET_FS => uaccess::write_u64(a[1], arch_syscall::fs_base()).map(|_| 0),
         _ => Err(Errno::EINVAL),
     }
 }
@@ -237,7 +238,7 @@ fn rt_sigaction(a: &[u64; 6]) -> SysResult {
     }
     let mut new = [0u8; 32];
     if act != 0 {
-        user::copy_from_user(act, &mut new)?;
+        uaccess::copy_from_user(act, &mut new)?;
         // sa_mask (bytes 24..32): SIGKILL and SIGSTOP can never be blocked.
         let mask = u64::from_le_bytes(new[24..32].try_into().unwrap_or([0; 8]));
         let mask = mask & !((1 << 8) | (1 << 18));
@@ -246,7 +247,7 @@ fn rt_sigaction(a: &[u64; 6]) -> SysResult {
     let p = proc::current();
     let old = p.signals.lock().actions[i];
     if oact != 0 {
-        user::copy_to_user(oact, &old)?;
+        uaccess::copy_to_user(oact, &old)?;
     }
     if act != 0 {
         p.signals.lock().actions[i] = new;
@@ -262,7 +263,7 @@ fn rt_sigprocmask(a: &[u64; 6]) -> SysResult {
     let p = proc::current();
     let old = p.signals.lock().mask;
     let new = if set != 0 {
-        let s = user::read_u64(set)?;
+        let s = uaccess::read_u64(set)?;
         // SIGKILL and SIGSTOP cannot be blocked.
         let s = s & !((1 << 8) | (1 << 18));
         Some(match how {
@@ -275,7 +276,7 @@ fn rt_sigprocmask(a: &[u64; 6]) -> SysResult {
         None
     };
     if oset != 0 {
-        user::write_u64(oset, old)?;
+        uaccess::write_u64(oset, old)?;
     }
     if let Some(n) = new {
         p.signals.lock().mask = n;
@@ -287,7 +288,7 @@ fn sigaltstack(a: &[u64; 6]) -> SysResult {
     let (ss, oss) = (a[0], a[1]);
     let mut new = [0u8; 24];
     if ss != 0 {
-        user::copy_from_user(ss, &mut new)?;
+        uaccess::copy_from_user(ss, &mut new)?;
         let flags = i32::from_le_bytes(new[8..12].try_into().unwrap_or([0; 4]));
         let size = u64::from_le_bytes(new[16..24].try_into().unwrap_or([0; 8]));
         if flags != 0 && flags != 2 {
@@ -300,7 +301,7 @@ fn sigaltstack(a: &[u64; 6]) -> SysResult {
     let p = proc::current();
     let old = p.signals.lock().altstack;
     if oss != 0 {
-        user::copy_to_user(oss, &old)?;
+        uaccess::copy_to_user(oss, &old)?;
     }
     if ss != 0 {
         p.signals.lock().altstack = new;

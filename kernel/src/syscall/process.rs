@@ -3,7 +3,8 @@
 
 use crate::arch::trap::TrapFrame;
 use crate::errno::{Errno, SysResult};
-use crate::proc::{self, elf, user};
+use crate::proc::{self, elf};
+use crate::uaccess;
 
 const CLONE_VM: u64 = 0x100;
 const CLONE_VFORK: u64 = 0x4000;
@@ -44,9 +45,9 @@ fn clone(a: &[u64; 6], frame: &TrapFrame) -> SysResult {
 }
 
 fn execve(a: &[u64; 6], frame: &mut TrapFrame) -> SysResult {
-    let path = user::read_cstr(a[0], PATH_MAX)?;
-    let argv = user::read_cstr_array(a[1], 65536, elf::ARG_MAX)?;
-    let envp = user::read_cstr_array(a[2], 65536, elf::ARG_MAX)?;
+    let path = uaccess::read_cstr(a[0], PATH_MAX)?;
+    let argv = uaccess::read_cstr_array(a[1], 65536, elf::ARG_MAX)?;
+    let envp = uaccess::read_cstr_array(a[2], 65536, elf::ARG_MAX)?;
     proc::execve(frame, &path, argv, envp)?;
     Ok(0)
 }
@@ -60,17 +61,17 @@ fn wait4(a: &[u64; 6]) -> SysResult {
         // Process groups are not kept; treat -pgid as "any".
     }
     if status_ptr != 0 {
-        user::check_range(status_ptr, 4)?;
+        uaccess::check_range(status_ptr, 4)?;
     }
     match proc::wait(if pid < -1 { -1 } else { pid }, options & WNOHANG != 0)? {
         None => Ok(0),
         Some((cpid, status)) => {
             if status_ptr != 0 {
-                user::write_i32(status_ptr, status)?;
+                uaccess::write_i32(status_ptr, status)?;
             }
             if a[3] != 0 {
                 // struct rusage: zeroed (no accounting yet).
-                user::copy_to_user(a[3], &[0u8; 144])?;
+                uaccess::copy_to_user(a[3], &[0u8; 144])?;
             }
             Ok(cpid as u64)
         }

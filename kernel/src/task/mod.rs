@@ -12,6 +12,7 @@
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::any::Any;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use spin::Mutex;
@@ -41,14 +42,35 @@ pub struct Task {
     /// User FS base (thread pointer) while switched out.
     fs_base: AtomicU64,
     /// The process this task runs, if any (the idle task and kernel tasks have none).
-    pub process: Option<Arc<crate::proc::Process>>,
+    process: Option<Arc<dyn TaskOwner>>,
     /// A kernel task's name (for messages); empty for process tasks.
     pub name: &'static str,
     /// What the profiler tags this task's samples with (its program or task name).
     profile_image: AtomicU32,
 }
 
+/// What a user task runs on behalf of: its process. The task layer asks it only for its
+/// page tables and whether a fatal signal is pending; the process layer gets its own type
+/// back with [`Task::process`].
+pub trait TaskOwner: Any + Send + Sync {
+    /// The physical address of its top-level page table (loaded into CR3 on a switch).
+    fn page_table_root(&self) -> u64;
+    /// Whether a fatal signal is pending. Called with interrupts off: takes no lock.
+    fn kill_pending(&self) -> bool;
+}
+
 impl Task {
+    /// The process this task runs, as the process layer's type `P`.
+    pub fn process<P: TaskOwner>(&self) -> Option<Arc<P>> {
+        let owner: Arc<dyn Any + Send + Sync> = self.process.clone()?;
+        owner.downcast().ok()
+    }
+
+    /// Whether the task runs a process (has user state to save and restore).
+    pub fn is_user(&self) -> bool {
+        self.process.is_some()
+    }
+
     fn state(&self) -> State {
         match self.state.load(Ordering::Acquire) {
             0 => State::Runnable,
@@ -103,6 +125,7 @@ pub fn init() {
             slice_left: TIME_SLICE_TICKS,
         })
     });
+    crate::time::set_scheduler(tick, current_profile_image);
     context::set_task_started_hook(task_started);
     trap::set_return_to_user_hook(return_to_user);
     mm::sync::set_relax_hook(relax);
@@ -144,12 +167,13 @@ pub fn in_idle() -> bool {
 /// Create a task for `process` that starts in user mode with registers `frame`, and make
 /// it runnable.
 pub fn spawn_user(
-    process: Arc<crate::proc::Process>,
+    process: Arc<dyn TaskOwner>,
+    name: &str,
     frame: &TrapFrame,
     fpu: FpuState,
     fs_base: u64,
 ) -> Result<Arc<Task>, mm::frame_alloc::AllocError> {
-    let image = crate::profile::image(&process.name.lock());
+    let image = crate::profile::image(name);
     let task = Arc::new(Task {
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         ctx: TaskContext::new_user(frame)?,
@@ -284,7 +308,7 @@ fn schedule_next(to_idle: bool) {
                 syscall::set_kernel_stack(top);
             }
             if let Some(p) = &next.process {
-                crate::arch::paging::activate_root(p.cr3());
+                crate::arch::paging::activate_root(p.page_table_root());
             }
             s.current = next.clone();
             Some((cur, next))
@@ -328,12 +352,32 @@ fn task_started() {
     }
 }
 
+/// What acts on a pending fatal signal on the way back to user mode (the process layer
+/// installs its exit path).
+static SIGNAL_CHECK: spin::Once<fn()> = spin::Once::new();
+
+/// Install the check [`return_to_user`] runs last (only the first call takes effect).
+pub fn set_signal_check(f: fn()) {
+    SIGNAL_CHECK.call_once(|| f);
+}
+
+/// Whether a fatal signal is pending for the running task's process (false for kernel
+/// tasks). Called from wait conditions with interrupts off: takes no lock beyond the
+/// scheduler's.
+pub fn kill_pending() -> bool {
+    current()
+        .and_then(|t| t.process.as_ref().map(|p| p.kill_pending()))
+        .unwrap_or(false)
+}
+
 /// Preemption point on every return to user mode (interrupts disabled).
 fn return_to_user(_frame: &mut TrapFrame) {
     if NEED_RESCHED.load(Ordering::Relaxed) {
         schedule();
     }
-    crate::proc::check_pending_kill();
+    if let Some(check) = SIGNAL_CHECK.get() {
+        check();
+    }
 }
 
 /// Timer tick (from the timer interrupt): account the time slice, wake sleepers.
@@ -453,7 +497,7 @@ static SLEEPERS: AtomicU64 = AtomicU64::new(0);
 pub fn sleep_ns(ns: u64) {
     let until = crate::time::now_ns().saturating_add(ns);
     SLEEPERS.fetch_add(1, Ordering::Relaxed);
-    TIMER_QUEUE.wait_until(|| crate::time::now_ns() >= until || crate::proc::kill_pending());
+    TIMER_QUEUE.wait_until(|| crate::time::now_ns() >= until || kill_pending());
     SLEEPERS.fetch_sub(1, Ordering::Relaxed);
 }
 

@@ -15,8 +15,8 @@ use mm::frame::{FRAME_SIZE, Pfn};
 use mm::frame_table::Owner;
 
 use super::node::*;
+use super::tty;
 use crate::block::{self, Disk};
-use crate::console::tty;
 use crate::errno::Errno;
 use crate::memory::frames;
 

@@ -20,6 +20,7 @@ pub mod path;
 pub mod pipe;
 pub mod procfs;
 pub mod ramfs;
+pub mod tty;
 pub mod writeback;
 
 use alloc::sync::Arc;
@@ -71,7 +72,7 @@ impl Event {
     pub fn wait(&self, seen: u64) -> Result<(), Errno> {
         let mut killed = false;
         self.wq.wait_until(|| {
-            killed = crate::proc::kill_pending();
+            killed = crate::task::kill_pending();
             killed || self.seq.load(Ordering::Acquire) != seen
         });
         if killed { Err(Errno::EINTR) } else { Ok(()) }
@@ -108,7 +109,7 @@ pub fn init_root(initramfs: &'static [u8]) {
             None => log::error!("initramfs: the root is not a ramfs"),
         }
     }
-    crate::console::tty::init_input();
+    tty::init_input();
 }
 
 /// Mount the first disk holding an ext2 file system at `/mnt` (read-write). Disks

@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use core::any::Any;
 
 use crate::errno::Errno;
-use crate::proc::user;
+use crate::uaccess;
 
 /// The type of a node (the `S_IF*` bits of its mode).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,7 +172,7 @@ impl ReadBuf<'_> {
                 if *len == 0 {
                     return Ok(0);
                 }
-                user::fill_user(*va, *len, f)
+                uaccess::fill_user(*va, *len, f)
             }
         }
     }
@@ -224,7 +224,7 @@ impl WriteBuf<'_> {
                 if *len == 0 {
                     return Ok(0);
                 }
-                user::drain_user(*va, *len, f)
+                uaccess::drain_user(*va, *len, f)
             }
         }
     }

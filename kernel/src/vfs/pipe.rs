@@ -217,7 +217,7 @@ impl FileOps for End {
         const FIONREAD: u32 = 0x541B;
         if cmd == FIONREAD {
             let n = self.pipe.available() as i32;
-            crate::proc::user::copy_to_user(arg, &n.to_ne_bytes())?;
+            crate::uaccess::copy_to_user(arg, &n.to_ne_bytes())?;
             return Ok(0);
         }
         Err(Errno::ENOTTY)

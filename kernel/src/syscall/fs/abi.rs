@@ -4,7 +4,7 @@
 use alloc::vec::Vec;
 
 use crate::errno::Errno;
-use crate::proc::user;
+use crate::uaccess;
 use crate::vfs::{DirEntry, Stat};
 
 /// Size of `struct stat` on x86-64.
@@ -34,7 +34,7 @@ pub fn stat_bytes(s: &Stat) -> [u8; STAT_SIZE] {
 
 /// Write `s` to user address `va`.
 pub fn put_stat(va: u64, s: &Stat) -> Result<(), Errno> {
-    user::copy_to_user(va, &stat_bytes(s))
+    uaccess::copy_to_user(va, &stat_bytes(s))
 }
 
 /// Offset of `d_name` in `struct linux_dirent64`.
@@ -69,7 +69,7 @@ pub fn read_iovecs(va: u64, iovcnt: u64) -> Result<Vec<(u64, usize)>, Errno> {
     }
     let mut raw = alloc::vec![0u8; n * 16];
     if n > 0 {
-        user::copy_from_user(va, &mut raw)?;
+        uaccess::copy_from_user(va, &mut raw)?;
     }
     let mut total: u64 = 0;
     let mut out = Vec::with_capacity(n);

@@ -12,7 +12,8 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::errno::{Errno, SysResult};
-use crate::proc::{self, user};
+use crate::proc;
+use crate::uaccess;
 use crate::vfs::file::*;
 use crate::vfs::mount::{MNT_DETACH, MNT_FORCE, UMOUNT_NOFOLLOW};
 use crate::vfs::node::{FileKind, ReadBuf, WriteBuf};
@@ -131,7 +132,7 @@ fn path_arg_maybe_empty(va: u64) -> Result<Vec<u8>, Errno> {
     if va == 0 {
         return Err(Errno::EFAULT);
     }
-    user::read_cstr(va, PATH_MAX - 1)
+    uaccess::read_cstr(va, PATH_MAX - 1)
 }
 
 /// Where a walk of `path` relative to `dirfd` starts (an absolute path ignores
@@ -159,12 +160,12 @@ fn count_arg(count: u64) -> usize {
 /// A user buffer for a read: the whole range must be user memory (EFAULT up front, as
 /// Linux's `access_ok`, even when nothing would be transferred).
 fn user_read_buf(va: u64, len: usize) -> Result<ReadBuf<'static>, Errno> {
-    user::check_range(va, len)?;
+    uaccess::check_range(va, len)?;
     Ok(ReadBuf::User { va, len })
 }
 
 fn user_write_buf(va: u64, len: usize) -> Result<WriteBuf<'static>, Errno> {
-    user::check_range(va, len)?;
+    uaccess::check_range(va, len)?;
     Ok(WriteBuf::User { va, len })
 }
 
@@ -274,7 +275,7 @@ fn fcntl(fd: i32, cmd: u64, arg: u64) -> SysResult {
         F_GETLK => {
             // No locks are ever held: report the range unlocked (l_type = F_UNLCK).
             drop(files);
-            user::copy_to_user(arg, &2u16.to_le_bytes())?;
+            uaccess::copy_to_user(arg, &2u16.to_le_bytes())?;
             Ok(0)
         }
         F_SETLK | F_SETLKW => Ok(0),
@@ -287,7 +288,7 @@ fn pipe2(fds_va: u64, flags: u64) -> SysResult {
     if flags & !((O_CLOEXEC | O_NONBLOCK | O_DIRECT) as u64) != 0 {
         return Err(Errno::EINVAL);
     }
-    user::check_range(fds_va, 8)?;
+    uaccess::check_range(fds_va, 8)?;
     let (r, w) = pipe::new_pipe(flags as u32);
     let cloexec = flags & O_CLOEXEC as u64 != 0;
     let p = proc::current();
@@ -305,7 +306,7 @@ fn pipe2(fds_va: u64, flags: u64) -> SysResult {
     let mut b = [0u8; 8];
     b[..4].copy_from_slice(&rfd.to_le_bytes());
     b[4..].copy_from_slice(&wfd.to_le_bytes());
-    if let Err(e) = user::copy_to_user(fds_va, &b) {
+    if let Err(e) = uaccess::copy_to_user(fds_va, &b) {
         let mut files = p.files.lock();
         let _ = files.close(rfd);
         let _ = files.close(wfd);
@@ -353,7 +354,7 @@ fn readv(fd: i32, iov: u64, iovcnt: u64) -> SysResult {
     }
     let iovs = abi::read_iovecs(iov, iovcnt)?;
     for &(base, len) in &iovs {
-        user::check_range(base, len)?;
+        uaccess::check_range(base, len)?;
     }
     let mut total = 0usize;
     for (base, len) in iovs {
@@ -389,7 +390,7 @@ fn writev(fd: i32, iov: u64, iovcnt: u64) -> SysResult {
     }
     let iovs = abi::read_iovecs(iov, iovcnt)?;
     for &(base, len) in &iovs {
-        user::check_range(base, len)?;
+        uaccess::check_range(base, len)?;
     }
     let mut total = 0usize;
     let mut error = None;
@@ -425,7 +426,7 @@ fn lseek(fd: i32, offset: u64, whence: u64) -> SysResult {
 fn getdents64(fd: i32, dirp: u64, count: u64) -> SysResult {
     let f = files_get(fd)?;
     let room = count_arg(count).min(GETDENTS_MAX);
-    user::check_range(dirp, room)?;
+    uaccess::check_range(dirp, room)?;
     let mut out: Vec<u8> = Vec::new();
     let mut too_small = false;
     f.read_dir(|e| {
@@ -440,7 +441,7 @@ fn getdents64(fd: i32, dirp: u64, count: u64) -> SysResult {
     if too_small {
         return Err(Errno::EINVAL);
     }
-    user::copy_to_user(dirp, &out)?;
+    uaccess::copy_to_user(dirp, &out)?;
     Ok(out.len() as u64)
 }
 
@@ -454,7 +455,7 @@ fn ioctl(fd: i32, cmd: u32, arg: u64) -> SysResult {
         FIONBIO => {
             let f = p.files.lock().get(fd)?;
             let mut b = [0u8; 4];
-            user::copy_from_user(arg, &mut b)?;
+            uaccess::copy_from_user(arg, &mut b)?;
             let on = i32::from_le_bytes(b) != 0;
             let fl = f.flags();
             f.set_status_flags(if on {
@@ -615,7 +616,7 @@ fn readlink(dirfd: i32, path_va: u64, buf: u64, size: u64) -> SysResult {
     let s = start(dirfd, &path)?;
     let target = ops::readlink(&s, &path)?;
     let n = target.len().min(size as usize);
-    user::copy_to_user(buf, &target[..n])?;
+    uaccess::copy_to_user(buf, &target[..n])?;
     Ok(n as u64)
 }
 
@@ -643,7 +644,7 @@ fn getcwd(buf: u64, size: u64) -> SysResult {
     }
     let mut out = path;
     out.push(0);
-    user::copy_to_user(buf, &out)?;
+    uaccess::copy_to_user(buf, &out)?;
     Ok(out.len() as u64)
 }
 
@@ -680,7 +681,7 @@ fn mount(source_va: u64, target_va: u64, fstype_va: u64, flags: u64) -> SysResul
     if fstype_va == 0 {
         return Err(Errno::EINVAL);
     }
-    let fstype = user::read_cstr(fstype_va, 255).map_err(|e| match e {
+    let fstype = uaccess::read_cstr(fstype_va, 255).map_err(|e| match e {
         Errno::ENAMETOOLONG => Errno::ENODEV,
         e => e,
     })?;

@@ -14,11 +14,11 @@ use alloc::vec::Vec;
 
 use spin::Mutex;
 
+use super::Event;
+use super::node::{ReadBuf, WriteBuf};
 use crate::arch::cpu;
 use crate::errno::Errno;
-use crate::proc::user;
-use crate::vfs::Event;
-use crate::vfs::node::{ReadBuf, WriteBuf};
+use crate::uaccess;
 
 // ioctl requests.
 pub const TCGETS: u32 = 0x5401;
@@ -414,7 +414,7 @@ fn winsize() -> (u16, u16) {
     if let Some(ws) = with_tty(|t| t.winsize) {
         return ws;
     }
-    match super::framebuffer_state() {
+    match crate::console::framebuffer_state() {
         Some((cols, rows, _)) => (
             rows.min(u16::MAX as usize) as u16,
             cols.min(u16::MAX as usize) as u16,
@@ -427,12 +427,12 @@ fn winsize() -> (u16, u16) {
 pub fn ioctl(cmd: u32, arg: u64) -> Result<u64, Errno> {
     match cmd {
         TCGETS => {
-            user::copy_to_user(arg, &termios().to_bytes())?;
+            uaccess::copy_to_user(arg, &termios().to_bytes())?;
             Ok(0)
         }
         TCSETS | TCSETSW | TCSETSF => {
             let mut b = [0u8; TERMIOS_SIZE];
-            user::copy_from_user(arg, &mut b)?;
+            uaccess::copy_from_user(arg, &mut b)?;
             if cmd == TCSETSF {
                 flush_input();
             }
@@ -444,12 +444,12 @@ pub fn ioctl(cmd: u32, arg: u64) -> Result<u64, Errno> {
             let mut b = [0u8; 8];
             b[0..2].copy_from_slice(&rows.to_ne_bytes());
             b[2..4].copy_from_slice(&cols.to_ne_bytes());
-            user::copy_to_user(arg, &b)?;
+            uaccess::copy_to_user(arg, &b)?;
             Ok(0)
         }
         TIOCSWINSZ => {
             let mut b = [0u8; 8];
-            user::copy_from_user(arg, &mut b)?;
+            uaccess::copy_from_user(arg, &mut b)?;
             let rows = u16::from_ne_bytes([b[0], b[1]]);
             let cols = u16::from_ne_bytes([b[2], b[3]]);
             with_tty(|t| t.winsize = Some((rows, cols)));
@@ -457,12 +457,12 @@ pub fn ioctl(cmd: u32, arg: u64) -> Result<u64, Errno> {
         }
         TIOCGPGRP => {
             let pgrp = with_tty(|t| t.pgrp);
-            user::copy_to_user(arg, &pgrp.to_ne_bytes())?;
+            uaccess::copy_to_user(arg, &pgrp.to_ne_bytes())?;
             Ok(0)
         }
         TIOCSPGRP => {
             let mut b = [0u8; 4];
-            user::copy_from_user(arg, &mut b)?;
+            uaccess::copy_from_user(arg, &mut b)?;
             let pgrp = i32::from_ne_bytes(b);
             if pgrp < 0 {
                 return Err(Errno::EINVAL);
@@ -472,7 +472,7 @@ pub fn ioctl(cmd: u32, arg: u64) -> Result<u64, Errno> {
         }
         FIONREAD => {
             let n = pending() as i32;
-            user::copy_to_user(arg, &n.to_ne_bytes())?;
+            uaccess::copy_to_user(arg, &n.to_ne_bytes())?;
             Ok(0)
         }
         TCFLSH => {
@@ -492,7 +492,8 @@ static INPUT_STARTED: spin::Once<()> = spin::Once::new();
 /// PS/2 keyboard (ISA IRQ 1), through the IOAPIC. Safe to call more than once.
 pub fn init_input() {
     INPUT_STARTED.call_once(|| {
-        super::keyboard::start_serial_input();
-        super::keyboard::start_keyboard();
+        crate::console::keyboard::set_input_sink(input_byte);
+        crate::console::keyboard::start_serial_input();
+        crate::console::keyboard::start_keyboard();
     });
 }

@@ -8,15 +8,32 @@
 //! The `*_user` chunk forms hand the caller kernel views of the user pages themselves, one
 //! page piece at a time, so a read() can copy straight from a page-cache frame into the
 //! user's frame with no intermediate buffer.
+//!
+//! This layer sits below the file system, which copies to and from user memory; finding a
+//! user page is the process layer's business (its address space, demand paging), so that
+//! layer installs the resolver ([`set_resolver`]).
 
 use alloc::vec::Vec;
 
 use mm::frame::FRAME_SIZE;
 
-use super::vm::PAGE;
 use crate::arch::paging::USER_END;
 use crate::errno::Errno;
 use crate::memory::frames;
+
+const PAGE: u64 = FRAME_SIZE as u64;
+
+/// Finds the frame behind a user address of the running process, faulting it in as an
+/// access would (`write`: for writing); the frame comes back with a reference taken, which
+/// the caller puts back.
+pub type Resolver = fn(va: u64, write: bool) -> Result<mm::Pfn, Errno>;
+
+static RESOLVER: spin::Once<Resolver> = spin::Once::new();
+
+/// Install the resolver (the process layer does, before the first process runs).
+pub fn set_resolver(f: Resolver) {
+    RESOLVER.call_once(|| f);
+}
 
 /// Check that `[va, va + len)` is a user range.
 pub fn check_range(va: u64, len: usize) -> Result<(), Errno> {
@@ -36,22 +53,16 @@ fn walk(
     mut f: impl FnMut(mm::Pfn, usize, usize) -> Result<usize, Errno>,
 ) -> Result<usize, Errno> {
     check_range(va, len)?;
-    let p = super::current();
+    let resolve = RESOLVER.get().ok_or(Errno::EFAULT)?;
     let mut done = 0usize;
     while done < len {
         let at = va + done as u64;
         let off = (at % PAGE) as usize;
         let n = (len - done).min(FRAME_SIZE - off);
-        let pfn = {
-            let mut mem = p.mem.lock();
-            match mem.resolve(at, write) {
-                Ok(pfn) => {
-                    frames().get(pfn).map_err(|_| Errno::EFAULT)?;
-                    pfn
-                }
-                Err(e) if done == 0 => return Err(e),
-                Err(_) => return Ok(done),
-            }
+        let pfn = match resolve(at, write) {
+            Ok(pfn) => pfn,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => return Ok(done),
         };
         let r = f(pfn, off, n);
         let _ = frames().put(pfn);
