@@ -22,7 +22,8 @@ pub struct Allocator {
     st: UnsafeCell<State>,
 }
 
-// Single-threaded processes only (fork copies the whole state).
+// SAFETY: the tools are single-threaded processes (fork copies the whole state), so the
+// state is never reached from two threads.
 unsafe impl Sync for Allocator {}
 
 #[global_allocator]
@@ -42,6 +43,8 @@ fn round_page(n: usize) -> usize {
     (n + PAGE - 1) & !(PAGE - 1)
 }
 
+// SAFETY: `alloc` returns fresh, suitably aligned memory of the layout's size or null;
+// `dealloc` and `realloc` only act on blocks `alloc` returned (the trait's contract).
 unsafe impl GlobalAlloc for Allocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if big(&layout) {

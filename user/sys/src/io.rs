@@ -17,7 +17,8 @@ struct OutBuf {
 }
 
 struct Global(UnsafeCell<OutBuf>);
-// Single-threaded processes only.
+// SAFETY: the tools are single-threaded processes, so the buffer is never reached from two
+// threads.
 unsafe impl Sync for Global {}
 
 static OUT: Global = Global(UnsafeCell::new(OutBuf {

@@ -508,9 +508,11 @@ fn segv_null() -> Res {
 }
 
 fn other_faults() -> Res {
-    // SAFETY (all three): each runs in a child that is meant to die right here.
+    // SAFETY: runs in a child that is meant to die right here; touches no memory.
     dies_by("ud2", SIGILL, || unsafe { core::arch::asm!("ud2") })?;
+    // SAFETY: as above.
     dies_by("int3", SIGTRAP, || unsafe { core::arch::asm!("int3") })?;
+    // SAFETY: as above.
     dies_by("divide by zero", SIGFPE, || unsafe {
         core::arch::asm!("xor edx, edx", "xor ecx, ecx", "mov eax, 1", "div ecx",
                          out("eax") _, out("ecx") _, out("edx") _)
@@ -518,9 +520,11 @@ fn other_faults() -> Res {
 }
 
 fn privileged() -> Res {
-    // SAFETY (all): each runs in a child that is meant to die at the instruction.
+    // SAFETY: runs in a child that is meant to die at the instruction.
     dies_by("hlt", SIGSEGV, || unsafe { core::arch::asm!("hlt") })?;
+    // SAFETY: as above.
     dies_by("cli", SIGSEGV, || unsafe { core::arch::asm!("cli") })?;
+    // SAFETY: as above.
     dies_by("in al, 0x60", SIGSEGV, || unsafe {
         core::arch::asm!("in al, 0x60", out("al") _)
     })?;
