@@ -104,30 +104,6 @@ pub fn image(name: &str) -> u32 {
     })
 }
 
-/// Walk saved frame pointers from `rbp`: each frame holds the caller's rbp and the return
-/// address above it. Stops at anything implausible: a frame pointer that does not move up
-/// the stack, leaves `[lo, hi)`, or is not mapped.
-fn walk(out: &mut [u64; DEPTH], mut n: usize, mut rbp: u64, lo: u64, hi: u64) -> usize {
-    while n < DEPTH && rbp >= lo && rbp < hi {
-        let (Some(next), Some(ret)) = (
-            paging::read_mapped_u64(rbp),
-            paging::read_mapped_u64(rbp + 8),
-        ) else {
-            break;
-        };
-        if ret == 0 {
-            break;
-        }
-        out[n] = ret;
-        n += 1;
-        if next <= rbp {
-            break;
-        }
-        rbp = next;
-    }
-    n
-}
-
 /// Record one sample of the code `frame` interrupted (from the timer interrupt, with
 /// `image` the id of what runs).
 pub fn sample(frame: &TrapFrame, image: u32) {
@@ -146,7 +122,7 @@ pub fn sample(frame: &TrapFrame, image: u32) {
             frame.rsp.saturating_add(1 << 20),
         )
     };
-    let depth = walk(&mut frames, 1, frame.rbp, lo, hi);
+    let depth = 1 + crate::arch::backtrace::walk(&mut frames[1..], frame.rbp, lo, hi);
     let s = Sample {
         image,
         user,

@@ -9,6 +9,7 @@ pub mod counters;
 pub mod frame;
 pub mod frame_alloc;
 pub mod frame_table;
+pub mod lock_order;
 pub mod page_cache;
 pub mod phys;
 pub mod sync;

@@ -56,7 +56,7 @@ use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
-use spin::Mutex;
+use crate::sync::SpinMutex as Mutex;
 
 use crate::counters::{self, Counter};
 use crate::frame::{FRAME_SIZE, Pfn};

@@ -7,7 +7,10 @@
 //! end; yielding lets the holder finish. On the host (unit tests) the hook is unset and
 //! waiting is a plain spin.
 
+use core::panic::Location;
 use core::sync::atomic::{AtomicU32, Ordering};
+
+use crate::lock_order;
 
 static HOOK: spin::Once<fn()> = spin::Once::new();
 
@@ -52,6 +55,8 @@ pub fn set_wait_hooks(hooks: WaitHooks) {
 pub struct Mutex<T: ?Sized> {
     /// Tasks sleeping for the lock (the unlocker wakes them only if there are any).
     sleepers: AtomicU32,
+    /// Where it was made: its class for the lock-order checker.
+    site: &'static Location<'static>,
     inner: spin::Mutex<T>,
 }
 
@@ -62,10 +67,13 @@ pub struct MutexGuard<'a, T: ?Sized> {
 }
 
 impl<T> Mutex<T> {
-    /// An unlocked mutex holding `value`.
+    /// An unlocked mutex holding `value`; the caller's source location names its class
+    /// for the lock-order checker.
+    #[track_caller]
     pub const fn new(value: T) -> Mutex<T> {
         Mutex {
             sleepers: AtomicU32::new(0),
+            site: Location::caller(),
             inner: spin::Mutex::new(value),
         }
     }
@@ -78,6 +86,7 @@ impl<T: ?Sized> Mutex<T> {
 
     /// Take the lock, sleeping while another task holds it.
     pub fn lock(&self) -> MutexGuard<'_, T> {
+        lock_order::on_acquire(self.site, false);
         loop {
             if let Some(g) = self.inner.try_lock() {
                 return MutexGuard {
@@ -102,7 +111,9 @@ impl<T: ?Sized> Mutex<T> {
 
     /// Take the lock if it is free.
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
-        self.inner.try_lock().map(|g| MutexGuard {
+        let g = self.inner.try_lock()?;
+        lock_order::on_acquire(self.site, true);
+        Some(MutexGuard {
             lock: self,
             guard: Some(g),
         })
@@ -120,6 +131,7 @@ impl<T: ?Sized> Mutex<T> {
 }
 
 impl<T: Default> Default for Mutex<T> {
+    #[track_caller]
     fn default() -> Self {
         Mutex::new(T::default())
     }
@@ -141,11 +153,92 @@ impl<T: ?Sized> core::ops::DerefMut for MutexGuard<'_, T> {
 impl<T: ?Sized> Drop for MutexGuard<'_, T> {
     fn drop(&mut self) {
         drop(self.guard.take());
+        lock_order::on_release(self.lock.site);
         if self.lock.sleepers.load(Ordering::Acquire) > 0
             && let Some(h) = WAIT.get()
         {
             (h.wake)(self.lock.key());
         }
+    }
+}
+
+/// A spin lock that takes part in the lock-order checker (for state held only briefly and
+/// never across a sleep, such as the page cache's per-file state). Interrupts are not
+/// masked: a lock an interrupt handler takes must not be one of these.
+pub struct SpinMutex<T: ?Sized> {
+    site: &'static Location<'static>,
+    inner: spin::Mutex<T>,
+}
+
+/// The guard of a [`SpinMutex`].
+pub struct SpinMutexGuard<'a, T: ?Sized> {
+    site: &'static Location<'static>,
+    guard: spin::MutexGuard<'a, T>,
+}
+
+impl<T> SpinMutex<T> {
+    /// An unlocked lock holding `value`; the caller's source location names its class.
+    #[track_caller]
+    pub const fn new(value: T) -> SpinMutex<T> {
+        SpinMutex {
+            site: Location::caller(),
+            inner: spin::Mutex::new(value),
+        }
+    }
+}
+
+impl<T: ?Sized> SpinMutex<T> {
+    /// Take the lock, spinning (through [`relax`]) while it is held.
+    pub fn lock(&self) -> SpinMutexGuard<'_, T> {
+        lock_order::on_acquire(self.site, false);
+        loop {
+            if let Some(guard) = self.inner.try_lock() {
+                return SpinMutexGuard {
+                    site: self.site,
+                    guard,
+                };
+            }
+            relax();
+        }
+    }
+
+    /// Take the lock if it is free.
+    pub fn try_lock(&self) -> Option<SpinMutexGuard<'_, T>> {
+        let guard = self.inner.try_lock()?;
+        lock_order::on_acquire(self.site, true);
+        Some(SpinMutexGuard {
+            site: self.site,
+            guard,
+        })
+    }
+
+    /// Whether the lock is held.
+    pub fn is_locked(&self) -> bool {
+        self.inner.is_locked()
+    }
+
+    /// The value, through a unique reference (no locking needed).
+    pub fn get_mut(&mut self) -> &mut T {
+        self.inner.get_mut()
+    }
+}
+
+impl<T: ?Sized> core::ops::Deref for SpinMutexGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T: ?Sized> core::ops::DerefMut for SpinMutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
+}
+
+impl<T: ?Sized> Drop for SpinMutexGuard<'_, T> {
+    fn drop(&mut self) {
+        lock_order::on_release(self.site);
     }
 }
 

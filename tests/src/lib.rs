@@ -68,6 +68,27 @@ fn describe(o: &Outcome) -> String {
     )
 }
 
+/// The lock-order checker ran (the debug build has it on) and recorded some pairs of
+/// locks taken one inside the other without a violation; returns how many.
+pub fn assert_lock_order_checked(o: &Outcome) -> u64 {
+    let pairs = o
+        .serial
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("lock order: checked, ")?
+                .split_once(' ')
+                .and_then(|(n, rest)| {
+                    rest.starts_with("ordered pairs recorded, no violation")
+                        .then(|| n.parse::<u64>().ok())
+                        .flatten()
+                })
+        })
+        .unwrap_or_else(|| panic!("no lock-order summary at poweroff\n{}", describe(o)));
+    assert!(pairs > 0, "the checker recorded no pair\n{}", describe(o));
+    pairs
+}
+
 /// The suite ran to its summary, every test passed, and QEMU exited 0 (ACPI poweroff).
 /// Returns the names of the tests that passed.
 pub fn assert_suite_passed(o: &Outcome) -> Vec<String> {

@@ -96,6 +96,23 @@ fn panic_prints_message_and_location() {
 }
 
 #[test]
+fn lock_order_inversion_stops_the_kernel_with_both_sites() {
+    let o = run(&suite("lock_order", Firmware::Bios, Machine::Q35));
+    assert_ended_with(
+        &o,
+        exit_code::PANIC,
+        &[
+            "took FIRST then SECOND; now SECOND then FIRST",
+            "KERNEL PANIC",
+            "lock order violated",
+            "ktest/crash.rs",
+            "this acquisition's stack: 0xffff",
+            "stack that recorded the other order: 0xffff",
+        ],
+    );
+}
+
+#[test]
 fn failing_kernel_test_fails_the_run() {
     let o = run(&suite("fail", Firmware::Bios, Machine::Q35));
     assert_ended_with(

@@ -24,6 +24,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use tests::assert_lock_order_checked;
 use tests::userland::*;
 
 const RC_TIMEOUT: Duration = Duration::from_secs(180);
@@ -75,6 +76,8 @@ poweroff
     let img = t.image(64);
     let o = boot_rc(&img, RC_TIMEOUT);
     assert_powered_off(&o, "rc");
+    // Processes, the VFS, ext2 and the page cache took their locks under the checker.
+    assert_lock_order_checked(&o);
     for line in [
         "+ echo rc start",
         "rc start",

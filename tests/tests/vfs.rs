@@ -48,6 +48,7 @@ fn vfs_suite() {
     let o = run(&q);
     let passed = assert_suite_passed(&o);
     assert_eq!(passed.len(), 14, "{passed:?}");
+    assert_lock_order_checked(&o);
     assert_fsck_clean(&img);
     let written = debugfs_read(&img, "/vfs/written.bin").expect("vfs/written.bin");
     assert!(

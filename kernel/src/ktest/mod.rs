@@ -228,6 +228,7 @@ pub fn run(suite: &str) -> ! {
         "page_fault" => crash::page_fault(),
         "double_fault" => crash::double_fault(),
         "panic" => crash::panic(),
+        "lock_order" => crash::lock_order(),
         other => {
             kprintln!("unknown test suite '{other}'");
             cpu::fail_exit(ExitCode::TestFailed)

@@ -126,6 +126,27 @@ pub fn init() {
         })
     });
     crate::time::set_scheduler(tick, current_profile_image);
+    mm::lock_order::set_hooks(mm::lock_order::Hooks {
+        context: || current().map_or(0, |t| t.id),
+        backtrace: crate::arch::backtrace::here,
+    });
+    if crate::cmdline::value("lockcheck") == Some("0") {
+        mm::lock_order::set_enabled(false);
+    }
+    crate::arch::acpi::before_poweroff(|| {
+        if mm::lock_order::enabled() {
+            crate::kprintln!(
+                "lock order: checked, {} ordered pairs recorded, no violation",
+                mm::lock_order::recorded_pairs()
+            );
+            // `lockcheck=dump`: every pair, to read the kernel's actual lock order.
+            if crate::cmdline::value("lockcheck") == Some("dump") {
+                mm::lock_order::each_recorded_pair(|held, taken| {
+                    crate::kprintln!("lock order: {held} -> {taken}");
+                });
+            }
+        }
+    });
     context::set_task_started_hook(task_started);
     trap::set_return_to_user_hook(return_to_user);
     mm::sync::set_relax_hook(relax);

@@ -294,20 +294,28 @@ fn gas_read16(gas: &GenericAddress) -> u16 {
     }
 }
 
-/// What runs just before the machine turns off (the profiler's dump).
-static BEFORE_POWEROFF: spin::Once<fn()> = spin::Once::new();
+/// What runs just before the machine turns off (reports: the profiler's dump, the
+/// lock-order checker's summary).
+static BEFORE_POWEROFF: spin::Mutex<[PoweroffHook; 4]> = spin::Mutex::new([None; 4]);
 
-/// Call `f` at the start of [`poweroff`] (only the first registration takes effect).
+type PoweroffHook = Option<fn()>;
+
+/// Call `f` at the start of [`poweroff`], after those registered before it.
 pub fn before_poweroff(f: fn()) {
-    BEFORE_POWEROFF.call_once(|| f);
+    super::cpu::without_interrupts(|| {
+        let mut hooks = BEFORE_POWEROFF.lock();
+        match hooks.iter_mut().find(|h| h.is_none()) {
+            Some(slot) => *slot = Some(f),
+            None => log::error!("acpi: no free poweroff hook slot"),
+        }
+    })
 }
 
 /// Turn the machine off (ACPI S5). Under QEMU this ends QEMU with status 0. Falls back to
 /// halting if the platform has no usable PM1 control register.
 pub fn poweroff() -> ! {
-    if let Some(f) = BEFORE_POWEROFF.get() {
-        f();
-    }
+    let hooks = super::cpu::without_interrupts(|| *BEFORE_POWEROFF.lock());
+    hooks.iter().flatten().for_each(|f| f());
     x86_64::instructions::interrupts::disable();
     if let Some(s) = platform().and_then(|p| p.sleep) {
         // Hand the ACPI registers to the OS first if the firmware still owns them.
