@@ -285,6 +285,10 @@ fn syscall_conformance() {
     };
     let o = run(&q);
     let serial = &o.serial;
+    if !o.timed_out && o.status == Some(0) {
+        // Faults, mmap, fork, exec, pipes and files all took their locks under the checker.
+        assert_lock_order_checked(&o);
+    }
     let mut problems = Vec::new();
     if o.timed_out {
         problems.push(format!(
