@@ -224,6 +224,50 @@ impl FrameAllocator {
         Ok(self.release_if_unused(pfn, new))
     }
 
+    /// One more page-cache page holds `pfn` (with a reference it already owns). Returns
+    /// the new number of sharers.
+    pub fn add_sharer(&self, pfn: Pfn) -> Result<u32, FrameError> {
+        let d = self.live(pfn)?;
+        let old = d.link_a.fetch_add(1, Ordering::AcqRel) as u32;
+        if old >= d.refcount() {
+            d.link_a.fetch_sub(1, Ordering::AcqRel);
+            return Err(FrameError::Overflow); // more sharers than references
+        }
+        Ok(old + 1)
+    }
+
+    /// A page-cache page let go of `pfn` (the caller then drops the page's reference).
+    /// Returns the sharers left.
+    pub fn remove_sharer(&self, pfn: Pfn) -> Result<u32, FrameError> {
+        let d = self.live(pfn)?;
+        let mut old = d.link_a.load(Ordering::Acquire);
+        loop {
+            if old as u32 == 0 {
+                return Err(FrameError::NoReferences);
+            }
+            match d
+                .link_a
+                .compare_exchange(old, old - 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(old as u32 - 1),
+                Err(now) => old = now,
+            }
+        }
+    }
+
+    /// The descriptor of an allocated frame.
+    fn live(&self, pfn: Pfn) -> Result<&'static FrameDescriptor, FrameError> {
+        let d = self.table.get(pfn).ok_or(FrameError::OutOfRange)?;
+        let flags = d.flags();
+        if flags.contains(FrameFlags::RESERVED) {
+            return Err(FrameError::Reserved);
+        }
+        if flags.contains(FrameFlags::FREE) || d.refs_pins.load(Ordering::Acquire) == 0 {
+            return Err(FrameError::NotAllocated);
+        }
+        Ok(d)
+    }
+
     /// Pins an allocated frame (for DMA); it stays allocated until unpinned.
     pub fn pin(&self, pfn: Pfn) -> Result<(), FrameError> {
         let (old, _) = self.update(pfn, |w| match pins_of(w) {

@@ -89,7 +89,10 @@ pub struct FrameDescriptor {
     /// [`Owner`] discriminant.
     pub(crate) owner: AtomicU32,
     /// While [`FrameFlags::FREE`]: next free block of the same order (`u64::MAX` = none).
-    /// While allocated: the owner's (the page cache stores its mapping id here).
+    /// While allocated: the number of page-cache pages that hold the frame (its
+    /// *sharers*: two or more once pages of different files alias it). Each sharer also
+    /// owns one of the frame's references, so the count says *who* holds references,
+    /// not whether the frame is freed (that is `refs_pins` alone).
     pub(crate) link_a: AtomicU64,
     /// While [`FrameFlags::FREE`]: previous free block and the block's order (encoding
     /// private to `frame_alloc`). While allocated: the owner's (the page cache stores the
@@ -137,6 +140,21 @@ impl FrameDescriptor {
     /// Current pin count (frames under DMA).
     pub fn pincount(&self) -> u32 {
         pins_of(self.refs_pins.load(Ordering::Acquire))
+    }
+
+    /// Page-cache pages holding the frame (0 for a frame that is free or not a cache
+    /// page; 2 or more for an aliased frame).
+    pub fn sharers(&self) -> u32 {
+        if self.flags().intersects(FrameFlags::ALLOCATOR) {
+            return 0;
+        }
+        self.link_a.load(Ordering::Acquire) as u32
+    }
+
+    /// References held by someone other than the page-cache pages sharing the frame: a
+    /// mapping, an I/O in flight, a copy in progress.
+    pub fn other_references(&self) -> u32 {
+        self.refcount().saturating_sub(self.sharers())
     }
 
     /// Current flags.

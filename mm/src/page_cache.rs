@@ -31,8 +31,17 @@
 //!   retried, up to [`WRITE_ATTEMPTS`] times, then given up (clean, data still cached); the
 //!   file's error sequence advances, so the next `fsync` of *every* open file description
 //!   reports it once. `nr_dirty` and `nr_writeback` follow every transition;
-//! - eviction (CLOCK over all files): clean, unreferenced, unmapped, unpinned pages only;
-//!   under memory pressure dirty pages are written back first (by the kernel's policy).
+//! - eviction (CLOCK over all files): clean, unmapped, unpinned pages whose frames nobody
+//!   but the cache's pages holds; under memory pressure dirty pages are written back
+//!   first (by the kernel's policy). An aliased page may be evicted: its frame stays with
+//!   the other sharers and is freed (and counted as freed) with the last of them;
+//! - alias ([`CachedFile::alias_page`], for sendfile): page `i` of file B takes page `j`
+//!   of file A's frame (read in first if needed) and is marked dirty, so B's writeback
+//!   DMAs A's bytes to B's blocks straight from the shared frame. The frame descriptor
+//!   counts the pages sharing it (`sharers`); every page owns one frame reference;
+//! - copy-on-write: any change to a page's bytes (write, truncate's tail zeroing, a
+//!   writable shared mapping) first gives the page a private copy if its frame is shared
+//!   (counted in `cow_breaks`); the other sharers keep the frame and their bytes.
 //!
 //! ## Locking
 //!
@@ -48,7 +57,9 @@
 //! | page fault (mmap) / any | `map_page` looks the page up under `state` and gives the mapping its own frame reference (so eviction skips it); stores through a shared mapping reach the cache as `mapped_page_dirtied` (from the PTE dirty bits at msync, munmap, fsync, sync, exit) |
 //! | write / writeback of a mapped page | a write to a page under writeback whose frame is also mapped waits for the I/O instead of moving the page to a copy (the mapping must keep seeing the cache's frame) |
 //! | read miss / truncate | the read holds its own frame references until the I/O completes, so truncate may drop the pages meanwhile without freeing frames under DMA |
-//! | direct I/O, sendfile | not yet implemented; they will take the `state` lock like write |
+//! | write / alias of the same source page | the caller of `alias_page` keeps writes to the source page out (the file's write lock); a write that comes after sees two sharers and breaks the share |
+//! | "is this frame shared?" | decided from the frame's sharer count under the changing file's `state` lock; a share is only ever added under the source's and target's `state` locks in turn with the source frame held by a reference, so two files breaking at once each copy (one copy too many at worst, never a lost break) |
+//! | direct I/O | not yet implemented; it will take the `state` lock like write |
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
@@ -69,6 +80,8 @@ const PAGE: u64 = FRAME_SIZE as u64;
 pub const EIO: i32 = 5;
 /// Out of memory.
 pub const ENOMEM: i32 = 12;
+/// In use (a page that cannot be aliased now).
+pub const EBUSY: i32 = 16;
 
 /// A failed page-cache operation, as a Linux errno.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -301,10 +314,37 @@ impl PageCache {
         }
     }
 
-    fn release(&self, pfn: Pfn) {
-        if let Err(e) = self.frames.put(pfn) {
-            log::error!("page cache: releasing {pfn:?}: {e}");
+    /// Drop a reference to `pfn`; whether that freed the frame.
+    fn release(&self, pfn: Pfn) -> bool {
+        match self.frames.put(pfn) {
+            Ok(freed) => freed,
+            Err(e) => {
+                log::error!("page cache: releasing {pfn:?}: {e}");
+                false
+            }
         }
+    }
+
+    /// `pfn` becomes the frame of a page (the page owns one of its references already).
+    fn share(&self, pfn: Pfn) {
+        if let Err(e) = self.frames.add_sharer(pfn) {
+            log::error!("page cache: sharing {pfn:?}: {e}");
+        }
+    }
+
+    /// A page that left its file's index lets go of its frame. Returns whether the frame
+    /// was freed (an aliased frame lives on in its other sharers).
+    fn drop_page(&self, page: Page, file_dirty: &AtomicU64) -> bool {
+        let pfn = page.forget(file_dirty);
+        if let Err(e) = self.frames.remove_sharer(pfn) {
+            log::error!("page cache: unsharing {pfn:?}: {e}");
+        }
+        self.release(pfn)
+    }
+
+    /// Page-cache pages holding `pfn` (2 or more: aliased).
+    fn sharers(&self, pfn: Pfn) -> u32 {
+        self.frames.table().get(pfn).map_or(0, |d| d.sharers())
     }
 
     fn live_files(&self) -> Vec<Arc<CachedFile>> {
@@ -377,22 +417,28 @@ impl PageCache {
             };
             drop(st);
             counters::add(Counter::PagecacheEvictions, 1);
-            counters::add(Counter::Pgsteal, 1);
-            self.release(page.forget(&file.dirty));
-            freed += 1;
+            // An aliased frame stays with its other sharers: nothing freed yet.
+            if self.drop_page(page, &file.dirty) {
+                counters::add(Counter::Pgsteal, 1);
+                freed += 1;
+            }
         }
         self.compact_lru();
         freed
     }
 
     /// Whether a page must stay: dirty, under writeback, being read, or its frame is
-    /// held by someone besides the cache (a mapping, an I/O, a pin).
+    /// held by someone besides the cache pages sharing it (a mapping, an I/O, a pin). An
+    /// aliased page is not busy for being aliased: dropping it leaves the frame to its
+    /// other sharers.
     fn busy(&self, page: &Page) -> bool {
         let desc = self.frames.table().get(page.pfn);
         page.dirty
             || page.writeback
             || desc.is_none_or(|d| {
-                d.refcount() > 1 || d.pincount() > 0 || d.flags().contains(FrameFlags::LOCKED)
+                d.other_references() > 0
+                    || d.pincount() > 0
+                    || d.flags().contains(FrameFlags::LOCKED)
             })
     }
 
@@ -441,17 +487,18 @@ impl PageCache {
                 .filter(|(_, p)| !self.busy(p))
                 .map(|(&i, _)| i)
                 .collect();
-            let mut pfns = Vec::with_capacity(victims.len());
+            let mut pages = Vec::with_capacity(victims.len());
             for i in victims {
                 if let Some(p) = st.pages.remove(&i) {
-                    pfns.push(p.forget(&f.dirty));
+                    pages.push(p);
                 }
             }
             drop(st);
-            counters::add(Counter::PagecacheEvictions, pfns.len() as u64);
-            freed += pfns.len();
-            for pfn in pfns {
-                self.release(pfn);
+            counters::add(Counter::PagecacheEvictions, pages.len() as u64);
+            for p in pages {
+                if self.drop_page(p, &f.dirty) {
+                    freed += 1;
+                }
             }
         }
         self.compact_lru();
@@ -597,6 +644,7 @@ impl CachedFile {
             if self.cache.frames.get(pfn).is_err() {
                 break;
             }
+            self.cache.share(pfn);
             st.pages.insert(index, Page::fresh(pfn));
             inserted += 1;
         }
@@ -714,7 +762,7 @@ impl CachedFile {
                         .collect();
                     for i in failed {
                         if let Some(p) = st.pages.remove(&i) {
-                            self.cache.release(p.forget(&self.dirty));
+                            self.cache.drop_page(p, &self.dirty);
                         }
                     }
                     st.ra_trigger = u64::MAX;
@@ -829,7 +877,7 @@ impl CachedFile {
             }
             if p.writeback {
                 // Stable pages: the device is reading this frame. A frame that is also
-                // mapped into a process (more references than the page's and the I/O's)
+                // mapped into a process (references besides its pages' and the I/O's)
                 // must stay the page's frame, or later stores through the mapping would
                 // land in a frame the cache no longer knows: wait for the I/O instead.
                 let mapped = self
@@ -837,32 +885,23 @@ impl CachedFile {
                     .frames
                     .table()
                     .get(p.pfn)
-                    .is_some_and(|d| d.refcount() > 2);
+                    .is_some_and(|d| d.other_references() > 1);
                 if mapped {
                     drop(st);
                     crate::sync::relax();
                     continue;
                 }
-                // Otherwise move the page to a copy.
+                // Otherwise move the page to a copy (writeback keeps its reference to the
+                // old frame until the I/O completes).
                 drop(st);
-                let copy = self.cache.alloc_frame()?;
-                phys::copy_frame(p.pfn, copy);
-                counters::add(Counter::DataCopyBytes, PAGE);
-                self.set_frame_flags(copy, FrameFlags::UPTODATE, FrameFlags::LOCKED);
-                let mut st = self.state.lock();
-                match st.pages.get_mut(&index) {
-                    Some(q) if q.pfn == p.pfn && q.writeback => {
-                        q.pfn = copy;
-                        q.set_writeback(false);
-                        drop(st);
-                        // The page's own reference to the old frame; writeback keeps its own.
-                        self.cache.release(p.pfn);
-                    }
-                    _ => {
-                        drop(st);
-                        self.cache.release(copy);
-                    }
-                }
+                self.move_to_copy(index, p.pfn)?;
+                continue;
+            }
+            if self.cache.sharers(p.pfn) > 1 {
+                // Aliased: this file's bytes are about to change, the other sharers'
+                // must not. Break the share (copy-on-write).
+                drop(st);
+                self.move_to_copy(index, p.pfn)?;
                 continue;
             }
             self.cache.frames.get(p.pfn).map_err(|_| IoError(EIO))?;
@@ -879,11 +918,109 @@ impl CachedFile {
             self.cache.release(pfn);
             return false;
         }
+        self.cache.share(pfn);
         st.pages.insert(index, Page::fresh(pfn));
         drop(st);
         counters::add(Counter::PagecachePages, 1);
         self.cache.lru.lock().push_back((self.id, index));
         true
+    }
+
+    /// Give page `index` (backed by `old`) a private copy of its frame: for a write to a
+    /// page under writeback (stable pages) or to an aliased frame (copy-on-write; counted
+    /// in `cow_breaks`). Nothing happens if the page changed meanwhile. The old frame
+    /// keeps its other holders: the I/O in flight, the other files' pages.
+    fn move_to_copy(&self, index: u64, old: Pfn) -> Result<(), IoError> {
+        let copy = self.cache.alloc_frame()?;
+        phys::copy_frame(old, copy);
+        self.set_frame_flags(copy, FrameFlags::UPTODATE, FrameFlags::LOCKED);
+        let mut st = self.state.lock();
+        match st.pages.get_mut(&index) {
+            Some(q) if q.pfn == old => {
+                let shared = self.cache.sharers(old) > 1;
+                self.cache.share(copy);
+                q.pfn = copy;
+                // The write in flight finishes on the old frame; the copy holds the same
+                // bytes, so the page is exactly as clean or dirty as it was.
+                q.set_writeback(false);
+                drop(st);
+                counters::add(Counter::DataCopyBytes, PAGE);
+                if shared {
+                    counters::add(Counter::CowBreaks, 1);
+                }
+                if let Err(e) = self.cache.frames.remove_sharer(old) {
+                    log::error!("page cache: unsharing {old:?}: {e}");
+                }
+                self.cache.release(old);
+            }
+            _ => {
+                drop(st);
+                self.cache.release(copy);
+            }
+        }
+        Ok(())
+    }
+
+    /// Make page `index` of this file an alias of page `src_index` of `src` (which is
+    /// `src_size` bytes long): the two pages share one frame, read-only in effect (the
+    /// first write to either side breaks the share), and this file's page is dirty, so
+    /// its own blocks get written from the shared frame. The source page is read in
+    /// first if needed. Whatever this file cached at `index` is dropped (it must be clean
+    /// and unused: a dirty, busy or mapped target page gives `EBUSY`, and so does a
+    /// source frame that is mapped, pinned or otherwise in use, which must not be shared
+    /// because it can change without the cache knowing). Counted in `alias_pages`.
+    ///
+    /// The caller keeps writes to the source page out meanwhile (the file's write lock).
+    pub fn alias_page(
+        &self,
+        index: u64,
+        src: &CachedFile,
+        src_index: u64,
+        src_size: u64,
+    ) -> Result<(), IoError> {
+        let pfn = src.get_page(src_index, src_size)?;
+        // Besides our reference: only the pages sharing it may hold the frame.
+        let in_use = self
+            .cache
+            .frames
+            .table()
+            .get(pfn)
+            .is_none_or(|d| d.other_references() > 1 || d.pincount() > 0);
+        if in_use || (core::ptr::eq(self, src) && index == src_index) {
+            self.cache.release(pfn);
+            return Err(IoError(EBUSY));
+        }
+        let mut st = self.state.lock();
+        let old = match st.pages.get(&index) {
+            Some(p) if p.pfn == pfn => {
+                drop(st);
+                self.cache.release(pfn);
+                return Ok(()); // already an alias of it
+            }
+            Some(p) if self.cache.busy(p) => {
+                drop(st);
+                self.cache.release(pfn);
+                return Err(IoError(EBUSY));
+            }
+            Some(_) => st.pages.remove(&index),
+            None => None,
+        };
+        self.cache.share(pfn);
+        let mut page = Page::fresh(pfn);
+        page.dirtied_at = self.cache.now.load(Ordering::Relaxed);
+        page.set_dirty(true, &self.dirty);
+        st.pages.insert(index, page);
+        drop(st);
+        counters::add(Counter::PagecachePages, 1);
+        match old {
+            // The replaced page's place in the eviction clock serves the alias.
+            Some(old) => {
+                self.cache.drop_page(old, &self.dirty);
+            }
+            None => self.cache.lru.lock().push_back((self.id, index)),
+        }
+        counters::add(Counter::AliasPages, 1);
+        Ok(())
     }
 
     /// A fresh page from [`CachedFile::prepare_write`] has been filled: make it up to
@@ -921,9 +1058,18 @@ impl CachedFile {
 
     /// The frame of page `index` for a user mapping (`mmap`): read in if needed, with a
     /// frame reference the mapping owns (the caller puts it when it unmaps the page). While
-    /// mapped, the extra reference keeps the page from being evicted.
-    pub fn map_page(&self, index: u64, file_size: u64) -> Result<Pfn, IoError> {
-        self.get_page(index, file_size)
+    /// mapped, the extra reference keeps the page from being evicted. A page mapped
+    /// `writable` (a writable shared mapping, whose stores reach the file) gets a frame of
+    /// its own first if it was aliased: stores must not reach the other sharers.
+    pub fn map_page(&self, index: u64, file_size: u64, writable: bool) -> Result<Pfn, IoError> {
+        loop {
+            let pfn = self.get_page(index, file_size)?;
+            if !writable || self.cache.sharers(pfn) < 2 {
+                return Ok(pfn);
+            }
+            self.cache.release(pfn);
+            self.move_to_copy(index, pfn)?;
+        }
     }
 
     /// A store through a shared mapping changed page `index` (still backed by `pfn`): it
@@ -1087,7 +1233,7 @@ impl CachedFile {
             st.pages.split_off(&keep)
         };
         for (_, p) in removed {
-            self.cache.release(p.forget(&self.dirty));
+            self.cache.drop_page(p, &self.dirty);
         }
         let in_page = (new_size % PAGE) as usize;
         if in_page != 0 && self.state.lock().pages.contains_key(&(new_size / PAGE)) {
@@ -1115,7 +1261,7 @@ impl Drop for CachedFile {
             );
         }
         for (_, p) in core::mem::take(&mut st.pages) {
-            self.cache.release(p.forget(&self.dirty));
+            self.cache.drop_page(p, &self.dirty);
         }
     }
 }

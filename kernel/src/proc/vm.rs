@@ -356,7 +356,13 @@ impl MemoryMap {
                             // Past the end of the file: SIGBUS for the user.
                             return Err(Errno::ENXIO);
                         }
-                        let pfn = file.cache().map_page(index, size).map_err(|_| Errno::EIO)?;
+                        // A writable shared mapping's stores reach the file: its frame
+                        // must be the file's own, not one aliased with another file.
+                        let writable = *shared && area.prot.write;
+                        let pfn = file
+                            .cache()
+                            .map_page(index, size, writable)
+                            .map_err(|_| Errno::EIO)?;
                         let flags = if *shared {
                             area.prot.pte(area.prot.write)
                         } else if area.prot.write {

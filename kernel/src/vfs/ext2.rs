@@ -173,7 +173,19 @@ impl FilePages {
             let pfn = frames[i / per_page as usize];
             let b = i as u64 % per_page;
             let Some(block) = block else {
-                mm::phys::zero(pfn, (b * bs) as usize, bs as usize);
+                // A read of a hole or of blocks past the end finds zeros; a write zeroes
+                // blocks past the end in the frame too (stores through a mapping may
+                // have reached them, and a later extension must read zeros), unless
+                // the frame is shared with another file's page, whose bytes these are
+                // (an aliased page is always whole inside both files: truncating either
+                // side to inside it breaks the share first).
+                let shared = crate::memory::frames()
+                    .table()
+                    .get(pfn)
+                    .is_some_and(|d| d.sharers() > 1);
+                if !alloc || !shared {
+                    mm::phys::zero(pfn, (b * bs) as usize, bs as usize);
+                }
                 next_sector = u64::MAX;
                 continue;
             };

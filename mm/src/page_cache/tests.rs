@@ -461,7 +461,7 @@ fn drop_clean_and_eviction_skip_dirty_and_mapped_pages() {
     assert_eq!(f.cached_pages(), 8);
     // Page 1 is dirtied, page 2 mapped (the mapping holds its own frame reference).
     f.write(PAGE, b"x", 8 * PAGE).unwrap();
-    let mapped = f.map_page(2, 8 * PAGE).unwrap();
+    let mapped = f.map_page(2, 8 * PAGE, true).unwrap();
     let (scan0, steal0) = (
         counters::get(Counter::Pgscan),
         counters::get(Counter::Pgsteal),
@@ -627,4 +627,207 @@ fn a_page_that_keeps_failing_is_given_up_and_fsync_reports_it() {
         "fsync reports the loss"
     );
     assert_eq!(f.fsync(&mut cursor), Ok(()), "once");
+}
+
+// ---- Aliases: page-cache pages of two files sharing one frame -------------------------
+
+/// Two 4-page files on their own disks; B's pages 1 and 2 alias A's (as sendfile will
+/// make them). Returns (a, disk a, b, disk b).
+fn aliased_pair(pc: &'static PageCache) -> (Arc<CachedFile>, MemDisk, Arc<CachedFile>, MemDisk) {
+    let (da, db) = (MemDisk::with_pattern(4), MemDisk::default());
+    let a = pc.open(Box::new(da.clone()));
+    let b = pc.open(Box::new(db.clone()));
+    let size = 4 * PAGE;
+    // B starts as 4 zero pages of its own (written, then written back).
+    b.write(0, &vec![0u8; 4 * FRAME_SIZE], 0).unwrap();
+    b.writeback().unwrap();
+    let aliases0 = counters::get(Counter::AliasPages);
+    b.alias_page(1, &a, 1, size).unwrap();
+    b.alias_page(2, &a, 2, size).unwrap();
+    assert_eq!(counters::get(Counter::AliasPages), aliases0 + 2);
+    (a, da, b, db)
+}
+
+fn sharers(pfn: Pfn) -> u32 {
+    testing::allocator().table().get(pfn).unwrap().sharers()
+}
+
+#[test]
+fn an_alias_reads_the_source_bytes_and_is_written_to_its_own_blocks() {
+    let _g = serial();
+    let (a, da, b, db) = aliased_pair(cache());
+    let size = 4 * PAGE;
+    let frame = a.frame_of(1).unwrap();
+    assert_eq!(
+        b.frame_of(1),
+        Some(frame),
+        "no copy: the pages share the frame"
+    );
+    assert_eq!(sharers(frame), 2);
+    assert_eq!(read_all(&b, PAGE, FRAME_SIZE, size), pattern(1, 0));
+    assert_eq!(b.dirty_pages(), 2, "the alias must still reach B's blocks");
+    assert_eq!(a.dirty_pages(), 0);
+    b.writeback().unwrap();
+    assert_eq!(
+        db.page(1),
+        pattern(1, 0),
+        "B's blocks got the source's bytes"
+    );
+    assert_eq!(db.page(2), pattern(2, 0));
+    assert!(da.s.lock().unwrap().writes.is_empty(), "A was written");
+    assert_eq!(b.frame_of(1), Some(frame), "writeback broke the share");
+}
+
+/// The probe of the issue: writing A must leave B's bytes alone, move A (not B) to a
+/// copy once, and truncating A must not zero B; reclaim frees the shared frame once both
+/// sides are clean.
+#[test]
+fn probe_writing_or_truncating_one_side_leaves_the_other_unchanged() {
+    let _g = serial();
+    let pc = cache();
+    let (a, _da, b, _db) = aliased_pair(pc);
+    let size = 4 * PAGE;
+    let shared = a.frame_of(1).unwrap();
+    let breaks0 = counters::get(Counter::CowBreaks);
+    a.write(PAGE + 10, b"written to A", size).unwrap();
+    assert_eq!(counters::get(Counter::CowBreaks), breaks0 + 1, "one break");
+    assert_ne!(a.frame_of(1), Some(shared), "A's frame did not move");
+    assert_eq!(b.frame_of(1), Some(shared), "B lost its frame");
+    assert_eq!(sharers(shared), 1);
+    assert_eq!(
+        read_all(&b, PAGE, FRAME_SIZE, size),
+        pattern(1, 0),
+        "B changed"
+    );
+    let mut want = pattern(1, 0);
+    want[10..22].copy_from_slice(b"written to A");
+    assert_eq!(read_all(&a, PAGE, FRAME_SIZE, size), want);
+    // A second write to A's (now private) page breaks nothing.
+    a.write(PAGE + 30, b"again", size).unwrap();
+    assert_eq!(counters::get(Counter::CowBreaks), breaks0 + 1);
+
+    // Truncate A inside its aliased page 2: B's page 2 keeps every byte.
+    let shared2 = a.frame_of(2).unwrap();
+    a.truncate(2 * PAGE + 2).unwrap();
+    assert_eq!(counters::get(Counter::CowBreaks), breaks0 + 2);
+    assert_eq!(read_all(&b, 2 * PAGE, FRAME_SIZE, size), pattern(2, 0));
+    assert_eq!(b.frame_of(2), Some(shared2));
+    let tail = read_all(&a, 2 * PAGE, FRAME_SIZE, 3 * PAGE);
+    assert_eq!(&tail[..2], &pattern(2, 0)[..2]);
+    assert!(tail[2..].iter().all(|&x| x == 0), "A's tail not zeroed");
+
+    // Reclaim: once B is clean, its pages (aliased or not) are evictable.
+    b.writeback().unwrap();
+    a.writeback().unwrap();
+    let freed = pc.evict_clean(100) + pc.evict_clean(100);
+    assert!(freed >= 4, "reclaim freed {freed} frames");
+    assert_eq!(b.cached_pages(), 0);
+    assert_eq!(
+        read_all(&b, 2 * PAGE, FRAME_SIZE, size),
+        pattern(2, 0),
+        "B re-read"
+    );
+}
+
+#[test]
+fn writing_the_alias_side_breaks_only_its_own_page() {
+    let _g = serial();
+    let (a, _da, b, db) = aliased_pair(cache());
+    let size = 4 * PAGE;
+    let shared = a.frame_of(2).unwrap();
+    b.write(2 * PAGE, b"B's own", size).unwrap();
+    assert_eq!(a.frame_of(2), Some(shared), "A's page moved");
+    assert_ne!(b.frame_of(2), Some(shared));
+    assert_eq!(read_all(&a, 2 * PAGE, FRAME_SIZE, size), pattern(2, 0));
+    // B's page 1 is still an alias; truncating B inside page 1 breaks it, A untouched.
+    b.truncate(PAGE + 3).unwrap();
+    assert_eq!(read_all(&a, PAGE, FRAME_SIZE, size), pattern(1, 0));
+    assert_ne!(b.frame_of(1), a.frame_of(1));
+    b.writeback().unwrap();
+    let mut want = pattern(1, 0);
+    want[3..].fill(0);
+    assert_eq!(db.page(1), want);
+}
+
+#[test]
+fn writeback_of_one_side_while_the_other_is_written_sees_stable_bytes() {
+    let _g = serial();
+    let (a, _da, b, db) = aliased_pair(cache());
+    let size = 4 * PAGE;
+    let shared = a.frame_of(1).unwrap();
+    // While B's pages are "under DMA" from the shared frames, A is written.
+    let weak = Arc::downgrade(&a);
+    *db.hook.lock().unwrap() = Some(Box::new(move |_| {
+        if let Some(a) = weak.upgrade() {
+            a.write(PAGE, &pattern(1, 9), size).unwrap();
+        }
+    }));
+    b.writeback().unwrap();
+    *db.hook.lock().unwrap() = None;
+    assert_eq!(db.page(1), pattern(1, 0), "B's DMA saw A's write");
+    assert_eq!(read_all(&a, PAGE, FRAME_SIZE, size), pattern(1, 9));
+    assert_eq!(b.frame_of(1), Some(shared));
+    assert_eq!(sharers(shared), 1);
+    // And the other way round: a source page dirty when it was aliased is written back
+    // from the shared frame while the alias side is written.
+    let pc = cache();
+    let (da, db) = (MemDisk::with_pattern(4), MemDisk::with_pattern(4));
+    let a = pc.open(Box::new(da.clone()));
+    let b = pc.open(Box::new(db.clone()));
+    a.write(2 * PAGE, &pattern(2, 7), size).unwrap();
+    b.alias_page(2, &a, 2, size).unwrap();
+    let shared = a.frame_of(2).unwrap();
+    assert_eq!(b.frame_of(2), Some(shared));
+    let weak = Arc::downgrade(&b);
+    *da.hook.lock().unwrap() = Some(Box::new(move |_| {
+        if let Some(b) = weak.upgrade() {
+            b.write(2 * PAGE, &pattern(2, 5), size).unwrap();
+        }
+    }));
+    a.writeback().unwrap();
+    *da.hook.lock().unwrap() = None;
+    assert_eq!(da.page(2), pattern(2, 7), "A's DMA saw B's write");
+    assert_eq!(read_all(&a, 2 * PAGE, FRAME_SIZE, size), pattern(2, 7));
+    assert_eq!(read_all(&b, 2 * PAGE, FRAME_SIZE, size), pattern(2, 5));
+    assert_eq!(a.frame_of(2), Some(shared));
+    b.writeback().unwrap();
+    assert_eq!(db.page(2), pattern(2, 5));
+}
+
+#[test]
+fn a_writable_mapping_of_an_alias_gets_a_private_frame_and_a_busy_source_is_refused() {
+    let _g = serial();
+    let fa = testing::allocator();
+    let (a, _da, b, _db) = aliased_pair(cache());
+    let size = 4 * PAGE;
+    let shared = a.frame_of(1).unwrap();
+    // Read-only mappings may share; a writable shared mapping must not.
+    let ro = b.map_page(1, size, false).unwrap();
+    assert_eq!(ro, shared);
+    fa.put(ro).unwrap();
+    let rw = b.map_page(1, size, true).unwrap();
+    assert_ne!(rw, shared, "stores through the mapping would reach A");
+    assert_eq!(a.frame_of(1), Some(shared));
+    // A page whose frame is mapped cannot become an alias source: stores would change it
+    // behind the cache's back.
+    assert_eq!(a.alias_page(3, &b, 1, size), Err(IoError(EBUSY)));
+    fa.put(rw).unwrap();
+    // An alias of itself is refused too.
+    assert_eq!(a.alias_page(0, &a, 0, size), Err(IoError(EBUSY)));
+}
+
+#[test]
+fn dropping_either_file_keeps_the_other_sides_frame() {
+    let _g = serial();
+    let (a, _da, b, _db) = aliased_pair(cache());
+    let size = 4 * PAGE;
+    let shared = b.frame_of(2).unwrap();
+    b.writeback().unwrap();
+    drop(a);
+    assert_eq!(sharers(shared), 1);
+    assert_eq!(read_all(&b, 2 * PAGE, FRAME_SIZE, size), pattern(2, 0));
+    let d = testing::allocator().table().get(shared).unwrap();
+    assert!(!d.flags().contains(FrameFlags::FREE));
+    drop(b);
+    assert!(d.flags().contains(FrameFlags::FREE) || d.owner() != Owner::PageCache);
 }
