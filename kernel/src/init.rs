@@ -75,6 +75,7 @@ pub fn start(boot_info: &'static mut BootInfo) -> ! {
 
     time::init_wall_clock();
     crate::task::init();
+    crate::proc::init();
     crate::arch::syscall::init(crate::syscall::handle);
 
     pci::init(platform);

@@ -219,7 +219,15 @@ pub struct PageCache {
     source: spin::Once<fn() -> Result<Pfn, IoError>>,
     /// Where the next [`PageCache::writeback_some`] pass starts (round robin over files).
     wb_cursor: AtomicU64,
+    /// Told when a page moves to another frame while its old frame may still be mapped
+    /// (see [`PageCache::set_moved_hook`]).
+    moved: spin::Once<MovedHook>,
 }
+
+/// `moved(file id, page index, old frame)`: page `index` of the file no longer lives in
+/// `old`; user mappings of it that still map `old` are stale and must go (the kernel's
+/// reverse map finds them). Called with no page-cache lock held; must not block.
+pub type MovedHook = fn(u64, u64, Pfn);
 
 /// The key the waiters of a frame's I/O sleep on (see [`crate::sync::wait_on`]).
 fn wait_key(pfn: Pfn) -> usize {
@@ -250,7 +258,14 @@ impl PageCache {
             low_watermark: AtomicU64::new(256),
             source: spin::Once::new(),
             wb_cursor: AtomicU64::new(0),
+            moved: spin::Once::new(),
         }
+    }
+
+    /// Install the hook told about pages that moved to another frame (copy-on-write
+    /// breaks and stable-page copies); only the first call takes effect.
+    pub fn set_moved_hook(&self, hook: MovedHook) {
+        self.moved.call_once(|| hook);
     }
 
     /// Take page frames from `source` from now on (the kernel's allocation policy). Only
@@ -950,6 +965,18 @@ impl CachedFile {
                 }
                 if let Err(e) = self.cache.frames.remove_sharer(old) {
                     log::error!("page cache: unsharing {old:?}: {e}");
+                }
+                // Mappings of this page that still map the old frame must refault.
+                // (References besides the sharers left and the one this page still
+                // owns, which is released below.)
+                let mapped = self
+                    .cache
+                    .frames
+                    .table()
+                    .get(old)
+                    .is_some_and(|d| d.other_references() > 1);
+                if mapped && let Some(hook) = self.cache.moved.get() {
+                    hook(self.id, index, old);
                 }
                 self.cache.release(old);
             }

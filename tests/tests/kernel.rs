@@ -29,7 +29,11 @@ fn core_suite(firmware: Firmware, machine: Machine) {
     };
     let passed = assert_suite_passed(&run(&q));
     assert!(
-        passed.len() >= 15,
+        passed.contains(&"stale_mapping_of_a_moved_page_refaults".to_string()),
+        "{passed:?}"
+    );
+    assert!(
+        passed.len() >= 16,
         "only {} kernel tests passed: {passed:?}",
         passed.len()
     );

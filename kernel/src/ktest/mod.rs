@@ -7,6 +7,7 @@
 //! in a reported fault (`page_fault`, `double_fault`, `panic`); and `fail`/`hang`, which
 //! check that the harness notices a failing or hanging kernel.
 
+mod aliases;
 mod block;
 mod crash;
 mod files;
@@ -73,6 +74,10 @@ const CORE: &[Test] = &[
     Test {
         name: "address_space_map_translate_unmap",
         run: memory::address_space_map_translate_unmap,
+    },
+    Test {
+        name: "stale_mapping_of_a_moved_page_refaults",
+        run: aliases::stale_mapping_of_a_moved_page_refaults,
     },
     Test {
         name: "breakpoint_resumes_with_frame_intact",

@@ -4,6 +4,7 @@
 
 pub mod elf;
 pub mod oom;
+pub mod rmap;
 pub mod vm;
 
 use alloc::collections::BTreeMap;
@@ -80,6 +81,9 @@ pub struct Process {
     /// Pages mapped in its address space (the counter of the current one; replaced by
     /// execve), readable without the memory lock.
     resident: spin::Mutex<Arc<AtomicU64>>,
+    /// The memory map's queue of stale file mappings (replaced with it at exec), so the
+    /// return to user mode can tell without its lock whether there is work.
+    stale: spin::Mutex<Arc<rmap::StaleQueue>>,
     /// The task running it, to wake it when a fatal signal arrives.
     task: spin::Mutex<Weak<task::Task>>,
 }
@@ -171,6 +175,7 @@ fn new_process(
     let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
     let cr3 = mem.space.root();
     let resident = mem.space.resident().clone();
+    let stale = mem.stale_queue();
     let p = Arc::new(Process {
         pid,
         ppid: AtomicU32::new(ppid),
@@ -187,6 +192,7 @@ fn new_process(
         vfork_released: AtomicBool::new(false),
         vfork_wq: WaitQueue::new(),
         resident: spin::Mutex::new(resident),
+        stale: spin::Mutex::new(stale),
         task: spin::Mutex::new(Weak::new()),
     });
     PROCESSES.lock().insert(pid, Arc::downgrade(&p));
@@ -252,10 +258,34 @@ pub fn start_init(path: &str, argv: &[&str]) -> Result<u32, Errno> {
     )
     .map_err(|_| Errno::ENOMEM)?;
     *p.task.lock() = Arc::downgrade(&t);
-    oom::install();
-    task::set_signal_check(check_pending_kill);
-    crate::uaccess::set_resolver(resolve_user_page);
     Ok(pid)
+}
+
+/// Install what the layers below call up into (at boot, before any process or test):
+/// the OOM killer, the return-to-user check, user-address resolution for user copies,
+/// and the reverse map's hook for file pages that moved.
+pub fn init() {
+    oom::install();
+    task::set_signal_check(on_return_to_user);
+    crate::uaccess::set_resolver(resolve_user_page);
+    crate::memory::page_cache().set_moved_hook(rmap::page_moved);
+}
+
+/// On the way back to user mode (interrupts off): drop stale mappings, then act on a
+/// fatal signal.
+fn on_return_to_user() {
+    let Some(p) = try_current() else { return };
+    while p.stale.lock().pending() {
+        // Nothing else holds a process's memory lock for long; never sleep here.
+        match p.mem.try_lock() {
+            Some(mut mem) => {
+                mem.drop_stale_mappings();
+            }
+            None => task::yield_now(),
+        }
+    }
+    drop(p);
+    check_pending_kill();
 }
 
 /// fork: a child with a copy-on-write copy of the memory, the same open files, and the
@@ -312,6 +342,7 @@ pub fn execve(
         let old = core::mem::replace(&mut *mem, loaded.mem);
         p.cr3.store(mem.space.root(), Ordering::Release);
         *p.resident.lock() = mem.space.resident().clone();
+        *p.stale.lock() = mem.stale_queue();
         mem.space.activate();
         drop(old);
     }

@@ -19,6 +19,7 @@ use mm::counters::{self, Counter};
 use mm::frame::{FRAME_SIZE, Pfn};
 use mm::frame_table::Owner;
 
+use super::rmap::StaleQueue;
 use crate::arch::paging::{AddressSpace, MapError, PteFlags, USER_END};
 use crate::errno::Errno;
 use crate::memory::frames;
@@ -210,6 +211,8 @@ pub struct MemoryMap {
     areas: BTreeMap<u64, Area>,
     pub brk_base: u64,
     pub brk: u64,
+    /// File pages whose mappings here went stale (see [`super::rmap`]).
+    stale: Arc<StaleQueue>,
 }
 
 fn map_errno(e: MapError) -> Errno {
@@ -257,7 +260,62 @@ impl MemoryMap {
             areas: BTreeMap::new(),
             brk_base: 0,
             brk: 0,
+            stale: StaleQueue::new(),
         })
+    }
+
+    /// The queue of stale file mappings (see [`super::rmap`]).
+    pub fn stale_queue(&self) -> Arc<StaleQueue> {
+        self.stale.clone()
+    }
+
+    /// Drop the mappings that still point at frames their file pages left (copy-on-write
+    /// breaks, stable-page copies: [`super::rmap`]); the next access refaults onto the
+    /// page's current frame. Cheap when nothing is queued. Returns the mappings dropped.
+    pub fn drop_stale_mappings(&mut self) -> usize {
+        if !self.stale.pending() {
+            return 0;
+        }
+        let mut dropped = 0;
+        for (file, index, old) in self.stale.take() {
+            let vas: alloc::vec::Vec<(u64, bool)> = self
+                .areas
+                .values()
+                .filter_map(|a| match &a.kind {
+                    Kind::File {
+                        file: f,
+                        pgoff,
+                        shared,
+                        ..
+                    } if f.cache().id() == file
+                        && index >= *pgoff
+                        && index - pgoff < (a.end - a.start) / PAGE =>
+                    {
+                        Some((a.start + (index - pgoff) * PAGE, *shared))
+                    }
+                    _ => None,
+                })
+                .collect();
+            for (va, shared) in vas {
+                let Some((pfn, flags)) = self.space.lookup(va) else {
+                    continue;
+                };
+                if pfn != old {
+                    continue; // refaulted already, or a private copy of its own
+                }
+                if shared && flags.contains(PteFlags::DIRTY) {
+                    // Cannot happen: a page mapped writable is never moved while mapped.
+                    log::error!("vm: stores through a stale mapping at {va:#x} are lost");
+                }
+                // The TLB entry goes with it (unmap flushes it when this space is
+                // active; an inactive space's entries went with its last CR3 switch).
+                if self.space.unmap(va).is_ok() {
+                    let _ = frames().put(old);
+                    dropped += 1;
+                }
+            }
+        }
+        dropped
     }
 
     /// The area containing `va`.
@@ -294,6 +352,9 @@ impl MemoryMap {
         if self.overlaps(start, end) {
             return Err(Errno::ENOMEM);
         }
+        if let Kind::File { file, .. } = &kind {
+            super::rmap::register(file.cache().id(), &self.stale);
+        }
         self.areas.insert(
             start,
             Area {
@@ -327,6 +388,7 @@ impl MemoryMap {
     /// write. EFAULT when the access is not allowed (the caller turns that into SIGSEGV or
     /// an EFAULT return).
     pub fn fault(&mut self, va: u64, write: bool, exec: bool) -> Result<(), Errno> {
+        self.drop_stale_mappings();
         let area = self.area(va).cloned().ok_or(Errno::EFAULT)?;
         if (write && !area.prot.write) || (exec && !area.prot.exec) || !area.prot.accessible() {
             return Err(Errno::EFAULT);
@@ -424,6 +486,7 @@ impl MemoryMap {
     /// would (faulting it in; for `write`, breaking copy-on-write, and for a shared file
     /// page, marking it dirty as the CPU would).
     pub fn resolve(&mut self, va: u64, write: bool) -> Result<Pfn, Errno> {
+        self.drop_stale_mappings();
         if !(USER_MIN..USER_LIMIT).contains(&va) {
             return Err(Errno::EFAULT);
         }
@@ -485,8 +548,14 @@ impl MemoryMap {
 
     /// A copy-on-write duplicate for a forked child.
     pub fn fork(&mut self) -> Result<MemoryMap, Errno> {
+        self.drop_stale_mappings();
         let mut child = MemoryMap::new()?;
         child.areas = self.areas.clone();
+        for a in child.areas.values() {
+            if let Kind::File { file, .. } = &a.kind {
+                super::rmap::register(file.cache().id(), &child.stale);
+            }
+        }
         child.brk_base = self.brk_base;
         child.brk = self.brk;
         self.for_each_chunk(0, USER_END, |this, chunk| {

@@ -831,3 +831,39 @@ fn dropping_either_file_keeps_the_other_sides_frame() {
     drop(b);
     assert!(d.flags().contains(FrameFlags::FREE) || d.owner() != Owner::PageCache);
 }
+
+static MOVED: StdMutex<Vec<(u64, u64, Pfn)>> = StdMutex::new(Vec::new());
+
+fn record_moved(file: u64, index: u64, old: Pfn) {
+    MOVED.lock().unwrap().push((file, index, old));
+}
+
+#[test]
+fn a_mapped_page_that_moves_is_reported_for_its_stale_mappings() {
+    let _g = serial();
+    let pc = cache();
+    pc.set_moved_hook(record_moved);
+    MOVED.lock().unwrap().clear();
+    let fa = testing::allocator();
+    let (a, _da, b, _db) = aliased_pair(pc);
+    let size = 4 * PAGE;
+    // A process maps B's aliased page 1 read-only (the mapping holds a reference).
+    let mapped = b.map_page(1, size, false).unwrap();
+    // Writing B moves B's page off the frame the mapping still holds (A keeps it):
+    // reported, so the kernel can make the mapping refault.
+    b.write(PAGE, b"B", size).unwrap();
+    assert_eq!(*MOVED.lock().unwrap(), vec![(b.id(), 1, mapped)]);
+    assert_ne!(b.frame_of(1), Some(mapped));
+    assert_eq!(a.frame_of(1), Some(mapped));
+    // Writing A now changes A's own frame in place (no sharer left): nothing moves.
+    a.write(PAGE, b"A", size).unwrap();
+    assert_eq!(a.frame_of(1), Some(mapped));
+    assert_eq!(MOVED.lock().unwrap().len(), 1);
+    // An unmapped page that moves is not reported.
+    let c = pc.open(Box::new(MemDisk::with_pattern(4)));
+    c.alias_page(2, &b, 2, size).unwrap();
+    c.write(2 * PAGE, b"C", size).unwrap();
+    assert_eq!(MOVED.lock().unwrap().len(), 1);
+    assert_ne!(b.frame_of(1), Some(mapped));
+    fa.put(mapped).unwrap();
+}
