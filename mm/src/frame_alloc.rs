@@ -27,6 +27,9 @@ pub const MAX_ORDER: u32 = 10;
 
 const NIL: u64 = u64::MAX;
 const ORDER_SHIFT: u32 = 56;
+/// One mapping in an allocated frame's `link_a` (high half; the low half counts sharers).
+const ONE_MAPPING: u64 = 1 << 32;
+
 /// Mask of the previous-head field of `link_b`; the all-ones value means "none".
 const PREV_MASK: u64 = (1 << ORDER_SHIFT) - 1;
 
@@ -228,12 +231,13 @@ impl FrameAllocator {
     /// the new number of sharers.
     pub fn add_sharer(&self, pfn: Pfn) -> Result<u32, FrameError> {
         let d = self.live(pfn)?;
-        let old = d.link_a.fetch_add(1, Ordering::AcqRel) as u32;
-        if old >= d.refcount() {
+        let old = d.link_a.fetch_add(1, Ordering::AcqRel);
+        let (sharers, maps) = (old as u32, (old >> 32) as u32);
+        if sharers as u64 + maps as u64 >= d.refcount() as u64 {
             d.link_a.fetch_sub(1, Ordering::AcqRel);
-            return Err(FrameError::Overflow); // more sharers than references
+            return Err(FrameError::Overflow); // more holders than references
         }
-        Ok(old + 1)
+        Ok(sharers + 1)
     }
 
     /// A page-cache page let go of `pfn` (the caller then drops the page's reference).
@@ -250,6 +254,40 @@ impl FrameAllocator {
                 .compare_exchange(old, old - 1, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => return Ok(old as u32 - 1),
+                Err(now) => old = now,
+            }
+        }
+    }
+
+    /// A user page-table entry now maps `pfn`, with a reference the caller already owns
+    /// (it becomes the mapping's). Returns the new number of mappings.
+    pub fn add_mapping(&self, pfn: Pfn) -> Result<u32, FrameError> {
+        let d = self.live(pfn)?;
+        let old = d.link_a.fetch_add(ONE_MAPPING, Ordering::AcqRel);
+        let (sharers, maps) = (old as u32, (old >> 32) as u32);
+        if sharers as u64 + maps as u64 >= d.refcount() as u64 {
+            d.link_a.fetch_sub(ONE_MAPPING, Ordering::AcqRel);
+            return Err(FrameError::Overflow); // more holders than references
+        }
+        Ok(maps + 1)
+    }
+
+    /// A user page-table entry no longer maps `pfn` (the caller then drops the mapping's
+    /// reference). Returns the mappings left.
+    pub fn remove_mapping(&self, pfn: Pfn) -> Result<u32, FrameError> {
+        let d = self.live(pfn)?;
+        let mut old = d.link_a.load(Ordering::Acquire);
+        loop {
+            if old >> 32 == 0 {
+                return Err(FrameError::NoReferences);
+            }
+            match d.link_a.compare_exchange(
+                old,
+                old - ONE_MAPPING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok((old >> 32) as u32 - 1),
                 Err(now) => old = now,
             }
         }
@@ -656,6 +694,56 @@ mod tests {
         );
         assert_eq!(a.managed_frames(), 20);
         assert_eq!(a.free_frames(), 20);
+        check(&a);
+    }
+
+    #[test]
+    fn sharers_and_mappings_are_counted_apart_from_references() {
+        let a = managed(16);
+        let p = a.alloc(Owner::PageCache).unwrap();
+        let d = a.table().get(p).unwrap();
+        // The allocation's reference becomes a cache page's; a second page (an alias)
+        // and a mapping bring their own.
+        assert_eq!(a.add_sharer(p), Ok(1));
+        assert_eq!(
+            a.add_sharer(p),
+            Err(FrameError::Overflow),
+            "no reference for it"
+        );
+        a.get(p).unwrap();
+        assert_eq!(a.add_sharer(p), Ok(2));
+        a.get(p).unwrap();
+        assert_eq!(a.add_mapping(p), Ok(1));
+        a.get(p).unwrap(); // a transient reference (a copy in progress)
+        assert_eq!(
+            (
+                d.refcount(),
+                d.sharers(),
+                d.mappings(),
+                d.other_references()
+            ),
+            (4, 2, 1, 1)
+        );
+        assert_eq!(a.put(p), Ok(false));
+        assert_eq!(
+            a.add_mapping(p),
+            Err(FrameError::Overflow),
+            "no reference for it"
+        );
+        assert_eq!(a.remove_mapping(p), Ok(0));
+        assert_eq!(a.remove_mapping(p), Err(FrameError::NoReferences));
+        assert_eq!(a.put(p), Ok(false));
+        assert_eq!(a.remove_sharer(p), Ok(1));
+        assert_eq!(a.put(p), Ok(false));
+        assert_eq!(a.remove_sharer(p), Ok(0));
+        assert_eq!(a.remove_sharer(p), Err(FrameError::NoReferences));
+        assert_eq!(a.put(p), Ok(true), "the last reference frees");
+        assert_eq!((d.sharers(), d.mappings()), (0, 0));
+        // A frame allocated again starts with no sharers and no mappings.
+        let q = a.alloc(Owner::Anon).unwrap();
+        assert_eq!(q, p);
+        assert_eq!((d.sharers(), d.mappings(), d.other_references()), (0, 0, 1));
+        assert_eq!(a.add_sharer(Pfn(99)), Err(FrameError::OutOfRange));
         check(&a);
     }
 

@@ -89,10 +89,11 @@ pub struct FrameDescriptor {
     /// [`Owner`] discriminant.
     pub(crate) owner: AtomicU32,
     /// While [`FrameFlags::FREE`]: next free block of the same order (`u64::MAX` = none).
-    /// While allocated: the number of page-cache pages that hold the frame (its
-    /// *sharers*: two or more once pages of different files alias it). Each sharer also
-    /// owns one of the frame's references, so the count says *who* holds references,
-    /// not whether the frame is freed (that is `refs_pins` alone).
+    /// While allocated: low 32 bits, the number of page-cache pages that hold the frame
+    /// (its *sharers*: two or more once pages of different files alias it); high 32 bits,
+    /// the number of page-table entries mapping it into user address spaces. Each sharer
+    /// and each mapping also owns one of the frame's references, so these say *who*
+    /// holds references, not whether the frame is freed (that is `refs_pins` alone).
     pub(crate) link_a: AtomicU64,
     /// While [`FrameFlags::FREE`]: previous free block and the block's order (encoding
     /// private to `frame_alloc`). While allocated: the owner's (the page cache stores the
@@ -151,10 +152,20 @@ impl FrameDescriptor {
         self.link_a.load(Ordering::Acquire) as u32
     }
 
-    /// References held by someone other than the page-cache pages sharing the frame: a
-    /// mapping, an I/O in flight, a copy in progress.
+    /// User page-table entries mapping the frame.
+    pub fn mappings(&self) -> u32 {
+        if self.flags().intersects(FrameFlags::ALLOCATOR) {
+            return 0;
+        }
+        (self.link_a.load(Ordering::Acquire) >> 32) as u32
+    }
+
+    /// Transient references: held by neither a page-cache page nor a mapping (an I/O in
+    /// flight, a copy in progress, a lookup).
     pub fn other_references(&self) -> u32 {
-        self.refcount().saturating_sub(self.sharers())
+        self.refcount()
+            .saturating_sub(self.sharers())
+            .saturating_sub(self.mappings())
     }
 
     /// Current flags.

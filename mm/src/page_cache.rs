@@ -452,6 +452,7 @@ impl PageCache {
             || page.writeback
             || desc.is_none_or(|d| {
                 d.other_references() > 0
+                    || d.mappings() > 0
                     || d.pincount() > 0
                     || d.flags().contains(FrameFlags::LOCKED)
             })
@@ -892,15 +893,16 @@ impl CachedFile {
             }
             if p.writeback {
                 // Stable pages: the device is reading this frame. A frame that is also
-                // mapped into a process (references besides its pages' and the I/O's)
-                // must stay the page's frame, or later stores through the mapping would
-                // land in a frame the cache no longer knows: wait for the I/O instead.
+                // mapped into a process must stay the page's frame, or later stores
+                // through the mapping would land in a frame the cache no longer knows:
+                // wait for the I/O instead. (Host tests, which have no page tables, count
+                // a mapping's reference among the others.)
                 let mapped = self
                     .cache
                     .frames
                     .table()
                     .get(p.pfn)
-                    .is_some_and(|d| d.other_references() > 1);
+                    .is_some_and(|d| d.mappings() > 0 || d.other_references() > 1);
                 if mapped {
                     drop(st);
                     crate::sync::relax();
@@ -967,14 +969,14 @@ impl CachedFile {
                     log::error!("page cache: unsharing {old:?}: {e}");
                 }
                 // Mappings of this page that still map the old frame must refault.
-                // (References besides the sharers left and the one this page still
-                // owns, which is released below.)
+                // (Counted mappings; in host tests, references besides the sharers left
+                // and the one this page still owns, which is released below.)
                 let mapped = self
                     .cache
                     .frames
                     .table()
                     .get(old)
-                    .is_some_and(|d| d.other_references() > 1);
+                    .is_some_and(|d| d.mappings() > 0 || d.other_references() > 1);
                 if mapped && let Some(hook) = self.cache.moved.get() {
                     hook(self.id, index, old);
                 }
@@ -1012,7 +1014,7 @@ impl CachedFile {
             .frames
             .table()
             .get(pfn)
-            .is_none_or(|d| d.other_references() > 1 || d.pincount() > 0);
+            .is_none_or(|d| d.mappings() > 0 || d.other_references() > 1 || d.pincount() > 0);
         if in_use || (core::ptr::eq(self, src) && index == src_index) {
             self.cache.release(pfn);
             return Err(IoError(EBUSY));

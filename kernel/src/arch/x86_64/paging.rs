@@ -375,6 +375,9 @@ impl AddressSpace {
         }
         .map_err(map_err)?;
         self.resident.fetch_add(1, Ordering::Relaxed);
+        // The caller's reference becomes the mapping's: counted apart (frames that are
+        // not managed RAM, which tests may map, have no count).
+        let _ = super::physmem::frames().add_mapping(pfn);
         if self.is_active() {
             flush.flush();
         } else {
@@ -400,7 +403,10 @@ impl AddressSpace {
         } else {
             flush.ignore();
         }
-        Ok(Pfn::from_addr(frame.start_address().as_u64()))
+        let pfn = Pfn::from_addr(frame.start_address().as_u64());
+        // The mapping's reference goes back to the caller, who puts it.
+        let _ = super::physmem::frames().remove_mapping(pfn);
+        Ok(pfn)
     }
 
     /// The physical address `va` maps to, if any.
