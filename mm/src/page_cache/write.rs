@@ -1,0 +1,215 @@
+//! Writes: a page made present and safe to modify (read first for partial writes, moved
+//! off a frame under writeback or shared with another file), fresh whole-page writes,
+//! dirtying, pages for `mmap`, truncate.
+
+use super::*;
+
+impl CachedFile {
+    /// Make page `index` present, up to date (unless the caller overwrites all of
+    /// `[in_page, in_page + len)` of a page past the old end) and safe to modify: not
+    /// under writeback (stable pages). Returns the frame with a reference held, and
+    /// whether it is a *fresh* page: not cached before and about to be overwritten whole,
+    /// so it was neither read nor zeroed; it stays `LOCKED` (readers wait) until the
+    /// caller has filled it and called [`CachedFile::publish_fresh`].
+    pub(super) fn prepare_write(
+        &self,
+        index: u64,
+        in_page: usize,
+        len: usize,
+        file_size: u64,
+    ) -> Result<(Pfn, bool), IoError> {
+        loop {
+            let st = self.state.lock();
+            let Some(p) = st.pages.get(&index).copied() else {
+                drop(st);
+                let whole = in_page == 0 && len == FRAME_SIZE;
+                let beyond_eof = index * PAGE >= file_size;
+                if whole {
+                    let pfn = self.cache.alloc_frame()?;
+                    self.set_frame_flags(
+                        pfn,
+                        FrameFlags::LOCKED,
+                        FrameFlags::UPTODATE | FrameFlags::ERROR,
+                    );
+                    // The caller's reference, besides the page's.
+                    if self.cache.frames.get(pfn).is_err() {
+                        self.cache.release(pfn);
+                        continue;
+                    }
+                    if !self.insert_new(index, pfn) {
+                        self.cache.release(pfn);
+                        continue;
+                    }
+                    return Ok((pfn, true));
+                }
+                if beyond_eof {
+                    // Nothing on disk worth reading: start from a zeroed frame.
+                    let pfn = self.cache.alloc_frame()?;
+                    phys::zero(pfn, 0, FRAME_SIZE);
+                    self.set_frame_flags(pfn, FrameFlags::UPTODATE, FrameFlags::LOCKED);
+                    self.insert_new(index, pfn);
+                } else {
+                    self.start_fill(index, 1)?;
+                }
+                continue;
+            };
+            if !self.frame_flags(p.pfn).contains(FrameFlags::UPTODATE) {
+                drop(st);
+                // Being read (wait for it) or failed (get_page reports the error).
+                if self.frame_flags(p.pfn).contains(FrameFlags::ERROR) {
+                    self.cache.release(self.get_page(index, file_size)?);
+                } else {
+                    let table = self.cache.frames.table();
+                    let pfn = p.pfn;
+                    crate::sync::wait_on(wait_key(pfn), || {
+                        table
+                            .get(pfn)
+                            .is_none_or(|d| !d.flags().contains(FrameFlags::LOCKED))
+                    });
+                }
+                continue;
+            }
+            if p.writeback {
+                // Stable pages: the device is reading this frame. A frame that is also
+                // mapped into a process must stay the page's frame, or later stores
+                // through the mapping would land in a frame the cache no longer knows:
+                // wait for the I/O instead. (Host tests, which have no page tables, count
+                // a mapping's reference among the others.)
+                let mapped = self
+                    .cache
+                    .frames
+                    .table()
+                    .get(p.pfn)
+                    .is_some_and(|d| d.mappings() > 0 || d.other_references() > 1);
+                if mapped {
+                    drop(st);
+                    crate::sync::relax();
+                    continue;
+                }
+                // Otherwise move the page to a copy (writeback keeps its reference to the
+                // old frame until the I/O completes).
+                drop(st);
+                self.move_to_copy(index, p.pfn)?;
+                continue;
+            }
+            if self.cache.sharers(p.pfn) > 1 {
+                // Aliased: this file's bytes are about to change, the other sharers'
+                // must not. Break the share (copy-on-write).
+                drop(st);
+                self.move_to_copy(index, p.pfn)?;
+                continue;
+            }
+            self.cache.frames.get(p.pfn).map_err(|_| IoError(EIO))?;
+            return Ok((p.pfn, false));
+        }
+    }
+
+    /// Make `pfn` (one reference, which the page takes) page `index`, unless someone
+    /// inserted that page meanwhile: then the frame is released and false returned.
+    pub(super) fn insert_new(&self, index: u64, pfn: Pfn) -> bool {
+        let mut st = self.state.lock();
+        if st.pages.contains_key(&index) {
+            drop(st);
+            self.cache.release(pfn);
+            return false;
+        }
+        self.cache.share(pfn);
+        st.pages.insert(index, Page::fresh(pfn));
+        drop(st);
+        counters::add(Counter::PagecachePages, 1);
+        self.cache.lru.lock().push_back((self.id, index));
+        true
+    }
+
+    /// A fresh page from [`CachedFile::prepare_write`] has been filled: make it up to
+    /// date and let its waiters in.
+    pub(super) fn publish_fresh(&self, pfn: Pfn) {
+        self.set_frame_flags(pfn, FrameFlags::UPTODATE, FrameFlags::LOCKED);
+        crate::sync::wake(wait_key(pfn));
+    }
+
+    /// Copy `data` into the file at `offset` (the caller records any new size). Returns
+    /// the bytes written.
+    pub fn write(&self, offset: u64, data: &[u8], file_size: u64) -> Result<usize, IoError> {
+        let mut done = 0usize;
+        while done < data.len() {
+            let pos = offset + done as u64;
+            let index = pos / PAGE;
+            let in_page = (pos % PAGE) as usize;
+            let n = (FRAME_SIZE - in_page).min(data.len() - done);
+            let (pfn, fresh) = match self.prepare_write(index, in_page, n, file_size) {
+                Ok(p) => p,
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => break,
+            };
+            phys::write(pfn, in_page, &data[done..done + n]);
+            if fresh {
+                self.publish_fresh(pfn);
+            }
+            counters::add(Counter::DataCopyBytes, n as u64);
+            self.mark_dirty(index, pfn);
+            self.cache.release(pfn);
+            done += n;
+        }
+        Ok(done)
+    }
+
+    /// The frame of page `index` for a user mapping (`mmap`): read in if needed, with a
+    /// frame reference the mapping owns (the caller puts it when it unmaps the page). While
+    /// mapped, the extra reference keeps the page from being evicted. A page mapped
+    /// `writable` (a writable shared mapping, whose stores reach the file) gets a frame of
+    /// its own first if it was aliased: stores must not reach the other sharers.
+    pub fn map_page(&self, index: u64, file_size: u64, writable: bool) -> Result<Pfn, IoError> {
+        loop {
+            let pfn = self.get_page(index, file_size)?;
+            if !writable || self.cache.sharers(pfn) < 2 {
+                return Ok(pfn);
+            }
+            self.cache.release(pfn);
+            self.move_to_copy(index, pfn)?;
+        }
+    }
+
+    /// A store through a shared mapping changed page `index` (still backed by `pfn`): it
+    /// must be written back like a page dirtied by `write`.
+    pub fn mapped_page_dirtied(&self, index: u64, pfn: Pfn) {
+        self.mark_dirty(index, pfn);
+    }
+
+    pub(super) fn mark_dirty(&self, index: u64, pfn: Pfn) {
+        let now = self.cache.now.load(Ordering::Relaxed);
+        let mut st = self.state.lock();
+        if let Some(p) = st.pages.get_mut(&index)
+            && p.pfn == pfn
+        {
+            if !p.dirty {
+                p.dirtied_at = now;
+            }
+            p.set_dirty(true, &self.dirty);
+            p.referenced = true;
+        }
+    }
+
+    /// The file is now `new_size` bytes: drop pages past the end, zero the tail of the
+    /// last partial page (so a later extension reads zeros).
+    pub fn truncate(&self, new_size: u64) -> Result<(), IoError> {
+        let keep = new_size.div_ceil(PAGE);
+        let removed = {
+            let mut st = self.state.lock();
+            st.pages.split_off(&keep)
+        };
+        for (_, p) in removed {
+            self.cache.drop_page(p, &self.dirty);
+        }
+        let in_page = (new_size % PAGE) as usize;
+        if in_page != 0 && self.state.lock().pages.contains_key(&(new_size / PAGE)) {
+            let pfn = self
+                .prepare_write(new_size / PAGE, in_page, FRAME_SIZE - in_page, new_size)?
+                .0;
+            phys::zero(pfn, in_page, FRAME_SIZE - in_page);
+            self.mark_dirty(new_size / PAGE, pfn);
+            self.cache.release(pfn);
+        }
+        Ok(())
+    }
+}
