@@ -16,6 +16,7 @@
 use alloc::vec::Vec;
 
 use mm::frame::FRAME_SIZE;
+use mm::phys::FramePiece;
 
 use crate::arch::paging::USER_END;
 use crate::errno::Errno;
@@ -218,5 +219,30 @@ pub fn drain_user(
 ) -> Result<usize, Errno> {
     walk(va, len, false, |pfn, off, n| {
         mm::phys::with_frame(pfn, off, n, &mut f)
+    })
+}
+
+/// Fill user memory `[va, va + len)` as [`fill_user`], but hand `f` each piece as a frame
+/// piece rather than a slice, for copies whose source may be the same frame (a page-cache
+/// page that the user also maps): see [`mm::phys::copy_piece`].
+pub fn fill_user_frames(
+    va: u64,
+    len: usize,
+    mut f: impl FnMut(FramePiece) -> Result<usize, Errno>,
+) -> Result<usize, Errno> {
+    walk(va, len, true, |pfn, offset, len| {
+        f(FramePiece { pfn, offset, len })
+    })
+}
+
+/// Consume user memory `[va, va + len)` as [`drain_user`], piece by frame piece (see
+/// [`fill_user_frames`]).
+pub fn drain_user_frames(
+    va: u64,
+    len: usize,
+    mut f: impl FnMut(FramePiece) -> Result<usize, Errno>,
+) -> Result<usize, Errno> {
+    walk(va, len, false, |pfn, offset, len| {
+        f(FramePiece { pfn, offset, len })
     })
 }

@@ -73,7 +73,7 @@ use crate::counters::{self, Counter};
 use crate::frame::{FRAME_SIZE, Pfn};
 use crate::frame_alloc::FrameAllocator;
 use crate::frame_table::{FrameFlags, Owner};
-use crate::phys;
+use crate::phys::{self, FramePiece};
 
 const PAGE: u64 = FRAME_SIZE as u64;
 /// Linux errno values returned by the page cache.

@@ -67,10 +67,59 @@ pub fn copy_frame(src: Pfn, dst: Pfn) {
     unsafe { core::ptr::copy_nonoverlapping(frame_ptr(src), frame_ptr(dst), FRAME_SIZE) }
 }
 
+/// Bytes `[offset, offset + len)` of one frame, named without making a Rust reference to
+/// them: the currency of copies whose two sides may be the same memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FramePiece {
+    /// The frame.
+    pub pfn: Pfn,
+    /// First byte inside it.
+    pub offset: usize,
+    /// Bytes.
+    pub len: usize,
+}
+
+impl FramePiece {
+    /// The `len` bytes of this piece from `skip` on.
+    pub fn sub(self, skip: usize, len: usize) -> FramePiece {
+        assert!(skip + len <= self.len, "piece past the end of its piece");
+        FramePiece {
+            pfn: self.pfn,
+            offset: self.offset + skip,
+            len,
+        }
+    }
+}
+
+/// Copy piece `src` onto piece `dst` (same length) with raw pointers only, as `memmove`:
+/// correct even when the two are the same bytes or overlap, which happens when a user
+/// page mapped from a file (`MAP_SHARED`) is the buffer of a `read` or `write` of that
+/// very file page. This is the one copy between two frames that may alias: no `&` or
+/// `&mut` to either side exists while it runs. The caller holds references to both
+/// frames and the right to change `dst`'s bytes.
+pub fn copy_piece(src: FramePiece, dst: FramePiece) {
+    assert_eq!(src.len, dst.len, "pieces of different lengths");
+    assert!(
+        src.offset + src.len <= FRAME_SIZE && dst.offset + dst.len <= FRAME_SIZE,
+        "piece past the end of a frame"
+    );
+    // SAFETY: both ranges lie inside mapped frames the caller holds references to;
+    // `ptr::copy` is defined for overlapping ranges, and no Rust reference to either
+    // range is created, so an overlap cannot break aliasing rules.
+    unsafe {
+        core::ptr::copy(
+            frame_ptr(src.pfn).add(src.offset),
+            frame_ptr(dst.pfn).add(dst.offset),
+            src.len,
+        )
+    }
+}
+
 /// Run `f` on bytes `[offset, offset + len)` of frame `pfn` as a mutable slice (for copies
-/// between a frame and another frame without an intermediate buffer, e.g. a page-cache page
-/// into a user page). The caller holds a reference to the frame and the right to change
-/// its contents; the slice cannot escape `f`.
+/// into a frame from memory that cannot be the same frame: a pipe's buffer into a user
+/// page). The caller holds a reference to the frame and the right to change its
+/// contents; the slice cannot escape `f`. Copies between two frames that may be the same
+/// (page cache and user pages) use [`copy_piece`].
 pub fn with_frame_mut<R>(pfn: Pfn, offset: usize, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
     assert!(offset + len <= FRAME_SIZE, "slice past the end of a frame");
     // SAFETY: as in `write`; the slice lives only during `f`, and no other Rust reference to

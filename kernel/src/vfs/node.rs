@@ -9,6 +9,8 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::any::Any;
 
+use mm::phys::FramePiece;
+
 use crate::errno::Errno;
 use crate::uaccess;
 
@@ -153,6 +155,30 @@ impl ReadBuf<'_> {
         }
     }
 
+    /// Hand `f` the destination piece by piece as [`ReadBuf::fill`], user memory as frame
+    /// pieces rather than slices: for sources that may be the very frame of a user page
+    /// (the page cache's, mapped `MAP_SHARED`), copied with [`mm::phys::copy_piece`].
+    pub fn fill_pieces(
+        &mut self,
+        mut f: impl FnMut(Piece<'_>) -> Result<usize, Errno>,
+    ) -> Result<usize, Errno> {
+        match self {
+            ReadBuf::Kernel(s) => {
+                if s.is_empty() {
+                    return Ok(0);
+                }
+                let len = s.len();
+                f(Piece::Kernel(s)).map(|n| n.min(len))
+            }
+            ReadBuf::User { va, len } => {
+                if *len == 0 {
+                    return Ok(0);
+                }
+                uaccess::fill_user_frames(*va, *len, |p| f(Piece::User(p)))
+            }
+        }
+    }
+
     /// Hand `f` the destination piece by piece (pieces of user memory never cross a
     /// page); `f` fills as much of its piece as it can and returns how much; a short
     /// count ends the walk. An error before any byte is the result; after some bytes
@@ -174,6 +200,40 @@ impl ReadBuf<'_> {
                 }
                 uaccess::fill_user(*va, *len, f)
             }
+        }
+    }
+}
+
+/// A piece of a read's destination or a write's source: kernel memory, or a piece of a
+/// user page named by its frame (never as a slice: it may be the other side's frame).
+pub enum Piece<'a> {
+    Kernel(&'a mut [u8]),
+    User(FramePiece),
+}
+
+/// A piece of a write's source (see [`Piece`]).
+pub enum SourcePiece<'a> {
+    Kernel(&'a [u8]),
+    User(FramePiece),
+}
+
+impl SourcePiece<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            SourcePiece::Kernel(s) => s.len(),
+            SourcePiece::User(p) => p.len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Its first `n` bytes at most.
+    pub fn truncate(self, n: usize) -> Self {
+        match self {
+            SourcePiece::Kernel(s) => SourcePiece::Kernel(&s[..n.min(s.len())]),
+            SourcePiece::User(p) => SourcePiece::User(p.sub(0, n.min(p.len))),
         }
     }
 }
@@ -204,6 +264,29 @@ impl WriteBuf<'_> {
                 let n = n.min(*len);
                 *va += n as u64;
                 *len -= n;
+            }
+        }
+    }
+
+    /// Hand `f` the source piece by piece as [`WriteBuf::drain`], user memory as frame
+    /// pieces (see [`ReadBuf::fill_pieces`]).
+    pub fn drain_pieces(
+        &mut self,
+        mut f: impl FnMut(SourcePiece<'_>) -> Result<usize, Errno>,
+    ) -> Result<usize, Errno> {
+        match self {
+            WriteBuf::Kernel(s) => {
+                if s.is_empty() {
+                    return Ok(0);
+                }
+                let len = s.len();
+                f(SourcePiece::Kernel(s)).map(|n| n.min(len))
+            }
+            WriteBuf::User { va, len } => {
+                if *len == 0 {
+                    return Ok(0);
+                }
+                uaccess::drain_user_frames(*va, *len, |p| f(SourcePiece::User(p)))
             }
         }
     }

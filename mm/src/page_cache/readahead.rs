@@ -184,7 +184,37 @@ impl CachedFile {
     /// Copy file bytes at `offset` into `buf`, stopping at `file_size`. Returns the bytes
     /// copied.
     pub fn read(&self, offset: u64, buf: &mut [u8], file_size: u64) -> Result<usize, IoError> {
-        let end = file_size.min(offset.saturating_add(buf.len() as u64));
+        self.read_pieces(offset, buf.len(), file_size, |src, at| {
+            phys::read(src.pfn, src.offset, &mut buf[at..at + src.len]);
+        })
+    }
+
+    /// Copy file bytes at `offset` into the frame piece `dst` (a user page), stopping at
+    /// `file_size`. The piece may be the very frame of the file page being read (a
+    /// `MAP_SHARED` mapping of it as the buffer): the copy is [`phys::copy_piece`], made
+    /// for that. Returns the bytes copied.
+    pub fn read_to_frame(
+        &self,
+        offset: u64,
+        dst: FramePiece,
+        file_size: u64,
+    ) -> Result<usize, IoError> {
+        self.read_pieces(offset, dst.len, file_size, |src, at| {
+            phys::copy_piece(src, dst.sub(at, src.len));
+        })
+    }
+
+    /// Hand `copy` the pieces of file bytes `[offset, offset + len)` below `file_size`
+    /// (each inside one cached page, with a reference held while `copy` runs) and where
+    /// they go in the destination.
+    fn read_pieces(
+        &self,
+        offset: u64,
+        len: usize,
+        file_size: u64,
+        mut copy: impl FnMut(FramePiece, usize),
+    ) -> Result<usize, IoError> {
+        let end = file_size.min(offset.saturating_add(len as u64));
         let mut pos = offset;
         while pos < end {
             let index = pos / PAGE;
@@ -195,8 +225,12 @@ impl CachedFile {
                 Err(e) if pos == offset => return Err(e),
                 Err(_) => break, // short read: return what we have
             };
-            let at = (pos - offset) as usize;
-            phys::read(pfn, in_page, &mut buf[at..at + n]);
+            let src = FramePiece {
+                pfn,
+                offset: in_page,
+                len: n,
+            };
+            copy(src, (pos - offset) as usize);
             counters::add(Counter::DataCopyBytes, n as u64);
             self.cache.release(pfn);
             pos += n as u64;

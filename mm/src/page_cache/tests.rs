@@ -867,3 +867,44 @@ fn a_mapped_page_that_moves_is_reported_for_its_stale_mappings() {
     assert_ne!(b.frame_of(1), Some(mapped));
     fa.put(mapped).unwrap();
 }
+
+/// A user buffer that is a shared mapping of the very page being read or written: the
+/// copy's two sides are the same frame, overlapping. It must behave as `memmove`.
+#[test]
+fn reads_and_writes_whose_buffer_is_the_page_itself_copy_as_memmove() {
+    let _g = serial();
+    let f = cache().open(Box::new(MemDisk::with_pattern(2)));
+    let size = 2 * PAGE;
+    let orig = read_all(&f, 0, FRAME_SIZE, size);
+    let pfn = f.frame_of(0).unwrap();
+    // read(fd at 10, buf = the page's own bytes 20..120)
+    let dst = FramePiece {
+        pfn,
+        offset: 20,
+        len: 100,
+    };
+    assert_eq!(f.read_to_frame(10, dst, size), Ok(100));
+    let mut want = orig.clone();
+    want.copy_within(10..110, 20);
+    assert_eq!(read_all(&f, 0, FRAME_SIZE, size), want);
+    // write(fd at 50, buf = the page's own bytes 40..140)
+    let src = FramePiece {
+        pfn,
+        offset: 40,
+        len: 100,
+    };
+    assert_eq!(f.write_from_frame(50, src, size), Ok(100));
+    want.copy_within(40..140, 50);
+    assert_eq!(read_all(&f, 0, FRAME_SIZE, size), want);
+    assert_eq!(f.frame_of(0), Some(pfn));
+    // Across a page boundary into another frame: plain copies.
+    let other = f.frame_of(1).unwrap();
+    let dst = FramePiece {
+        pfn: other,
+        offset: 0,
+        len: 200,
+    };
+    assert_eq!(f.read_to_frame(PAGE - 100, dst, size), Ok(200));
+    let page1 = read_all(&f, PAGE, 200, size);
+    assert_eq!(&page1[..100], &want[FRAME_SIZE - 100..]);
+}

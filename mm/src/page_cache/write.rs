@@ -131,18 +131,53 @@ impl CachedFile {
     /// Copy `data` into the file at `offset` (the caller records any new size). Returns
     /// the bytes written.
     pub fn write(&self, offset: u64, data: &[u8], file_size: u64) -> Result<usize, IoError> {
+        self.write_pieces(offset, data.len(), file_size, |dst, at| {
+            phys::write(dst.pfn, dst.offset, &data[at..at + dst.len]);
+        })
+    }
+
+    /// Copy the frame piece `src` (a user page) into the file at `offset`, as
+    /// [`CachedFile::write`]. The piece may be the very frame of the file page being
+    /// written (a `MAP_SHARED` mapping of it as the buffer): the copy is
+    /// [`phys::copy_piece`], made for that.
+    pub fn write_from_frame(
+        &self,
+        offset: u64,
+        src: FramePiece,
+        file_size: u64,
+    ) -> Result<usize, IoError> {
+        self.write_pieces(offset, src.len, file_size, |dst, at| {
+            phys::copy_piece(src.sub(at, dst.len), dst);
+        })
+    }
+
+    /// Hand `copy` the pieces of file bytes `[offset, offset + len)` (each inside one
+    /// page made present, private and writable, with a reference held while `copy` runs)
+    /// and where they come from in the source; the pages are dirtied after.
+    fn write_pieces(
+        &self,
+        offset: u64,
+        len: usize,
+        file_size: u64,
+        mut copy: impl FnMut(FramePiece, usize),
+    ) -> Result<usize, IoError> {
         let mut done = 0usize;
-        while done < data.len() {
+        while done < len {
             let pos = offset + done as u64;
             let index = pos / PAGE;
             let in_page = (pos % PAGE) as usize;
-            let n = (FRAME_SIZE - in_page).min(data.len() - done);
+            let n = (FRAME_SIZE - in_page).min(len - done);
             let (pfn, fresh) = match self.prepare_write(index, in_page, n, file_size) {
                 Ok(p) => p,
                 Err(e) if done == 0 => return Err(e),
                 Err(_) => break,
             };
-            phys::write(pfn, in_page, &data[done..done + n]);
+            let dst = FramePiece {
+                pfn,
+                offset: in_page,
+                len: n,
+            };
+            copy(dst, done);
             if fresh {
                 self.publish_fresh(pfn);
             }

@@ -64,6 +64,7 @@ pub const CASES: &[Case] = &[
     ("files: access past EOF of a file mapping gives SIGBUS", mmap_sigbus),
     ("files: MAP_SHARED store survives mprotect(PROT_NONE) and munmap", mmap_shared_prot_none),
     ("files: read() into a MAP_SHARED file mapping reaches the file on disk", mmap_shared_kernel_store),
+    ("files: pread/pwrite whose buffer maps the same file page", mmap_same_page_io),
     ("files: mmap of files: EACCES, ENODEV, EINVAL", mmap_file_errors),
 ];
 
@@ -1884,6 +1885,54 @@ fn mmap_shared_prot_none() -> Res {
         "file starts {:?}",
         String::from_utf8_lossy(&got[..got.len().min(8)])
     );
+    Ok(())
+}
+
+fn mmap_same_page_io() -> Res {
+    // The buffer of a pread/pwrite is a MAP_SHARED mapping of the very page the call reads
+    // or writes: the kernel copies between two ranges of one frame.
+    ensure_dir()?;
+    let f = p("mmap_self.bin");
+    let data: Vec<u8> = (0..PAGE).map(|i| (i % 251) as u8).collect();
+    write_path(&f, &data)?;
+    let fd = ok("open O_RDWR", open_s(&f, O_RDWR, 0))?;
+    let a = ok(
+        "mmap MAP_SHARED",
+        mmap(0, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd as usize, 0),
+    )?;
+    let mut want = data.clone();
+    // File bytes 10..110 into the page's own bytes 2000..2100.
+    let n = ok(
+        "pread into its own page",
+        sc(nr::PREAD64, &[fd as usize, a + 2000, 100, 10]),
+    )?;
+    ensure!(n == 100, "pread returned {n}");
+    want.copy_within(10..110, 2000);
+    // The page's bytes 3000..3100 written to file bytes 500..600.
+    let n = ok(
+        "pwrite from its own page",
+        sc(nr::PWRITE64, &[fd as usize, a + 3000, 100, 500]),
+    )?;
+    ensure!(n == 100, "pwrite returned {n}");
+    want.copy_within(3000..3100, 500);
+    for (i, &w) in want.iter().enumerate() {
+        let got = peek(a + i);
+        ensure!(got == w, "byte {i} of the mapping is {got}, want {w}");
+    }
+    ok("munmap", munmap(a, PAGE))?;
+    let mut back = vec![0u8; PAGE];
+    let n = ok(
+        "pread the file",
+        sc(
+            nr::PREAD64,
+            &[fd as usize, back.as_mut_ptr() as usize, PAGE, 0],
+        ),
+    )?;
+    ensure!(
+        n == PAGE && back == want,
+        "the file does not hold what the mapping showed"
+    );
+    let _ = close(fd);
     Ok(())
 }
 

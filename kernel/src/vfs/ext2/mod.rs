@@ -1,0 +1,397 @@
+//! ext2 on a kernel disk, one concept per file: the metadata path ([`DiskBlocks`]: the
+//! file system's block cache reads and writes through it), the data path ([`FilePages`],
+//! which the page cache calls to DMA file pages straight into and out of their frames),
+//! open files with their own writeback-error cursor ([`OpenFile`]), the VFS node
+//! ([`Ext2Node`]); here, the mounted file system ([`Mount`]) and the in-memory inodes of
+//! regular files ([`Inode`]: page-cache index, size, write lock).
+//!
+//! Locks: the file system (`Mount::fs`) is an `mm::sync::Mutex`, held across metadata
+//! disk I/O; the page cache is never called with it held (its misses and writeback
+//! take it through [`FilePages`]). The kernel-wide order is in `mm::lock_order`.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use drivers::block::{BlockDevice, BlockError, Op, Request, Segment};
+use fs::blockdev::BlockDev;
+use fs::error::FsError;
+use fs::ext2::{Ext2, MountOptions, ROOT_INO};
+use mm::counters::{self, Counter};
+use mm::frame::{FRAME_SIZE, Pfn};
+use mm::frame_table::Owner;
+use mm::page_cache::{CachedFile, EIO, ENOMEM, IoError, PageIo, ReadDone};
+use mm::sync::Mutex;
+
+use super::node::*;
+use super::page_cache;
+use crate::block::Disk;
+use crate::errno::Errno;
+use crate::memory::frames;
+use crate::time;
+
+mod disk_blocks;
+mod file_pages;
+mod node;
+mod open_file;
+
+pub use disk_blocks::DiskBlocks;
+pub use file_pages::FilePages;
+pub use node::Ext2Node;
+pub use open_file::OpenFile;
+
+fn now_secs() -> u64 {
+    time::now_ns() / 1_000_000_000
+}
+
+/// Keep the page cache's clock (seconds since boot) current, for the age of dirty pages.
+fn touch_clock() {
+    page_cache().set_now(now_secs());
+}
+
+/// A page-cache error as a file-system error.
+pub fn io_err(e: IoError) -> FsError {
+    match e.0 {
+        28 => FsError::NoSpace,
+        27 => FsError::FileTooBig,
+        _ => FsError::Io,
+    }
+}
+
+fn io_errno(e: IoError) -> Errno {
+    Errno::from(io_err(e))
+}
+
+/// A regular file's in-memory side: its page-cache index and its size. The mount keeps
+/// one per file that has been opened; an open file keeps its own reference, so a file
+/// unlinked while open lives on (as an orphan) until its last user goes.
+pub struct Inode {
+    pub ino: u32,
+    cache: Arc<CachedFile>,
+    size: AtomicU64,
+    fs: Arc<Mutex<Ext2>>,
+    /// Serialises writers and truncation (the size bookkeeping around the page cache).
+    write_lock: Mutex<()>,
+    /// Unlinked: the last reference frees the pages and the inode.
+    orphan: AtomicBool,
+}
+
+impl Inode {
+    /// Current size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    /// The file's page-cache index.
+    pub fn cache(&self) -> &Arc<CachedFile> {
+        &self.cache
+    }
+
+    /// Read at `offset` through the page cache into `buf` (page-cache frames straight
+    /// to the destination; the page cache counts the copy).
+    pub fn read(&self, offset: u64, buf: &mut ReadBuf) -> Result<usize, Errno> {
+        let size = self.size();
+        if offset >= size {
+            return Ok(0);
+        }
+        let mut pos = offset;
+        // User pieces are copied frame to frame: the buffer may be a shared mapping of
+        // the very page being read.
+        buf.fill_pieces(|piece| {
+            let n = match piece {
+                Piece::Kernel(s) => self.cache.read(pos, s, size),
+                Piece::User(p) => self.cache.read_to_frame(pos, p, size),
+            }
+            .map_err(io_errno)?;
+            pos += n as u64;
+            Ok(n)
+        })
+    }
+
+    /// Write `data` at `offset` through the page cache; the size grows as needed
+    /// (blocks are allocated at writeback). The caller holds `write_lock`.
+    fn write_locked(&self, offset: u64, data: SourcePiece) -> Result<usize, FsError> {
+        // The size grows *before* the pages are dirtied: writeback triggered by memory
+        // pressure in the middle of this write only writes blocks inside the size, so the
+        // new pages must already be inside it.
+        let old = self.size();
+        let end = offset + data.len() as u64;
+        if end > old {
+            self.fs.lock().set_size(self.ino, end)?;
+            self.size.store(end, Ordering::Release);
+        }
+        touch_clock();
+        let result = match data {
+            SourcePiece::Kernel(d) => self.cache.write(offset, d, old),
+            SourcePiece::User(p) => self.cache.write_from_frame(offset, p, old),
+        }
+        .map_err(io_err);
+        let done = offset + *result.as_ref().unwrap_or(&0) as u64;
+        if end > old && done < end {
+            // Short or failed write: the file ends where the data does.
+            let keep = done.max(old);
+            self.size.store(keep, Ordering::Release);
+            self.fs.lock().set_size(self.ino, keep)?;
+        }
+        result
+    }
+
+    /// Write from `buf` at `offset`.
+    pub fn write(&self, offset: u64, buf: &mut WriteBuf) -> Result<usize, Errno> {
+        let max = self.fs.lock().max_file_size();
+        if offset >= max {
+            return Err(Errno::EFBIG);
+        }
+        let len = (buf.len() as u64).min(max - offset) as usize;
+        let _w = self.write_lock.lock();
+        let mut pos = offset;
+        let mut left = len;
+        buf.drain_pieces(|piece| {
+            let piece = piece.truncate(left);
+            if piece.is_empty() {
+                return Ok(0);
+            }
+            let n = self.write_locked(pos, piece)?;
+            pos += n as u64;
+            left -= n;
+            // Dirty throttling: past the hard limit, wait for writeback here.
+            super::writeback::balance_dirty_pages();
+            Ok(n)
+        })
+    }
+
+    /// Set the size: pages past it leave the cache first, then ext2 frees the blocks.
+    pub fn truncate(&self, size: u64) -> Result<(), FsError> {
+        let _w = self.write_lock.lock();
+        if size > self.fs.lock().max_file_size() {
+            return Err(FsError::FileTooBig);
+        }
+        self.cache.truncate(size).map_err(io_err)?;
+        self.fs.lock().truncate(self.ino, size)?;
+        self.size.store(size, Ordering::Release);
+        Ok(())
+    }
+}
+
+impl Drop for Inode {
+    fn drop(&mut self) {
+        if self.orphan.load(Ordering::Acquire) {
+            // The data has nowhere to go: drop the pages, then let ext2 free the blocks.
+            let _ = self.cache.truncate(0);
+            if let Err(e) = self.fs.lock().release(self.ino) {
+                log::error!("ext2: freeing unlinked inode {}: {e:?}", self.ino);
+            }
+        }
+    }
+}
+
+/// A mounted ext2 file system.
+pub struct Mount {
+    pub disk: Arc<Disk>,
+    pub fs: Arc<Mutex<Ext2>>,
+    /// `st_dev` of its files.
+    pub dev: u64,
+    pub read_only: bool,
+    inodes: spin::Mutex<BTreeMap<u32, Arc<Inode>>>,
+    /// Unlinked inodes still open somewhere: an operation through a node or descriptor of
+    /// such a file must find this inode again, not make a second one (whose hold would
+    /// keep the inode from ever being freed).
+    orphans: spin::Mutex<BTreeMap<u32, Weak<Inode>>>,
+}
+
+fn split(path: &str) -> (&str, &str) {
+    let p = path.trim_end_matches('/');
+    match p.rfind('/') {
+        Some(i) => (&p[..i], &p[i + 1..]),
+        None => ("", p),
+    }
+}
+
+/// The inode of `path` relative to the root ("" is the root itself).
+fn lookup_path(fs: &mut Ext2, path: &str) -> Result<u32, FsError> {
+    if path.trim_matches('/').is_empty() {
+        Ok(ROOT_INO)
+    } else {
+        fs.resolve(path.as_bytes())
+    }
+}
+
+/// `st_dev` of a disk: Linux's numbers for virtio (254), SCSI/SATA (8) and NVMe (259).
+fn disk_dev(disk: &Disk) -> u64 {
+    super::devfs::disk_rdev(disk)
+}
+
+impl Mount {
+    /// Mount the ext2 file system on `disk`.
+    pub fn new(disk: Arc<Disk>, read_only: bool) -> Result<Arc<Mount>, FsError> {
+        let dev = Arc::new(DiskBlocks { disk: disk.clone() });
+        let mut fs = Ext2::mount(dev, MountOptions { read_only })?;
+        fs.set_clock(Arc::new(|| super::node::now() as u32));
+        Ok(Arc::new(Mount {
+            dev: disk_dev(&disk),
+            disk,
+            fs: Arc::new(Mutex::new(fs)),
+            read_only,
+            inodes: spin::Mutex::new(BTreeMap::new()),
+            orphans: spin::Mutex::new(BTreeMap::new()),
+        }))
+    }
+
+    fn resolve(&self, path: &str) -> Result<u32, FsError> {
+        lookup_path(&mut self.fs.lock(), path)
+    }
+
+    /// The in-memory inode of regular file `ino`.
+    pub fn inode(self: &Arc<Self>, ino: u32) -> Result<Arc<Inode>, FsError> {
+        if let Some(i) = self.inodes.lock().get(&ino) {
+            return Ok(i.clone());
+        }
+        {
+            let mut orphans = self.orphans.lock();
+            orphans.retain(|_, w| w.strong_count() > 0);
+            if let Some(i) = orphans.get(&ino).and_then(Weak::upgrade) {
+                return Ok(i);
+            }
+        }
+        let size = self.fs.lock().stat(ino)?.size;
+        let io = FilePages {
+            fs: self.fs.clone(),
+            disk: self.disk.clone(),
+            ino,
+        };
+        let inode = Arc::new(Inode {
+            ino,
+            cache: page_cache().open(Box::new(io)),
+            size: AtomicU64::new(size),
+            fs: self.fs.clone(),
+            write_lock: Mutex::new(()),
+            orphan: AtomicBool::new(false),
+        });
+        {
+            let mut map = self.inodes.lock();
+            if let Some(i) = map.get(&ino) {
+                return Ok(i.clone());
+            }
+            map.insert(ino, inode.clone());
+        }
+        // Held while cached: an unlink keeps the blocks until the inode is dropped.
+        self.fs.lock().hold(ino);
+        Ok(inode)
+    }
+
+    /// After a name of `ino` went away: if that was its last link, the inode becomes an
+    /// orphan, freed (pages, then blocks) when its last user drops it.
+    fn forget_if_unlinked(&self, ino: u32) {
+        let gone = self
+            .fs
+            .lock()
+            .stat(ino)
+            .map(|s| s.nlink == 0)
+            .unwrap_or(true);
+        if !gone {
+            return;
+        }
+        let inode = self.inodes.lock().remove(&ino);
+        if let Some(i) = inode {
+            i.orphan.store(true, Ordering::Release);
+            self.orphans.lock().insert(ino, Arc::downgrade(&i));
+            drop(i);
+        }
+    }
+
+    /// Open `path` (relative to the mount's root), creating a regular file if asked.
+    pub fn open(self: &Arc<Self>, path: &str, create: bool) -> Result<OpenFile, FsError> {
+        let ino = match self.resolve(path) {
+            Ok(ino) => ino,
+            Err(FsError::NotFound) if create => {
+                let (dir, name) = split(path);
+                let mut fs = self.fs.lock();
+                let parent = lookup_path(&mut fs, dir)?;
+                fs.create(parent, name.as_bytes(), 0o100644)?
+            }
+            Err(e) => return Err(e),
+        };
+        self.open_ino(ino)
+    }
+
+    fn open_ino(self: &Arc<Self>, ino: u32) -> Result<OpenFile, FsError> {
+        let inode = self.inode(ino)?;
+        let seen_errors = inode.cache.error_cursor();
+        Ok(OpenFile {
+            inode,
+            mount: self.clone(),
+            seen_errors: spin::Mutex::new(seen_errors),
+        })
+    }
+
+    /// Make a directory.
+    pub fn mkdir(&self, path: &str) -> Result<u32, FsError> {
+        let (dir, name) = split(path);
+        let mut fs = self.fs.lock();
+        let parent = lookup_path(&mut fs, dir)?;
+        fs.mkdir(parent, name.as_bytes(), 0o40755)
+    }
+
+    /// Rename `from` to `to`.
+    pub fn rename(&self, from: &str, to: &str) -> Result<(), FsError> {
+        let ((fd, fname), (td, tname)) = (split(from), split(to));
+        let replaced = {
+            let mut fs = self.fs.lock();
+            let (a, b) = (lookup_path(&mut fs, fd)?, lookup_path(&mut fs, td)?);
+            let replaced = fs.lookup(b, tname.as_bytes()).ok();
+            fs.rename(a, fname.as_bytes(), b, tname.as_bytes())?;
+            replaced
+        };
+        if let Some(r) = replaced {
+            self.forget_if_unlinked(r);
+        }
+        Ok(())
+    }
+
+    /// Remove the name `path`; when it was the last link, the cached pages go too (once
+    /// the file is closed everywhere).
+    pub fn unlink(&self, path: &str) -> Result<(), FsError> {
+        let (dir, name) = split(path);
+        let ino = {
+            let mut fs = self.fs.lock();
+            let parent = lookup_path(&mut fs, dir)?;
+            let ino = fs.lookup(parent, name.as_bytes())?;
+            fs.unlink(parent, name.as_bytes())?;
+            ino
+        };
+        self.forget_if_unlinked(ino);
+        Ok(())
+    }
+
+    /// Write back every file's pages, then the metadata, then flush the disk.
+    pub fn sync(&self) -> Result<(), FsError> {
+        let inodes: Vec<Arc<Inode>> = self.inodes.lock().values().cloned().collect();
+        let mut data = Ok(());
+        for i in inodes {
+            if let Err(e) = i.cache.writeback() {
+                data = Err(io_err(e));
+            }
+        }
+        let meta = self.fs.lock().sync();
+        data.and(meta)
+    }
+
+    /// Sync and let go of every cached inode (unmount).
+    pub fn shutdown(&self) -> Result<(), FsError> {
+        let r = self.sync();
+        let inodes = core::mem::take(&mut *self.inodes.lock());
+        for (_, i) in inodes {
+            if i.cache.dirty_pages() > 0 {
+                log::warn!(
+                    "ext2 {}: inode {} still dirty at unmount",
+                    self.disk.name(),
+                    i.ino
+                );
+            }
+            drop(i);
+        }
+        r
+    }
+}
