@@ -96,6 +96,10 @@ pub struct Request {
     pub sector: u64,
     pub segments: Vec<Segment>,
     on_complete: Option<Callback>,
+    /// What keeps the segments' memory alive (the frame references or pins of their
+    /// frames): it belongs to the request until the device is done, and is dropped right
+    /// after the completion ran (or with a request that was never submitted).
+    buffers: Option<Box<dyn Send>>,
 }
 
 impl fmt::Debug for Request {
@@ -116,7 +120,16 @@ impl Request {
             sector,
             segments,
             on_complete: Some(on_complete),
+            buffers: None,
         }
+    }
+
+    /// The request owns `buffers` (whatever keeps its segments' frames allocated: frame
+    /// references, pins) until it completes, as a buffer handed to a device belongs to it
+    /// until the completion hands it back.
+    pub fn owning(mut self, buffers: impl Send + 'static) -> Request {
+        self.buffers = Some(Box::new(buffers));
+        self
     }
 
     /// Total bytes of all segments.
@@ -131,6 +144,8 @@ impl Request {
         if let Some(cb) = self.on_complete.take() {
             cb(Completion { result });
         }
+        // The device is done with the memory: let go of it, after the completion.
+        drop(self.buffers.take());
     }
 }
 

@@ -213,3 +213,49 @@ fn sync_io_returns_bytes_or_the_device_error() {
     assert_eq!(sync_io(&dev, &w, Op::Flush, 0, Vec::new()), Ok(0));
     assert!(stats::get("blk_requests").unwrap() > before);
 }
+
+/// Counts its drops; stands for a frame reference a request owns.
+struct Held(Arc<AtomicUsize>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_request_owns_its_buffers_until_its_completion_has_run() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let seen_in_callback = Arc::new(AtomicUsize::new(usize::MAX));
+    let (d, s) = (dropped.clone(), seen_in_callback.clone());
+    let r = Request::new(
+        Op::Read,
+        0,
+        vec![Segment {
+            phys: 0x1000,
+            len: 512,
+        }],
+        Box::new(move |_| s.store(d.load(Ordering::SeqCst), Ordering::SeqCst)),
+    )
+    .owning(vec![Held(dropped.clone()), Held(dropped.clone())]);
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        0,
+        "released before completion"
+    );
+    r.complete(Ok(512));
+    assert_eq!(
+        seen_in_callback.load(Ordering::SeqCst),
+        0,
+        "the buffers were gone when the completion ran"
+    );
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        2,
+        "not released after completion"
+    );
+    // A request dropped without being completed (refused at submission) lets go too.
+    let r = req(Op::Read, 0, &[(0x1000, 512)]).owning(Held(dropped.clone()));
+    drop(r);
+    assert_eq!(dropped.load(Ordering::SeqCst), 3);
+}

@@ -230,24 +230,46 @@ pub fn many_requests_in_flight() -> TestResult {
                 let segs = alloc::vec![whole(f.0[2 * i]), whole(f.0[2 * i + 1])];
                 let sector = IN_FLIGHT_SECTOR + (i as u64) * 16;
                 let (dn, fl) = (done.clone(), failed.clone());
-                d.submit(Request::new(
-                    Op::Write,
-                    sector,
-                    segs,
-                    Box::new(move |c| {
-                        if c.result != Ok(8192) {
-                            fl.fetch_add(1, Ordering::SeqCst);
-                        }
-                        dn.fetch_add(1, Ordering::SeqCst);
-                    }),
-                ))
+                // The request owns a reference to each of its frames until it completes.
+                let held = [f.0[2 * i], f.0[2 * i + 1]]
+                    .map(|p| mm::FrameRef::new(frames(), p).map_err(|e| format!("{e}")));
+                let [a, b] = held;
+                d.submit(
+                    Request::new(
+                        Op::Write,
+                        sector,
+                        segs,
+                        Box::new(move |c| {
+                            if c.result != Ok(8192) {
+                                fl.fetch_add(1, Ordering::SeqCst);
+                            }
+                            dn.fetch_add(1, Ordering::SeqCst);
+                        }),
+                    )
+                    .owning((a?, b?)),
+                )
                 .map_err(|e| format!("{}: submit {i}: {e}", d.name()))?;
                 peak = peak.max(d.in_flight());
+                let refs = frames().table().get(f.0[2 * i]).map_or(0, |d| d.refcount());
+                ensure!(
+                    refs == 2,
+                    "{}: a request in flight holds no reference to its frame ({refs})",
+                    d.name()
+                );
             }
             Ok(())
         })?;
         d.wait_until(&|| done.load(Ordering::SeqCst) >= N);
         time::sleep_ticks(1);
+        let leaked =
+            f.0.iter()
+                .filter(|&&p| frames().table().get(p).is_none_or(|d| d.refcount() != 1))
+                .count();
+        ensure!(
+            leaked == 0,
+            "{}: {leaked} frames still referenced after their requests completed",
+            d.name()
+        );
         ensure!(
             done.load(Ordering::SeqCst) == N,
             "{}: {} completions for {N} requests",

@@ -12,10 +12,23 @@ pub struct FilePages {
 }
 
 /// A piece of a transfer: `sectors` on disk starting at `sector`, to or from the frame
-/// ranges in `segs`.
+/// ranges in `segs`; `frames` holds a reference to each frame the segments touch, which
+/// the block request owns until it completes.
 struct Extent {
     sector: u64,
     segs: Vec<Segment>,
+    frames: Vec<FrameRef>,
+}
+
+impl Extent {
+    /// `pfn` is in this extent's segments: hold a reference to it (once).
+    fn hold(&mut self, pfn: Pfn) -> Result<(), IoError> {
+        if self.frames.last().is_none_or(|f| f.pfn() != pfn) {
+            self.frames
+                .push(FrameRef::new(frames(), pfn).map_err(|_| IoError(EIO))?);
+        }
+        Ok(())
+    }
 }
 
 impl FilePages {
@@ -77,11 +90,17 @@ impl FilePages {
                     } else {
                         e.segs.push(seg);
                     }
+                    e.hold(pfn)?;
                 }
-                _ => out.push(Extent {
-                    sector,
-                    segs: alloc::vec![seg],
-                }),
+                _ => {
+                    let mut e = Extent {
+                        sector,
+                        segs: alloc::vec![seg],
+                        frames: Vec::new(),
+                    };
+                    e.hold(pfn)?;
+                    out.push(e);
+                }
             }
             next_sector = sector + spb;
         }
@@ -104,7 +123,8 @@ impl FilePages {
                     }
                     l.fetch_sub(1, Ordering::SeqCst);
                 }),
-            );
+            )
+            .owning(e.frames);
             if self.disk.submit(req).is_err() {
                 failed.fetch_add(1, Ordering::SeqCst);
                 left.fetch_sub(1, Ordering::SeqCst);
@@ -168,7 +188,8 @@ impl PageIo for FilePages {
                 e.sector,
                 e.segs,
                 Box::new(move |c| finish(&pc, c.result.is_ok())),
-            );
+            )
+            .owning(e.frames);
             if self.disk.submit(req).is_err() {
                 crate::arch::cpu::without_interrupts(|| finish(&p, false));
             }

@@ -21,6 +21,7 @@ use fs::error::FsError;
 use fs::ext2::{Ext2, MountOptions, ROOT_INO};
 use mm::counters::{self, Counter};
 use mm::frame::{FRAME_SIZE, Pfn};
+use mm::frame_ref::FrameRef;
 use mm::frame_table::Owner;
 use mm::page_cache::{CachedFile, EIO, ENOMEM, IoError, PageIo, ReadDone};
 use mm::sync::Mutex;
