@@ -7,5 +7,6 @@ extern crate alloc;
 pub mod ahci;
 pub mod block;
 pub mod hal;
+pub mod mmio;
 pub mod pci;
 pub mod virtio_blk;

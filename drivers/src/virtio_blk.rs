@@ -27,6 +27,7 @@ use crate::block::{
     BlockDevice, BlockError, DeviceInfo, Op, Request, SECTOR_SIZE, Segment, validate,
 };
 use crate::hal::Hal;
+use crate::mmio::RegisterWindow;
 use crate::pci::{Bar, ConfigAccess, PciFunction};
 
 /// Ring size. QEMU offers 256 by default; 128 fits every virtio-blk seen in practice.
@@ -45,9 +46,11 @@ const VIRTIO_BLK_S_OK: u8 = 0;
 const VIRTIO_BLK_S_UNSUPP: u8 = 2;
 
 /// Offsets in `virtio_pci_common_cfg` that the transport crate does not expose.
-const COMMON_MSIX_CONFIG: u64 = 0x10;
-const COMMON_QUEUE_SELECT: u64 = 0x16;
-const COMMON_QUEUE_MSIX_VECTOR: u64 = 0x1A;
+const COMMON_MSIX_CONFIG: usize = 0x10;
+const COMMON_QUEUE_SELECT: usize = 0x16;
+const COMMON_QUEUE_MSIX_VECTOR: usize = 0x1A;
+/// Size of the common configuration structure (virtio 1.x, 4.1.4.3).
+const COMMON_CFG_SIZE: usize = 0x38;
 const VIRTIO_NO_VECTOR: u16 = 0xFFFF;
 
 bitflags! {
@@ -296,15 +299,14 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
     /// interrupts off, through the common configuration structure at `base`. Returns
     /// whether the device accepted the vector.
     fn set_queue_vector(base: u64, queue: u16) -> bool {
-        let reg16 = |off: u64| H::phys_to_virt(base + off) as *mut u16;
         // SAFETY: `base` is the device's common configuration structure inside its memory
-        // BAR (as its capability says); the registers are 16-bit and naturally aligned.
-        unsafe {
-            core::ptr::write_volatile(reg16(COMMON_MSIX_CONFIG), VIRTIO_NO_VECTOR);
-            core::ptr::write_volatile(reg16(COMMON_QUEUE_SELECT), queue);
-            core::ptr::write_volatile(reg16(COMMON_QUEUE_MSIX_VECTOR), 0);
-            core::ptr::read_volatile(reg16(COMMON_QUEUE_MSIX_VECTOR)) == 0
-        }
+        // BAR (as its capability says), device registers mapped by the HAL.
+        let common =
+            unsafe { RegisterWindow::new(H::phys_to_virt(base) as usize, COMMON_CFG_SIZE) };
+        common.write::<u16>(COMMON_MSIX_CONFIG, VIRTIO_NO_VECTOR)
+            && common.write::<u16>(COMMON_QUEUE_SELECT, queue)
+            && common.write::<u16>(COMMON_QUEUE_MSIX_VECTOR, 0)
+            && common.read::<u16>(COMMON_QUEUE_MSIX_VECTOR) == Some(0)
     }
 
     /// Whether completions arrive by MSI-X (otherwise they must be polled).

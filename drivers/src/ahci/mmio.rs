@@ -2,14 +2,15 @@
 //! MSI-X table programming in [`crate::pci::msi`], whose module forbids `unsafe`).
 //!
 //! Registers are reached through [`RegisterIo`], so host tests can put a simulated HBA
-//! behind the driver; the kernel uses [`MmioRegs`], volatile accesses through
-//! [`Hal::phys_to_virt`]. DMA memory (command lists, command tables, bounce buffers,
+//! behind the driver; the kernel uses [`MmioRegs`], a [`RegisterWindow`] over the ABAR
+//! mapped through [`Hal::phys_to_virt`]. DMA memory (command lists, command tables, bounce buffers,
 //! request segments) is read and written with the `unsafe fn`s below, whose callers
 //! say why the physical range is theirs to touch.
 
 use core::ptr;
 
 use crate::hal::Hal;
+use crate::mmio::RegisterWindow;
 use crate::pci::Bar;
 
 /// 32-bit register access to a device's register window (the AHCI ABAR).
@@ -22,81 +23,44 @@ pub trait RegisterIo: Send + Sync + 'static {
     fn write(&self, offset: usize, value: u32);
 }
 
-/// A memory-mapped register window, accessed with volatile 32-bit loads and stores.
-///
-/// Out-of-window or unaligned offsets read as all-ones and ignore writes (and are
-/// logged), the way an absent device answers; they never touch memory outside the window.
+/// The AHCI register window (ABAR) as a [`RegisterIo`]: 32-bit registers through a
+/// [`RegisterWindow`]. Out-of-window or unaligned offsets read as all-ones and ignore
+/// writes (and are logged), the way an absent device answers; they never touch memory
+/// outside the window.
 #[derive(Clone, Debug)]
-pub struct MmioRegs {
-    /// Virtual address of the first register.
-    base: usize,
-    /// Window size in bytes.
-    size: usize,
-}
+pub struct MmioRegs(RegisterWindow);
 
 impl MmioRegs {
-    /// The memory BAR `bar`, mapped through `H::phys_to_virt`. `None` for an I/O BAR, an
-    /// unassigned one (address 0) or one too large to address.
+    /// The memory BAR `bar` (see [`RegisterWindow::from_bar`]).
     pub fn from_bar<H: Hal>(bar: Bar) -> Option<MmioRegs> {
-        match bar {
-            Bar::Memory { addr, size, .. } if addr != 0 && size != 0 => {
-                let size = usize::try_from(size).ok()?;
-                addr.checked_add(size as u64)?;
-                let base = H::phys_to_virt(addr) as usize;
-                // SAFETY: `bar` is a memory BAR decoded from the function's configuration
-                // space: device registers, not RAM holding Rust objects. The HAL contract
-                // says `phys_to_virt` gives a pointer through which this physical range is
-                // accessible; accesses below stay inside `size` and are volatile and aligned.
-                Some(unsafe { MmioRegs::new(base, size) })
-            }
-            _ => None,
-        }
-    }
-
-    /// A window of `size` bytes at virtual address `base`.
-    ///
-    /// # Safety
-    /// `base..base + size` must be mapped device registers (or memory standing in for
-    /// them) that stay mapped for as long as this value and its clones live, and that no
-    /// Rust reference aliases.
-    pub unsafe fn new(base: usize, size: usize) -> MmioRegs {
-        MmioRegs { base, size }
+        RegisterWindow::from_bar::<H>(bar).map(MmioRegs)
     }
 
     /// Size of the window in bytes.
     pub fn size(&self) -> usize {
-        self.size
+        self.0.size()
     }
 
-    fn check(&self, offset: usize) -> bool {
-        let ok =
-            offset.is_multiple_of(4) && offset.checked_add(4).is_some_and(|end| end <= self.size);
-        if !ok {
-            log::error!(
-                "mmio: register offset {offset:#x} outside the {:#x}-byte window",
-                self.size
-            );
-        }
-        ok
+    fn outside(&self, offset: usize) {
+        log::error!(
+            "mmio: register offset {offset:#x} outside the {:#x}-byte window",
+            self.0.size()
+        );
     }
 }
 
 impl RegisterIo for MmioRegs {
     fn read(&self, offset: usize) -> u32 {
-        if !self.check(offset) {
-            return u32::MAX;
-        }
-        // SAFETY: `check` keeps the aligned 4-byte access inside the window that
-        // `MmioRegs::new`'s caller vouched for; volatile because it is a device register.
-        unsafe { ptr::read_volatile((self.base + offset) as *const u32) }
+        self.0.read::<u32>(offset).unwrap_or_else(|| {
+            self.outside(offset);
+            u32::MAX
+        })
     }
 
     fn write(&self, offset: usize, value: u32) {
-        if !self.check(offset) {
-            return;
+        if !self.0.write::<u32>(offset, value) {
+            self.outside(offset);
         }
-        // SAFETY: as in `read`.
-        unsafe { ptr::write_volatile((self.base + offset) as *mut u32, value) }
     }
 }
 

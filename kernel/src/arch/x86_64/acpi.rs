@@ -4,6 +4,7 @@
 
 use alloc::vec::Vec;
 use core::ptr::NonNull;
+use drivers::mmio::RegisterWindow;
 
 use acpi::address::{AddressSpace as GasSpace, GenericAddress};
 use acpi::platform::interrupt::{InterruptModel, Polarity, TriggerMode};
@@ -53,6 +54,20 @@ struct SleepControl {
 #[derive(Clone, Copy)]
 struct KernelAcpiHandler;
 
+/// The `T`-sized register at physical `address` (an ACPI-described register: a GAS in
+/// memory space, or what the `acpi` crate reads for the tables' AML), as a one-register
+/// window; misaligned addresses read as all-ones and ignore writes.
+fn acpi_register<T>(address: usize) -> RegisterWindow {
+    // SAFETY: ACPI gives these physical addresses as registers or firmware memory; the
+    // physical map reaches them, and the kernel holds no Rust reference into them.
+    unsafe {
+        RegisterWindow::new(
+            paging::phys_to_virt(address as u64) as usize,
+            core::mem::size_of::<T>(),
+        )
+    }
+}
+
 impl Handler for KernelAcpiHandler {
     unsafe fn map_physical_region<T>(
         &self,
@@ -73,42 +88,29 @@ impl Handler for KernelAcpiHandler {
     fn unmap_physical_region<T>(_region: &PhysicalMapping<Self, T>) {}
 
     fn read_u8(&self, address: usize) -> u8 {
-        // SAFETY: the crate reads ACPI-described physical addresses, mapped by the phys map.
-        unsafe { core::ptr::read_volatile(paging::phys_to_virt(address as u64) as *const u8) }
+        acpi_register::<u8>(address).read(0).unwrap_or(u8::MAX)
     }
     fn read_u16(&self, address: usize) -> u16 {
-        // SAFETY: as in read_u8.
-        unsafe { core::ptr::read_volatile(paging::phys_to_virt(address as u64) as *const u16) }
+        acpi_register::<u16>(address).read(0).unwrap_or(u16::MAX)
     }
     fn read_u32(&self, address: usize) -> u32 {
-        // SAFETY: as in read_u8.
-        unsafe { core::ptr::read_volatile(paging::phys_to_virt(address as u64) as *const u32) }
+        acpi_register::<u32>(address).read(0).unwrap_or(u32::MAX)
     }
     fn read_u64(&self, address: usize) -> u64 {
-        // SAFETY: as in read_u8.
-        unsafe { core::ptr::read_volatile(paging::phys_to_virt(address as u64) as *const u64) }
+        acpi_register::<u64>(address).read(0).unwrap_or(u64::MAX)
     }
+    // ACPI registers are written only where the tables say.
     fn write_u8(&self, address: usize, value: u8) {
-        // SAFETY: as in read_u8; ACPI registers are written only where the tables say.
-        unsafe { core::ptr::write_volatile(paging::phys_to_virt(address as u64) as *mut u8, value) }
+        acpi_register::<u8>(address).write(0, value);
     }
     fn write_u16(&self, address: usize, value: u16) {
-        // SAFETY: as in write_u8.
-        unsafe {
-            core::ptr::write_volatile(paging::phys_to_virt(address as u64) as *mut u16, value)
-        }
+        acpi_register::<u16>(address).write(0, value);
     }
     fn write_u32(&self, address: usize, value: u32) {
-        // SAFETY: as in write_u8.
-        unsafe {
-            core::ptr::write_volatile(paging::phys_to_virt(address as u64) as *mut u32, value)
-        }
+        acpi_register::<u32>(address).write(0, value);
     }
     fn write_u64(&self, address: usize, value: u64) {
-        // SAFETY: as in write_u8.
-        unsafe {
-            core::ptr::write_volatile(paging::phys_to_virt(address as u64) as *mut u64, value)
-        }
+        acpi_register::<u64>(address).write(0, value);
     }
     fn read_io_u8(&self, port: u16) -> u8 {
         // SAFETY: ports named by ACPI tables belong to the ACPI hardware.

@@ -2,6 +2,7 @@
 //! periodic timer.
 
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use drivers::mmio::RegisterWindow;
 
 use x86_64::registers::model_specific::Msr;
 
@@ -38,7 +39,8 @@ pub enum Mode {
 }
 
 static MODE: AtomicU8 = AtomicU8::new(0);
-static MMIO_BASE: AtomicU64 = AtomicU64::new(0);
+/// The xAPIC register page (4 KiB), in xAPIC mode.
+static APIC_REGS: spin::Once<RegisterWindow> = spin::Once::new();
 static TIMER_HZ: AtomicU64 = AtomicU64::new(0);
 
 /// Current access mode.
@@ -54,11 +56,10 @@ fn read(reg: u32) -> u32 {
     match mode() {
         // SAFETY: in x2APIC mode every register is the MSR 0x800 + reg/16, readable in ring 0.
         Mode::X2Apic => unsafe { Msr::new(0x800 + (reg >> 4)).read() as u32 },
-        // SAFETY: MMIO_BASE maps the 4 KiB APIC register page (set by `init`); registers are
-        // 32-bit aligned and must be accessed with 32-bit volatile loads.
-        Mode::XApic => unsafe {
-            core::ptr::read_volatile((MMIO_BASE.load(Ordering::Relaxed) + reg as u64) as *const u32)
-        },
+        Mode::XApic => APIC_REGS
+            .get()
+            .and_then(|w| w.read::<u32>(reg as usize))
+            .unwrap_or(0),
         Mode::None => 0,
     }
 }
@@ -67,13 +68,11 @@ fn write(reg: u32, value: u32) {
     match mode() {
         // SAFETY: as in `read`; writes to these MSRs only change APIC state.
         Mode::X2Apic => unsafe { Msr::new(0x800 + (reg >> 4)).write(value as u64) },
-        // SAFETY: as in `read`.
-        Mode::XApic => unsafe {
-            core::ptr::write_volatile(
-                (MMIO_BASE.load(Ordering::Relaxed) + reg as u64) as *mut u32,
-                value,
-            )
-        },
+        Mode::XApic => {
+            if let Some(w) = APIC_REGS.get() {
+                w.write::<u32>(reg as usize, value);
+            }
+        }
         Mode::None => {}
     }
 }
@@ -91,17 +90,24 @@ pub fn init(spurious_vector: u8) {
     // SAFETY: IA32_APIC_BASE exists on every x86-64 CPU; setting the global-enable bit (11)
     // and, when CPUID says it is supported, the x2APIC bit (10) is the documented way to
     // enable the APIC.
-    unsafe {
+    let base = unsafe {
         let base = base_msr.read();
         if has_x2apic() {
             base_msr.write(base | (1 << 11) | (1 << 10));
             MODE.store(2, Ordering::Relaxed);
         } else {
             base_msr.write(base | (1 << 11));
-            let phys = base & 0x000F_FFFF_FFFF_F000;
-            MMIO_BASE.store(paging::phys_to_virt(phys), Ordering::Relaxed);
             MODE.store(1, Ordering::Relaxed);
         }
+        base
+    };
+    if !has_x2apic() {
+        let phys = base & 0x000F_FFFF_FFFF_F000;
+        // SAFETY: IA32_APIC_BASE gives the local APIC's register page, device registers
+        // the physical map reaches and nothing else uses.
+        APIC_REGS.call_once(|| unsafe {
+            RegisterWindow::new(paging::phys_to_virt(phys) as usize, 0x1000)
+        });
     }
     write(REG_TPR, 0);
     write(REG_LVT_LINT0, LVT_MASKED);

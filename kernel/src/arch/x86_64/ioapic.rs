@@ -2,6 +2,7 @@
 //! MADT's IOAPIC list and ISA interrupt source overrides.
 
 use alloc::vec::Vec;
+use drivers::mmio::RegisterWindow;
 use spin::Mutex;
 
 use super::paging;
@@ -43,28 +44,26 @@ impl Trigger {
     };
 }
 
+/// Bytes of an IOAPIC's register window.
+const IOAPIC_WINDOW: usize = 0x20;
+
 struct IoApic {
-    base: u64,
+    /// IOREGSEL at +0, IOWIN at +0x10.
+    regs: RegisterWindow,
     gsi_base: u32,
     inputs: u32,
 }
 
 impl IoApic {
+    // Callers hold the IOAPIC lock, so a select/access pair is never interleaved.
     fn read(&self, reg: u32) -> u32 {
-        // SAFETY: `base` maps the IOAPIC's register window (IOREGSEL at +0, IOWIN at +0x10);
-        // callers hold the IOAPIC lock, so the select/access pair is not interleaved.
-        unsafe {
-            core::ptr::write_volatile(self.base as *mut u32, reg);
-            core::ptr::read_volatile((self.base + 0x10) as *const u32)
-        }
+        self.regs.write::<u32>(0, reg);
+        self.regs.read::<u32>(0x10).unwrap_or(u32::MAX)
     }
 
     fn write(&self, reg: u32, value: u32) {
-        // SAFETY: as in `read`.
-        unsafe {
-            core::ptr::write_volatile(self.base as *mut u32, reg);
-            core::ptr::write_volatile((self.base + 0x10) as *mut u32, value);
-        }
+        self.regs.write::<u32>(0, reg);
+        self.regs.write::<u32>(0x10, value);
     }
 }
 
@@ -85,7 +84,11 @@ pub fn init(apics: &[IoApicInfo], overrides: &[IsaOverride]) {
     st.apics.clear();
     for a in apics {
         let mut io = IoApic {
-            base: paging::phys_to_virt(a.phys_addr),
+            // SAFETY: the MADT gives the IOAPIC's register window, device registers that
+            // the physical map reaches and nothing else uses.
+            regs: unsafe {
+                RegisterWindow::new(paging::phys_to_virt(a.phys_addr) as usize, IOAPIC_WINDOW)
+            },
             gsi_base: a.gsi_base,
             inputs: 0,
         };

@@ -1,6 +1,7 @@
 //! PCI configuration space access: PCIe ECAM (memory-mapped, from ACPI MCFG) or the
 //! legacy 0xCF8/0xCFC port mechanism.
 
+use drivers::mmio::RegisterWindow;
 use drivers::pci::{Bdf, ConfigAccess};
 use spin::Mutex;
 use x86_64::instructions::port::Port;
@@ -56,7 +57,8 @@ impl ConfigAccess for PortIo {
 
 /// PCIe enhanced configuration access through an ECAM window.
 pub struct Ecam {
-    virt_base: u64,
+    /// The configuration space of buses 0..=bus_end (MCFG's base is that of bus 0).
+    regs: RegisterWindow,
     bus_start: u8,
     bus_end: u8,
 }
@@ -65,14 +67,19 @@ impl Ecam {
     /// An ECAM window for buses `bus_start..=bus_end` at physical `phys_base` (which is the
     /// address of bus 0, as in MCFG).
     pub fn new(phys_base: u64, bus_start: u8, bus_end: u8) -> Ecam {
+        let size = (bus_end as usize + 1) << 20;
         Ecam {
-            virt_base: paging::phys_to_virt(phys_base),
+            // SAFETY: from MCFG's base (bus 0's address) to the end of `bus_end`; only the
+            // buses `bus_start..=bus_end`, which MCFG describes as ECAM (configuration
+            // registers reached through the physical map, used only here), are accessed:
+            // `reg` checks the bus range.
+            regs: unsafe { RegisterWindow::new(paging::phys_to_virt(phys_base) as usize, size) },
             bus_start,
             bus_end,
         }
     }
 
-    fn reg(&self, bdf: Bdf, offset: u16) -> Option<u64> {
+    fn reg(&self, bdf: Bdf, offset: u16) -> Option<usize> {
         if bdf.bus() < self.bus_start
             || bdf.bus() > self.bus_end
             || offset >= 4096
@@ -81,24 +88,21 @@ impl Ecam {
             return None;
         }
         // MCFG's base address is that of bus 0 even when the window starts later.
-        Some(self.virt_base + bdf.ecam_offset(offset) as u64)
+        Some(bdf.ecam_offset(offset))
     }
 }
 
 impl ConfigAccess for Ecam {
     fn read32(&self, bdf: Bdf, offset: u16) -> u32 {
-        match self.reg(bdf, offset) {
-            // SAFETY: the address is inside the ECAM window described by MCFG (bus range
-            // checked), mapped by the physical map; config reads have no side effects.
-            Some(a) => unsafe { core::ptr::read_volatile(a as *const u32) },
-            None => 0xFFFF_FFFF,
-        }
+        self.reg(bdf, offset)
+            .and_then(|a| self.regs.read::<u32>(a))
+            .unwrap_or(0xFFFF_FFFF)
     }
 
     fn write32(&self, bdf: Bdf, offset: u16, value: u32) {
         if let Some(a) = self.reg(bdf, offset) {
-            // SAFETY: as in read32; the caller decides what the write means to the device.
-            unsafe { core::ptr::write_volatile(a as *mut u32, value) }
+            // The caller decides what the write means to the device.
+            self.regs.write::<u32>(a, value);
         }
     }
 }
