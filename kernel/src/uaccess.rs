@@ -222,27 +222,17 @@ pub fn drain_user(
     })
 }
 
-/// Fill user memory `[va, va + len)` as [`fill_user`], but hand `f` each piece as a frame
-/// piece rather than a slice, for copies whose source may be the same frame (a page-cache
-/// page that the user also maps): see [`mm::phys::copy_piece`].
-pub fn fill_user_frames(
+/// Walk user memory `[va, va + len)` as [`fill_user`] (`write`) or [`drain_user`], but
+/// hand `f` each piece as a frame piece rather than a slice, for copies whose other side
+/// may be the same frame (a page-cache page that the user also maps): see
+/// [`mm::phys::copy_piece`].
+pub fn user_frames(
     va: u64,
     len: usize,
+    write: bool,
     mut f: impl FnMut(FramePiece) -> Result<usize, Errno>,
 ) -> Result<usize, Errno> {
-    walk(va, len, true, |pfn, offset, len| {
-        f(FramePiece { pfn, offset, len })
-    })
-}
-
-/// Consume user memory `[va, va + len)` as [`drain_user`], piece by frame piece (see
-/// [`fill_user_frames`]).
-pub fn drain_user_frames(
-    va: u64,
-    len: usize,
-    mut f: impl FnMut(FramePiece) -> Result<usize, Errno>,
-) -> Result<usize, Errno> {
-    walk(va, len, false, |pfn, offset, len| {
+    walk(va, len, write, |pfn, offset, len| {
         f(FramePiece { pfn, offset, len })
     })
 }

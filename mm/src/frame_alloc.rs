@@ -27,8 +27,29 @@ pub const MAX_ORDER: u32 = 10;
 
 const NIL: u64 = u64::MAX;
 const ORDER_SHIFT: u32 = 56;
-/// One mapping in an allocated frame's `link_a` (high half; the low half counts sharers).
-const ONE_MAPPING: u64 = 1 << 32;
+/// Who, besides transient users, holds an allocated frame's references: counted in
+/// `link_a` (sharers in the low half, mappings in the high half).
+#[derive(Clone, Copy)]
+enum Holder {
+    Sharer,
+    Mapping,
+}
+
+impl Holder {
+    const fn unit(self) -> u64 {
+        match self {
+            Holder::Sharer => 1,
+            Holder::Mapping => 1 << 32,
+        }
+    }
+
+    const fn count(self, link_a: u64) -> u32 {
+        match self {
+            Holder::Sharer => link_a as u32,
+            Holder::Mapping => (link_a >> 32) as u32,
+        }
+    }
+}
 
 /// Mask of the previous-head field of `link_b`; the all-ones value means "none".
 const PREV_MASK: u64 = (1 << ORDER_SHIFT) - 1;
@@ -230,64 +251,54 @@ impl FrameAllocator {
     /// One more page-cache page holds `pfn` (with a reference it already owns). Returns
     /// the new number of sharers.
     pub fn add_sharer(&self, pfn: Pfn) -> Result<u32, FrameError> {
-        let d = self.live(pfn)?;
-        let old = d.link_a.fetch_add(1, Ordering::AcqRel);
-        let (sharers, maps) = (old as u32, (old >> 32) as u32);
-        if sharers as u64 + maps as u64 >= d.refcount() as u64 {
-            d.link_a.fetch_sub(1, Ordering::AcqRel);
-            return Err(FrameError::Overflow); // more holders than references
-        }
-        Ok(sharers + 1)
+        self.add_holder(pfn, Holder::Sharer)
     }
 
     /// A page-cache page let go of `pfn` (the caller then drops the page's reference).
     /// Returns the sharers left.
     pub fn remove_sharer(&self, pfn: Pfn) -> Result<u32, FrameError> {
-        let d = self.live(pfn)?;
-        let mut old = d.link_a.load(Ordering::Acquire);
-        loop {
-            if old as u32 == 0 {
-                return Err(FrameError::NoReferences);
-            }
-            match d
-                .link_a
-                .compare_exchange(old, old - 1, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return Ok(old as u32 - 1),
-                Err(now) => old = now,
-            }
-        }
+        self.remove_holder(pfn, Holder::Sharer)
     }
 
     /// A user page-table entry now maps `pfn`, with a reference the caller already owns
     /// (it becomes the mapping's). Returns the new number of mappings.
     pub fn add_mapping(&self, pfn: Pfn) -> Result<u32, FrameError> {
-        let d = self.live(pfn)?;
-        let old = d.link_a.fetch_add(ONE_MAPPING, Ordering::AcqRel);
-        let (sharers, maps) = (old as u32, (old >> 32) as u32);
-        if sharers as u64 + maps as u64 >= d.refcount() as u64 {
-            d.link_a.fetch_sub(ONE_MAPPING, Ordering::AcqRel);
-            return Err(FrameError::Overflow); // more holders than references
-        }
-        Ok(maps + 1)
+        self.add_holder(pfn, Holder::Mapping)
     }
 
     /// A user page-table entry no longer maps `pfn` (the caller then drops the mapping's
     /// reference). Returns the mappings left.
     pub fn remove_mapping(&self, pfn: Pfn) -> Result<u32, FrameError> {
+        self.remove_holder(pfn, Holder::Mapping)
+    }
+
+    /// Count one more holder of kind `h`; never more holders than references.
+    fn add_holder(&self, pfn: Pfn, h: Holder) -> Result<u32, FrameError> {
+        let d = self.live(pfn)?;
+        let old = d.link_a.fetch_add(h.unit(), Ordering::AcqRel);
+        let (sharers, maps) = (old as u32, (old >> 32) as u32);
+        if sharers as u64 + maps as u64 >= d.refcount() as u64 {
+            d.link_a.fetch_sub(h.unit(), Ordering::AcqRel);
+            return Err(FrameError::Overflow); // more holders than references
+        }
+        Ok(h.count(old) + 1)
+    }
+
+    /// Count one holder of kind `h` fewer (an error if there is none).
+    fn remove_holder(&self, pfn: Pfn, h: Holder) -> Result<u32, FrameError> {
         let d = self.live(pfn)?;
         let mut old = d.link_a.load(Ordering::Acquire);
         loop {
-            if old >> 32 == 0 {
+            if h.count(old) == 0 {
                 return Err(FrameError::NoReferences);
             }
             match d.link_a.compare_exchange(
                 old,
-                old - ONE_MAPPING,
+                old - h.unit(),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return Ok((old >> 32) as u32 - 1),
+                Ok(_) => return Ok(h.count(old) - 1),
                 Err(now) => old = now,
             }
         }

@@ -174,7 +174,7 @@ impl ReadBuf<'_> {
                 if *len == 0 {
                     return Ok(0);
                 }
-                uaccess::fill_user_frames(*va, *len, |p| f(Piece::User(p)))
+                uaccess::user_frames(*va, *len, true, |p| f(Piece::User(p)))
             }
         }
     }
@@ -286,7 +286,7 @@ impl WriteBuf<'_> {
                 if *len == 0 {
                     return Ok(0);
                 }
-                uaccess::drain_user_frames(*va, *len, |p| f(SourcePiece::User(p)))
+                uaccess::user_frames(*va, *len, false, |p| f(SourcePiece::User(p)))
             }
         }
     }
