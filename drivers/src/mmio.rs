@@ -37,12 +37,12 @@ impl RegisterWindow {
             Bar::Memory { addr, size, .. } if addr != 0 && size != 0 => {
                 let size = usize::try_from(size).ok()?;
                 addr.checked_add(size as u64)?;
+                // A memory BAR decoded from the function's configuration space holds device
+                // registers, not RAM with Rust objects; the HAL's `phys_to_virt` reaches it.
                 let base = H::phys_to_virt(addr) as usize;
-                // SAFETY: `bar` is a memory BAR decoded from the function's configuration
-                // space: device registers, not RAM holding Rust objects. The HAL contract
-                // says `phys_to_virt` gives a pointer through which this physical range is
-                // accessible.
-                Some(unsafe { RegisterWindow::new(base, size) })
+                // SAFETY: mapped device registers (just above) that no Rust reference aliases.
+                let window = unsafe { RegisterWindow::new(base, size) };
+                Some(window)
             }
             _ => None,
         }

@@ -299,10 +299,11 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
     /// interrupts off, through the common configuration structure at `base`. Returns
     /// whether the device accepted the vector.
     fn set_queue_vector(base: u64, queue: u16) -> bool {
-        // SAFETY: `base` is the device's common configuration structure inside its memory
-        // BAR (as its capability says), device registers mapped by the HAL.
-        let common =
-            unsafe { RegisterWindow::new(H::phys_to_virt(base) as usize, COMMON_CFG_SIZE) };
+        // `base` is the common configuration structure in the device's memory BAR (as its
+        // capability says), mapped by the HAL.
+        let regs = H::phys_to_virt(base) as usize;
+        // SAFETY: device registers (just above) that no Rust reference aliases.
+        let common = unsafe { RegisterWindow::new(regs, COMMON_CFG_SIZE) };
         common.write::<u16>(COMMON_MSIX_CONFIG, VIRTIO_NO_VECTOR)
             && common.write::<u16>(COMMON_QUEUE_SELECT, queue)
             && common.write::<u16>(COMMON_QUEUE_MSIX_VECTOR, 0)

@@ -206,24 +206,13 @@ pub fn fill_user(
     len: usize,
     mut f: impl FnMut(&mut [u8]) -> Result<usize, Errno>,
 ) -> Result<usize, Errno> {
-    walk(va, len, true, |pfn, off, n| {
-        mm::phys::with_frame_mut(pfn, off, n, &mut f)
+    user_frames(va, len, true, |p| {
+        mm::phys::with_frame_mut(p.pfn, p.offset, p.len, &mut f)
     })
 }
 
-/// Consume user memory `[va, va + len)` piece by piece, as [`fill_user`] but read-only.
-pub fn drain_user(
-    va: u64,
-    len: usize,
-    mut f: impl FnMut(&[u8]) -> Result<usize, Errno>,
-) -> Result<usize, Errno> {
-    walk(va, len, false, |pfn, off, n| {
-        mm::phys::with_frame(pfn, off, n, &mut f)
-    })
-}
-
-/// Walk user memory `[va, va + len)` as [`fill_user`] (`write`) or [`drain_user`], but
-/// hand `f` each piece as a frame piece rather than a slice, for copies whose other side
+/// Walk user memory `[va, va + len)` as [`fill_user`] (`write`, or read-only), but hand
+/// `f` each piece as a frame piece rather than a slice, for copies whose other side
 /// may be the same frame (a page-cache page that the user also maps): see
 /// [`mm::phys::copy_piece`].
 pub fn user_frames(

@@ -31,19 +31,6 @@ impl core::fmt::Debug for FrameRef {
     }
 }
 
-impl Clone for FrameRef {
-    fn clone(&self) -> FrameRef {
-        // A frame we hold a reference to is allocated; only an overflow can fail.
-        self.frames
-            .get(self.pfn)
-            .expect("frame reference count overflow");
-        FrameRef {
-            pfn: self.pfn,
-            frames: self.frames,
-        }
-    }
-}
-
 impl Drop for FrameRef {
     fn drop(&mut self) {
         if let Err(e) = self.frames.put(self.pfn) {
@@ -55,16 +42,27 @@ impl Drop for FrameRef {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame_table::Owner;
-    use crate::phys::testing;
+    use crate::frame_table::{FrameDescriptor, FrameTable, Owner};
+    use std::boxed::Box;
+    use std::vec::Vec;
+
+    /// An allocator of its own (handles never touch frame contents), so no other test's
+    /// frame counts move while this one runs.
+    fn allocator() -> &'static FrameAllocator {
+        let descs: Vec<FrameDescriptor> =
+            (0..16).map(|_| FrameDescriptor::new_reserved()).collect();
+        let fa = Box::leak(Box::new(FrameAllocator::new(FrameTable::new(descs.leak()))));
+        fa.add_free_range(Pfn(0), 16);
+        fa
+    }
 
     #[test]
     fn a_handle_holds_one_reference_until_dropped() {
-        let fa = testing::allocator();
+        let fa = allocator();
         let p = fa.alloc(Owner::Test).unwrap();
         let d = fa.table().get(p).unwrap();
         let h = FrameRef::new(fa, p).unwrap();
-        let h2 = h.clone();
+        let h2 = FrameRef::new(fa, p).unwrap();
         assert_eq!(d.refcount(), 3);
         drop(h);
         assert_eq!(d.refcount(), 2);

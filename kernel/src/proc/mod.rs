@@ -284,8 +284,11 @@ fn on_return_to_user() {
             None => task::yield_now(),
         }
     }
-    drop(p);
-    check_pending_kill();
+    let sig = p.pending_kill.load(Ordering::Acquire);
+    drop(p); // `exit` does not return
+    if sig != 0 {
+        exit(killed_by(sig));
+    }
 }
 
 /// fork: a child with a copy-on-write copy of the memory, the same open files, and the

@@ -183,24 +183,15 @@ impl ReadBuf<'_> {
     /// page); `f` fills as much of its piece as it can and returns how much; a short
     /// count ends the walk. An error before any byte is the result; after some bytes
     /// the count so far is.
+    /// (Only for sources that cannot be a user frame: pipes, the terminal, devices.)
     pub fn fill(
         &mut self,
         mut f: impl FnMut(&mut [u8]) -> Result<usize, Errno>,
     ) -> Result<usize, Errno> {
-        match self {
-            ReadBuf::Kernel(s) => {
-                if s.is_empty() {
-                    return Ok(0);
-                }
-                f(s).map(|n| n.min(s.len()))
-            }
-            ReadBuf::User { va, len } => {
-                if *len == 0 {
-                    return Ok(0);
-                }
-                uaccess::fill_user(*va, *len, f)
-            }
-        }
+        self.fill_pieces(|piece| match piece {
+            Piece::Kernel(s) => f(s),
+            Piece::User(p) => mm::phys::with_frame_mut(p.pfn, p.offset, p.len, &mut f),
+        })
     }
 }
 
@@ -291,25 +282,16 @@ impl WriteBuf<'_> {
         }
     }
 
-    /// Hand `f` the source piece by piece, as [`ReadBuf::fill`].
+    /// Hand `f` the source piece by piece, as [`ReadBuf::fill`] (and for the same kinds of
+    /// destination).
     pub fn drain(
         &mut self,
         mut f: impl FnMut(&[u8]) -> Result<usize, Errno>,
     ) -> Result<usize, Errno> {
-        match self {
-            WriteBuf::Kernel(s) => {
-                if s.is_empty() {
-                    return Ok(0);
-                }
-                f(s).map(|n| n.min(s.len()))
-            }
-            WriteBuf::User { va, len } => {
-                if *len == 0 {
-                    return Ok(0);
-                }
-                uaccess::drain_user(*va, *len, f)
-            }
-        }
+        self.drain_pieces(|piece| match piece {
+            SourcePiece::Kernel(s) => f(s),
+            SourcePiece::User(p) => mm::phys::with_frame(p.pfn, p.offset, p.len, &mut f),
+        })
     }
 }
 

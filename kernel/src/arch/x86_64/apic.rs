@@ -87,9 +87,9 @@ pub fn has_x2apic() -> bool {
 /// LINT1 as NMI.
 pub fn init(spurious_vector: u8) {
     let mut base_msr = Msr::new(IA32_APIC_BASE);
-    // SAFETY: IA32_APIC_BASE exists on every x86-64 CPU; setting the global-enable bit (11)
-    // and, when CPUID says it is supported, the x2APIC bit (10) is the documented way to
-    // enable the APIC.
+    // IA32_APIC_BASE exists on every x86-64 CPU; setting its global-enable bit (11) and, when
+    // CPUID says it is supported, the x2APIC bit (10) is the documented way to enable it.
+    // SAFETY: as just said; these MSR writes only change the local APIC's state.
     let base = unsafe {
         let base = base_msr.read();
         if has_x2apic() {

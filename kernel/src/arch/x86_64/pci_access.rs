@@ -67,13 +67,15 @@ impl Ecam {
     /// An ECAM window for buses `bus_start..=bus_end` at physical `phys_base` (which is the
     /// address of bus 0, as in MCFG).
     pub fn new(phys_base: u64, bus_start: u8, bus_end: u8) -> Ecam {
+        // From MCFG's base (bus 0's address) to the end of `bus_end`. Only the buses
+        // `bus_start..=bus_end`, which MCFG describes as ECAM (configuration registers
+        // reached through the physical map, used only here), are accessed: `reg` checks.
         let size = (bus_end as usize + 1) << 20;
+        let base = paging::phys_to_virt(phys_base) as usize;
+        // SAFETY: device registers (just above) that no Rust reference aliases.
+        let regs = unsafe { RegisterWindow::new(base, size) };
         Ecam {
-            // SAFETY: from MCFG's base (bus 0's address) to the end of `bus_end`; only the
-            // buses `bus_start..=bus_end`, which MCFG describes as ECAM (configuration
-            // registers reached through the physical map, used only here), are accessed:
-            // `reg` checks the bus range.
-            regs: unsafe { RegisterWindow::new(paging::phys_to_virt(phys_base) as usize, size) },
+            regs,
             bus_start,
             bus_end,
         }
