@@ -21,6 +21,9 @@ pub fn start(boot_info: &'static mut BootInfo) -> ! {
         Ok(m) => m,
         Err(e) => panic!("memory setup failed: {e}"),
     };
+    // The initramfs (mapped by the bootloader, never freed), taken before the
+    // framebuffer borrows the boot information for good.
+    let initramfs = crate::arch::paging::ramdisk(boot_info);
     if let Some(fb) = boot_info.framebuffer.as_mut() {
         console::init_framebuffer(fb);
     }
@@ -81,10 +84,6 @@ pub fn start(boot_info: &'static mut BootInfo) -> ! {
     pci::init(platform);
     pci::print_table();
     crate::block::init();
-    let initramfs = crate::arch::paging::ramdisk(
-        boot_info.ramdisk_addr.into_option().unwrap_or(0),
-        boot_info.ramdisk_len,
-    );
     crate::vfs::init_root(initramfs);
     crate::vfs::mount_first_ext2();
     crate::vfs::writeback::start();

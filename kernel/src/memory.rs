@@ -9,7 +9,7 @@ use mm::frame_table::Owner;
 use mm::page_cache::{ENOMEM, IoError, PageCache};
 use spin::Once;
 
-pub use crate::arch::physmem::{Gfp, MemoryInfo, frames, info};
+pub use crate::arch::physmem::{Gfp, MemoryInfo, alloc_frame_ref, frames, info};
 pub use reclaim::alloc_frame;
 
 use crate::arch::{heap, physmem};
@@ -25,7 +25,7 @@ pub fn page_cache() -> &'static PageCache {
     PAGE_CACHE.call_once(|| {
         let pc = PageCache::new(frames());
         pc.set_frame_source(|| {
-            alloc_frame(Owner::PageCache, Gfp::User).map_err(|_| IoError(ENOMEM))
+            alloc_frame_ref(Owner::PageCache, Gfp::User).map_err(|_| IoError(ENOMEM))
         });
         pc
     })

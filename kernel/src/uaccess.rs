@@ -20,14 +20,13 @@ use mm::phys::FramePiece;
 
 use crate::arch::paging::USER_END;
 use crate::errno::Errno;
-use crate::memory::frames;
 
 const PAGE: u64 = FRAME_SIZE as u64;
 
 /// Finds the frame behind a user address of the running process, faulting it in as an
-/// access would (`write`: for writing); the frame comes back with a reference taken, which
-/// the caller puts back.
-pub type Resolver = fn(va: u64, write: bool) -> Result<mm::Pfn, Errno>;
+/// access would (`write`: for writing); the frame comes back as a handle holding a
+/// reference of its own, so it stays valid while the kernel copies.
+pub type Resolver = fn(va: u64, write: bool) -> Result<mm::FrameRef, Errno>;
 
 static RESOLVER: spin::Once<Resolver> = spin::Once::new();
 
@@ -45,13 +44,13 @@ pub fn check_range(va: u64, len: usize) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Walk `[va, va + len)` a page piece at a time: `f(frame, offset, len)` returns how many
-/// bytes it handled; a short count stops the walk. The frame is referenced while `f` runs.
+/// Walk `[va, va + len)` a page piece at a time: `f(piece)` returns how many bytes it
+/// handled; a short count stops the walk. The frame is referenced while `f` runs.
 fn walk(
     va: u64,
     len: usize,
     write: bool,
-    mut f: impl FnMut(mm::Pfn, usize, usize) -> Result<usize, Errno>,
+    mut f: impl FnMut(FramePiece<'_>) -> Result<usize, Errno>,
 ) -> Result<usize, Errno> {
     check_range(va, len)?;
     let resolve = RESOLVER.get().ok_or(Errno::EFAULT)?;
@@ -60,14 +59,12 @@ fn walk(
         let at = va + done as u64;
         let off = (at % PAGE) as usize;
         let n = (len - done).min(FRAME_SIZE - off);
-        let pfn = match resolve(at, write) {
-            Ok(pfn) => pfn,
+        let frame = match resolve(at, write) {
+            Ok(frame) => frame,
             Err(e) if done == 0 => return Err(e),
             Err(_) => return Ok(done),
         };
-        let r = f(pfn, off, n);
-        let _ = frames().put(pfn);
-        match r {
+        match f(frame.piece(off, n)) {
             Ok(k) => {
                 done += k.min(n);
                 if k < n {
@@ -84,8 +81,9 @@ fn walk(
 /// Copy `dst.len()` bytes from user address `src`.
 pub fn copy_from_user(src: u64, dst: &mut [u8]) -> Result<(), Errno> {
     let mut at = 0;
-    let n = walk(src, dst.len(), false, |pfn, off, n| {
-        mm::phys::read(pfn, off, &mut dst[at..at + n]);
+    let n = walk(src, dst.len(), false, |p| {
+        let n = p.len();
+        p.read(0, &mut dst[at..at + n]);
         at += n;
         Ok(n)
     })?;
@@ -99,8 +97,9 @@ pub fn copy_from_user(src: u64, dst: &mut [u8]) -> Result<(), Errno> {
 /// Copy `src` to user address `dst`.
 pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), Errno> {
     let mut at = 0;
-    let n = walk(dst, src.len(), true, |pfn, off, n| {
-        mm::phys::write(pfn, off, &src[at..at + n]);
+    let n = walk(dst, src.len(), true, |p| {
+        let n = p.len();
+        p.write(0, &src[at..at + n]);
         at += n;
         Ok(n)
     })?;
@@ -139,8 +138,9 @@ pub fn read_cstr(src: u64, max: usize) -> Result<Vec<u8>, Errno> {
         let mut piece = [0u8; 256];
         let n = n.min(piece.len());
         check_range(at, n)?;
-        let got = walk(at, n, false, |pfn, off, k| {
-            mm::phys::read(pfn, off, &mut piece[..k]);
+        let got = walk(at, n, false, |p| {
+            let k = p.len();
+            p.read(0, &mut piece[..k]);
             Ok(k)
         })?;
         if got == 0 {
@@ -206,9 +206,7 @@ pub fn fill_user(
     len: usize,
     mut f: impl FnMut(&mut [u8]) -> Result<usize, Errno>,
 ) -> Result<usize, Errno> {
-    user_frames(va, len, true, |p| {
-        mm::phys::with_frame_mut(p.pfn, p.offset, p.len, &mut f)
-    })
+    user_frames(va, len, true, |p| p.with_bytes_mut(&mut f))
 }
 
 /// Walk user memory `[va, va + len)` as [`fill_user`] (`write`, or read-only), but hand
@@ -219,9 +217,7 @@ pub fn user_frames(
     va: u64,
     len: usize,
     write: bool,
-    mut f: impl FnMut(FramePiece) -> Result<usize, Errno>,
+    f: impl FnMut(FramePiece<'_>) -> Result<usize, Errno>,
 ) -> Result<usize, Errno> {
-    walk(va, len, write, |pfn, offset, len| {
-        f(FramePiece { pfn, offset, len })
-    })
+    walk(va, len, write, f)
 }

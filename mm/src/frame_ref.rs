@@ -1,9 +1,13 @@
 //! Handles to frames: a [`FrameRef`] is one counted reference to an allocated frame, put
 //! back when the handle is dropped. Code that must keep a frame alive for a while (a block
-//! request until its completion) holds one instead of a bare frame number.
+//! request until its completion) holds one instead of a bare frame number, and safe code
+//! reaches a frame's bytes only through a handle ([`FrameRef::piece`]).
+#![allow(unsafe_code)]
 
-use crate::frame::Pfn;
-use crate::frame_alloc::{FrameAllocator, FrameError};
+use crate::frame::{FRAME_SIZE, Pfn};
+use crate::frame_alloc::{AllocError, FrameAllocator, FrameError};
+use crate::frame_table::Owner;
+use crate::phys::{self, FramePiece};
 
 /// One reference to an allocated frame; dropping it puts the reference (and frees the
 /// frame if it was the last holder).
@@ -13,15 +17,69 @@ pub struct FrameRef {
 }
 
 impl FrameRef {
-    /// Take a new reference to `pfn` (which must be allocated).
+    /// Take a new reference to `pfn`, which must be allocated to a holder of data (user
+    /// memory, the page cache, DMA buffers, kernel buffers or tests): the kernel's heap
+    /// and page tables have no handles, so safe code cannot reach their bytes.
     pub fn new(frames: &'static FrameAllocator, pfn: Pfn) -> Result<FrameRef, FrameError> {
+        let desc = frames.table().get(pfn).ok_or(FrameError::OutOfRange)?;
+        if matches!(
+            desc.owner(),
+            Owner::Heap | Owner::PageTable | Owner::Reserved | Owner::Free
+        ) {
+            return Err(FrameError::NotAllocated);
+        }
         frames.get(pfn)?;
         Ok(FrameRef { pfn, frames })
+    }
+
+    /// A newly allocated frame for `owner`, its contents undefined; the handle holds its
+    /// one reference.
+    pub fn alloc(frames: &'static FrameAllocator, owner: Owner) -> Result<FrameRef, AllocError> {
+        let pfn = frames.alloc(owner)?;
+        Ok(FrameRef { pfn, frames })
+    }
+
+    /// Adopt one reference to `pfn` that the caller owns (as handed out by
+    /// [`FrameRef::into_raw`] or taken with [`FrameAllocator::get`]).
+    ///
+    /// # Safety
+    /// The caller owns one reference to `pfn` and gives it to the handle, and may let
+    /// safe code read and write the frame's bytes through it.
+    pub unsafe fn from_raw(frames: &'static FrameAllocator, pfn: Pfn) -> FrameRef {
+        FrameRef { pfn, frames }
+    }
+
+    /// Give the reference up to the caller (a page-table entry, a page-cache page) without
+    /// putting it; [`FrameRef::from_raw`] takes it back.
+    pub fn into_raw(self) -> Pfn {
+        let pfn = self.pfn;
+        core::mem::forget(self);
+        pfn
     }
 
     /// The frame.
     pub fn pfn(&self) -> Pfn {
         self.pfn
+    }
+
+    /// Bytes `[offset, offset + len)` of the frame, held as long as this handle is
+    /// borrowed.
+    pub fn piece(&self, offset: usize, len: usize) -> FramePiece<'_> {
+        // SAFETY: the handle owns a reference to an allocated data frame for as long as
+        // the piece borrows it; `new_unchecked` checks the range.
+        unsafe { FramePiece::new_unchecked(self.pfn, offset, len) }
+    }
+
+    /// The whole frame as a piece.
+    pub fn whole(&self) -> FramePiece<'_> {
+        self.piece(0, FRAME_SIZE)
+    }
+
+    /// Copy all of `src`'s bytes into this frame (a distinct frame).
+    pub fn copy_from(&self, src: &FrameRef) {
+        // SAFETY: both handles own references to allocated data frames; `copy_frame`
+        // refuses the same frame on both sides.
+        unsafe { phys::copy_frame(src.pfn, self.pfn) }
     }
 }
 

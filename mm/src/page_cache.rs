@@ -72,6 +72,7 @@ use crate::sync::SpinMutex as Mutex;
 use crate::counters::{self, Counter};
 use crate::frame::{FRAME_SIZE, Pfn};
 use crate::frame_alloc::FrameAllocator;
+use crate::frame_ref::FrameRef;
 use crate::frame_table::{FrameFlags, Owner};
 use crate::phys::{self, FramePiece};
 
@@ -89,20 +90,25 @@ pub struct IoError(pub i32);
 
 /// How the page cache reaches a file's blocks. Implementations put each frame in its own
 /// block-request segment: no bounce, no copy.
+///
+/// Each call owns a reference to every frame it is given ([`FrameRef`]): the I/O keeps
+/// them until the device is done with the frames (a block request owns them until its
+/// completion), so a page truncated or evicted meanwhile never has its frame reused
+/// under DMA.
 pub trait PageIo: Send + Sync {
     /// Fill `frames[i]` with file page `first + i`; holes and the tail past the end of the
     /// file read as zeros. Returns once the data is in the frames.
-    fn read_pages(&self, first: u64, frames: &[Pfn]) -> Result<(), IoError>;
+    fn read_pages(&self, first: u64, frames: Vec<FrameRef>) -> Result<(), IoError>;
     /// Write file pages `first..` from `frames` to the file's blocks (allocating them).
     /// Returns once the device has completed the writes.
-    fn write_pages(&self, first: u64, frames: &[Pfn]) -> Result<(), IoError>;
+    fn write_pages(&self, first: u64, frames: Vec<FrameRef>) -> Result<(), IoError>;
 
     /// Start filling `frames[i]` with file page `first + i`, as [`PageIo::read_pages`],
     /// and return without waiting: `done` runs once with the result when the data is in
     /// the frames (possibly from an interrupt handler, so it only touches atomics and
     /// irq-safe state). The default reads synchronously and calls `done` before it
     /// returns.
-    fn start_read(&self, first: u64, frames: &[Pfn], done: ReadDone) {
+    fn start_read(&self, first: u64, frames: Vec<FrameRef>, done: ReadDone) {
         done(self.read_pages(first, frames));
     }
 }
@@ -216,7 +222,7 @@ pub struct PageCache {
     /// Where page frames come from once the kernel installs its allocation policy
     /// (reclaim, dirty throttling, the OOM killer); without it, the allocator directly,
     /// reclaiming from this cache first when frames run low.
-    source: spin::Once<fn() -> Result<Pfn, IoError>>,
+    source: spin::Once<fn() -> Result<FrameRef, IoError>>,
     /// Where the next [`PageCache::writeback_some`] pass starts (round robin over files).
     wb_cursor: AtomicU64,
     /// Told when a page moves to another frame while its old frame may still be mapped
@@ -270,7 +276,7 @@ impl PageCache {
 
     /// Take page frames from `source` from now on (the kernel's allocation policy). Only
     /// the first call takes effect.
-    pub fn set_frame_source(&self, source: fn() -> Result<Pfn, IoError>) {
+    pub fn set_frame_source(&self, source: fn() -> Result<FrameRef, IoError>) {
         self.source.call_once(|| source);
     }
 
@@ -311,22 +317,26 @@ impl PageCache {
         file
     }
 
-    fn alloc_frame(&self) -> Result<Pfn, IoError> {
+    /// A new frame for a page, with its one reference in the handle.
+    fn alloc_frame(&self) -> Result<FrameRef, IoError> {
         if let Some(source) = self.source.get() {
             return source();
         }
         if self.frames.free_frames() < self.low_watermark.load(Ordering::Relaxed) {
             self.reclaim(64);
         }
-        match self.frames.alloc(Owner::PageCache) {
-            Ok(p) => Ok(p),
+        match FrameRef::alloc(self.frames, Owner::PageCache) {
+            Ok(f) => Ok(f),
             Err(_) => {
                 self.reclaim(64);
-                self.frames
-                    .alloc(Owner::PageCache)
-                    .map_err(|_| IoError(ENOMEM))
+                FrameRef::alloc(self.frames, Owner::PageCache).map_err(|_| IoError(ENOMEM))
             }
         }
+    }
+
+    /// A reference of its own to `pfn`, a frame some page of this cache holds.
+    fn hold(&self, pfn: Pfn) -> Result<FrameRef, IoError> {
+        FrameRef::new(self.frames, pfn).map_err(|_| IoError(EIO))
     }
 
     /// Drop a reference to `pfn`; whether that freed the frame.

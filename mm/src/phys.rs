@@ -1,8 +1,17 @@
 //! The one module of `mm` that turns physical addresses into pointers (DESIGN.md): every
-//! byte the page cache copies goes through these functions. The kernel points it at its
-//! physical-memory map; host tests point it at an ordinary memory arena.
+//! byte the kernel copies to or from a frame goes through here. The kernel points it at
+//! its physical-memory map; host tests point it at an ordinary memory arena.
+//!
+//! Safe code reaches a frame's bytes only through a handle it holds: a [`FrameRef`]
+//! (a counted reference) or a [`FramePiece`] borrowed from one (or from a page-cache page
+//! or a user mapping, which hold references of their own). The functions taking a bare
+//! [`Pfn`] are `unsafe`: their callers (the page cache inside this crate, the kernel's
+//! `arch` layer for its own page tables and DMA rings) promise the frame is theirs.
+//!
+//! [`FrameRef`]: crate::FrameRef
 #![allow(unsafe_code)]
 
+use core::marker::PhantomData;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::frame::{FRAME_SIZE, Pfn};
@@ -27,9 +36,12 @@ fn frame_ptr(pfn: Pfn) -> *mut u8 {
         .wrapping_add(pfn.addr() as usize) as *mut u8
 }
 
-/// Copy `buf.len()` bytes out of frame `pfn` at `offset`. The caller holds a reference to
-/// the frame (so it is allocated and cannot be freed meanwhile).
-pub fn read(pfn: Pfn, offset: usize, buf: &mut [u8]) {
+/// Copy `buf.len()` bytes out of frame `pfn` at `offset`.
+///
+/// # Safety
+/// The caller holds a reference to the frame (so it is allocated and cannot be freed or
+/// reused meanwhile), and no `&mut` to these bytes exists.
+pub unsafe fn read(pfn: Pfn, offset: usize, buf: &mut [u8]) {
     assert!(
         offset + buf.len() <= FRAME_SIZE,
         "read past the end of a frame"
@@ -41,53 +53,141 @@ pub fn read(pfn: Pfn, offset: usize, buf: &mut [u8]) {
     }
 }
 
-/// Copy `data` into frame `pfn` at `offset`. The caller holds a reference to the frame
-/// and the right to change its contents (it is not shared read-only, not under DMA).
-pub fn write(pfn: Pfn, offset: usize, data: &[u8]) {
+/// Copy `data` into frame `pfn` at `offset`.
+///
+/// # Safety
+/// As [`read`], and the caller has the right to change the frame's bytes (no Rust
+/// reference to them exists, and they are not shared read-only or under a device read).
+pub unsafe fn write(pfn: Pfn, offset: usize, data: &[u8]) {
     assert!(
         offset + data.len() <= FRAME_SIZE,
         "write past the end of a frame"
     );
-    // SAFETY: as in `read`; the caller guarantees nobody else writes the frame now.
+    // SAFETY: as in `read`; the caller guarantees nobody else holds these bytes now.
     unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), frame_ptr(pfn).add(offset), data.len()) }
 }
 
-/// Fill `len` bytes of frame `pfn` from `offset` with zeros (same contract as [`write`]).
-pub fn zero(pfn: Pfn, offset: usize, len: usize) {
+/// Fill `len` bytes of frame `pfn` from `offset` with zeros.
+///
+/// # Safety
+/// As [`write`].
+pub unsafe fn zero(pfn: Pfn, offset: usize, len: usize) {
     assert!(offset + len <= FRAME_SIZE, "zero past the end of a frame");
     // SAFETY: as in `write`.
     unsafe { core::ptr::write_bytes(frame_ptr(pfn).add(offset), 0, len) }
 }
 
-/// Copy all of frame `src` into frame `dst` (distinct frames; `dst` as in [`write`]).
-pub fn copy_frame(src: Pfn, dst: Pfn) {
+/// Copy all of frame `src` into frame `dst`.
+///
+/// # Safety
+/// As [`read`] for `src` and [`write`] for `dst`.
+pub unsafe fn copy_frame(src: Pfn, dst: Pfn) {
     assert_ne!(src, dst, "copy of a frame onto itself");
     // SAFETY: both frames are mapped and referenced by the caller, distinct frames do not
     // overlap, and the caller has the right to change `dst`.
     unsafe { core::ptr::copy_nonoverlapping(frame_ptr(src), frame_ptr(dst), FRAME_SIZE) }
 }
 
-/// Bytes `[offset, offset + len)` of one frame, named without making a Rust reference to
-/// them: the currency of copies whose two sides may be the same memory.
+/// Bytes `[offset, offset + len)` of one frame that the holder of the borrow `'a` keeps
+/// alive, named without making a Rust reference to them: the currency of copies whose two
+/// sides may be the same memory. Made safely only from a handle
+/// ([`FrameRef::piece`](crate::FrameRef::piece)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FramePiece {
-    /// The frame.
-    pub pfn: Pfn,
-    /// First byte inside it.
-    pub offset: usize,
-    /// Bytes.
-    pub len: usize,
+pub struct FramePiece<'a> {
+    pfn: Pfn,
+    offset: usize,
+    len: usize,
+    held: PhantomData<&'a ()>,
 }
 
-impl FramePiece {
+impl<'a> FramePiece<'a> {
+    /// The piece `[offset, offset + len)` of frame `pfn`.
+    ///
+    /// # Safety
+    /// The frame stays allocated and referenced by the caller (or by what the caller
+    /// borrows for `'a`) for all of `'a`, and the caller may change its bytes through
+    /// the piece's writing methods.
+    pub unsafe fn new_unchecked(pfn: Pfn, offset: usize, len: usize) -> FramePiece<'a> {
+        assert!(offset + len <= FRAME_SIZE, "piece past the end of a frame");
+        FramePiece {
+            pfn,
+            offset,
+            len,
+            held: PhantomData,
+        }
+    }
+
+    /// The frame.
+    pub fn pfn(&self) -> Pfn {
+        self.pfn
+    }
+
+    /// First byte inside the frame.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// Bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// The `len` bytes of this piece from `skip` on.
-    pub fn sub(self, skip: usize, len: usize) -> FramePiece {
+    pub fn sub(self, skip: usize, len: usize) -> FramePiece<'a> {
         assert!(skip + len <= self.len, "piece past the end of its piece");
         FramePiece {
-            pfn: self.pfn,
             offset: self.offset + skip,
             len,
+            ..self
         }
+    }
+
+    /// Copy the piece's bytes from `at` on into `buf`.
+    pub fn read(&self, at: usize, buf: &mut [u8]) {
+        assert!(at + buf.len() <= self.len, "read past the end of a piece");
+        // SAFETY: the piece's frame is held for 'a (its constructor's contract); `buf`
+        // is ordinary memory, never a frame's bytes (those have no Rust reference that
+        // outlives `with_bytes_mut`).
+        unsafe { read(self.pfn, self.offset + at, buf) }
+    }
+
+    /// Copy `data` into the piece from `at` on.
+    pub fn write(&self, at: usize, data: &[u8]) {
+        assert!(at + data.len() <= self.len, "write past the end of a piece");
+        // SAFETY: as in `read`; the holder may change the bytes.
+        unsafe { write(self.pfn, self.offset + at, data) }
+    }
+
+    /// Zero the piece.
+    pub fn zero(&self) {
+        // SAFETY: as in `write`.
+        unsafe { zero(self.pfn, self.offset, self.len) }
+    }
+
+    /// Run `f` on the piece as a mutable slice, for copies into it from memory that
+    /// cannot be a frame (a pipe's buffer into a user page). `f` must not reach this
+    /// frame through another piece meanwhile; copies between two frames that may be the
+    /// same (page cache and user pages) use [`copy_piece`].
+    pub fn with_bytes_mut<R>(self, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        // SAFETY: the frame is held for 'a and the range is inside it (constructor); the
+        // slice lives only during `f`.
+        let s = unsafe {
+            core::slice::from_raw_parts_mut(frame_ptr(self.pfn).add(self.offset), self.len)
+        };
+        f(s)
+    }
+
+    /// Run `f` on the piece as a slice (same rule as [`FramePiece::with_bytes_mut`]).
+    pub fn with_bytes<R>(self, f: impl FnOnce(&[u8]) -> R) -> R {
+        // SAFETY: as in `with_bytes_mut`, read-only.
+        let s =
+            unsafe { core::slice::from_raw_parts(frame_ptr(self.pfn).add(self.offset), self.len) };
+        f(s)
     }
 }
 
@@ -95,17 +195,12 @@ impl FramePiece {
 /// correct even when the two are the same bytes or overlap, which happens when a user
 /// page mapped from a file (`MAP_SHARED`) is the buffer of a `read` or `write` of that
 /// very file page. This is the one copy between two frames that may alias: no `&` or
-/// `&mut` to either side exists while it runs. The caller holds references to both
-/// frames and the right to change `dst`'s bytes.
-pub fn copy_piece(src: FramePiece, dst: FramePiece) {
+/// `&mut` to either side exists while it runs.
+pub fn copy_piece(src: FramePiece<'_>, dst: FramePiece<'_>) {
     assert_eq!(src.len, dst.len, "pieces of different lengths");
-    assert!(
-        src.offset + src.len <= FRAME_SIZE && dst.offset + dst.len <= FRAME_SIZE,
-        "piece past the end of a frame"
-    );
-    // SAFETY: both ranges lie inside mapped frames the caller holds references to;
-    // `ptr::copy` is defined for overlapping ranges, and no Rust reference to either
-    // range is created, so an overlap cannot break aliasing rules.
+    // SAFETY: both ranges lie inside frames held for the pieces' lifetimes (their
+    // constructors' contract); `ptr::copy` is defined for overlapping ranges, and no Rust
+    // reference to either range is created, so an overlap cannot break aliasing rules.
     unsafe {
         core::ptr::copy(
             frame_ptr(src.pfn).add(src.offset),
@@ -113,27 +208,6 @@ pub fn copy_piece(src: FramePiece, dst: FramePiece) {
             src.len,
         )
     }
-}
-
-/// Run `f` on bytes `[offset, offset + len)` of frame `pfn` as a mutable slice (for copies
-/// into a frame from memory that cannot be the same frame: a pipe's buffer into a user
-/// page). The caller holds a reference to the frame and the right to change its
-/// contents; the slice cannot escape `f`. Copies between two frames that may be the same
-/// (page cache and user pages) use [`copy_piece`].
-pub fn with_frame_mut<R>(pfn: Pfn, offset: usize, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
-    assert!(offset + len <= FRAME_SIZE, "slice past the end of a frame");
-    // SAFETY: as in `write`; the slice lives only during `f`, and no other Rust reference to
-    // this frame's bytes exists (frames are reached only through this module).
-    let s = unsafe { core::slice::from_raw_parts_mut(frame_ptr(pfn).add(offset), len) };
-    f(s)
-}
-
-/// Run `f` on bytes `[offset, offset + len)` of frame `pfn` (same contract as [`read`]).
-pub fn with_frame<R>(pfn: Pfn, offset: usize, len: usize, f: impl FnOnce(&[u8]) -> R) -> R {
-    assert!(offset + len <= FRAME_SIZE, "slice past the end of a frame");
-    // SAFETY: as in `read`; the slice lives only during `f`.
-    let s = unsafe { core::slice::from_raw_parts(frame_ptr(pfn).add(offset), len) };
-    f(s)
 }
 
 /// Host-side stand-in for physical memory, shared by the tests of this crate.

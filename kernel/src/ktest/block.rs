@@ -76,7 +76,7 @@ fn fill(segments: &[Segment], sector: u64, seed: u64) {
     let mut buf = [0u8; SECTOR_SIZE];
     for (i, (pfn, off)) in sectors_of(segments).enumerate() {
         pattern::fill_sector(&mut buf, sector + i as u64, seed);
-        mm::phys::write(pfn, off, &buf);
+        super::frame_write(pfn, off, &buf);
     }
 }
 
@@ -86,7 +86,7 @@ fn first_bad(segments: &[Segment], sector: u64, seed: u64) -> Option<usize> {
     sectors_of(segments)
         .enumerate()
         .find_map(|(i, (pfn, off))| {
-            mm::phys::read(pfn, off, &mut buf);
+            super::frame_read(pfn, off, &mut buf);
             (!pattern::check_sector(&buf, sector + i as u64, seed)).then_some(i)
         })
 }
@@ -190,7 +190,7 @@ pub fn multi_segment_round_trip() -> TestResult {
             true
         });
         for &p in &f.0[8..] {
-            mm::phys::write(p, 0, &[0xEE; FRAME_SIZE]);
+            super::frame_write(p, 0, &[0xEE; FRAME_SIZE]);
         }
         d.io(Op::Read, MULTI_SEGMENT_SECTOR, back.clone())
             .map_err(|e| format!("{}: read: {e}", d.name()))?;
@@ -302,7 +302,7 @@ pub fn many_requests_in_flight() -> TestResult {
         }
         // Read everything back in one request per 16 sectors, into cleared frames.
         for &p in &f.0 {
-            mm::phys::zero(p, 0, FRAME_SIZE);
+            super::frame_zero(p);
         }
         for i in 0..N {
             let segs = alloc::vec![whole(f.0[2 * i]), whole(f.0[2 * i + 1])];

@@ -25,8 +25,8 @@ pub fn frame_alloc_exhaustion() -> TestResult {
     let exhausted = loop {
         match fa.alloc(Owner::Test) {
             Ok(pfn) => {
-                mm::phys::write(pfn, 0, &head.to_le_bytes());
-                mm::phys::write(pfn, FRAME_SIZE - 8, &pfn.0.to_le_bytes());
+                super::frame_write(pfn, 0, &head.to_le_bytes());
+                super::frame_write(pfn, FRAME_SIZE - 8, &pfn.0.to_le_bytes());
                 head = pfn.0;
                 count += 1;
             }
@@ -41,8 +41,8 @@ pub fn frame_alloc_exhaustion() -> TestResult {
         let pfn = Pfn(head);
         let mut next = [0u8; 8];
         let mut tag = [0u8; 8];
-        mm::phys::read(pfn, 0, &mut next);
-        mm::phys::read(pfn, FRAME_SIZE - 8, &mut tag);
+        super::frame_read(pfn, 0, &mut next);
+        super::frame_read(pfn, FRAME_SIZE - 8, &mut tag);
         if u64::from_le_bytes(tag) != pfn.0 {
             corrupt += 1;
         }
@@ -136,11 +136,11 @@ pub fn frame_alloc_contiguous_runs() -> TestResult {
             before - fa.free_frames()
         );
         for i in 0..frames_wanted {
-            mm::phys::write(start.add(i), 0, &(start.0 + i).to_le_bytes());
+            super::frame_write(start.add(i), 0, &(start.0 + i).to_le_bytes());
         }
         for i in 0..frames_wanted {
             let mut b = [0u8; 8];
-            mm::phys::read(start.add(i), 0, &mut b);
+            super::frame_read(start.add(i), 0, &mut b);
             ensure!(
                 u64::from_le_bytes(b) == start.0 + i,
                 "frame {i} of the run lost its tag"
@@ -276,8 +276,8 @@ pub fn address_space_map_translate_unmap() -> TestResult {
     let frame = fa
         .alloc(Owner::Test)
         .map_err(|e| alloc::format!("alloc: {e}"))?;
-    mm::phys::write(frame, 0, &[0x5A; FRAME_SIZE]);
-    mm::phys::write(frame, 0x123, b"AliasOS");
+    super::frame_write(frame, 0, &[0x5A; FRAME_SIZE]);
+    super::frame_write(frame, 0x123, b"AliasOS");
     let va = 0x0000_4000_0000_0000u64;
     {
         let mut asp = AddressSpace::new().map_err(|e| alloc::format!("new: {e:?}"))?;
@@ -326,7 +326,9 @@ pub fn address_space_map_translate_unmap() -> TestResult {
             "kernel-half map accepted"
         );
         asp.activate();
-        let seen = crate::arch::selftest::read_user_bytes(va + 0x123);
+        // SAFETY: `va`'s page was mapped readable just above in the address space now
+        // active, and `0x123 + 8` stays inside it; nothing else runs meanwhile.
+        let seen = unsafe { crate::arch::selftest::read_user_bytes(va + 0x123) };
         paging::activate_kernel();
         ensure!(
             &seen == b"AliasOS\x5A",

@@ -25,6 +25,27 @@ use crate::{kprintln, time};
 /// A test's outcome: `Err` carries the failure message.
 pub type TestResult = Result<(), String>;
 
+/// A handle to frame `pfn`, which the test allocated (a reference taken for the access:
+/// tests reach frame bytes through handles like everyone else).
+fn held(pfn: mm::Pfn) -> mm::FrameRef {
+    mm::FrameRef::new(crate::memory::frames(), pfn).expect("a test's frame is allocated")
+}
+
+/// Copy `data` into frame `pfn` at `offset`.
+fn frame_write(pfn: mm::Pfn, offset: usize, data: &[u8]) {
+    held(pfn).piece(offset, data.len()).write(0, data);
+}
+
+/// Copy bytes of frame `pfn` at `offset` into `buf`.
+fn frame_read(pfn: mm::Pfn, offset: usize, buf: &mut [u8]) {
+    held(pfn).piece(offset, buf.len()).read(0, buf);
+}
+
+/// Zero frame `pfn`.
+fn frame_zero(pfn: mm::Pfn) {
+    held(pfn).whole().zero();
+}
+
 /// One named kernel test.
 pub struct Test {
     pub name: &'static str,
@@ -78,6 +99,10 @@ const CORE: &[Test] = &[
     Test {
         name: "stale_mapping_of_a_moved_page_refaults",
         run: aliases::stale_mapping_of_a_moved_page_refaults,
+    },
+    Test {
+        name: "fork_of_a_mapping_of_an_alias_refaults_in_both",
+        run: aliases::fork_of_a_mapping_of_an_alias_refaults_in_both,
     },
     Test {
         name: "breakpoint_resumes_with_frame_intact",

@@ -136,14 +136,10 @@ impl task::TaskOwner for Process {
 
 /// [`crate::uaccess`]'s resolver: the frame behind `va` in the running process, faulted
 /// in as an access would, with a reference taken for the caller.
-fn resolve_user_page(va: u64, write: bool) -> Result<mm::Pfn, Errno> {
+fn resolve_user_page(va: u64, write: bool) -> Result<mm::FrameRef, Errno> {
     let p = try_current().ok_or(Errno::EFAULT)?;
     let mut mem = p.mem.lock();
-    let pfn = mem.resolve(va, write)?;
-    crate::memory::frames()
-        .get(pfn)
-        .map_err(|_| Errno::EFAULT)?;
-    Ok(pfn)
+    mem.resolve(va, write)
 }
 
 /// The process whose system call (or fault) is running. Panics outside process context.

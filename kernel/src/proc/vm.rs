@@ -15,6 +15,7 @@ use alloc::sync::Arc;
 
 use mm::page_cache::CachedFile;
 
+use mm::FrameRef;
 use mm::counters::{self, Counter};
 use mm::frame::{FRAME_SIZE, Pfn};
 use mm::frame_table::Owner;
@@ -106,19 +107,19 @@ impl SharedMemory {
     }
 
     /// Page `index` (zero-filled the first time), with a frame reference for the caller.
-    fn page(&self, index: u64) -> Result<Pfn, Errno> {
+    fn page(&self, index: u64) -> Result<FrameRef, Errno> {
         let mut pages = self.pages.lock();
         let pfn = match pages.get(&index) {
             Some(&p) => p,
             None => {
-                let p = alloc_anon()?;
-                mm::phys::zero(p, 0, FRAME_SIZE);
+                let frame = alloc_anon()?;
+                frame.whole().zero();
+                let p = frame.into_raw();
                 pages.insert(index, p);
                 p
             }
         };
-        frames().get(pfn).map_err(|_| Errno::EFAULT)?;
-        Ok(pfn)
+        FrameRef::new(frames(), pfn).map_err(|_| Errno::EFAULT)
     }
 }
 
@@ -396,15 +397,15 @@ impl MemoryMap {
         let page = page_down(va);
         match self.space.lookup(page) {
             None => {
-                let (pfn, flags) = match &area.kind {
+                let (frame, flags) = match &area.kind {
                     Kind::Anon => {
-                        let pfn = alloc_anon()?;
-                        mm::phys::zero(pfn, 0, FRAME_SIZE);
-                        (pfn, area.prot.pte(area.prot.write))
+                        let frame = alloc_anon()?;
+                        frame.whole().zero();
+                        (frame, area.prot.pte(area.prot.write))
                     }
                     Kind::SharedAnon { obj, pgoff } => {
-                        let pfn = obj.page(pgoff + (page - area.start) / PAGE)?;
-                        (pfn, area.prot.pte(area.prot.write))
+                        let frame = obj.page(pgoff + (page - area.start) / PAGE)?;
+                        (frame, area.prot.pte(area.prot.write))
                     }
                     Kind::File {
                         file,
@@ -421,7 +422,7 @@ impl MemoryMap {
                         // A writable shared mapping's stores reach the file: its frame
                         // must be the file's own, not one aliased with another file.
                         let writable = *shared && area.prot.write;
-                        let pfn = file
+                        let frame = file
                             .cache()
                             .map_page(index, size, writable)
                             .map_err(|_| Errno::EIO)?;
@@ -432,14 +433,10 @@ impl MemoryMap {
                         } else {
                             area.prot.pte(false)
                         };
-                        (pfn, flags)
+                        (frame, flags)
                     }
                 };
-                if let Err(e) = self.space.map_flags(page, pfn, flags) {
-                    let _ = frames().put(pfn);
-                    return Err(map_errno(e));
-                }
-                Ok(())
+                map_frame(&mut self.space, page, frame, flags)
             }
             Some((pfn, flags)) => {
                 if write && !flags.contains(PteFlags::WRITABLE) {
@@ -469,23 +466,22 @@ impl MemoryMap {
             return Ok(());
         }
         let new = alloc_anon()?;
-        mm::phys::copy_frame(pfn, new);
+        // The mapping's reference to the old frame, handed back by the unmap below.
+        let old = FrameRef::new(frames(), pfn).map_err(|_| Errno::EFAULT)?;
+        new.copy_from(&old);
         counters::add(Counter::CowBreaks, 1);
         counters::add(Counter::DataCopyBytes, PAGE);
-        let _ = self.space.unmap(page);
-        if let Err(e) = self.space.map_flags(page, new, prot.pte(true)) {
-            let _ = frames().put(new);
+        if self.space.unmap(page).is_ok() {
             let _ = frames().put(pfn);
-            return Err(map_errno(e));
         }
-        let _ = frames().put(pfn);
-        Ok(())
+        drop(old);
+        map_frame(&mut self.space, page, new, prot.pte(true))
     }
 
     /// The frame behind user address `va` after making it accessible as a user access
     /// would (faulting it in; for `write`, breaking copy-on-write, and for a shared file
     /// page, marking it dirty as the CPU would).
-    pub fn resolve(&mut self, va: u64, write: bool) -> Result<Pfn, Errno> {
+    pub fn resolve(&mut self, va: u64, write: bool) -> Result<FrameRef, Errno> {
         self.drop_stale_mappings();
         if !(USER_MIN..USER_LIMIT).contains(&va) {
             return Err(Errno::EFAULT);
@@ -510,27 +506,22 @@ impl MemoryMap {
                 .set_flags(page, flags | PteFlags::DIRTY)
                 .map_err(map_errno)?;
         }
-        Ok(pfn)
+        FrameRef::new(frames(), pfn).map_err(|_| Errno::EFAULT)
     }
 
     /// The frame behind `va` for the kernel to fill (exec): mapped with its area's
     /// protection, allocated zeroed if absent; the PTE's write permission is not needed.
-    pub fn populate(&mut self, va: u64) -> Result<Pfn, Errno> {
+    pub fn populate(&mut self, va: u64) -> Result<FrameRef, Errno> {
         let area = self.area(va).cloned().ok_or(Errno::EFAULT)?;
         let page = page_down(va);
         if let Some((pfn, _)) = self.space.lookup(page) {
-            return Ok(pfn);
+            return FrameRef::new(frames(), pfn).map_err(|_| Errno::EFAULT);
         }
-        let pfn = alloc_anon()?;
-        mm::phys::zero(pfn, 0, FRAME_SIZE);
-        if let Err(e) = self
-            .space
-            .map_flags(page, pfn, area.prot.pte(area.prot.write))
-        {
-            let _ = frames().put(pfn);
-            return Err(map_errno(e));
-        }
-        Ok(pfn)
+        let frame = alloc_anon()?;
+        frame.whole().zero();
+        let pfn = frame.pfn();
+        map_frame(&mut self.space, page, frame, area.prot.pte(area.prot.write))?;
+        FrameRef::new(frames(), pfn).map_err(|_| Errno::EFAULT)
     }
 
     /// Write `data` at `va` from the kernel (exec: segments and the initial stack).
@@ -538,8 +529,7 @@ impl MemoryMap {
         while !data.is_empty() {
             let off = (va % PAGE) as usize;
             let n = data.len().min(FRAME_SIZE - off);
-            let pfn = self.populate(va)?;
-            mm::phys::write(pfn, off, &data[..n]);
+            self.populate(va)?.piece(off, n).write(0, &data[..n]);
             va += n as u64;
             data = &data[n..];
         }
@@ -586,12 +576,9 @@ impl MemoryMap {
             if desc.pincount() > 0 {
                 // Under DMA: the child gets its own copy now, the parent keeps the frame.
                 let new = alloc_anon()?;
-                mm::phys::copy_frame(pfn, new);
+                new.copy_from(&FrameRef::new(frames(), pfn).map_err(|_| Errno::EFAULT)?);
                 counters::add(Counter::DataCopyBytes, PAGE);
-                child.space.map_flags(va, new, flags).map_err(|e| {
-                    let _ = frames().put(new);
-                    map_errno(e)
-                })?;
+                map_frame(&mut child.space, va, new, flags)?;
                 continue;
             }
             let shared = (flags - PteFlags::WRITABLE) | COW;
@@ -858,6 +845,21 @@ fn exclusively_ours(pfn: Pfn) -> bool {
 /// A frame for anonymous user memory, under the `User` allocation policy: clean
 /// page-cache pages are dropped and dirty ones written back before the OOM killer is
 /// called; ENOMEM when the caller's own process is the one to go.
-fn alloc_anon() -> Result<Pfn, Errno> {
-    crate::memory::alloc_frame(Owner::Anon, crate::memory::Gfp::User).map_err(|_| Errno::ENOMEM)
+fn alloc_anon() -> Result<FrameRef, Errno> {
+    crate::memory::alloc_frame_ref(Owner::Anon, crate::memory::Gfp::User).map_err(|_| Errno::ENOMEM)
+}
+
+/// Map `frame` at `page`: the page-table entry takes over the handle's reference (it is
+/// dropped if the mapping fails).
+fn map_frame(
+    space: &mut AddressSpace,
+    page: u64,
+    frame: FrameRef,
+    flags: PteFlags,
+) -> Result<(), Errno> {
+    let pfn = frame.into_raw();
+    space.map_flags(page, pfn, flags).map_err(|e| {
+        let _ = frames().put(pfn);
+        map_errno(e)
+    })
 }

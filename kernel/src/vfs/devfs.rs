@@ -10,15 +10,15 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use drivers::block::{BlockDevice, Op, Segment};
+use mm::FrameRef;
 use mm::counters::{self, Counter};
-use mm::frame::{FRAME_SIZE, Pfn};
+use mm::frame::FRAME_SIZE;
 use mm::frame_table::Owner;
 
 use super::node::*;
 use super::tty;
 use crate::block::{self, Disk};
 use crate::errno::Errno;
-use crate::memory::frames;
 
 /// The character devices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -287,7 +287,7 @@ impl Node for CharNode {
 const BOUNCE_FRAMES: usize = 16;
 
 struct Bounce {
-    frames: Vec<Pfn>,
+    frames: Vec<FrameRef>,
 }
 
 impl Bounce {
@@ -295,8 +295,8 @@ impl Bounce {
         let n = bytes.div_ceil(FRAME_SIZE);
         let mut frames_v = Vec::with_capacity(n);
         for _ in 0..n {
-            match crate::memory::alloc_frame(Owner::Kernel, crate::memory::Gfp::Kernel) {
-                Ok(p) => frames_v.push(p),
+            match crate::memory::alloc_frame_ref(Owner::Kernel, crate::memory::Gfp::Kernel) {
+                Ok(f) => frames_v.push(f),
                 Err(_) => break,
             }
         }
@@ -313,13 +313,13 @@ impl Bounce {
     fn segments(&self, len: usize) -> Vec<Segment> {
         let mut segs: Vec<Segment> = Vec::new();
         let mut left = len;
-        for &p in &self.frames {
+        for f in &self.frames {
             if left == 0 {
                 break;
             }
             let n = left.min(FRAME_SIZE);
             segs.push(Segment {
-                phys: p.addr(),
+                phys: f.pfn().addr(),
                 len: n as u32,
             });
             left -= n;
@@ -334,7 +334,7 @@ impl Bounce {
             let off = at + done;
             let (f, o) = (off / FRAME_SIZE, off % FRAME_SIZE);
             let n = (FRAME_SIZE - o).min(out.len() - done);
-            mm::phys::read(self.frames[f], o, &mut out[done..done + n]);
+            self.frames[f].piece(o, n).read(0, &mut out[done..done + n]);
             done += n;
         }
     }
@@ -345,16 +345,8 @@ impl Bounce {
             let off = at + done;
             let (f, o) = (off / FRAME_SIZE, off % FRAME_SIZE);
             let n = (FRAME_SIZE - o).min(data.len() - done);
-            mm::phys::write(self.frames[f], o, &data[done..done + n]);
+            self.frames[f].piece(o, n).write(0, &data[done..done + n]);
             done += n;
-        }
-    }
-}
-
-impl Drop for Bounce {
-    fn drop(&mut self) {
-        for &p in &self.frames {
-            let _ = frames().put(p);
         }
     }
 }

@@ -190,7 +190,7 @@ impl ReadBuf<'_> {
     ) -> Result<usize, Errno> {
         self.fill_pieces(|piece| match piece {
             Piece::Kernel(s) => f(s),
-            Piece::User(p) => mm::phys::with_frame_mut(p.pfn, p.offset, p.len, &mut f),
+            Piece::User(p) => p.with_bytes_mut(&mut f),
         })
     }
 }
@@ -199,20 +199,20 @@ impl ReadBuf<'_> {
 /// user page named by its frame (never as a slice: it may be the other side's frame).
 pub enum Piece<'a> {
     Kernel(&'a mut [u8]),
-    User(FramePiece),
+    User(FramePiece<'a>),
 }
 
 /// A piece of a write's source (see [`Piece`]).
 pub enum SourcePiece<'a> {
     Kernel(&'a [u8]),
-    User(FramePiece),
+    User(FramePiece<'a>),
 }
 
 impl SourcePiece<'_> {
     pub fn len(&self) -> usize {
         match self {
             SourcePiece::Kernel(s) => s.len(),
-            SourcePiece::User(p) => p.len,
+            SourcePiece::User(p) => p.len(),
         }
     }
 
@@ -224,7 +224,7 @@ impl SourcePiece<'_> {
     pub fn truncate(self, n: usize) -> Self {
         match self {
             SourcePiece::Kernel(s) => SourcePiece::Kernel(&s[..n.min(s.len())]),
-            SourcePiece::User(p) => SourcePiece::User(p.sub(0, n.min(p.len))),
+            SourcePiece::User(p) => SourcePiece::User(p.sub(0, n.min(p.len()))),
         }
     }
 }
@@ -290,7 +290,7 @@ impl WriteBuf<'_> {
     ) -> Result<usize, Errno> {
         self.drain_pieces(|piece| match piece {
             SourcePiece::Kernel(s) => f(s),
-            SourcePiece::User(p) => mm::phys::with_frame(p.pfn, p.offset, p.len, &mut f),
+            SourcePiece::User(p) => p.with_bytes(&mut f),
         })
     }
 }

@@ -10,12 +10,13 @@ impl CachedFile {
     /// keeps its other holders: the I/O in flight, the other files' pages.
     pub(super) fn move_to_copy(&self, index: u64, old: Pfn) -> Result<(), IoError> {
         let copy = self.cache.alloc_frame()?;
-        phys::copy_frame(old, copy);
-        self.set_frame_flags(copy, FrameFlags::UPTODATE, FrameFlags::LOCKED);
+        copy.copy_from(&self.cache.hold(old)?);
+        self.set_frame_flags(copy.pfn(), FrameFlags::UPTODATE, FrameFlags::LOCKED);
         let mut st = self.state.lock();
         match st.pages.get_mut(&index) {
             Some(q) if q.pfn == old => {
                 let shared = self.cache.sharers(old) > 1;
+                let copy = copy.into_raw();
                 self.cache.share(copy);
                 q.pfn = copy;
                 // The write in flight finishes on the old frame; the copy holds the same
@@ -43,10 +44,7 @@ impl CachedFile {
                 }
                 self.cache.release(old);
             }
-            _ => {
-                drop(st);
-                self.cache.release(copy);
-            }
+            _ => drop(st), // and the copy's reference with it
         }
         Ok(())
     }
@@ -68,7 +66,8 @@ impl CachedFile {
         src_index: u64,
         src_size: u64,
     ) -> Result<(), IoError> {
-        let pfn = src.get_page(src_index, src_size)?;
+        let held = src.get_page(src_index, src_size)?;
+        let pfn = held.pfn();
         // Besides our reference: only the pages sharing it may hold the frame.
         let in_use = self
             .cache
@@ -77,25 +76,21 @@ impl CachedFile {
             .get(pfn)
             .is_none_or(|d| d.mappings() > 0 || d.other_references() > 1 || d.pincount() > 0);
         if in_use || (core::ptr::eq(self, src) && index == src_index) {
-            self.cache.release(pfn);
             return Err(IoError(EBUSY));
         }
         let mut st = self.state.lock();
         let old = match st.pages.get(&index) {
             Some(p) if p.pfn == pfn => {
-                drop(st);
-                self.cache.release(pfn);
                 return Ok(()); // already an alias of it
             }
             Some(p) if self.cache.busy(p) => {
-                drop(st);
-                self.cache.release(pfn);
                 return Err(IoError(EBUSY));
             }
             Some(_) => st.pages.remove(&index),
             None => None,
         };
-        self.cache.share(pfn);
+        // The reference taken for us becomes the page's.
+        self.cache.share(held.into_raw());
         let mut page = Page::fresh(pfn);
         page.dirtied_at = self.cache.now.load(Ordering::Relaxed);
         page.set_dirty(true, &self.dirty);

@@ -10,41 +10,38 @@ impl CachedFile {
     /// `ERROR` on failure, clears `LOCKED` and wakes the waiters of each frame. Returns
     /// the number of pages started; an error only if not even one frame was available.
     pub(super) fn start_fill(&self, first: u64, count: u64) -> Result<u64, IoError> {
-        let mut frames = Vec::with_capacity(count as usize);
+        let mut frames: Vec<FrameRef> = Vec::with_capacity(count as usize);
         for _ in 0..count {
             match self.cache.alloc_frame() {
-                Ok(p) => frames.push(p),
+                Ok(f) => frames.push(f),
                 Err(e) if frames.is_empty() => return Err(e),
                 Err(_) => break, // read what we could get frames for
             }
         }
-        // Insert, stopping at the first page someone else inserted meanwhile.
+        // Insert, stopping at the first page someone else inserted meanwhile. Each page
+        // gets a reference of its own; the read keeps the allocation's reference until
+        // it completes: truncate may take the page out of the index meanwhile, and the
+        // DMA must not land in a frame that went back to the allocator.
         let mut st = self.state.lock();
         let mut inserted = 0;
-        for (i, &pfn) in frames.iter().enumerate() {
+        for (i, f) in frames.iter().enumerate() {
             let index = first + i as u64;
             if st.pages.contains_key(&index) {
                 break;
             }
             self.set_frame_flags(
-                pfn,
+                f.pfn(),
                 FrameFlags::LOCKED,
                 FrameFlags::UPTODATE | FrameFlags::ERROR,
             );
-            // The read holds a reference of its own until it completes: truncate may take
-            // the page out of the index meanwhile, and the DMA must not land in a frame
-            // that went back to the allocator.
-            if self.cache.frames.get(pfn).is_err() {
+            let Ok(page_ref) = self.cache.hold(f.pfn()) else {
                 break;
-            }
-            self.cache.share(pfn);
-            st.pages.insert(index, Page::fresh(pfn));
+            };
+            self.cache.share(page_ref.into_raw());
+            st.pages.insert(index, Page::fresh(f.pfn()));
             inserted += 1;
         }
         drop(st);
-        for &pfn in &frames[inserted..] {
-            self.cache.release(pfn);
-        }
         frames.truncate(inserted);
         if frames.is_empty() {
             return Ok(0);
@@ -58,11 +55,12 @@ impl CachedFile {
         }
         let n = frames.len() as u64;
         let table = self.cache.frames.table();
-        let allocator = self.cache.frames;
-        let pfns = frames.clone();
+        let pfns: Vec<Pfn> = frames.iter().map(FrameRef::pfn).collect();
+        // The read owns the frames' references (`frames`) until the device is done;
+        // the completion only publishes the result.
         self.io.start_read(
             first,
-            &frames,
+            frames,
             Box::new(move |result| {
                 for &pfn in &pfns {
                     if let Some(d) = table.get(pfn) {
@@ -73,10 +71,6 @@ impl CachedFile {
                         d.clear_flags(FrameFlags::LOCKED);
                     }
                     crate::sync::wake(wait_key(pfn));
-                    // The read's own reference (see above).
-                    if let Err(e) = allocator.put(pfn) {
-                        log::error!("page cache: releasing {pfn:?} after a read: {e}");
-                    }
                 }
             }),
         );
@@ -93,13 +87,13 @@ impl CachedFile {
     }
 
     /// A reference to the up-to-date frame of page `index` (reading it, with readahead,
-    /// on a miss). The caller puts the reference.
+    /// on a miss).
     ///
     /// Readahead: a miss reads a window of pages (growing to [`READAHEAD_MAX`] while the
     /// reader is sequential, [`READAHEAD_MIN`] otherwise); a sequential reader that
     /// reaches the first page of the window requested last triggers the next window
     /// asynchronously, so the device reads ahead while the reader copies.
-    pub(super) fn get_page(&self, index: u64, file_size: u64) -> Result<Pfn, IoError> {
+    pub(super) fn get_page(&self, index: u64, file_size: u64) -> Result<FrameRef, IoError> {
         let last_page = file_size.div_ceil(PAGE);
         let mut counted = false;
         loop {
@@ -124,11 +118,11 @@ impl CachedFile {
                 let flags = self.frame_flags(pfn);
                 if flags.contains(FrameFlags::UPTODATE) {
                     p.referenced = true;
-                    self.cache.frames.get(pfn).map_err(|_| IoError(EIO))?;
+                    let held = self.cache.hold(pfn)?;
                     if !counted {
                         counters::add(Counter::PagecacheHits, 1);
                     }
-                    return Ok(pfn);
+                    return Ok(held);
                 }
                 if flags.contains(FrameFlags::LOCKED) {
                     // A read into it is in flight: sleep until its completion.
@@ -185,7 +179,7 @@ impl CachedFile {
     /// copied.
     pub fn read(&self, offset: u64, buf: &mut [u8], file_size: u64) -> Result<usize, IoError> {
         self.read_pieces(offset, buf.len(), file_size, |src, at| {
-            phys::read(src.pfn, src.offset, &mut buf[at..at + src.len]);
+            src.read(0, &mut buf[at..at + src.len()]);
         })
     }
 
@@ -196,11 +190,11 @@ impl CachedFile {
     pub fn read_to_frame(
         &self,
         offset: u64,
-        dst: FramePiece,
+        dst: FramePiece<'_>,
         file_size: u64,
     ) -> Result<usize, IoError> {
-        self.read_pieces(offset, dst.len, file_size, |src, at| {
-            phys::copy_piece(src, dst.sub(at, src.len));
+        self.read_pieces(offset, dst.len(), file_size, |src, at| {
+            phys::copy_piece(src, dst.sub(at, src.len()));
         })
     }
 
@@ -212,7 +206,7 @@ impl CachedFile {
         offset: u64,
         len: usize,
         file_size: u64,
-        mut copy: impl FnMut(FramePiece, usize),
+        mut copy: impl FnMut(FramePiece<'_>, usize),
     ) -> Result<usize, IoError> {
         let end = file_size.min(offset.saturating_add(len as u64));
         let mut pos = offset;
@@ -220,19 +214,13 @@ impl CachedFile {
             let index = pos / PAGE;
             let in_page = (pos % PAGE) as usize;
             let n = ((PAGE - pos % PAGE).min(end - pos)) as usize;
-            let pfn = match self.get_page(index, file_size) {
+            let page = match self.get_page(index, file_size) {
                 Ok(p) => p,
                 Err(e) if pos == offset => return Err(e),
                 Err(_) => break, // short read: return what we have
             };
-            let src = FramePiece {
-                pfn,
-                offset: in_page,
-                len: n,
-            };
-            copy(src, (pos - offset) as usize);
+            copy(page.piece(in_page, n), (pos - offset) as usize);
             counters::add(Counter::DataCopyBytes, n as u64);
-            self.cache.release(pfn);
             pos += n as u64;
         }
         Ok((pos - offset) as usize)

@@ -67,22 +67,22 @@ fn pattern(page: u64, generation: u8) -> Vec<u8> {
 }
 
 impl PageIo for MemDisk {
-    fn read_pages(&self, first: u64, frames: &[Pfn]) -> Result<(), IoError> {
+    fn read_pages(&self, first: u64, frames: Vec<FrameRef>) -> Result<(), IoError> {
         let mut s = self.s.lock().unwrap();
         s.reads.push((first, frames.len()));
         if s.fail_reads {
             return Err(IoError(EIO));
         }
-        for (i, &pfn) in frames.iter().enumerate() {
+        for (i, f) in frames.iter().enumerate() {
             match s.pages.get(&(first + i as u64)) {
-                Some(data) => phys::write(pfn, 0, data),
-                None => phys::zero(pfn, 0, FRAME_SIZE),
+                Some(data) => f.whole().write(0, data),
+                None => f.whole().zero(),
             }
         }
         Ok(())
     }
 
-    fn write_pages(&self, first: u64, frames: &[Pfn]) -> Result<(), IoError> {
+    fn write_pages(&self, first: u64, frames: Vec<FrameRef>) -> Result<(), IoError> {
         // The "DMA" starts: let a test write to the file while it is in flight.
         if let Some(h) = self.hook.lock().unwrap().as_ref() {
             h(first);
@@ -93,9 +93,9 @@ impl PageIo for MemDisk {
             s.fail_writes -= 1;
             return Err(IoError(EIO));
         }
-        for (i, &pfn) in frames.iter().enumerate() {
+        for (i, f) in frames.iter().enumerate() {
             let mut buf = vec![0u8; FRAME_SIZE];
-            phys::read(pfn, 0, &mut buf);
+            f.whole().read(0, &mut buf);
             s.pages.insert(first + i as u64, buf);
         }
         Ok(())
@@ -455,7 +455,6 @@ fn dirty_and_writeback_gauges_follow_every_transition() {
 fn drop_clean_and_eviction_skip_dirty_and_mapped_pages() {
     let _g = serial();
     let pc = cache();
-    let fa = testing::allocator();
     let f = pc.open(Box::new(MemDisk::with_pattern(8)));
     let _ = read_all(&f, 0, 8 * FRAME_SIZE, 8 * PAGE);
     assert_eq!(f.cached_pages(), 8);
@@ -471,11 +470,11 @@ fn drop_clean_and_eviction_skip_dirty_and_mapped_pages() {
     assert_eq!(freed, 6, "6 of 8 pages are clean and unused");
     assert_eq!(counters::get(Counter::Pgsteal), steal0 + 6);
     assert!(counters::get(Counter::Pgscan) >= scan0 + 8);
-    assert_eq!(f.frame_of(2), Some(mapped));
+    assert_eq!(f.frame_of(2), Some(mapped.pfn()));
     assert!(f.frame_of(1).is_some());
     // drop_caches: nothing more goes while page 1 is dirty and page 2 mapped.
     assert_eq!(pc.drop_clean(), 0);
-    fa.put(mapped).unwrap();
+    drop(mapped);
     f.writeback().unwrap();
     assert_eq!(pc.drop_clean(), 2);
     assert_eq!(f.cached_pages(), 0);
@@ -504,7 +503,7 @@ fn the_eviction_clock_never_grows_without_bound() {
 }
 
 /// A read started but not completed: first page, frames, completion.
-type PendingRead = (u64, Vec<Pfn>, ReadDone);
+type PendingRead = (u64, Vec<FrameRef>, ReadDone);
 
 /// A disk whose reads complete only when the test says so (as an interrupt would).
 #[derive(Clone, Default)]
@@ -514,17 +513,14 @@ struct DeferredDisk {
 }
 
 impl PageIo for DeferredDisk {
-    fn read_pages(&self, first: u64, frames: &[Pfn]) -> Result<(), IoError> {
+    fn read_pages(&self, first: u64, frames: Vec<FrameRef>) -> Result<(), IoError> {
         self.inner.read_pages(first, frames)
     }
-    fn write_pages(&self, first: u64, frames: &[Pfn]) -> Result<(), IoError> {
+    fn write_pages(&self, first: u64, frames: Vec<FrameRef>) -> Result<(), IoError> {
         self.inner.write_pages(first, frames)
     }
-    fn start_read(&self, first: u64, frames: &[Pfn], done: ReadDone) {
-        self.pending
-            .lock()
-            .unwrap()
-            .push((first, frames.to_vec(), done));
+    fn start_read(&self, first: u64, frames: Vec<FrameRef>, done: ReadDone) {
+        self.pending.lock().unwrap().push((first, frames, done));
     }
 }
 
@@ -539,7 +535,7 @@ impl DeferredDisk {
                 let n = reads.len();
                 for (first, frames, done) in reads {
                     if ok {
-                        done(self.inner.read_pages(first, &frames));
+                        done(self.inner.read_pages(first, frames));
                     } else {
                         done(Err(IoError(EIO)));
                     }
@@ -797,21 +793,20 @@ fn writeback_of_one_side_while_the_other_is_written_sees_stable_bytes() {
 #[test]
 fn a_writable_mapping_of_an_alias_gets_a_private_frame_and_a_busy_source_is_refused() {
     let _g = serial();
-    let fa = testing::allocator();
     let (a, _da, b, _db) = aliased_pair(cache());
     let size = 4 * PAGE;
     let shared = a.frame_of(1).unwrap();
     // Read-only mappings may share; a writable shared mapping must not.
     let ro = b.map_page(1, size, false).unwrap();
-    assert_eq!(ro, shared);
-    fa.put(ro).unwrap();
+    assert_eq!(ro.pfn(), shared);
+    drop(ro);
     let rw = b.map_page(1, size, true).unwrap();
-    assert_ne!(rw, shared, "stores through the mapping would reach A");
+    assert_ne!(rw.pfn(), shared, "stores through the mapping would reach A");
     assert_eq!(a.frame_of(1), Some(shared));
     // A page whose frame is mapped cannot become an alias source: stores would change it
     // behind the cache's back.
     assert_eq!(a.alias_page(3, &b, 1, size), Err(IoError(EBUSY)));
-    fa.put(rw).unwrap();
+    drop(rw);
     // An alias of itself is refused too.
     assert_eq!(a.alias_page(0, &a, 0, size), Err(IoError(EBUSY)));
 }
@@ -844,7 +839,6 @@ fn a_mapped_page_that_moves_is_reported_for_its_stale_mappings() {
     let pc = cache();
     pc.set_moved_hook(record_moved);
     MOVED.lock().unwrap().clear();
-    let fa = testing::allocator();
     let (a, _da, b, _db) = aliased_pair(pc);
     let size = 4 * PAGE;
     // A process maps B's aliased page 1 read-only (the mapping holds a reference).
@@ -852,20 +846,20 @@ fn a_mapped_page_that_moves_is_reported_for_its_stale_mappings() {
     // Writing B moves B's page off the frame the mapping still holds (A keeps it):
     // reported, so the kernel can make the mapping refault.
     b.write(PAGE, b"B", size).unwrap();
-    assert_eq!(*MOVED.lock().unwrap(), vec![(b.id(), 1, mapped)]);
-    assert_ne!(b.frame_of(1), Some(mapped));
-    assert_eq!(a.frame_of(1), Some(mapped));
+    assert_eq!(*MOVED.lock().unwrap(), vec![(b.id(), 1, mapped.pfn())]);
+    assert_ne!(b.frame_of(1), Some(mapped.pfn()));
+    assert_eq!(a.frame_of(1), Some(mapped.pfn()));
     // Writing A now changes A's own frame in place (no sharer left): nothing moves.
     a.write(PAGE, b"A", size).unwrap();
-    assert_eq!(a.frame_of(1), Some(mapped));
+    assert_eq!(a.frame_of(1), Some(mapped.pfn()));
     assert_eq!(MOVED.lock().unwrap().len(), 1);
     // An unmapped page that moves is not reported.
     let c = pc.open(Box::new(MemDisk::with_pattern(4)));
     c.alias_page(2, &b, 2, size).unwrap();
     c.write(2 * PAGE, b"C", size).unwrap();
     assert_eq!(MOVED.lock().unwrap().len(), 1);
-    assert_ne!(b.frame_of(1), Some(mapped));
-    fa.put(mapped).unwrap();
+    assert_ne!(b.frame_of(1), Some(mapped.pfn()));
+    drop(mapped);
 }
 
 /// A user buffer that is a shared mapping of the very page being read or written: the
@@ -878,32 +872,23 @@ fn reads_and_writes_whose_buffer_is_the_page_itself_copy_as_memmove() {
     let orig = read_all(&f, 0, FRAME_SIZE, size);
     let pfn = f.frame_of(0).unwrap();
     // read(fd at 10, buf = the page's own bytes 20..120)
-    let dst = FramePiece {
-        pfn,
-        offset: 20,
-        len: 100,
-    };
+    // The user's mapping of the page: a reference of its own.
+    let user = FrameRef::new(testing::allocator(), pfn).unwrap();
+    let dst = user.piece(20, 100);
     assert_eq!(f.read_to_frame(10, dst, size), Ok(100));
     let mut want = orig.clone();
     want.copy_within(10..110, 20);
     assert_eq!(read_all(&f, 0, FRAME_SIZE, size), want);
     // write(fd at 50, buf = the page's own bytes 40..140)
-    let src = FramePiece {
-        pfn,
-        offset: 40,
-        len: 100,
-    };
+    let src = user.piece(40, 100);
     assert_eq!(f.write_from_frame(50, src, size), Ok(100));
     want.copy_within(40..140, 50);
     assert_eq!(read_all(&f, 0, FRAME_SIZE, size), want);
     assert_eq!(f.frame_of(0), Some(pfn));
     // Across a page boundary into another frame: plain copies.
     let other = f.frame_of(1).unwrap();
-    let dst = FramePiece {
-        pfn: other,
-        offset: 0,
-        len: 200,
-    };
+    let other_user = FrameRef::new(testing::allocator(), other).unwrap();
+    let dst = other_user.piece(0, 200);
     assert_eq!(f.read_to_frame(PAGE - 100, dst, size), Ok(200));
     let page1 = read_all(&f, PAGE, 200, size);
     assert_eq!(&page1[..100], &want[FRAME_SIZE - 100..]);

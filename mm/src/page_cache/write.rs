@@ -7,7 +7,7 @@ use super::*;
 impl CachedFile {
     /// Make page `index` present, up to date (unless the caller overwrites all of
     /// `[in_page, in_page + len)` of a page past the old end) and safe to modify: not
-    /// under writeback (stable pages). Returns the frame with a reference held, and
+    /// under writeback (stable pages). Returns a reference to the frame, and
     /// whether it is a *fresh* page: not cached before and about to be overwritten whole,
     /// so it was neither read nor zeroed; it stays `LOCKED` (readers wait) until the
     /// caller has filled it and called [`CachedFile::publish_fresh`].
@@ -17,7 +17,7 @@ impl CachedFile {
         in_page: usize,
         len: usize,
         file_size: u64,
-    ) -> Result<(Pfn, bool), IoError> {
+    ) -> Result<(FrameRef, bool), IoError> {
         loop {
             let st = self.state.lock();
             let Some(p) = st.pages.get(&index).copied() else {
@@ -25,29 +25,27 @@ impl CachedFile {
                 let whole = in_page == 0 && len == FRAME_SIZE;
                 let beyond_eof = index * PAGE >= file_size;
                 if whole {
-                    let pfn = self.cache.alloc_frame()?;
+                    let frame = self.cache.alloc_frame()?;
                     self.set_frame_flags(
-                        pfn,
+                        frame.pfn(),
                         FrameFlags::LOCKED,
                         FrameFlags::UPTODATE | FrameFlags::ERROR,
                     );
                     // The caller's reference, besides the page's.
-                    if self.cache.frames.get(pfn).is_err() {
-                        self.cache.release(pfn);
+                    let Ok(page_ref) = self.cache.hold(frame.pfn()) else {
+                        continue;
+                    };
+                    if !self.insert_new(index, page_ref) {
                         continue;
                     }
-                    if !self.insert_new(index, pfn) {
-                        self.cache.release(pfn);
-                        continue;
-                    }
-                    return Ok((pfn, true));
+                    return Ok((frame, true));
                 }
                 if beyond_eof {
                     // Nothing on disk worth reading: start from a zeroed frame.
-                    let pfn = self.cache.alloc_frame()?;
-                    phys::zero(pfn, 0, FRAME_SIZE);
-                    self.set_frame_flags(pfn, FrameFlags::UPTODATE, FrameFlags::LOCKED);
-                    self.insert_new(index, pfn);
+                    let frame = self.cache.alloc_frame()?;
+                    frame.whole().zero();
+                    self.set_frame_flags(frame.pfn(), FrameFlags::UPTODATE, FrameFlags::LOCKED);
+                    self.insert_new(index, frame);
                 } else {
                     self.start_fill(index, 1)?;
                 }
@@ -57,7 +55,7 @@ impl CachedFile {
                 drop(st);
                 // Being read (wait for it) or failed (get_page reports the error).
                 if self.frame_flags(p.pfn).contains(FrameFlags::ERROR) {
-                    self.cache.release(self.get_page(index, file_size)?);
+                    drop(self.get_page(index, file_size)?);
                 } else {
                     let table = self.cache.frames.table();
                     let pfn = p.pfn;
@@ -99,20 +97,18 @@ impl CachedFile {
                 self.move_to_copy(index, p.pfn)?;
                 continue;
             }
-            self.cache.frames.get(p.pfn).map_err(|_| IoError(EIO))?;
-            return Ok((p.pfn, false));
+            return Ok((self.cache.hold(p.pfn)?, false));
         }
     }
 
-    /// Make `pfn` (one reference, which the page takes) page `index`, unless someone
-    /// inserted that page meanwhile: then the frame is released and false returned.
-    pub(super) fn insert_new(&self, index: u64, pfn: Pfn) -> bool {
+    /// Make `frame` (whose reference the page takes) page `index`, unless someone
+    /// inserted that page meanwhile: then the reference is dropped and false returned.
+    pub(super) fn insert_new(&self, index: u64, frame: FrameRef) -> bool {
         let mut st = self.state.lock();
         if st.pages.contains_key(&index) {
-            drop(st);
-            self.cache.release(pfn);
             return false;
         }
+        let pfn = frame.into_raw();
         self.cache.share(pfn);
         st.pages.insert(index, Page::fresh(pfn));
         drop(st);
@@ -132,7 +128,7 @@ impl CachedFile {
     /// the bytes written.
     pub fn write(&self, offset: u64, data: &[u8], file_size: u64) -> Result<usize, IoError> {
         self.write_pieces(offset, data.len(), file_size, |dst, at| {
-            phys::write(dst.pfn, dst.offset, &data[at..at + dst.len]);
+            dst.write(0, &data[at..at + dst.len()]);
         })
     }
 
@@ -143,11 +139,11 @@ impl CachedFile {
     pub fn write_from_frame(
         &self,
         offset: u64,
-        src: FramePiece,
+        src: FramePiece<'_>,
         file_size: u64,
     ) -> Result<usize, IoError> {
-        self.write_pieces(offset, src.len, file_size, |dst, at| {
-            phys::copy_piece(src.sub(at, dst.len), dst);
+        self.write_pieces(offset, src.len(), file_size, |dst, at| {
+            phys::copy_piece(src.sub(at, dst.len()), dst);
         })
     }
 
@@ -159,7 +155,7 @@ impl CachedFile {
         offset: u64,
         len: usize,
         file_size: u64,
-        mut copy: impl FnMut(FramePiece, usize),
+        mut copy: impl FnMut(FramePiece<'_>, usize),
     ) -> Result<usize, IoError> {
         let mut done = 0usize;
         while done < len {
@@ -167,40 +163,40 @@ impl CachedFile {
             let index = pos / PAGE;
             let in_page = (pos % PAGE) as usize;
             let n = (FRAME_SIZE - in_page).min(len - done);
-            let (pfn, fresh) = match self.prepare_write(index, in_page, n, file_size) {
+            let (page, fresh) = match self.prepare_write(index, in_page, n, file_size) {
                 Ok(p) => p,
                 Err(e) if done == 0 => return Err(e),
                 Err(_) => break,
             };
-            let dst = FramePiece {
-                pfn,
-                offset: in_page,
-                len: n,
-            };
-            copy(dst, done);
+            copy(page.piece(in_page, n), done);
             if fresh {
-                self.publish_fresh(pfn);
+                self.publish_fresh(page.pfn());
             }
             counters::add(Counter::DataCopyBytes, n as u64);
-            self.mark_dirty(index, pfn);
-            self.cache.release(pfn);
+            self.mark_dirty(index, page.pfn());
             done += n;
         }
         Ok(done)
     }
 
     /// The frame of page `index` for a user mapping (`mmap`): read in if needed, with a
-    /// frame reference the mapping owns (the caller puts it when it unmaps the page). While
+    /// frame reference for the mapping to own (it puts it when it unmaps the page). While
     /// mapped, the extra reference keeps the page from being evicted. A page mapped
     /// `writable` (a writable shared mapping, whose stores reach the file) gets a frame of
     /// its own first if it was aliased: stores must not reach the other sharers.
-    pub fn map_page(&self, index: u64, file_size: u64, writable: bool) -> Result<Pfn, IoError> {
+    pub fn map_page(
+        &self,
+        index: u64,
+        file_size: u64,
+        writable: bool,
+    ) -> Result<FrameRef, IoError> {
         loop {
-            let pfn = self.get_page(index, file_size)?;
-            if !writable || self.cache.sharers(pfn) < 2 {
-                return Ok(pfn);
+            let page = self.get_page(index, file_size)?;
+            if !writable || self.cache.sharers(page.pfn()) < 2 {
+                return Ok(page);
             }
-            self.cache.release(pfn);
+            let pfn = page.pfn();
+            drop(page);
             self.move_to_copy(index, pfn)?;
         }
     }
@@ -238,12 +234,11 @@ impl CachedFile {
         }
         let in_page = (new_size % PAGE) as usize;
         if in_page != 0 && self.state.lock().pages.contains_key(&(new_size / PAGE)) {
-            let pfn = self
+            let page = self
                 .prepare_write(new_size / PAGE, in_page, FRAME_SIZE - in_page, new_size)?
                 .0;
-            phys::zero(pfn, in_page, FRAME_SIZE - in_page);
-            self.mark_dirty(new_size / PAGE, pfn);
-            self.cache.release(pfn);
+            page.piece(in_page, FRAME_SIZE - in_page).zero();
+            self.mark_dirty(new_size / PAGE, page.pfn());
         }
         Ok(())
     }

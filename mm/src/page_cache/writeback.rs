@@ -91,7 +91,7 @@ impl CachedFile {
         let mut attempted = 0usize;
         while attempted < max_pages && cursor <= last {
             let want = (max_pages - attempted).min(WRITEBACK_BATCH);
-            let mut batch: Vec<(u64, Pfn)> = Vec::with_capacity(want.min(64));
+            let mut batch: Vec<(u64, FrameRef)> = Vec::with_capacity(want.min(64));
             {
                 let mut st = self.state.lock();
                 for (&index, p) in st.pages.range_mut(cursor..=last) {
@@ -100,12 +100,12 @@ impl CachedFile {
                     }
                     cursor = index.saturating_add(1);
                     if p.dirty && !p.writeback {
-                        if self.cache.frames.get(p.pfn).is_err() {
+                        let Ok(held) = self.cache.hold(p.pfn) else {
                             continue;
-                        }
+                        };
                         p.set_dirty(false, &self.dirty);
                         p.set_writeback(true);
-                        batch.push((index, p.pfn));
+                        batch.push((index, held));
                     }
                 }
             }
@@ -113,7 +113,7 @@ impl CachedFile {
                 break;
             }
             attempted += batch.len();
-            let (ok, r) = self.write_batch(&batch);
+            let (ok, r) = self.write_batch(batch);
             done += ok;
             if let Err(e) = r {
                 result = result.and(Err(e));
@@ -129,21 +129,26 @@ impl CachedFile {
     /// I/O) in contiguous runs; then clean them (or leave them dirty on error). Returns
     /// the pages settled (written, or given up after [`WRITE_ATTEMPTS`]) and the first
     /// error.
-    pub(super) fn write_batch(&self, batch: &[(u64, Pfn)]) -> (usize, Result<(), IoError>) {
+    pub(super) fn write_batch(&self, batch: Vec<(u64, FrameRef)>) -> (usize, Result<(), IoError>) {
         let mut written = 0;
         let mut result = Ok(());
-        let mut start = 0;
-        while start < batch.len() {
-            let mut end = start + 1;
-            while end < batch.len() && batch[end].0 == batch[end - 1].0 + 1 {
-                end += 1;
+        let mut batch = batch.into_iter().peekable();
+        while let Some((first, frame)) = batch.next() {
+            // One contiguous run; its references go to the I/O, which drops them when
+            // the device is done.
+            let mut run: Vec<(u64, Pfn)> = alloc::vec![(first, frame.pfn())];
+            let mut frames = alloc::vec![frame];
+            while let Some((index, _)) = batch.peek()
+                && *index == run[run.len() - 1].0 + 1
+            {
+                let (index, frame) = batch.next().expect("peeked");
+                run.push((index, frame.pfn()));
+                frames.push(frame);
             }
-            let run = &batch[start..end];
-            let frames: Vec<Pfn> = run.iter().map(|&(_, p)| p).collect();
-            let r = self.io.write_pages(run[0].0, &frames);
+            let r = self.io.write_pages(first, frames);
             let mut st = self.state.lock();
             let mut given_up = 0;
-            for &(index, pfn) in run {
+            for &(index, pfn) in &run {
                 if let Some(p) = st.pages.get_mut(&index)
                     && p.pfn == pfn
                 {
@@ -171,9 +176,6 @@ impl CachedFile {
                 );
                 written += given_up;
             }
-            for &pfn in &frames {
-                self.cache.release(pfn);
-            }
             match r {
                 Ok(()) => written += run.len(),
                 Err(e) => {
@@ -182,7 +184,6 @@ impl CachedFile {
                     result = result.and(Err(e));
                 }
             }
-            start = end;
         }
         (written, result)
     }

@@ -28,7 +28,9 @@ impl drivers::hal::Hal for KernelHal {
             }
         };
         for i in 0..pages as u64 {
-            mm::phys::zero(start.add(i), 0, FRAME_SIZE);
+            // SAFETY: the run was just allocated for this ring and nobody else knows it
+            // yet; its one reference goes to the driver with the address below.
+            unsafe { mm::phys::zero(start.add(i), 0, FRAME_SIZE) };
         }
         Some(start.addr())
     }

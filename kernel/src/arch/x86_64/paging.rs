@@ -159,11 +159,15 @@ fn table_ptr(phys: u64) -> *mut PageTable {
 
 /// Turn `count` descriptors' worth of physical memory at `phys` into the frame descriptor
 /// table, every record initialised as reserved.
-pub fn frame_table_storage(phys: u64, count: usize) -> &'static [FrameDescriptor] {
+///
+/// # Safety
+/// `count * size_of::<FrameDescriptor>()` bytes at `phys` are usable RAM under the
+/// physical-memory map that nothing else uses, now or later (they are never given to the
+/// frame allocator).
+pub unsafe fn frame_table_storage(phys: u64, count: usize) -> &'static [FrameDescriptor] {
     let ptr = phys_to_virt(phys) as *mut FrameDescriptor;
-    // SAFETY: the caller carved `count * size_of::<FrameDescriptor>()` bytes at `phys` out of
-    // usable RAM and never hands them to the allocator, so the memory is mapped, exclusively
-    // ours and lives forever; every record is written before the slice is created.
+    // SAFETY: the caller's contract: the memory is mapped, exclusively ours and lives
+    // forever; every record is written before the slice is created.
     unsafe {
         for i in 0..count {
             ptr.add(i).write(FrameDescriptor::new_reserved());
@@ -247,7 +251,8 @@ pub fn reserve_kernel_slot() -> Option<u64> {
     let p4 = mapper.level_4_table_mut();
     let idx = (256..512).rev().find(|&i| p4[i].is_unused())?;
     let pfn = super::physmem::alloc_frame(Owner::PageTable, Gfp::Atomic).ok()?;
-    mm::phys::zero(pfn, 0, FRAME_SIZE);
+    // SAFETY: a page table just allocated here, not yet linked into any table.
+    unsafe { mm::phys::zero(pfn, 0, FRAME_SIZE) };
     p4[idx].set_addr(
         PhysAddr::new(pfn.addr()),
         PageTableFlags::PRESENT | PageTableFlags::WRITABLE,
@@ -313,7 +318,8 @@ impl AddressSpace {
     pub fn new() -> Result<AddressSpace, MapError> {
         let pfn = super::physmem::alloc_frame(Owner::PageTable, Gfp::User)
             .map_err(|_| MapError::OutOfMemory)?;
-        mm::phys::zero(pfn, 0, FRAME_SIZE);
+        // SAFETY: a page table just allocated here, not yet loaded or linked anywhere.
+        unsafe { mm::phys::zero(pfn, 0, FRAME_SIZE) };
         let kernel = table_ptr(KERNEL_P4.load(Ordering::Relaxed));
         let new = table_ptr(pfn.addr());
         // SAFETY: both tables are mapped by the physical-memory map; the new one is ours
@@ -583,9 +589,12 @@ impl Drop for AddressSpace {
     }
 }
 
-/// The bootloader's ramdisk (the initramfs) as bytes: `addr` is the virtual address the
-/// bootloader mapped it at, `len` its exact length.
-pub fn ramdisk(addr: u64, len: u64) -> &'static [u8] {
+/// The bootloader's ramdisk (the initramfs) as bytes, from the boot information the
+/// bootloader handed to the kernel's entry point (`ramdisk_addr`: where it mapped it,
+/// `ramdisk_len`: its exact length).
+pub fn ramdisk(boot_info: &bootloader_api::BootInfo) -> &'static [u8] {
+    let addr = boot_info.ramdisk_addr.into_option().unwrap_or(0);
+    let len = boot_info.ramdisk_len;
     if addr == 0 || len == 0 || addr < KERNEL_HALF {
         return &[];
     }

@@ -12,6 +12,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
 use mm::frame::{FRAME_SIZE, Pfn};
 use mm::frame_alloc::{AllocError, FrameAllocator};
+use mm::frame_ref::FrameRef;
 use mm::frame_table::{FrameTable, Owner};
 use spin::Once;
 
@@ -96,6 +97,15 @@ pub fn alloc_frame(owner: Owner, gfp: Gfp) -> Result<Pfn, AllocError> {
     }
 }
 
+/// A frame for `owner` as [`alloc_frame`], its one reference held by the handle (the
+/// way safe code gets a frame whose bytes it may touch).
+pub fn alloc_frame_ref(owner: Owner, gfp: Gfp) -> Result<FrameRef, AllocError> {
+    let pfn = alloc_frame(owner, gfp)?;
+    // SAFETY: `alloc_frame` hands out a newly allocated frame for `owner` with one
+    // reference, which nobody else has; the handle takes that reference.
+    Ok(unsafe { FrameRef::from_raw(frames(), pfn) })
+}
+
 /// See [`Reclaim::make_room`]; false without a policy.
 pub fn make_room(pages: u64) -> bool {
     RECLAIM.get().is_some_and(|r| (r.make_room)(pages))
@@ -172,7 +182,9 @@ pub fn init(regions: &MemoryRegions, phys_offset: u64) -> Result<MemoryInfo, &'s
         .map(|(s, _)| s)
         .ok_or("no region large enough for the frame descriptor table")?;
     let table_end = table_start + table_bytes;
-    let storage = paging::frame_table_storage(table_start, frames_covered as usize);
+    // SAFETY: `[table_start, table_end)` is usable RAM chosen above, and the regions
+    // handed to the allocator below skip it, so nothing else ever uses it.
+    let storage = unsafe { paging::frame_table_storage(table_start, frames_covered as usize) };
     mm::phys::init(phys_offset as usize, frames_covered);
     let frames = FRAMES.call_once(|| FrameAllocator::new(FrameTable::new(storage)));
 

@@ -29,8 +29,12 @@ pub fn int3_with_rax(value: u64) -> u64 {
 }
 
 /// Read 8 bytes at `va` in the current address space (used to check a fresh mapping).
-pub fn read_user_bytes(va: u64) -> [u8; 8] {
-    // SAFETY: callers map `va` (readable, 8 bytes inside one page) before calling; an
-    // unmapped address faults and is reported like any kernel fault.
+///
+/// # Safety
+/// `va` is mapped readable in the active address space, with 8 bytes inside one page,
+/// and nothing writes them meanwhile.
+pub unsafe fn read_user_bytes(va: u64) -> [u8; 8] {
+    // SAFETY: the caller's contract; an unmapped address would fault and be reported
+    // like any kernel fault.
     unsafe { core::ptr::read_volatile(va as *const [u8; 8]) }
 }

@@ -28,7 +28,7 @@ impl DiskBlocks {
         op: Op,
         sector: u64,
         len: usize,
-        mut each: impl FnMut(usize, Pfn, usize),
+        mut each: impl FnMut(usize, &FrameRef, usize),
     ) -> Result<(), FsError> {
         if len == 0 || !len.is_multiple_of(512) {
             return Err(FsError::Invalid);
@@ -38,38 +38,31 @@ impl DiskBlocks {
         for _ in 0..n {
             // Kernel class: metadata I/O must make progress under memory pressure (it is
             // how dirty pages get written back), so it may use half of the reserve.
-            match crate::memory::alloc_frame(Owner::Kernel, crate::memory::Gfp::Kernel) {
-                Ok(p) => pfns.push(p),
-                Err(_) => {
-                    for p in pfns {
-                        let _ = frames().put(p);
-                    }
-                    return Err(FsError::Io);
-                }
+            match crate::memory::alloc_frame_ref(Owner::Kernel, crate::memory::Gfp::Kernel) {
+                Ok(f) => pfns.push(f),
+                Err(_) => return Err(FsError::Io),
             }
         }
         let segs: Vec<Segment> = pfns
             .iter()
             .enumerate()
             .map(|(i, p)| Segment {
-                phys: p.addr(),
+                phys: p.pfn().addr(),
                 len: (len - i * FRAME_SIZE).min(FRAME_SIZE) as u32,
             })
             .collect();
         if op == Op::Write {
-            for (i, &p) in pfns.iter().enumerate() {
+            for (i, p) in pfns.iter().enumerate() {
                 each(i * FRAME_SIZE, p, segs[i].len as usize);
             }
         }
         let result = self.disk.io(op, sector, segs.clone());
         if op == Op::Read && result.is_ok() {
-            for (i, &p) in pfns.iter().enumerate() {
+            for (i, p) in pfns.iter().enumerate() {
                 each(i * FRAME_SIZE, p, segs[i].len as usize);
             }
         }
-        for p in pfns {
-            let _ = frames().put(p);
-        }
+        drop(pfns);
         counters::add(Counter::MetadataCopyBytes, len as u64);
         result.map(|_| ()).map_err(fs_err)
     }
@@ -83,13 +76,13 @@ impl BlockDev for DiskBlocks {
     fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), FsError> {
         let len = buf.len();
         self.transfer(Op::Read, sector, len, |off, p, n| {
-            mm::phys::read(p, 0, &mut buf[off..off + n])
+            p.piece(0, n).read(0, &mut buf[off..off + n])
         })
     }
 
     fn write(&self, sector: u64, buf: &[u8]) -> Result<(), FsError> {
         self.transfer(Op::Write, sector, buf.len(), |off, p, n| {
-            mm::phys::write(p, 0, &buf[off..off + n])
+            p.piece(0, n).write(0, &buf[off..off + n])
         })
     }
 

@@ -12,31 +12,27 @@ pub struct FilePages {
 }
 
 /// A piece of a transfer: `sectors` on disk starting at `sector`, to or from the frame
-/// ranges in `segs`; `frames` holds a reference to each frame the segments touch, which
-/// the block request owns until it completes.
+/// ranges in `segs`.
 struct Extent {
     sector: u64,
     segs: Vec<Segment>,
-    frames: Vec<FrameRef>,
 }
 
-impl Extent {
-    /// `pfn` is in this extent's segments: hold a reference to it (once).
-    fn hold(&mut self, pfn: Pfn) -> Result<(), IoError> {
-        if self.frames.last().is_none_or(|f| f.pfn() != pfn) {
-            self.frames
-                .push(FrameRef::new(frames(), pfn).map_err(|_| IoError(EIO))?);
-        }
-        Ok(())
-    }
-}
+/// The references to a transfer's frames that the page cache handed over: every block
+/// request of the transfer owns a share, so the last completion lets them go.
+type HeldFrames = Arc<Vec<FrameRef>>;
 
 impl FilePages {
     /// Map every block of pages `first..first + frames.len()` and group them into
     /// extents of consecutive disk blocks. Holes (when not allocating) are zero-filled
     /// in the frame and left out. The whole range is mapped with one walk of the inode
     /// (`map_range`), not one per block.
-    fn extents(&self, first: u64, frames: &[Pfn], alloc: bool) -> Result<Vec<Extent>, IoError> {
+    fn extents(
+        &self,
+        first: u64,
+        frames: &[FrameRef],
+        alloc: bool,
+    ) -> Result<Vec<Extent>, IoError> {
         let mut fs = self.fs.lock();
         let bs = fs.block_size() as u64;
         let spb = fs.sectors_per_block() as u64;
@@ -57,7 +53,8 @@ impl FilePages {
         let mut out: Vec<Extent> = Vec::new();
         let mut next_sector = u64::MAX;
         for (i, block) in map.into_iter().enumerate() {
-            let pfn = frames[i / per_page as usize];
+            let frame = &frames[i / per_page as usize];
+            let pfn = frame.pfn();
             let b = i as u64 % per_page;
             let Some(block) = block else {
                 // A read of a hole or of blocks past the end finds zeros; a write zeroes
@@ -71,7 +68,7 @@ impl FilePages {
                     .get(pfn)
                     .is_some_and(|d| d.sharers() > 1);
                 if !alloc || !shared {
-                    mm::phys::zero(pfn, (b * bs) as usize, bs as usize);
+                    frame.piece((b * bs) as usize, bs as usize).zero();
                 }
                 next_sector = u64::MAX;
                 continue;
@@ -90,17 +87,11 @@ impl FilePages {
                     } else {
                         e.segs.push(seg);
                     }
-                    e.hold(pfn)?;
                 }
-                _ => {
-                    let mut e = Extent {
-                        sector,
-                        segs: alloc::vec![seg],
-                        frames: Vec::new(),
-                    };
-                    e.hold(pfn)?;
-                    out.push(e);
-                }
+                _ => out.push(Extent {
+                    sector,
+                    segs: alloc::vec![seg],
+                }),
             }
             next_sector = sector + spb;
         }
@@ -108,7 +99,7 @@ impl FilePages {
     }
 
     /// Submit every extent at once and wait for all of them.
-    fn run(&self, op: Op, extents: Vec<Extent>) -> Result<(), IoError> {
+    fn run(&self, op: Op, extents: Vec<Extent>, held: HeldFrames) -> Result<(), IoError> {
         let left = Arc::new(AtomicUsize::new(extents.len()));
         let failed = Arc::new(AtomicUsize::new(0));
         for e in extents {
@@ -124,7 +115,7 @@ impl FilePages {
                     l.fetch_sub(1, Ordering::SeqCst);
                 }),
             )
-            .owning(e.frames);
+            .owning(held.clone());
             if self.disk.submit(req).is_err() {
                 failed.fetch_add(1, Ordering::SeqCst);
                 left.fetch_sub(1, Ordering::SeqCst);
@@ -140,15 +131,15 @@ impl FilePages {
 }
 
 impl PageIo for FilePages {
-    fn read_pages(&self, first: u64, frames: &[Pfn]) -> Result<(), IoError> {
-        let extents = self.extents(first, frames, false)?;
-        self.run(Op::Read, extents)
+    fn read_pages(&self, first: u64, frames: Vec<FrameRef>) -> Result<(), IoError> {
+        let extents = self.extents(first, &frames, false)?;
+        self.run(Op::Read, extents, Arc::new(frames))
     }
 
     /// Readahead: every extent goes to the disk at once and this returns; the last
     /// completion (in the disk interrupt) reports the result.
-    fn start_read(&self, first: u64, frames: &[Pfn], done: ReadDone) {
-        let extents = match self.extents(first, frames, false) {
+    fn start_read(&self, first: u64, frames: Vec<FrameRef>, done: ReadDone) {
+        let extents = match self.extents(first, &frames, false) {
             Ok(e) => e,
             Err(e) => return done(Err(e)),
         };
@@ -181,6 +172,7 @@ impl PageIo for FilePages {
                 });
             }
         };
+        let held: HeldFrames = Arc::new(frames);
         for e in extents {
             let pc = p.clone();
             let req = Request::new(
@@ -189,18 +181,18 @@ impl PageIo for FilePages {
                 e.segs,
                 Box::new(move |c| finish(&pc, c.result.is_ok())),
             )
-            .owning(e.frames);
+            .owning(held.clone());
             if self.disk.submit(req).is_err() {
                 crate::arch::cpu::without_interrupts(|| finish(&p, false));
             }
         }
     }
 
-    fn write_pages(&self, first: u64, frames: &[Pfn]) -> Result<(), IoError> {
+    fn write_pages(&self, first: u64, frames: Vec<FrameRef>) -> Result<(), IoError> {
         let extents = self
-            .extents(first, frames, true)
+            .extents(first, &frames, true)
             .map_err(|e| if e.0 == 0 { IoError(ENOMEM) } else { e })?;
-        self.run(Op::Write, extents)
+        self.run(Op::Write, extents, Arc::new(frames))
     }
 }
 

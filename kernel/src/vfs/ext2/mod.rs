@@ -20,7 +20,7 @@ use fs::blockdev::BlockDev;
 use fs::error::FsError;
 use fs::ext2::{Ext2, MountOptions, ROOT_INO};
 use mm::counters::{self, Counter};
-use mm::frame::{FRAME_SIZE, Pfn};
+use mm::frame::FRAME_SIZE;
 use mm::frame_ref::FrameRef;
 use mm::frame_table::Owner;
 use mm::page_cache::{CachedFile, EIO, ENOMEM, IoError, PageIo, ReadDone};
@@ -30,7 +30,6 @@ use super::node::*;
 use super::page_cache;
 use crate::block::Disk;
 use crate::errno::Errno;
-use crate::memory::frames;
 use crate::time;
 
 mod disk_blocks;
