@@ -18,6 +18,8 @@
 #   make bench-files [BENCH_ARGS="--bus virtio --runs 3 ..."]
 #                              buffered file I/O from user space (fbench), AliasOS vs Linux;
 #                              target/bench-files.md and target/bench-files.svg
+#   make bench-copy            the copies alone (sendfile, copy_file_range, cp, read/write)
+#                              with the bytes the CPU copied per MiB, AliasOS vs Linux
 #   make profile [BENCH_ARGS="--bus virtio ..."]
 #                              the bench-files workload on AliasOS with the sampling profiler:
 #                              flat top 30 and flame graph in target/bench-files/profile-*
@@ -55,7 +57,7 @@ else
 RUN_DISKS := $(foreach d,$(subst $(comma), ,$(DISK)),--disk $(if $(findstring :,$(d)),$(d),$(d):$(BUS)))
 endif
 
-.PHONY: all deps toolchain image initramfs run test lint gdb usb clean data-disk bench bench-blk bench-files profile
+.PHONY: all deps toolchain image initramfs run test lint gdb usb clean data-disk bench bench-blk bench-files bench-copy profile
 
 all: image
 
@@ -112,6 +114,11 @@ bench-blk: deps
 
 bench-files: deps
 	$(CARGO) run -q -p bench --bin bench-files -- $(BENCH_ARGS)
+
+# The copies alone: sendfile, copy_file_range, cp and a read/write loop, with the bytes
+# the CPU copied per MiB (into target/bench-files.md as well).
+bench-copy: deps
+	$(CARGO) run -q -p bench --bin bench-files -- --workloads copy_sendfile,copy_cfr,copy_cp,copy_rw $(BENCH_ARGS)
 
 profile: deps
 	$(CARGO) run -q -p bench --bin bench-files -- --no-linux --profile --bus virtio --runs 1 $(BENCH_ARGS)

@@ -24,13 +24,21 @@
 //! | # | lock (where it is made) | serialises | taken inside it |
 //! |---|---|---|---|
 //! | 1 | process file table (`proc::Process::files`) | fd allocation, close, dup | 2–8 |
-//! | 2 | open description's position (`vfs::file::File::pos`) | read/write/lseek on one description | 3, 4, 6, 8 |
-//! | 3 | ext2 inode write lock (`vfs::ext2`, `write_lock`) | writes and truncates of one file | 4, 6, 8 |
+//! | 2 | open description's position (`vfs::file::File::pos`) | read/write/lseek on one description; sendfile/copy_file_range hold two, in address order | 3, 4, 6, 7, 8 |
+//! | 3 | ext2 inode write lock (`vfs::ext2`, `write_lock`) | writes and truncates of one file; a copy between files holds both (address order) | 4, 6, 8 |
 //! | 4 | process memory map (`proc::Process::mem`) | page faults, mmap/munmap/mprotect/brk, user copies | 5, 8 |
 //! | 5 | shared anonymous object (`proc::vm::SharedMemory::pages`) | its page index | — |
 //! | 6 | ext2 file system (`vfs::ext2`, `fs`) | block and inode allocation, metadata, the block map | — |
 //! | 7 | pipe state; ramfs directory → ramfs node | the pipe's ring; a ramfs directory's entries | 4 (pipe: user copies) |
 //! | 8 | page cache: `files`, `lru`, then a file's `state` (spin locks) | the index of cached files; the eviction queue; one file's page index, dirty and writeback bits | — |
+//!
+//! Sharing a frame between files: only a copy between files (sendfile, `copy_file_range`)
+//! adds a sharer, and it holds both files' write locks (3) while it does; every change to a
+//! page's bytes (a write, a truncate, a writable mapping's fault) decides whether to break
+//! the share under the changing file's `state` (8), holding that file's write lock or, for a
+//! fault, the memory map (4) while the source's mapped frames are never shared (a mapped
+//! source page is refused as an alias source). So no share can be added between that
+//! decision and the change: the write locks stand in for a per-frame lock.
 //!
 //! Two orders follow from it that the memory model must keep: a page fault holds the
 //! memory map (4) and then takes a file's page-cache `state` (8), and a write holds the

@@ -7,10 +7,12 @@
 //! * `copy_256_mib_with_512_mib_of_ram`: a cold read of a 256 MiB file, then 256 MiB of
 //!   zeros written with `conv=fsync` (this panicked the kernel once: a 1 MiB heap
 //!   allocation of writeback bookkeeping), `drop_caches`, the file hashed cold (every
-//!   byte through readahead), then copied by `cp` and by `dd bs=1M` (a read/write loop);
-//!   no process may die, nothing may be killed.
+//!   byte through readahead), then copied by `cp` (copy_file_range: 65,536 pages
+//!   aliased, no byte copied by the CPU) and by `dd bs=1M` (a read/write loop); no
+//!   process may die, nothing may be killed.
 //! * `big_file_with_64_mib_of_ram` / `..._32_mib_...`: 256 MiB from /dev/urandom written
-//!   with `dd`, hashed, copied, hashed, on a machine with a fraction of that in RAM.
+//!   with `dd`, hashed, copied (by `cp`: aliases, under memory pressure), hashed, on a
+//!   machine with a fraction of that in RAM.
 //! * `oom_killer_ends_the_hog_and_the_shell_survives`: `memhog` takes memory without
 //!   bound; it must die of SIGKILL (status 137), the shell must carry on.
 //! * `pid1_killed_by_a_fault_ends_the_run`: PID 1 dies of SIGSEGV; QEMU must exit with a
@@ -69,7 +71,7 @@ fn assert_nothing_killed(o: &boot::Outcome) {
 fn copy_256_mib_with_512_mib_of_ram() {
     let src = data(256 * MIB, 9);
     let t = Tree::new("copy256");
-    t.file("src.bin", &src).rc("\
+    t.file("src.bin", &src).file("empty.bin", b"").rc("\
 echo rc start
 dd if=src.bin of=/dev/null bs=1M
 dd if=/dev/zero of=z.bin bs=1M count=256 conv=fsync
@@ -77,7 +79,11 @@ rm z.bin
 echo 3 > /proc/sys/vm/drop_caches
 sha256sum src.bin > cold-hash
 echo 3 > /proc/sys/vm/drop_caches
+cat /proc/vmstat > vm0
+cp empty.bin empty-copy.bin
+cat /proc/vmstat > vm1
 cp src.bin cp.bin
+cat /proc/vmstat > vm2
 dd if=src.bin of=dd.bin bs=1M
 sha256sum cp.bin dd.bin > hashes
 cat /proc/vmstat > vmstat
@@ -108,6 +114,36 @@ poweroff
     assert!(try_read_back(&img, "/z.bin").is_none(), "z.bin was removed");
     let vmstat = read_back_text(&img, "/vmstat", &o);
     assert_eq!(stat(&vmstat, "oom_kill"), Some(0), "{vmstat}");
+    // `cp` copies with copy_file_range: every page of the cold source is read in by
+    // DMA and aliased, none is copied by the CPU. The counters are read by `cat`s from
+    // the shell, whose own file data (the programs loaded from the initramfs, the
+    // `vm*` files written) is counted too: a copy of an empty file, measured the same
+    // way, gives that baseline. The 256 MiB copy may add only the difference in length
+    // of the two `vm*` files (and a line of the script the shell reads, if any).
+    let vm: Vec<String> = ["/vm0", "/vm1", "/vm2"]
+        .iter()
+        .map(|p| read_back_text(&img, p, &o))
+        .collect();
+    let at = |i: usize, name| stat(&vm[i], name).unwrap_or(0);
+    assert_eq!(
+        at(2, "alias_pages") - at(1, "alias_pages"),
+        (256 * MIB / 4096) as u64,
+        "{}\n{}",
+        vm[1],
+        vm[2]
+    );
+    let baseline = at(1, "data_copy_bytes") - at(0, "data_copy_bytes");
+    let copy = at(2, "data_copy_bytes") - at(1, "data_copy_bytes");
+    eprintln!(
+        "cp of 256 MiB: {} pages aliased, data_copy_bytes +{copy} (an empty file's cp: +{baseline})",
+        at(2, "alias_pages") - at(1, "alias_pages")
+    );
+    assert!(
+        copy <= baseline + 4096,
+        "cp copied {copy} bytes by the CPU against {baseline} for an empty file:\n{}\n{}",
+        vm[1],
+        vm[2]
+    );
     let _ = std::fs::remove_file(&img);
 }
 

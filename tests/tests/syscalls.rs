@@ -65,6 +65,14 @@ fn private_byte(i: usize) -> u8 {
 }
 
 /// Byte `i` of `/mnt/systest/pattern.bin` (user/systest/src/files.rs `pat`).
+/// The copy source of systest's `copies` cases (user/systest/src/copies.rs).
+fn copy_src_byte(i: usize) -> u8 {
+    (i.wrapping_mul(7) ^ (i / 4096)) as u8
+}
+
+/// Length of that source: 16 pages and 100 bytes.
+const COPY_SRC_LEN: usize = 16 * 4096 + 100;
+
 fn pattern_byte(i: usize) -> u8 {
     (i % 251) as u8 ^ (i / 4096) as u8
 }
@@ -229,6 +237,24 @@ fn check_image(img: &Path) -> Vec<String> {
             v[..4].copy_from_slice(b"NONE");
             v
         }),
+        ("/systest/cfr_src.bin", {
+            let mut v: Vec<u8> = (0..COPY_SRC_LEN).map(copy_src_byte).collect();
+            v[3 * 4096 + 5..3 * 4096 + 8].copy_from_slice(b"SRC");
+            v
+        }),
+        ("/systest/cfr_dst.bin", {
+            // Aliased pages written to the target's own blocks, a head copied into a
+            // hole, a write after the copy, and two pages appended by file offsets.
+            let mut v: Vec<u8> = (0..COPY_SRC_LEN).map(copy_src_byte).collect();
+            v[..1000].fill(0);
+            v[5 * 4096 + 7..5 * 4096 + 10].copy_from_slice(b"DST");
+            v.extend((0..8192).map(copy_src_byte));
+            v
+        }),
+        (
+            "/systest/sf_dst.bin",
+            (0..COPY_SRC_LEN).map(copy_src_byte).collect(),
+        ),
         ("/data/private.bin", (0..8192).map(private_byte).collect()),
         ("/data/readonly.bin", (0..8192).map(private_byte).collect()),
     ];

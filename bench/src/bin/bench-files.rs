@@ -22,7 +22,7 @@ use std::time::Duration;
 use bench::{End, Limits, Run, Watch, bus_name, linux_peer, parse_buses, run_qemu};
 use boot::{Bus, DirectKernel, Disk, Qemu, Serial, exit_code};
 
-const WORKLOADS: [(&str, &str); 4] = [
+const WORKLOADS: [(&str, &str); 6] = [
     ("read", "cold buffered sequential read, 1 MiB reads"),
     ("write", "write 256 MiB in 1 MiB writes + fsync"),
     (
@@ -30,6 +30,8 @@ const WORKLOADS: [(&str, &str); 4] = [
         "256 MiB copy, read/write loop with a 1 MiB buffer, + sync",
     ),
     ("copy_cp", "256 MiB copy by the system's cp, + sync"),
+    ("copy_sendfile", "256 MiB copy by sendfile calls, + sync"),
+    ("copy_cfr", "256 MiB copy by copy_file_range calls, + sync"),
 ];
 const SRC_MIB: u64 = 256;
 const IMAGE_MIB: u64 = 1024;
@@ -39,7 +41,7 @@ usage: bench-files [options]
   --bus LIST      buses, comma-separated: virtio,ahci (default both)
   --runs N        runs per workload (default 3)
   --mem SIZE      guest RAM (default 512M)
-  --workloads L   read,write,copy_rw,copy_cp (default all)
+  --workloads L   read,write,copy_rw,copy_cp,copy_sendfile,copy_cfr (default all)
   --no-linux      skip the Linux guest
   --no-aliasos    skip AliasOS
   --profile       AliasOS with the sampling profiler; profile-<bus>.txt/.svg in target/bench-files
@@ -203,6 +205,8 @@ impl Os {
 
 /// Per workload, the values of every run.
 type Results = BTreeMap<String, Vec<f64>>;
+/// Suffix of a workload's key for its CPU-copied bytes per MiB.
+const CPU: &str = "@cpu";
 /// A chart row: label, AliasOS median, Linux median.
 type ChartRow = (String, Option<f64>, Option<f64>);
 
@@ -244,13 +248,15 @@ fn run_guest(
     let mut res: Results = BTreeMap::new();
     for line in run.serial.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
+        // `FBENCH-CPU w n`: bytes the CPU copied per MiB (AliasOS counts them).
         let (w, v) = match (os, words.as_slice()) {
-            (Os::AliasOs, [.., "FBENCH", w, v]) => (*w, *v),
-            (Os::Linux, [.., "BENCH-FILES", b, w, v]) if *b == bus => (*w, *v),
+            (Os::AliasOs, [.., "FBENCH", w, v]) => (w.to_string(), *v),
+            (Os::AliasOs, [.., "FBENCH-CPU", w, v]) => (format!("{w}{CPU}"), *v),
+            (Os::Linux, [.., "BENCH-FILES", b, w, v]) if *b == bus => (w.to_string(), *v),
             _ => continue,
         };
         if let Ok(v) = v.parse::<f64>() {
-            res.entry(w.to_string()).or_default().push(v);
+            res.entry(w).or_default().push(v);
         }
     }
     match &run.end {
@@ -296,7 +302,7 @@ fn table(
     results: &BTreeMap<(String, &'static str), Results>,
 ) -> (String, Vec<ChartRow>) {
     let mut t = String::from(
-        "| workload | bus | AliasOS MiB/s | Linux MiB/s | ratio |\n|---|---|---:|---:|---:|\n",
+        "| workload | bus | AliasOS MiB/s | Linux MiB/s | ratio | AliasOS CPU-copied bytes/MiB |\n|---|---|---:|---:|---:|---:|\n",
     );
     let mut chart = Vec::new();
     for w in &o.workloads {
@@ -313,8 +319,13 @@ fn table(
                 (Some((x, ..)), Some((y, ..))) if y > 0.0 => format!("{:.2}x", x / y),
                 _ => "n/a".into(),
             };
+            let cpu = results
+                .get(&(bus.to_string(), "AliasOS"))
+                .and_then(|r| r.get(&format!("{w}{CPU}")))
+                .and_then(|v| median(v))
+                .map_or("n/a".to_string(), |(m, ..)| format!("{m:.0}"));
             t.push_str(&format!(
-                "| {w} | {bus} | {} | {} | {ratio} |\n",
+                "| {w} | {bus} | {} | {} | {ratio} | {cpu} |\n",
                 cell(a),
                 cell(l)
             ));

@@ -97,6 +97,11 @@ impl File {
         self.node.kind()
     }
 
+    /// Bytes of data (what `SEEK_END` and `O_APPEND` use).
+    pub fn size(&self) -> u64 {
+        self.ops.size()
+    }
+
     /// A stream (pipe, terminal): no offset.
     pub fn is_stream(&self) -> bool {
         self.ops.stream()
@@ -185,6 +190,126 @@ impl File {
         };
         check_end(at, buf.len())?;
         self.ops.write(at, buf, self.nonblock())
+    }
+
+    /// The data movement of `sendfile` and `copy_file_range`: `len` bytes of `src` from
+    /// `src_at` (None: `src`'s offset, which advances) into this file at `at` (None: the
+    /// offset, which advances; streams take the bytes as a `write`). Between page-cache
+    /// files the pages are shared, not copied (`FileOps::copy_range_from`); otherwise
+    /// the bytes go through a kernel buffer. Stops at the source's end. For one file,
+    /// overlapping ranges are EINVAL. The caller has checked the descriptors' kinds.
+    pub fn copy_range_in(
+        &self,
+        at: Option<u64>,
+        src: &File,
+        src_at: Option<u64>,
+        len: usize,
+    ) -> Result<usize, Errno> {
+        if !src.readable() || !self.writable() {
+            return Err(Errno::EBADF);
+        }
+        if src.ops.stream() {
+            return Err(Errno::EINVAL);
+        }
+        let same = core::ptr::eq(self, src);
+        if same && at.is_none() && src_at.is_none() {
+            return Err(Errno::EINVAL); // one offset cannot be both ends
+        }
+        // Offsets in use are locked (two descriptions in address order, like any two
+        // locks of one class).
+        let dst_pos = at.is_none() && !self.ops.stream();
+        let (mut dst_guard, mut src_guard) = match (dst_pos, src_at.is_none()) {
+            (true, true) if (self as *const File) < (src as *const File) => {
+                let d = self.pos.lock();
+                (Some(d), Some(src.pos.lock()))
+            }
+            (true, true) => {
+                let s = src.pos.lock();
+                (Some(self.pos.lock()), Some(s))
+            }
+            (true, false) => (Some(self.pos.lock()), None),
+            (false, true) => (None, Some(src.pos.lock())),
+            (false, false) => (None, None),
+        };
+        let from = src_at.or(src_guard.as_deref().copied()).unwrap_or(0);
+        let to = at.or(dst_guard.as_deref().copied()).unwrap_or(0);
+        if from > i64::MAX as u64 || to > i64::MAX as u64 {
+            return Err(Errno::EINVAL);
+        }
+        let len = (len as u64).min(src.ops.size().saturating_sub(from)) as usize;
+        if len == 0 {
+            return Ok(0);
+        }
+        let same_data = match (self.ops.cached_inode(), src.ops.cached_inode()) {
+            (Some(a), Some(b)) => Arc::ptr_eq(&a, &b),
+            _ => same,
+        };
+        if same_data && to < from + len as u64 && from < to + len as u64 {
+            return Err(Errno::EINVAL);
+        }
+        if !self.ops.stream() {
+            check_end(to, len)?;
+        }
+        let moved = match (self.ops.stream(), src.ops.cached_inode()) {
+            (false, Some(inode)) => match self.ops.copy_range_from(to, &inode, from, len) {
+                Err(Errno::EOPNOTSUPP) => self.copy_through_buffer(to, src, from, len)?,
+                r => r?,
+            },
+            _ => self.copy_through_buffer(to, src, from, len)?,
+        };
+        if let Some(p) = dst_guard.as_deref_mut() {
+            *p = to + moved as u64;
+        }
+        if let Some(p) = src_guard.as_deref_mut() {
+            *p = from + moved as u64;
+        }
+        Ok(moved)
+    }
+
+    /// [`File::copy_range_in`] for files whose data is not in the page cache (or a
+    /// stream as the target): read into a kernel buffer, write from it. The source
+    /// advances by what was written.
+    fn copy_through_buffer(
+        &self,
+        to: u64,
+        src: &File,
+        from: u64,
+        len: usize,
+    ) -> Result<usize, Errno> {
+        const BOUNCE: usize = 64 << 10;
+        let mut buf = alloc::vec![0u8; BOUNCE.min(len)];
+        let mut done = 0usize;
+        while done < len {
+            let want = (len - done).min(buf.len());
+            let r = src.ops.read(
+                from + done as u64,
+                &mut ReadBuf::Kernel(&mut buf[..want]),
+                false,
+            );
+            let got = match r {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => break,
+            };
+            let w = self.ops.write(
+                to + done as u64,
+                &mut WriteBuf::Kernel(&buf[..got]),
+                self.nonblock(),
+            );
+            match w {
+                Ok(n) => {
+                    done += n;
+                    if n < got {
+                        break;
+                    }
+                }
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        // (The copies are counted where they happen: the page cache, devices.)
+        Ok(done)
     }
 
     /// `lseek(2)`.

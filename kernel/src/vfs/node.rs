@@ -455,6 +455,19 @@ pub trait FileOps: Send + Sync {
     fn cached_inode(&self) -> Option<Arc<super::ext2::Inode>> {
         None
     }
+
+    /// Copy `len` bytes of the page-cache file `src` from `src_off` to `pos` in this
+    /// file inside the kernel (sendfile, `copy_file_range`); EOPNOTSUPP where the data
+    /// is not in the page cache (the caller then copies through a buffer).
+    fn copy_range_from(
+        &self,
+        _pos: u64,
+        _src: &super::ext2::Inode,
+        _src_off: u64,
+        _len: usize,
+    ) -> Result<usize, Errno> {
+        Err(Errno::EOPNOTSUPP)
+    }
 }
 
 /// The default per-open state: reads and writes go to the node.

@@ -102,9 +102,65 @@ impl CachedFile {
             Some(old) => {
                 self.cache.drop_page(old, &self.dirty);
             }
-            None => self.cache.lru.lock().push_back((self.id, index)),
+            None => self.cache.lru_push(self.id, index, 1),
         }
         counters::add(Counter::AliasPages, 1);
         Ok(())
+    }
+
+    /// Copy `len` bytes of `src` from `src_off` into this file at `dst_off` without
+    /// moving the bytes through the CPU where it can (sendfile, `copy_file_range`):
+    /// each page that lies whole in the range on both sides, at the same offset within
+    /// the page, becomes an alias of the source's page ([`CachedFile::alias_page`]); the
+    /// rest (a partial head or tail, a misaligned range, a page `alias_page` refuses as
+    /// busy) is copied frame to frame and counted in `data_copy_bytes`. `src_size` is
+    /// the source's size; the caller has already made this file at least
+    /// `dst_off + len` bytes long (so writeback allocates the new pages' blocks), and
+    /// `dst_old_size` is its size before that (pages past it are not read before they
+    /// are overwritten). The caller keeps writers of both files out. Returns the bytes
+    /// copied; short only on an error after some progress.
+    pub fn copy_from(
+        &self,
+        dst_off: u64,
+        src: &CachedFile,
+        src_off: u64,
+        len: usize,
+        src_size: u64,
+        dst_old_size: u64,
+    ) -> Result<usize, IoError> {
+        let len = len.min(src_size.saturating_sub(src_off) as usize);
+        let mut done = 0usize;
+        let fail = |e: IoError, done: usize| if done == 0 { Err(e) } else { Ok(done) };
+        while done < len {
+            let (s, d) = (src_off + done as u64, dst_off + done as u64);
+            let left = len - done;
+            if s % PAGE == 0 && d % PAGE == 0 && left >= FRAME_SIZE && s + PAGE <= src_size {
+                match self.alias_page(d / PAGE, src, s / PAGE, src_size) {
+                    Ok(()) => {
+                        done += FRAME_SIZE;
+                        continue;
+                    }
+                    Err(IoError(EBUSY)) => {} // in use: copied below
+                    Err(e) => return fail(e, done),
+                }
+            }
+            // One piece inside one page on both sides.
+            let n = left
+                .min(FRAME_SIZE - (s % PAGE) as usize)
+                .min(FRAME_SIZE - (d % PAGE) as usize);
+            let page = match src.get_page(s / PAGE, src_size) {
+                Ok(p) => p,
+                Err(e) => return fail(e, done),
+            };
+            let from = page.piece((s % PAGE) as usize, n);
+            match self.write_pieces(d, n, dst_old_size, |dst, at| {
+                phys::copy_piece(from.sub(at, dst.len()), dst);
+            }) {
+                Ok(k) if k == n => done += n,
+                Ok(k) => return Ok(done + k),
+                Err(e) => return fail(e, done),
+            }
+        }
+        Ok(done)
     }
 }

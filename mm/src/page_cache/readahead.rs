@@ -47,12 +47,7 @@ impl CachedFile {
             return Ok(0);
         }
         counters::add(Counter::PagecachePages, frames.len() as u64);
-        {
-            let mut lru = self.cache.lru.lock();
-            for i in 0..frames.len() as u64 {
-                lru.push_back((self.id, first + i));
-            }
-        }
+        self.cache.lru_push(self.id, first, frames.len() as u64);
         let n = frames.len() as u64;
         let table = self.cache.frames.table();
         let pfns: Vec<Pfn> = frames.iter().map(FrameRef::pfn).collect();

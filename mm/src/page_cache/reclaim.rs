@@ -89,6 +89,36 @@ impl PageCache {
             })
     }
 
+    /// Append pages `first..first + count` of file `file` to the eviction clock. Its
+    /// storage grows outside the clock's spin lock (a big allocation may have to reclaim,
+    /// which takes that lock) and without panicking: if even that fails, the pages stay
+    /// off the clock until it is next rebuilt ([`PageCache::compact_lru`]).
+    pub(super) fn lru_push(&self, file: u64, first: u64, count: u64) {
+        let n = count as usize;
+        loop {
+            let mut lru = self.lru.lock();
+            if lru.capacity() - lru.len() >= n {
+                lru.extend((0..count).map(|i| (file, first + i)));
+                return;
+            }
+            let want = (lru.len() + n).max(2 * lru.capacity()).max(256);
+            drop(lru);
+            let mut bigger = VecDeque::new();
+            if bigger.try_reserve_exact(want).is_err() {
+                log::warn!("page cache: no memory to grow the eviction clock to {want} entries");
+                return;
+            }
+            let mut lru = self.lru.lock();
+            if lru.len() + n > want {
+                continue; // it grew meanwhile past what we made room for
+            }
+            bigger.extend(lru.drain(..));
+            bigger.extend((0..count).map(|i| (file, first + i)));
+            *lru = bigger;
+            return;
+        }
+    }
+
     /// The eviction clock holds stale entries of pages that left the cache by other
     /// paths (truncate, unlink); rebuild it when they outnumber the live ones, so it
     /// never grows without bound.
@@ -108,12 +138,23 @@ impl PageCache {
         else {
             return;
         };
+        // Allocations here may fail without harm (this can run inside a heap allocation
+        // under memory pressure): the clock is then rebuilt another time.
         let mut fresh = VecDeque::new();
+        if fresh.try_reserve_exact(live + 64).is_err() {
+            return;
+        }
         for f in files {
             let Some(st) = f.state.try_lock() else {
                 return; // held by whoever called us: try another time
             };
-            let keys: Vec<u64> = st.pages.keys().copied().collect();
+            let mut keys: Vec<u64> = Vec::new();
+            if keys.try_reserve_exact(st.pages.len()).is_err()
+                || fresh.try_reserve(st.pages.len()).is_err()
+            {
+                return;
+            }
+            keys.extend(st.pages.keys().copied());
             drop(st);
             fresh.extend(keys.into_iter().map(|i| (f.id, i)));
         }

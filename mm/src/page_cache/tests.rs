@@ -893,3 +893,185 @@ fn reads_and_writes_whose_buffer_is_the_page_itself_copy_as_memmove() {
     let page1 = read_all(&f, PAGE, 200, size);
     assert_eq!(&page1[..100], &want[FRAME_SIZE - 100..]);
 }
+
+/// sendfile's core: whole aligned pages alias (no bytes copied), the head and tail are
+/// copied, the target's blocks get the source's bytes, and a later write to either side
+/// breaks only its own page.
+#[test]
+fn copy_from_aliases_whole_pages_and_copies_the_rest() {
+    let _g = serial();
+    let pc = cache();
+    let (da, db) = (MemDisk::with_pattern(8), MemDisk::default());
+    let a = pc.open(Box::new(da.clone()));
+    let b = pc.open(Box::new(db.clone()));
+    let src_size = 8 * PAGE - 100; // the last page is partial
+    let (aliases0, copied0) = (
+        counters::get(Counter::AliasPages),
+        counters::get(Counter::DataCopyBytes),
+    );
+    // From byte 1000 of page 0 to the end: head (page 0's tail), pages 1..=6 whole,
+    // the partial page 7.
+    let n = b
+        .copy_from(1000, &a, 1000, usize::MAX, src_size, 0)
+        .unwrap();
+    assert_eq!(n as u64, src_size - 1000);
+    assert_eq!(counters::get(Counter::AliasPages), aliases0 + 6);
+    let head = FRAME_SIZE as u64 - 1000;
+    let tail = FRAME_SIZE as u64 - 100;
+    assert_eq!(
+        counters::get(Counter::DataCopyBytes) - copied0,
+        head + tail,
+        "only the partial pages are copied"
+    );
+    for i in 1..7 {
+        assert_eq!(b.frame_of(i), a.frame_of(i), "page {i} is not an alias");
+    }
+    assert_ne!(b.frame_of(0), a.frame_of(0));
+    assert_ne!(b.frame_of(7), a.frame_of(7));
+    let want = read_all(&a, 1000, (src_size - 1000) as usize, src_size);
+    assert_eq!(read_all(&b, 1000, want.len(), src_size), want);
+    b.writeback().unwrap();
+    for i in 1..7 {
+        assert_eq!(db.page(i), pattern(i, 0), "B's block {i}");
+    }
+    assert_eq!(&db.page(0)[1000..], &pattern(0, 0)[1000..]);
+    // A write to A after the copy leaves B alone: one break.
+    let breaks0 = counters::get(Counter::CowBreaks);
+    a.write(3 * PAGE, b"changed", src_size).unwrap();
+    assert_eq!(counters::get(Counter::CowBreaks), breaks0 + 1);
+    assert_eq!(read_all(&b, 3 * PAGE, FRAME_SIZE, src_size), pattern(3, 0));
+
+    // Misaligned offsets: nothing can alias, everything is copied, bytes equal.
+    let c = pc.open(Box::new(MemDisk::default()));
+    let aliases1 = counters::get(Counter::AliasPages);
+    let n = c
+        .copy_from(10, &b, 2 * PAGE, 3 * FRAME_SIZE, src_size, 0)
+        .unwrap();
+    assert_eq!(n, 3 * FRAME_SIZE);
+    assert_eq!(counters::get(Counter::AliasPages), aliases1);
+    assert_eq!(
+        read_all(&c, 10, n, 10 + n as u64),
+        read_all(&b, 2 * PAGE, n, src_size)
+    );
+    // A dirty target page is busy: copied instead of aliased, still correct.
+    let d = pc.open(Box::new(MemDisk::default()));
+    d.write(PAGE, b"dirty", 0).unwrap();
+    let n = d
+        .copy_from(0, &a, 0, 3 * FRAME_SIZE, src_size, 2 * PAGE)
+        .unwrap();
+    assert_eq!(n, 3 * FRAME_SIZE);
+    assert_ne!(d.frame_of(1), a.frame_of(1));
+    assert_eq!(d.frame_of(2), a.frame_of(2));
+    assert_eq!(read_all(&d, 0, n, 3 * PAGE), read_all(&a, 0, n, src_size));
+    // Past the source's end: nothing.
+    assert_eq!(d.copy_from(0, &a, src_size, 10, src_size, 3 * PAGE), Ok(0));
+}
+
+// ---- sendfile's transitions while I/O is pending ------------------------------------
+
+/// The source page is still being read in (LOCKED) when the copy wants it: the copy
+/// waits for that one read and then shares the frame it filled (no second read, no
+/// copy).
+#[test]
+fn a_copy_waits_for_a_source_page_being_read_then_shares_it() {
+    let _g = serial();
+    let disk = DeferredDisk {
+        inner: MemDisk::with_pattern(4),
+        ..DeferredDisk::default()
+    };
+    let pc = cache();
+    let a: Arc<CachedFile> = pc.open(Box::new(disk.clone()));
+    let b: Arc<CachedFile> = pc.open(Box::new(MemDisk::default()));
+    let size = 4 * PAGE;
+    let copied0 = counters::get(Counter::DataCopyBytes);
+    let (a2, b2) = (a.clone(), b.clone());
+    let copier =
+        std::thread::spawn(move || b2.copy_from(0, &a2, 0, 2 * FRAME_SIZE, size, 0));
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let frame = a.frame_of(0).expect("the source page is being read");
+    assert!(
+        pc.frames().table().get(frame).unwrap().flags().contains(FrameFlags::LOCKED),
+        "the source page is not in flight"
+    );
+    assert!(b.frame_of(0).is_none(), "the copy went on before the read ended");
+    while disk.pending.lock().unwrap().is_empty() {
+        std::thread::yield_now();
+    }
+    // Complete every read the copy starts until it is done.
+    while !copier.is_finished() {
+        if !disk.pending.lock().unwrap().is_empty() {
+            disk.complete(true);
+        }
+        std::thread::yield_now();
+    }
+    assert_eq!(copier.join().unwrap(), Ok(2 * FRAME_SIZE));
+    assert_eq!(b.frame_of(0), Some(frame), "the target does not share the frame read");
+    assert_eq!(b.frame_of(1), a.frame_of(1));
+    assert_eq!(counters::get(Counter::DataCopyBytes), copied0, "bytes were copied");
+    assert_eq!(read_all(&b, 0, 2 * FRAME_SIZE, size), read_all(&a, 0, 2 * FRAME_SIZE, size));
+}
+
+/// The target gets mapped writable while its writeback DMA reads the shared frame: the
+/// mapping gets a frame of its own (the alias breaks), the DMA finishes on the shared
+/// frame with the copied bytes, the source keeps its frame.
+#[test]
+fn the_target_mapped_writable_during_its_writeback_breaks_off_without_disturbing_the_dma() {
+    let _g = serial();
+    let (a, _da, b, db) = aliased_pair(cache());
+    let size = 4 * PAGE;
+    let shared = a.frame_of(1).unwrap();
+    let breaks0 = counters::get(Counter::CowBreaks);
+    let mapped: Arc<StdMutex<Option<FrameRef>>> = Arc::default();
+    let (weak, slot) = (Arc::downgrade(&b), mapped.clone());
+    *db.hook.lock().unwrap() = Some(Box::new(move |first| {
+        if first <= 1
+            && let Some(b) = weak.upgrade()
+            && slot.lock().unwrap().is_none()
+        {
+            let f = b.map_page(1, size, true).unwrap();
+            // A store through the new mapping.
+            f.piece(0, 4).write(0, b"MAP!");
+            *slot.lock().unwrap() = Some(f);
+        }
+    }));
+    b.writeback().unwrap();
+    *db.hook.lock().unwrap() = None;
+    let f = mapped.lock().unwrap().take().expect("the hook ran");
+    assert_ne!(f.pfn(), shared, "the writable mapping got the shared frame");
+    assert_eq!(b.frame_of(1), Some(f.pfn()));
+    assert_eq!(a.frame_of(1), Some(shared), "the source lost its frame");
+    assert_eq!(counters::get(Counter::CowBreaks), breaks0 + 1);
+    assert_eq!(db.page(1), pattern(1, 0), "the DMA saw the mapping's store");
+    assert_eq!(read_all(&a, PAGE, 4, size), pattern(1, 0)[..4]);
+    // The store reaches B's blocks at the next writeback, as any mapped store.
+    b.mapped_page_dirtied(1, f.pfn());
+    drop(f);
+    b.writeback().unwrap();
+    assert_eq!(&db.page(1)[..4], b"MAP!");
+}
+
+/// The source is truncated away and its pages evicted while the target's writeback DMA
+/// reads the shared frames: the frames live on (held by the target's pages and the I/O),
+/// the target's blocks get the copied bytes, and the frames end with one sharer.
+#[test]
+fn the_source_truncated_and_evicted_during_the_targets_writeback() {
+    let _g = serial();
+    let pc = cache();
+    let (a, _da, b, db) = aliased_pair(pc);
+    let size = 4 * PAGE;
+    let (s1, s2) = (a.frame_of(1).unwrap(), a.frame_of(2).unwrap());
+    let weak = Arc::downgrade(&a);
+    *db.hook.lock().unwrap() = Some(Box::new(move |_| {
+        if let Some(a) = weak.upgrade() {
+            a.truncate(0).unwrap();
+            pc.evict_clean(64);
+        }
+    }));
+    b.writeback().unwrap();
+    *db.hook.lock().unwrap() = None;
+    assert_eq!(a.cached_pages(), 0);
+    assert_eq!(db.page(1), pattern(1, 0));
+    assert_eq!(db.page(2), pattern(2, 0));
+    assert_eq!((sharers(s1), sharers(s2)), (1, 1));
+    assert_eq!(read_all(&b, PAGE, 2 * FRAME_SIZE, size)[..FRAME_SIZE], pattern(1, 0)[..]);
+}

@@ -113,7 +113,7 @@ impl CachedFile {
         st.pages.insert(index, Page::fresh(pfn));
         drop(st);
         counters::add(Counter::PagecachePages, 1);
-        self.cache.lru.lock().push_back((self.id, index));
+        self.cache.lru_push(self.id, index, 1);
         true
     }
 
@@ -150,7 +150,7 @@ impl CachedFile {
     /// Hand `copy` the pieces of file bytes `[offset, offset + len)` (each inside one
     /// page made present, private and writable, with a reference held while `copy` runs)
     /// and where they come from in the source; the pages are dirtied after.
-    fn write_pieces(
+    pub(super) fn write_pieces(
         &self,
         offset: u64,
         len: usize,

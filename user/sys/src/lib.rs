@@ -197,6 +197,30 @@ pub fn write(fd: i32, buf: &[u8]) -> SysResult {
     check(unsafe { syscall3(nr::WRITE, fd as usize, buf.as_ptr() as usize, buf.len()) })
 }
 
+/// `sendfile(out, in, NULL, count)`: up to `count` bytes from `in_fd`'s offset to
+/// `out_fd` inside the kernel.
+pub fn sendfile(out_fd: i32, in_fd: i32, count: usize) -> SysResult {
+    // SAFETY: no user memory is passed (a NULL offset pointer).
+    check(unsafe { syscall4(nr::SENDFILE, out_fd as usize, in_fd as usize, 0, count) })
+}
+
+/// `copy_file_range(in, NULL, out, NULL, len, 0)`: up to `len` bytes between the file
+/// offsets inside the kernel.
+pub fn copy_file_range(fd_in: i32, fd_out: i32, len: usize) -> SysResult {
+    // SAFETY: no user memory is passed (NULL offset pointers).
+    check(unsafe {
+        syscall6(
+            nr::COPY_FILE_RANGE,
+            fd_in as usize,
+            0,
+            fd_out as usize,
+            0,
+            len,
+            0,
+        )
+    })
+}
+
 /// Write the whole buffer, retrying short writes and `EINTR`.
 pub fn write_all(fd: i32, mut buf: &[u8]) -> Result<(), Errno> {
     while !buf.is_empty() {

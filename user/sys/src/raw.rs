@@ -58,6 +58,10 @@ pub mod nr {
     pub const READLINKAT: usize = 267;
     pub const DUP3: usize = 292;
     pub const PIPE2: usize = 293;
+    pub const SENDFILE: usize = 40;
+    pub const COPY_FILE_RANGE: usize = 326;
+    pub const PREADV2: usize = 327;
+    pub const PWRITEV2: usize = 328;
 }
 
 /// # Safety

@@ -25,6 +25,7 @@
 
 extern crate alloc;
 
+mod copies;
 mod files;
 mod last;
 mod memory;
@@ -58,6 +59,7 @@ fn main() -> i32 {
         safety::CASES,
         misc::CASES,
         files::CASES,
+        copies::CASES,
         last::CASES,
     ]
     .concat();

@@ -5,6 +5,7 @@
 
 extern crate alloc;
 
+pub mod rng;
 pub mod sha256;
 
 use alloc::vec::Vec;
@@ -147,8 +148,39 @@ pub fn copy_fd(from: i32, to: i32, buf: &mut [u8]) -> Result<u64, (bool, Errno)>
     }
 }
 
+/// Copy `from` to `to` (both at their offsets) without passing the bytes
+/// through user memory, as GNU cp does: `copy_file_range`, else `sendfile`. Both
+/// move the file offsets, so a fallback part-way carries on where they stopped.
+/// `Err(None)`: neither applies here (the caller copies through a buffer);
+/// `Err(Some(..))`: a real error, tagged as in [`copy_fd`].
+fn copy_in_kernel(from: i32, to: i32) -> Result<u64, Option<(bool, Errno)>> {
+    use sys::errno::{EINVAL, ENOSYS, EOPNOTSUPP, EXDEV};
+    const CHUNK: usize = 1 << 30;
+    let mut total = 0u64;
+    let mut use_sendfile = false;
+    loop {
+        let r = if use_sendfile {
+            sys::sendfile(to, from, CHUNK)
+        } else {
+            sys::copy_file_range(from, to, CHUNK)
+        };
+        match r {
+            Ok(0) => break,
+            Ok(n) => total += n as u64,
+            Err(sys::errno::EINTR) => {}
+            Err(ENOSYS | EXDEV | EINVAL | EOPNOTSUPP) if !use_sendfile => use_sendfile = true,
+            Err(ENOSYS | EINVAL) if total == 0 => return Err(None),
+            Err(e) => return Err(Some((false, e))),
+        }
+    }
+    // Nothing copied (an empty file, or one whose size says nothing, as Linux's /proc
+    // files): the offsets have not moved, so the caller reads it instead.
+    if total == 0 { Err(None) } else { Ok(total) }
+}
+
 /// Copy the regular file `src` to `dst` (created with `src`'s permission
-/// bits, truncated if it exists) with a 1 MiB buffer.
+/// bits, truncated if it exists): in the kernel (`copy_file_range`, then
+/// `sendfile`) where it can, else with a 1 MiB buffer.
 pub fn copy_file(src: &CStr, dst: &CStr) -> Result<(), (alloc::ffi::CString, Errno)> {
     let tag = |p: &CStr, e| (alloc::ffi::CString::from(p), e);
     let inf = sys::open(src, sys::O_RDONLY, 0).map_err(|e| tag(src, e))?;
@@ -168,8 +200,13 @@ pub fn copy_file(src: &CStr, dst: &CStr) -> Result<(), (alloc::ffi::CString, Err
             return Err(tag(dst, e));
         }
     };
-    let mut buf = alloc::vec![0u8; 1 << 20];
-    let r = copy_fd(inf, outf, &mut buf);
+    let r = copy_in_kernel(inf, outf).or_else(|e| match e {
+        Some(e) => Err(e),
+        None => {
+            let mut buf = alloc::vec![0u8; 1 << 20];
+            copy_fd(inf, outf, &mut buf)
+        }
+    });
     let _ = sys::close(inf);
     let c = sys::close(outf);
     match r {

@@ -65,9 +65,10 @@ pub fn dispatch(nr: u64, a: &[u64; 6]) -> Option<SysResult> {
         16 => ioctl(fd, a[1] as u32, a[2]),
         17 => pread(fd, a[1], a[2], a[3]),
         18 => pwrite(fd, a[1], a[2], a[3]),
-        19 => readv(fd, a[1], a[2]),
-        20 => writev(fd, a[1], a[2]),
+        19 => readv(fd, a[1], a[2], None),
+        20 => writev(fd, a[1], a[2], None, 0),
         21 => access(AT_FDCWD, a[0], a[1] as u32, 0),
+        40 => sendfile(fd, a[1] as i32, a[2], a[3]),
         22 => pipe2(a[0], 0),
         32 => dup(fd),
         33 => dup2(fd, a[1] as i32),
@@ -105,8 +106,13 @@ pub fn dispatch(nr: u64, a: &[u64; 6]) -> Option<SysResult> {
         269 => access(a[0] as i32, a[1], a[2] as u32, 0),
         292 => dup3(fd, a[1] as i32, a[2]),
         293 => pipe2(a[0], a[1]),
+        295 => explicit_offset(a[3]).and_then(|p| readv(fd, a[1], a[2], Some(p))),
+        296 => explicit_offset(a[3]).and_then(|p| writev(fd, a[1], a[2], Some(p), 0)),
         306 => syncfs(fd),
         316 => rename(a[0] as i32, a[1], a[2] as i32, a[3], a[4]),
+        326 => copy_file_range(fd, a[1], a[2] as i32, a[3], a[4], a[5]),
+        327 => preadv2(fd, a[1], a[2], a[3], a[5]),
+        328 => pwritev2(fd, a[1], a[2], a[3], a[5]),
         439 => access(a[0] as i32, a[1], a[2] as u32, a[3] as u32),
         _ => return None,
     })
@@ -347,7 +353,16 @@ fn pwrite(fd: i32, buf: u64, count: u64, pos: u64) -> SysResult {
     write_result(f, r)
 }
 
-fn readv(fd: i32, iov: u64, iovcnt: u64) -> SysResult {
+/// An offset argument that must not be negative (pread-like calls).
+fn explicit_offset(pos: u64) -> Result<u64, Errno> {
+    if (pos as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(pos)
+}
+
+/// `readv(2)`; with `at`, `preadv(2)` (the offset unchanged).
+fn readv(fd: i32, iov: u64, iovcnt: u64, at: Option<u64>) -> SysResult {
     let f = files_get(fd)?;
     if !f.readable() {
         return Err(Errno::EBADF);
@@ -364,7 +379,9 @@ fn readv(fd: i32, iov: u64, iovcnt: u64) -> SysResult {
         let len = len.min(MAX_RW - total);
         let mut buf = ReadBuf::User { va: base, len };
         // After some data, a stream must not block for more.
-        let r = if total > 0 && f.is_stream() {
+        let r = if let Some(pos) = at {
+            f.pread(pos + total as u64, &mut buf)
+        } else if total > 0 && f.is_stream() {
             f.read_nonblocking(&mut buf)
         } else {
             f.read(&mut buf)
@@ -383,7 +400,9 @@ fn readv(fd: i32, iov: u64, iovcnt: u64) -> SysResult {
     Ok(total as u64)
 }
 
-fn writev(fd: i32, iov: u64, iovcnt: u64) -> SysResult {
+/// `writev(2)`; with `at`, `pwritev(2)`; `flags` are pwritev2's `RWF_*` (checked by
+/// the caller).
+fn writev(fd: i32, iov: u64, iovcnt: u64, at: Option<u64>, flags: u64) -> SysResult {
     let f = files_get(fd)?;
     if !f.writable() {
         return Err(Errno::EBADF);
@@ -399,7 +418,15 @@ fn writev(fd: i32, iov: u64, iovcnt: u64) -> SysResult {
             continue;
         }
         let len = len.min(MAX_RW - total);
-        match f.write(&mut WriteBuf::User { va: base, len }) {
+        let mut buf = WriteBuf::User { va: base, len };
+        let r = match at {
+            // RWF_APPEND: at the end whatever the offset says.
+            Some(_) if flags & RWF_APPEND != 0 => f.pwrite(f.size(), &mut buf),
+            Some(pos) => f.pwrite(pos + total as u64, &mut buf),
+            None if flags & RWF_APPEND != 0 && !f.is_stream() => f.pwrite(f.size(), &mut buf),
+            None => f.write(&mut buf),
+        };
+        match r {
             Ok(n) => {
                 total += n;
                 if n < len || total >= MAX_RW {
@@ -414,7 +441,138 @@ fn writev(fd: i32, iov: u64, iovcnt: u64) -> SysResult {
             }
         }
     }
+    if error.is_none() && total > 0 && flags & (RWF_DSYNC | RWF_SYNC) != 0 {
+        // Per-write O_DSYNC / O_SYNC: the data reaches the device before the return.
+        if let Err(e) = f.fsync(flags & RWF_SYNC == 0) {
+            error = Some(e);
+        }
+    }
     write_result(f, error.map_or(Ok(total), Err))
+}
+
+/// `RWF_*` flags of preadv2/pwritev2.
+const RWF_HIPRI: u64 = 0x1;
+const RWF_DSYNC: u64 = 0x2;
+const RWF_SYNC: u64 = 0x4;
+const RWF_NOWAIT: u64 = 0x8;
+const RWF_APPEND: u64 = 0x10;
+
+/// `preadv2(2)`: offset -1 reads at (and advances) the file offset. `RWF_HIPRI` is a
+/// hint; `RWF_NOWAIT` gives EAGAIN instead of waiting on a stream (file reads are
+/// served as usual); the write flags are accepted and mean nothing for a read, and
+/// unknown flags are EOPNOTSUPP, all as on Linux.
+fn preadv2(fd: i32, iov: u64, iovcnt: u64, pos: u64, flags: u64) -> SysResult {
+    if flags & !(RWF_HIPRI | RWF_DSYNC | RWF_SYNC | RWF_NOWAIT | RWF_APPEND) != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    let at = match pos as i64 {
+        -1 => None,
+        p if p < 0 => return Err(Errno::EINVAL),
+        p => Some(p as u64),
+    };
+    if flags & RWF_NOWAIT != 0 && at.is_none() {
+        let f = files_get(fd)?;
+        if f.is_stream() {
+            let iovs = abi::read_iovecs(iov, iovcnt)?;
+            let Some(&(base, len)) = iovs.iter().find(|v| v.1 > 0) else {
+                return Ok(0);
+            };
+            uaccess::check_range(base, len)?;
+            return f
+                .read_nonblocking(&mut ReadBuf::User { va: base, len })
+                .map(|n| n as u64);
+        }
+    }
+    readv(fd, iov, iovcnt, at)
+}
+
+/// `pwritev2(2)`: offset -1 writes at (and advances) the file offset; `RWF_DSYNC` and
+/// `RWF_SYNC` make this one write synchronous, `RWF_APPEND` appends, `RWF_HIPRI` and
+/// `RWF_NOWAIT` are accepted (buffered writes here do not wait for the disk, except in
+/// dirty throttling); unknown flags are EOPNOTSUPP.
+fn pwritev2(fd: i32, iov: u64, iovcnt: u64, pos: u64, flags: u64) -> SysResult {
+    if flags & !(RWF_HIPRI | RWF_DSYNC | RWF_SYNC | RWF_NOWAIT | RWF_APPEND) != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    let at = match pos as i64 {
+        -1 => None,
+        p if p < 0 => return Err(Errno::EINVAL),
+        p => Some(p as u64),
+    };
+    writev(fd, iov, iovcnt, at, flags)
+}
+
+/// Read a user `loff_t` (NULL: none).
+fn user_offset(va: u64) -> Result<Option<u64>, Errno> {
+    if va == 0 {
+        return Ok(None);
+    }
+    let v = uaccess::read_u64(va)?;
+    if (v as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(Some(v))
+}
+
+/// `sendfile(2)`: `count` bytes of `in_fd` (from `*offset`, which is updated, or from
+/// its file offset, which advances) to `out_fd` at its offset. Between page-cache files
+/// the target's pages alias the source's frames (no copy); to anything else (a pipe,
+/// the terminal, a device) the bytes are copied through a kernel buffer.
+fn sendfile(out_fd: i32, in_fd: i32, offset: u64, count: u64) -> SysResult {
+    let out = files_get(out_fd)?;
+    let inp = files_get(in_fd)?;
+    if !inp.readable() || !out.writable() {
+        return Err(Errno::EBADF);
+    }
+    if inp.is_stream() || inp.kind() == FileKind::Directory || out.kind() == FileKind::Directory {
+        return Err(Errno::EINVAL);
+    }
+    if out.flags() & O_APPEND != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let at = user_offset(offset)?;
+    let r = out.copy_range_in(None, &inp, at, count_arg(count));
+    if let (Some(start), Ok(n)) = (at, &r) {
+        uaccess::write_u64(offset, start + *n as u64)?;
+    }
+    drop(inp);
+    write_result(out, r)
+}
+
+/// `copy_file_range(2)` between regular files (flags must be 0). The offsets are used
+/// and updated when given, else the file offsets advance. Whole pages alias the
+/// source's frames; overlapping ranges in one file are EINVAL.
+fn copy_file_range(
+    fd_in: i32,
+    off_in: u64,
+    fd_out: i32,
+    off_out: u64,
+    len: u64,
+    flags: u64,
+) -> SysResult {
+    if flags != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let inp = files_get(fd_in)?;
+    let out = files_get(fd_out)?;
+    if !inp.readable() || !out.writable() || out.flags() & O_APPEND != 0 {
+        return Err(Errno::EBADF);
+    }
+    if inp.kind() == FileKind::Directory || out.kind() == FileKind::Directory {
+        return Err(Errno::EISDIR);
+    }
+    if inp.kind() != FileKind::Regular || out.kind() != FileKind::Regular {
+        return Err(Errno::EINVAL);
+    }
+    let (from, to) = (user_offset(off_in)?, user_offset(off_out)?);
+    let n = out.copy_range_in(to, &inp, from, count_arg(len))?;
+    if let Some(p) = from {
+        uaccess::write_u64(off_in, p + n as u64)?;
+    }
+    if let Some(p) = to {
+        uaccess::write_u64(off_out, p + n as u64)?;
+    }
+    Ok(n as u64)
 }
 
 fn lseek(fd: i32, offset: u64, whence: u64) -> SysResult {

@@ -42,6 +42,9 @@ pub use file_pages::FilePages;
 pub use node::Ext2Node;
 pub use open_file::OpenFile;
 
+/// Bytes a copy between files moves per step (dirty throttling runs between steps).
+const COPY_CHUNK: usize = 4 << 20;
+
 fn now_secs() -> u64 {
     time::now_ns() / 1_000_000_000
 }
@@ -160,6 +163,78 @@ impl Inode {
             super::writeback::balance_dirty_pages();
             Ok(n)
         })
+    }
+
+    /// Copy `len` bytes of `src` from `src_off` to `dst_off` in this file through the page
+    /// cache without the CPU touching whole pages: they become aliases of the source's
+    /// frames, written to this file's own blocks by DMA from the shared frame at
+    /// writeback ([`CachedFile::copy_from`]). Stops at the source's end. Both files'
+    /// writers are kept out meanwhile (their write locks, taken in address order; one
+    /// lock for a copy within a file, whose ranges the caller has checked don't overlap).
+    pub fn copy_range_from(
+        &self,
+        dst_off: u64,
+        src: &Inode,
+        src_off: u64,
+        len: usize,
+    ) -> Result<usize, Errno> {
+        let max = self.fs.lock().max_file_size();
+        if dst_off >= max {
+            return Err(Errno::EFBIG);
+        }
+        let same = core::ptr::eq(self, src);
+        let (_w1, _w2) = if same {
+            (self.write_lock.lock(), None)
+        } else if (self as *const Inode) < (src as *const Inode) {
+            let w = self.write_lock.lock();
+            (w, Some(src.write_lock.lock()))
+        } else {
+            let w = src.write_lock.lock();
+            (self.write_lock.lock(), Some(w))
+        };
+        let src_size = src.size();
+        let len = (len as u64)
+            .min(max - dst_off)
+            .min(src_size.saturating_sub(src_off)) as usize;
+        let mut done = 0usize;
+        while done < len {
+            // In chunks, with dirty throttling between them as for writes.
+            let n = (len - done).min(COPY_CHUNK);
+            let at = dst_off + done as u64;
+            let old = self.size();
+            let end = at + n as u64;
+            // The size grows before the pages are dirtied (see `write_locked`).
+            if end > old {
+                self.fs
+                    .lock()
+                    .set_size(self.ino, end)
+                    .map_err(Errno::from)?;
+                self.size.store(end, Ordering::Release);
+            }
+            touch_clock();
+            let r = self
+                .cache
+                .copy_from(at, &src.cache, src_off + done as u64, n, src_size, old);
+            let k = *r.as_ref().unwrap_or(&0);
+            if end > old && k < n {
+                let keep = (at + k as u64).max(old);
+                self.size.store(keep, Ordering::Release);
+                self.fs
+                    .lock()
+                    .set_size(self.ino, keep)
+                    .map_err(Errno::from)?;
+            }
+            match r {
+                Ok(k) => done += k,
+                Err(e) if done == 0 => return Err(io_errno(e)),
+                Err(_) => break,
+            }
+            if k < n {
+                break;
+            }
+            super::writeback::balance_dirty_pages();
+        }
+        Ok(done)
     }
 
     /// Set the size: pages past it leave the cache first, then ext2 frees the blocks.

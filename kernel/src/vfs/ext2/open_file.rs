@@ -91,6 +91,19 @@ impl FileOps for OpenFile {
     fn cached_inode(&self) -> Option<Arc<Inode>> {
         Some(self.inode.clone())
     }
+
+    fn copy_range_from(
+        &self,
+        pos: u64,
+        src: &Inode,
+        src_off: u64,
+        len: usize,
+    ) -> Result<usize, Errno> {
+        if self.mount.read_only {
+            return Err(Errno::EROFS);
+        }
+        self.inode.copy_range_from(pos, src, src_off, len)
+    }
 }
 
 // ---- the VFS node -----------------------------------------------------------------

@@ -14,10 +14,14 @@
 //! * `write`: as many bytes as SRC written with 1 MiB `write`s, then `fsync`;
 //! * `copy_rw`: SRC copied by a `read`/`write` loop with a 1 MiB buffer, then `sync`;
 //! * `copy_cp`: SRC copied by the program CP (default `/bin/cp`; the system's own), then
-//!   `sync`.
+//!   `sync`;
+//! * `copy_sendfile`: SRC copied by `sendfile` calls (file to file), then `sync`;
+//! * `copy_cfr`: SRC copied by `copy_file_range` calls, then `sync`.
 //!
-//! Each run prints `FBENCH <workload> <MiB/s>`; RUNS (default 3) runs per workload, in
-//! the order the workloads are given (default `read,write,copy_rw,copy_cp`).
+//! Each run prints `FBENCH <workload> <MiB/s>`, and where `/proc/vmstat` counts the bytes
+//! the CPU copied (`data_copy_bytes`, AliasOS) `FBENCH-CPU <workload> <bytes per MiB>`;
+//! RUNS (default 3) runs per workload, in the order the workloads are given (default
+//! `read,write,copy_rw,copy_cp,copy_sendfile,copy_cfr`).
 // Built only as a real binary: `--all-targets` would otherwise also compile a
 // test harness (with std) against the no_std runtime.
 #![cfg(not(test))]
@@ -103,6 +107,41 @@ fn copy_rw(src: &CStr, dst: &CStr, buf: &mut [u8]) {
     sys::sync();
 }
 
+/// SRC to DST by repeated in-kernel copy calls (`sendfile` or `copy_file_range`), then
+/// `sync`.
+fn copy_in_kernel(src: &CStr, dst: &CStr, sendfile: bool) {
+    let from = sys::open(src, sys::O_RDONLY, 0).unwrap_or_else(|e| fail(src.to_bytes(), e));
+    let to = sys::open(dst, sys::O_WRONLY | sys::O_CREAT | sys::O_TRUNC, 0o644)
+        .unwrap_or_else(|e| fail(dst.to_bytes(), e));
+    loop {
+        let r = if sendfile {
+            sys::sendfile(to, from, 1 << 30)
+        } else {
+            sys::copy_file_range(from, to, 1 << 30)
+        };
+        match r {
+            Ok(0) => break,
+            Ok(_) | Err(sys::errno::EINTR) => {}
+            Err(e) => fail(if sendfile { b"sendfile" } else { b"copy_file_range" }, e),
+        }
+    }
+    let _ = sys::close(from);
+    let _ = sys::close(to);
+    sys::sync();
+}
+
+/// `data_copy_bytes` from /proc/vmstat (None where there is no such counter).
+fn cpu_copied() -> Option<u64> {
+    let fd = sys::open(c"/proc/vmstat", sys::O_RDONLY, 0).ok()?;
+    let mut buf = alloc::vec![0u8; 16 << 10];
+    let n = sys::read_full(fd, &mut buf).ok()?;
+    let _ = sys::close(fd);
+    buf[..n].split(|&c| c == b'\n').find_map(|l| {
+        let v = l.strip_prefix(b"data_copy_bytes ")?;
+        core::str::from_utf8(v).ok()?.trim().parse().ok()
+    })
+}
+
 fn run_cp(cp: &CStr, src: &CStr, dst: &CStr) {
     let argv = [
         cp.as_ptr() as *const u8,
@@ -141,7 +180,7 @@ fn main() -> i32 {
     let args: Vec<&'static CStr> = tools::operands();
     let mut runs = 3u32;
     let mut cp: &CStr = c"/bin/cp";
-    let mut workloads: &[u8] = b"read,write,copy_rw,copy_cp";
+    let mut workloads: &[u8] = b"read,write,copy_rw,copy_cp,copy_sendfile,copy_cfr";
     let mut src = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -204,6 +243,7 @@ fn main() -> i32 {
             let _ = sys::unlink(&wfile);
             let _ = sys::unlink(&cfile);
             cold();
+            let copied0 = cpu_copied();
             let t0 = now();
             let bytes = match w {
                 b"read" => read_all(src, &mut buf),
@@ -219,6 +259,14 @@ fn main() -> i32 {
                     run_cp(cp, src, &cfile);
                     size
                 }
+                b"copy_sendfile" => {
+                    copy_in_kernel(src, &cfile, true);
+                    size
+                }
+                b"copy_cfr" => {
+                    copy_in_kernel(src, &cfile, false);
+                    size
+                }
                 other => tools::die(2, format_args!("fbench: unknown workload {}", Bytes(other))),
             };
             let secs = (now() - t0).max(1e-9);
@@ -227,6 +275,13 @@ fn main() -> i32 {
                 Bytes(w),
                 bytes as f64 / MIB as f64 / secs
             );
+            if let (Some(a), Some(b)) = (copied0, cpu_copied()) {
+                println!(
+                    "FBENCH-CPU {} {:.0}",
+                    Bytes(w),
+                    b.saturating_sub(a) as f64 / (size as f64 / MIB as f64)
+                );
+            }
         }
     }
     let _ = sys::unlink(&wfile);

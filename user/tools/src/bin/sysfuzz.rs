@@ -96,6 +96,7 @@
 
 extern crate alloc;
 
+use tools::rng::Rng;
 use core::arch::asm;
 use core::ffi::CStr;
 use core::fmt::Write;
@@ -390,28 +391,6 @@ fn signature(nr: u32) -> &'static [u8] {
 }
 
 // ---------------------------------------------------------------------------
-
-/// splitmix64: small, fast, and the same sequence everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-    fn one_in(&mut self, n: u64) -> bool {
-        self.below(n) == 0
-    }
-    fn pick<T: Copy>(&mut self, s: &[T]) -> T {
-        s[self.below(s.len() as u64) as usize]
-    }
-}
 
 #[derive(Default, Clone, Copy)]
 struct Stats {
