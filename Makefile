@@ -18,6 +18,7 @@
 #   make bench-files [BENCH_ARGS="--bus virtio --runs 3 ..."]
 #                              buffered file I/O from user space (fbench), AliasOS vs Linux;
 #                              target/bench-files.md and target/bench-files.svg
+#   make soak                  fsxa (model-based random file test) over 32 seeds
 #   make bench-copy            the copies alone (sendfile, copy_file_range, cp, read/write)
 #                              with the bytes the CPU copied per MiB, AliasOS vs Linux
 #   make profile [BENCH_ARGS="--bus virtio ..."]
@@ -57,7 +58,7 @@ else
 RUN_DISKS := $(foreach d,$(subst $(comma), ,$(DISK)),--disk $(if $(findstring :,$(d)),$(d),$(d):$(BUS)))
 endif
 
-.PHONY: all deps toolchain image initramfs run test lint gdb usb clean data-disk bench bench-blk bench-files bench-copy profile
+.PHONY: all deps toolchain image initramfs run test lint gdb usb clean data-disk bench bench-blk bench-files bench-copy soak profile
 
 all: image
 
@@ -106,6 +107,11 @@ ifeq ($(DEV),)
 else
 	$(BOOT) usb $(DEV) $(if $(filter 1,$(BIOS)),--bios)
 endif
+
+# Long random runs that do not fit in `make test`: fsxa over 32 seeds of 50,000
+# operations (FSXA_SEEDS=first-last, FSXA_OPS=n to change).
+soak: deps
+	FSXA_SEEDS=$${FSXA_SEEDS:-1-32} FSXA_OPS=$${FSXA_OPS:-50000} $(CARGO) test -p tests --test userland fsxa -- --nocapture
 
 bench: bench-blk bench-files
 

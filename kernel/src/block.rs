@@ -43,6 +43,25 @@ impl Disk {
         block::sync_io(self, &KernelWaiter { disk: self }, op, sector, segments)
     }
 
+    /// [`Disk::io`] for a request that owns `buffers` (the references to its segments'
+    /// frames) until it completes.
+    pub fn io_owning(
+        &self,
+        op: Op,
+        sector: u64,
+        segments: Vec<Segment>,
+        buffers: impl Send + 'static,
+    ) -> Result<u64, BlockError> {
+        block::sync_io_owning(
+            self,
+            &KernelWaiter { disk: self },
+            op,
+            sector,
+            segments,
+            buffers,
+        )
+    }
+
     /// Flush the device's write cache and wait.
     pub fn flush(&self) -> Result<u64, BlockError> {
         self.io(Op::Flush, 0, Vec::new())

@@ -10,7 +10,8 @@
  * readv/writev/fstat/ftruncate/fsync, O_APPEND and O_EXCL, a sparse file,
  * mmap MAP_SHARED of a file (stores through the mapping, msync, read back with
  * read()), MAP_PRIVATE of a file (stores stay private), MAP_PRIVATE|MAP_ANONYMOUS
- * memory, rename/unlink/mkdir/rmdir, a sorted directory listing, and SHA-256 (the
+ * memory, rename/unlink/mkdir/rmdir, a sorted directory listing, sendfile and
+ * copy_file_range between files, and SHA-256 (the
  * small implementation below) of what it wrote. It leaves DIR/keep.bin behind
  * (KEEP_LEN bytes of pattern 7) for the host to check on the disk image.
  * Exit status 0 when every check passed, 1 otherwise.
@@ -24,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -506,6 +508,54 @@ static void test_dirs(const char *dir) {
     list_dir(dir);
 }
 
+/* In-kernel copies through the C library's wrappers: sendfile (with an offset and with
+ * the file offset) and copy_file_range, whole pages and a partial tail. */
+static void test_copies(const char *dir) {
+    char src[512], dst[512], dst2[512], h1[65], h2[65];
+    snprintf(src, sizeof src, "%s/copy-src.bin", dir);
+    snprintf(dst, sizeof dst, "%s/copy-sendfile.bin", dir);
+    snprintf(dst2, sizeof dst2, "%s/copy-cfr.bin", dir);
+    size_t len = 5 * 4096 + 123;
+    uint8_t *buf = malloc(len), *back = malloc(len);
+    fill(buf, len, 0, 11);
+    int fd = open(src, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    CHECK(fd >= 0 && write(fd, buf, len) == (ssize_t)len, "write %s", src);
+    close(fd);
+    int in = open(src, O_RDONLY), out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    off_t off = 4096;
+    ssize_t n = sendfile(out, in, &off, len);
+    CHECK(n == (ssize_t)(len - 4096) && off == (off_t)len, "sendfile with an offset: %zd",
+          n);
+    CHECK(lseek(in, 0, SEEK_CUR) == 0, "sendfile moved the input offset");
+    n = sendfile(out, in, NULL, 4096);
+    CHECK(n == 4096 && lseek(in, 0, SEEK_CUR) == 4096, "sendfile at the offset: %zd", n);
+    close(out);
+    int out2 = open(dst2, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    lseek(in, 0, SEEK_SET);
+    size_t total = 0;
+    while ((n = copy_file_range(in, NULL, out2, NULL, 1 << 20, 0)) > 0)
+        total += (size_t)n;
+    CHECK(n == 0 && total == len, "copy_file_range copied %zu", total);
+    close(out2);
+    close(in);
+    fd = open(dst, O_RDONLY);
+    CHECK(read(fd, back, len) == (ssize_t)len, "read %s", dst);
+    close(fd);
+    /* sendfile wrote source bytes 4096.. first, then 0..4096 */
+    CHECK(memcmp(back, buf + 4096, len - 4096) == 0 &&
+              memcmp(back + len - 4096, buf, 4096) == 0,
+          "the sendfile copy differs");
+    fd = open(dst2, O_RDONLY);
+    CHECK(read(fd, back, len) == (ssize_t)len && memcmp(back, buf, len) == 0,
+          "the copy_file_range copy differs");
+    close(fd);
+    sha256_of(buf, len, h1);
+    sha256_of(back, len, h2);
+    printf("filetest: copies %zu bytes, sha256 %s %s\n", len, h1, h2);
+    free(buf);
+    free(back);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: filetest DIR\n");
@@ -520,6 +570,7 @@ int main(int argc, char **argv) {
     test_append_excl_sparse(dir);
     test_mmap(dir);
     test_dirs(dir);
+    test_copies(dir);
     printf("filetest: %s\n", failures ? "FAILED" : "OK");
     return failures ? 1 : 0;
 }

@@ -13,6 +13,8 @@
 //! * `big_file_with_64_mib_of_ram` / `..._32_mib_...`: 256 MiB from /dev/urandom written
 //!   with `dd`, hashed, copied (by `cp`: aliases, under memory pressure), hashed, on a
 //!   machine with a fraction of that in RAM.
+//! * `copy_1_gib_by_aliases_with_64_mib_of_ram`: a 1 GiB file copied by `cp` (aliases)
+//!   with 64 MiB of RAM, both hashed in AliasOS and on the host.
 //! * `oom_killer_ends_the_hog_and_the_shell_survives`: `memhog` takes memory without
 //!   bound; it must die of SIGKILL (status 137), the shell must carry on.
 //! * `pid1_killed_by_a_fault_ends_the_run`: PID 1 dies of SIGSEGV; QEMU must exit with a
@@ -187,6 +189,61 @@ poweroff
         stat(&vmstat, "pgsteal").is_some_and(|n| n > 0),
         "a 256 MiB file through {mem} of RAM must have evicted pages: {vmstat}"
     );
+    let _ = std::fs::remove_file(&img);
+}
+
+/// A 1 GiB copy by `cp` (copy_file_range: every page an alias of the source's frame)
+/// with 64 MiB of RAM: the whole copy lives as shared frames, dirty pages written back
+/// from them under memory pressure.
+#[test]
+fn copy_1_gib_by_aliases_with_64_mib_of_ram() {
+    let t = Tree::new("alias1g");
+    t.rc("\
+echo rc start
+dd if=/dev/urandom of=big.bin bs=1M count=1024
+cat /proc/vmstat > vm0
+cp big.bin copy.bin
+cat /proc/vmstat > vm1
+sha256sum big.bin copy.bin > hashes
+sync
+echo rc done
+poweroff
+");
+    let img = t.image(2400);
+    let o = boot_rc_with(&img, "64M", None, Duration::from_secs(1200));
+    assert_powered_off(&o, "alias1g");
+    assert!(o.serial.contains("rc done"), "{}", describe(&o));
+    assert_nothing_killed(&o);
+    assert_image_clean(&img, &o);
+    let hashes = read_back_text(&img, "/hashes", &o);
+    let written = hash_of(&hashes, "big.bin")
+        .expect("hashes names big.bin")
+        .to_string();
+    assert_eq!(
+        hash_of(&hashes, "copy.bin"),
+        Some(written.as_str()),
+        "{hashes}"
+    );
+    assert_file_hash(&img, "/big.bin", &written, &o);
+    assert_file_hash(&img, "/copy.bin", &written, &o);
+    let (vm0, vm1) = (
+        read_back_text(&img, "/vm0", &o),
+        read_back_text(&img, "/vm1", &o),
+    );
+    let delta = |n| stat(&vm1, n).unwrap_or(0) - stat(&vm0, n).unwrap_or(0);
+    eprintln!(
+        "cp of 1 GiB with 64 MiB: {} aliases, data_copy_bytes +{}, oom_kill {:?}",
+        delta("alias_pages"),
+        delta("data_copy_bytes"),
+        stat(&vm1, "oom_kill")
+    );
+    // Pages under writeback or still being read when the copy reached them are copied
+    // instead of shared; nearly all must be aliases.
+    assert!(
+        delta("alias_pages") >= (1024 * MIB / 4096) as u64 * 99 / 100,
+        "{vm0}\n{vm1}"
+    );
+    assert_eq!(stat(&vm1, "oom_kill"), Some(0), "{vm1}");
     let _ = std::fs::remove_file(&img);
 }
 

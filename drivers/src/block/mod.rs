@@ -68,14 +68,30 @@ pub fn sync_io(
     sector: u64,
     segments: Vec<Segment>,
 ) -> Result<u64, BlockError> {
+    sync_io_owning(dev, waiter, op, sector, segments, ())
+}
+
+/// [`sync_io`] for a request that owns `buffers` (what keeps its segments' frames
+/// alive) until its completion has run.
+pub fn sync_io_owning(
+    dev: &dyn BlockDevice,
+    waiter: &dyn Waiter,
+    op: Op,
+    sector: u64,
+    segments: Vec<Segment>,
+    buffers: impl Send + 'static,
+) -> Result<u64, BlockError> {
     let slot: Arc<Mutex<Option<Completion>>> = Arc::new(Mutex::new(None));
     let done = slot.clone();
-    dev.submit(Request::new(
-        op,
-        sector,
-        segments,
-        Box::new(move |c| *done.lock() = Some(c)),
-    ))?;
+    dev.submit(
+        Request::new(
+            op,
+            sector,
+            segments,
+            Box::new(move |c| *done.lock() = Some(c)),
+        )
+        .owning(buffers),
+    )?;
     waiter.wait_until(&|| slot.lock().is_some());
     let completion = slot.lock().take();
     match completion {

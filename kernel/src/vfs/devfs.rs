@@ -373,6 +373,14 @@ impl BlockNode {
         ((frames * FRAME_SIZE) as u64).min(i.max_bytes.max(512)) as usize / 512 * 512
     }
 
+    /// Bytes per request whose segments are page-cache frames (one segment per page
+    /// piece, a misaligned range touching one page more than it covers).
+    fn dma_chunk(&self) -> usize {
+        let i = self.disk.info();
+        let frames = i.max_segments.saturating_sub(1).clamp(1, 64);
+        ((frames * FRAME_SIZE) as u64).min(i.max_bytes.max(512)) as usize / 512 * 512
+    }
+
     /// The transfer length for `len` bytes at `offset`, clipped at the end of the disk;
     /// EINVAL unless both are sector multiples.
     fn span(&self, offset: u64, len: usize) -> Result<usize, Errno> {
@@ -497,6 +505,91 @@ impl Node for BlockNode {
 
     fn truncate(&self, _size: u64) -> Result<(), Errno> {
         Ok(())
+    }
+
+    /// A file's bytes to the disk by DMA straight from its page-cache frames (sendfile
+    /// from a file to a raw device): whole sectors, both offsets sector-aligned
+    /// (otherwise EOPNOTSUPP, and the caller's buffered copy applies the usual rules).
+    fn copy_from_cached(
+        &self,
+        offset: u64,
+        src: &super::ext2::Inode,
+        src_off: u64,
+        len: usize,
+    ) -> Result<usize, Errno> {
+        if self.disk.info().read_only {
+            return Err(Errno::EROFS);
+        }
+        if !offset.is_multiple_of(512) || !src_off.is_multiple_of(512) {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let total = self.span(offset, len / 512 * 512)?;
+        if total == 0 && len >= 512 {
+            return Err(Errno::ENOSPC);
+        }
+        let mut done = 0usize;
+        while done < total {
+            let want = (total - done).min(self.dma_chunk());
+            let (stable, pieces) = src.frames_for_dma(src_off + done as u64, want)?;
+            let bytes: usize = pieces.iter().map(|p| p.2).sum();
+            let whole = bytes / 512 * 512;
+            if whole == 0 {
+                break;
+            }
+            let mut segs = Vec::with_capacity(pieces.len());
+            let mut left = whole;
+            for (f, off, n) in &pieces {
+                if left == 0 {
+                    break;
+                }
+                let n = (*n).min(left);
+                segs.push(Segment {
+                    phys: f.pfn().addr() + *off as u64,
+                    len: n as u32,
+                });
+                left -= n;
+            }
+            let frames: Vec<FrameRef> = pieces.into_iter().map(|p| p.0).collect();
+            let sector = (offset + done as u64) / 512;
+            let r = self.disk.io_owning(Op::Write, sector, segs, frames);
+            drop(stable);
+            if let Err(e) = r {
+                if done == 0 {
+                    return Err(blk_errno(e));
+                }
+                break;
+            }
+            done += whole;
+            if whole < want {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Fill whole frames with the disk's bytes from `offset` by DMA (sendfile from a raw
+    /// device to a file: the frames become the file's pages).
+    fn fill_frames(&self, offset: u64, frames: Vec<FrameRef>) -> Result<Vec<FrameRef>, Errno> {
+        let len = frames.len() * FRAME_SIZE;
+        if self.span(offset, len)? < len {
+            return Err(Errno::EOPNOTSUPP); // past the end of the disk: whole frames only
+        }
+        let per_request = (self.dma_chunk() / FRAME_SIZE).max(1);
+        let segs: Vec<Segment> = frames
+            .iter()
+            .map(|f| Segment {
+                phys: f.pfn().addr(),
+                len: FRAME_SIZE as u32,
+            })
+            .collect();
+        let held = Arc::new(frames);
+        for (i, chunk) in segs.chunks(per_request).enumerate() {
+            let sector = (offset + (i * per_request * FRAME_SIZE) as u64) / 512;
+            self.disk
+                .io_owning(Op::Read, sector, chunk.to_vec(), held.clone())
+                .map_err(blk_errno)?;
+        }
+        Arc::try_unwrap(held).map_err(|_| Errno::EIO)
     }
 
     fn fsync(&self, _data_only: bool) -> Result<(), Errno> {

@@ -251,10 +251,15 @@ impl File {
             check_end(to, len)?;
         }
         let moved = match (self.ops.stream(), src.ops.cached_inode()) {
+            // From a page-cache file: to another, the pages are shared; to a raw device,
+            // it DMAs from the source's frames.
             (false, Some(inode)) => match self.ops.copy_range_from(to, &inode, from, len) {
                 Err(Errno::EOPNOTSUPP) => self.copy_through_buffer(to, src, from, len)?,
                 r => r?,
             },
+            // From a source that fills frames by DMA (a raw device) into a page-cache
+            // file: the frames become the target's pages.
+            (false, None) => self.copy_from_device(to, src, from, len)?,
             _ => self.copy_through_buffer(to, src, from, len)?,
         };
         if let Some(p) = dst_guard.as_deref_mut() {
@@ -264,6 +269,41 @@ impl File {
             *p = from + moved as u64;
         }
         Ok(moved)
+    }
+
+    /// [`File::copy_range_in`] from a source without a page cache: the target's whole
+    /// pages are filled by the source's DMA (a raw block device) where both allow it,
+    /// the partial head and tail (and everything else) go through a kernel buffer.
+    fn copy_from_device(&self, to: u64, src: &File, from: u64, len: usize) -> Result<usize, Errno> {
+        const PAGE: u64 = mm::FRAME_SIZE as u64;
+        let head = (((PAGE - to % PAGE) % PAGE) as usize).min(len);
+        let mut done = 0usize;
+        if head > 0 {
+            done = self.copy_through_buffer(to, src, from, head)?;
+            if done < head {
+                return Ok(done);
+            }
+        }
+        let base = from + done as u64;
+        let filled = self
+            .ops
+            .fill_from(to + done as u64, len - done, &mut |off, frames| {
+                src.ops.fill_frames(base + off, frames)
+            });
+        match filled {
+            Ok(n) => done += n,
+            Err(Errno::EOPNOTSUPP) => {}
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => return Ok(done),
+        }
+        if done < len {
+            match self.copy_through_buffer(to + done as u64, src, from + done as u64, len - done) {
+                Ok(n) => done += n,
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => {}
+            }
+        }
+        Ok(done)
     }
 
     /// [`File::copy_range_in`] for files whose data is not in the page cache (or a

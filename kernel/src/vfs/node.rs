@@ -9,6 +9,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::any::Any;
 
+use mm::FrameRef;
 use mm::phys::FramePiece;
 
 use crate::errno::Errno;
@@ -387,6 +388,25 @@ pub trait Node: Send + Sync + Any {
         Ok(())
     }
 
+    /// Take `len` bytes of the page-cache file `src` from `src_off` at `offset` straight
+    /// from its frames (a device DMAs from them); EOPNOTSUPP where the node cannot (the
+    /// caller copies through a buffer).
+    fn copy_from_cached(
+        &self,
+        _offset: u64,
+        _src: &super::ext2::Inode,
+        _src_off: u64,
+        _len: usize,
+    ) -> Result<usize, Errno> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// Fill `frames` (whole frames) with the node's bytes from `offset` by DMA and hand
+    /// them back; EOPNOTSUPP where the node cannot.
+    fn fill_frames(&self, _offset: u64, _frames: Vec<FrameRef>) -> Result<Vec<FrameRef>, Errno> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
     /// Change the permission bits.
     fn chmod(&self, _mode: u32) -> Result<(), Errno> {
         Err(Errno::EPERM)
@@ -468,6 +488,23 @@ pub trait FileOps: Send + Sync {
     ) -> Result<usize, Errno> {
         Err(Errno::EOPNOTSUPP)
     }
+
+    /// Whole pages from `pos` (page-aligned), up to `len` bytes, whose frames `fill`
+    /// fills by DMA from a device (see `ext2::Inode::fill_from`); EOPNOTSUPP where the
+    /// file has no page cache.
+    fn fill_from(
+        &self,
+        _pos: u64,
+        _len: usize,
+        _fill: &mut dyn FnMut(u64, Vec<FrameRef>) -> Result<Vec<FrameRef>, Errno>,
+    ) -> Result<usize, Errno> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// A source that fills whole frames by DMA (see [`Node::fill_frames`]).
+    fn fill_frames(&self, _pos: u64, _frames: Vec<FrameRef>) -> Result<Vec<FrameRef>, Errno> {
+        Err(Errno::EOPNOTSUPP)
+    }
 }
 
 /// The default per-open state: reads and writes go to the node.
@@ -488,6 +525,20 @@ impl FileOps for NodeFile {
 
     fn fsync(&self, data_only: bool) -> Result<(), Errno> {
         self.0.fsync(data_only)
+    }
+
+    fn copy_range_from(
+        &self,
+        pos: u64,
+        src: &super::ext2::Inode,
+        src_off: u64,
+        len: usize,
+    ) -> Result<usize, Errno> {
+        self.0.copy_from_cached(pos, src, src_off, len)
+    }
+
+    fn fill_frames(&self, pos: u64, frames: Vec<FrameRef>) -> Result<Vec<FrameRef>, Errno> {
+        self.0.fill_frames(pos, frames)
     }
 }
 

@@ -163,4 +163,52 @@ impl CachedFile {
         }
         Ok(done)
     }
+
+    /// A reference to page `index`'s up-to-date frame (read in first if needed), for a
+    /// device to DMA from (a copy to a raw block device).
+    pub fn frame_for_io(&self, index: u64, file_size: u64) -> Result<FrameRef, IoError> {
+        self.get_page(index, file_size)
+    }
+
+    /// Make `frame` (filled with this file's page `index` by a device, no CPU copy) that
+    /// page, dirty, so writeback writes it to the file's blocks: a copy from a raw block
+    /// device. A page cached there before is replaced; if it is busy (dirty, under I/O,
+    /// mapped), EBUSY and the frame is dropped. The caller has made the file cover the
+    /// page and keeps writers out.
+    pub fn adopt_page(&self, index: u64, frame: FrameRef) -> Result<(), IoError> {
+        self.set_frame_flags(
+            frame.pfn(),
+            FrameFlags::UPTODATE,
+            FrameFlags::LOCKED | FrameFlags::ERROR,
+        );
+        let mut st = self.state.lock();
+        let old = match st.pages.get(&index) {
+            Some(p) if self.cache.busy(p) => return Err(IoError(EBUSY)),
+            Some(_) => st.pages.remove(&index),
+            None => None,
+        };
+        let pfn = frame.into_raw();
+        self.cache.share(pfn);
+        let mut page = Page::fresh(pfn);
+        page.dirtied_at = self.cache.now.load(Ordering::Relaxed);
+        page.set_dirty(true, &self.dirty);
+        st.pages.insert(index, page);
+        drop(st);
+        counters::add(Counter::PagecachePages, 1);
+        match old {
+            Some(old) => {
+                self.cache.drop_page(old, &self.dirty);
+            }
+            None => self.cache.lru_push(self.id, index, 1),
+        }
+        Ok(())
+    }
+}
+
+impl PageCache {
+    /// A frame for a page about to be filled by a device and adopted
+    /// ([`CachedFile::adopt_page`]), allocated as page-cache frames are.
+    pub fn new_frame(&self) -> Result<FrameRef, IoError> {
+        self.alloc_frame()
+    }
 }

@@ -985,15 +985,22 @@ fn a_copy_waits_for_a_source_page_being_read_then_shares_it() {
     let size = 4 * PAGE;
     let copied0 = counters::get(Counter::DataCopyBytes);
     let (a2, b2) = (a.clone(), b.clone());
-    let copier =
-        std::thread::spawn(move || b2.copy_from(0, &a2, 0, 2 * FRAME_SIZE, size, 0));
+    let copier = std::thread::spawn(move || b2.copy_from(0, &a2, 0, 2 * FRAME_SIZE, size, 0));
     std::thread::sleep(std::time::Duration::from_millis(50));
     let frame = a.frame_of(0).expect("the source page is being read");
     assert!(
-        pc.frames().table().get(frame).unwrap().flags().contains(FrameFlags::LOCKED),
+        pc.frames()
+            .table()
+            .get(frame)
+            .unwrap()
+            .flags()
+            .contains(FrameFlags::LOCKED),
         "the source page is not in flight"
     );
-    assert!(b.frame_of(0).is_none(), "the copy went on before the read ended");
+    assert!(
+        b.frame_of(0).is_none(),
+        "the copy went on before the read ended"
+    );
     while disk.pending.lock().unwrap().is_empty() {
         std::thread::yield_now();
     }
@@ -1005,10 +1012,21 @@ fn a_copy_waits_for_a_source_page_being_read_then_shares_it() {
         std::thread::yield_now();
     }
     assert_eq!(copier.join().unwrap(), Ok(2 * FRAME_SIZE));
-    assert_eq!(b.frame_of(0), Some(frame), "the target does not share the frame read");
+    assert_eq!(
+        b.frame_of(0),
+        Some(frame),
+        "the target does not share the frame read"
+    );
     assert_eq!(b.frame_of(1), a.frame_of(1));
-    assert_eq!(counters::get(Counter::DataCopyBytes), copied0, "bytes were copied");
-    assert_eq!(read_all(&b, 0, 2 * FRAME_SIZE, size), read_all(&a, 0, 2 * FRAME_SIZE, size));
+    assert_eq!(
+        counters::get(Counter::DataCopyBytes),
+        copied0,
+        "bytes were copied"
+    );
+    assert_eq!(
+        read_all(&b, 0, 2 * FRAME_SIZE, size),
+        read_all(&a, 0, 2 * FRAME_SIZE, size)
+    );
 }
 
 /// The target gets mapped writable while its writeback DMA reads the shared frame: the
@@ -1073,5 +1091,8 @@ fn the_source_truncated_and_evicted_during_the_targets_writeback() {
     assert_eq!(db.page(1), pattern(1, 0));
     assert_eq!(db.page(2), pattern(2, 0));
     assert_eq!((sharers(s1), sharers(s2)), (1, 1));
-    assert_eq!(read_all(&b, PAGE, 2 * FRAME_SIZE, size)[..FRAME_SIZE], pattern(1, 0)[..]);
+    assert_eq!(
+        read_all(&b, PAGE, 2 * FRAME_SIZE, size)[..FRAME_SIZE],
+        pattern(1, 0)[..]
+    );
 }

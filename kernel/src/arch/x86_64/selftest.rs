@@ -28,13 +28,15 @@ pub fn int3_with_rax(value: u64) -> u64 {
     out
 }
 
-/// Read 8 bytes at `va` in the current address space (used to check a fresh mapping).
-///
-/// # Safety
-/// `va` is mapped readable in the active address space, with 8 bytes inside one page,
-/// and nothing writes them meanwhile.
-pub unsafe fn read_user_bytes(va: u64) -> [u8; 8] {
-    // SAFETY: the caller's contract; an unmapped address would fault and be reported
-    // like any kernel fault.
-    unsafe { core::ptr::read_volatile(va as *const [u8; 8]) }
+/// Read 8 bytes at user address `va` through the CPU's translation of the address space
+/// `space`, which must be the active one (used to check a fresh mapping); None if it is
+/// not active, `va` is not mapped there, or the 8 bytes cross a page.
+pub fn read_user_bytes(space: &mut super::paging::AddressSpace, va: u64) -> Option<[u8; 8]> {
+    if !space.is_active() || va % 4096 > 4096 - 8 || space.translate(va).is_none() {
+        return None;
+    }
+    // SAFETY: `va`'s page is mapped in the active address space (checked just above) and
+    // the 8 bytes stay inside it; the kernel runs on one CPU, so nothing unmaps it
+    // meanwhile. A page mapped without read permission cannot exist on x86-64.
+    Some(unsafe { core::ptr::read_volatile(va as *const [u8; 8]) })
 }

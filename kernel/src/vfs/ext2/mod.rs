@@ -44,6 +44,13 @@ pub use open_file::OpenFile;
 
 /// Bytes a copy between files moves per step (dirty throttling runs between steps).
 const COPY_CHUNK: usize = 4 << 20;
+/// A frame, and the bytes `[offset, offset + len)` of it a transfer covers.
+pub type DmaPiece = (FrameRef, usize, usize);
+
+/// Bytes per page-cache page.
+const PAGE: u64 = FRAME_SIZE as u64;
+/// Pages a copy from a device fills per step.
+const FILL_PAGES: u64 = 64;
 
 fn now_secs() -> u64 {
     time::now_ns() / 1_000_000_000
@@ -235,6 +242,124 @@ impl Inode {
             super::writeback::balance_dirty_pages();
         }
         Ok(done)
+    }
+
+    /// The frames holding bytes `[off, off + len)` of the file (clipped at its end), each
+    /// with the piece of it the range covers, for a device to DMA from (a copy to a raw
+    /// block device: no CPU copy). The guard keeps writers and truncation out until it
+    /// is dropped, so the bytes stay put while the device reads them.
+    pub fn frames_for_dma(
+        &self,
+        off: u64,
+        len: usize,
+    ) -> Result<(mm::sync::MutexGuard<'_, ()>, Vec<DmaPiece>), Errno> {
+        let w = self.write_lock.lock();
+        let size = self.size();
+        let end = size.min(off.saturating_add(len as u64));
+        let mut out = Vec::new();
+        let mut pos = off;
+        while pos < end {
+            let in_page = (pos % PAGE) as usize;
+            let n = ((PAGE - pos % PAGE).min(end - pos)) as usize;
+            match self.cache.frame_for_io(pos / PAGE, size) {
+                Ok(f) => out.push((f, in_page, n)),
+                Err(e) if out.is_empty() => return Err(io_errno(e)),
+                Err(_) => break,
+            }
+            pos += n as u64;
+        }
+        Ok((w, out))
+    }
+
+    /// Whole pages of this file from `dst_off` (page-aligned), up to `len` bytes, filled
+    /// by a device and taken into the page cache as dirty pages: no CPU copy (a copy
+    /// from a raw block device). `fill(offset, frames)` DMAs the copy's bytes from
+    /// `offset` on into fresh frames and hands them back. A page the cache cannot give
+    /// up (busy) is copied in from the filled frame instead. Returns the bytes done
+    /// (whole pages; 0 when `dst_off` is not page-aligned or `len` is under a page).
+    pub fn fill_from(
+        &self,
+        dst_off: u64,
+        len: usize,
+        fill: &mut dyn FnMut(u64, Vec<FrameRef>) -> Result<Vec<FrameRef>, Errno>,
+    ) -> Result<usize, Errno> {
+        let pages = len as u64 / PAGE;
+        if !dst_off.is_multiple_of(PAGE) || pages == 0 {
+            return Ok(0);
+        }
+        let max = self.fs.lock().max_file_size();
+        if dst_off >= max {
+            return Err(Errno::EFBIG);
+        }
+        let pages = pages.min((max - dst_off) / PAGE);
+        let _w = self.write_lock.lock();
+        let mut done = 0u64; // pages
+        while done < pages {
+            let want = (pages - done).min(FILL_PAGES);
+            let at = dst_off + done * PAGE;
+            let mut frames = Vec::new();
+            for _ in 0..want {
+                match page_cache().new_frame() {
+                    Ok(f) => frames.push(f),
+                    Err(_) => break,
+                }
+            }
+            if frames.is_empty() {
+                if done == 0 {
+                    return Err(Errno::ENOMEM);
+                }
+                break;
+            }
+            let got = frames.len() as u64;
+            let old = self.size();
+            let end = at + got * PAGE;
+            if end > old {
+                self.fs
+                    .lock()
+                    .set_size(self.ino, end)
+                    .map_err(Errno::from)?;
+                self.size.store(end, Ordering::Release);
+            }
+            touch_clock();
+            let filled = match fill(done * PAGE, frames) {
+                Ok(f) => f,
+                Err(e) => {
+                    if end > old {
+                        self.size.store(old, Ordering::Release);
+                        self.fs
+                            .lock()
+                            .set_size(self.ino, old)
+                            .map_err(Errno::from)?;
+                    }
+                    if done == 0 {
+                        return Err(e);
+                    }
+                    break;
+                }
+            };
+            for (i, f) in filled.into_iter().enumerate() {
+                let index = at / PAGE + i as u64;
+                if self.cache.adopt_page(index, f).is_err() {
+                    // Busy (or gone): the frame went with the refusal, and the caller's
+                    // buffered path takes over from this page on.
+                    let keep = (index * PAGE).max(old);
+                    if end > keep {
+                        self.size.store(keep, Ordering::Release);
+                        self.fs
+                            .lock()
+                            .set_size(self.ino, keep)
+                            .map_err(Errno::from)?;
+                    }
+                    return Ok(((done + i as u64) * PAGE) as usize);
+                }
+            }
+            done += got;
+            if got < want {
+                break;
+            }
+            super::writeback::balance_dirty_pages();
+        }
+        Ok((done * PAGE) as usize)
     }
 
     /// Set the size: pages past it leave the cache first, then ext2 frees the blocks.

@@ -104,6 +104,18 @@ impl FileOps for OpenFile {
         }
         self.inode.copy_range_from(pos, src, src_off, len)
     }
+
+    fn fill_from(
+        &self,
+        pos: u64,
+        len: usize,
+        fill: &mut dyn FnMut(u64, Vec<FrameRef>) -> Result<Vec<FrameRef>, Errno>,
+    ) -> Result<usize, Errno> {
+        if self.mount.read_only {
+            return Err(Errno::EROFS);
+        }
+        self.inode.fill_from(pos, len, fill)
+    }
 }
 
 // ---- the VFS node -----------------------------------------------------------------

@@ -122,7 +122,14 @@ fn copy_in_kernel(src: &CStr, dst: &CStr, sendfile: bool) {
         match r {
             Ok(0) => break,
             Ok(_) | Err(sys::errno::EINTR) => {}
-            Err(e) => fail(if sendfile { b"sendfile" } else { b"copy_file_range" }, e),
+            Err(e) => fail(
+                if sendfile {
+                    b"sendfile"
+                } else {
+                    b"copy_file_range"
+                },
+                e,
+            ),
         }
     }
     let _ = sys::close(from);

@@ -72,8 +72,16 @@ struct Fsx {
 }
 
 const NAMES: [&str; 10] = [
-    "read", "write", "map", "truncate", "copy_file_range", "sendfile", "fsync", "drop_caches",
-    "reopen", "extend",
+    "read",
+    "write",
+    "map",
+    "truncate",
+    "copy_file_range",
+    "sendfile",
+    "fsync",
+    "drop_caches",
+    "reopen",
+    "extend",
 ];
 
 impl Fsx {
@@ -96,7 +104,11 @@ impl Fsx {
     /// An offset: a page boundary half the time, else any byte, up to `limit`.
     fn offset(&mut self, limit: u64) -> u64 {
         let o = self.rng.below(limit + 1);
-        if self.rng.one_in(2) { o / PAGE * PAGE } else { o }
+        if self.rng.one_in(2) {
+            o / PAGE * PAGE
+        } else {
+            o
+        }
     }
 
     /// A length: whole pages half the time, else small or up to a few pages.
@@ -126,8 +138,18 @@ impl Fsx {
         let len = self.length();
         self.note(format!("read file {f} at {off}, {len} bytes (size {size})"));
         let mut buf = vec![0u8; len as usize];
-        let n = call(NR_PREAD, [self.fds[f] as usize, buf.as_mut_ptr() as usize, len as usize, off as usize, 0, 0])
-            .unwrap_or_else(|e| self.fail(format!("pread: {e}")));
+        let n = call(
+            NR_PREAD,
+            [
+                self.fds[f] as usize,
+                buf.as_mut_ptr() as usize,
+                len as usize,
+                off as usize,
+                0,
+                0,
+            ],
+        )
+        .unwrap_or_else(|e| self.fail(format!("pread: {e}")));
         let want = if off >= size {
             &[][..]
         } else {
@@ -140,10 +162,20 @@ impl Fsx {
         let f = self.rng.below(self.fds.len() as u64) as usize;
         let off = self.offset(MAX_SIZE);
         let len = self.length();
-        let data: Vec<u8> = (0..len).map(|_| self.rng.next() as u8).collect();
+        let data: Vec<u8> = (0..len).map(|_| self.rng.next_u64() as u8).collect();
         self.note(format!("write file {f} at {off}, {len} bytes"));
-        let n = call(NR_PWRITE, [self.fds[f] as usize, data.as_ptr() as usize, len as usize, off as usize, 0, 0])
-            .unwrap_or_else(|e| self.fail(format!("pwrite: {e}")));
+        let n = call(
+            NR_PWRITE,
+            [
+                self.fds[f] as usize,
+                data.as_ptr() as usize,
+                len as usize,
+                off as usize,
+                0,
+                0,
+            ],
+        )
+        .unwrap_or_else(|e| self.fail(format!("pwrite: {e}")));
         if n as u64 != len {
             self.fail(format!("pwrite wrote {n} of {len}"));
         }
@@ -158,21 +190,29 @@ impl Fsx {
             return;
         }
         let stores = self.rng.below(4);
-        self.note(format!("map file {f} ({size} bytes), 8 loads, {stores} stores"));
+        self.note(format!(
+            "map file {f} ({size} bytes), 8 loads, {stores} stores"
+        ));
         let len = size.div_ceil(PAGE as usize) * PAGE as usize;
-        let base = call(NR_MMAP, [0, len, PROT_RW, MAP_SHARED, self.fds[f] as usize, 0])
-            .unwrap_or_else(|e| self.fail(format!("mmap: {e}")));
+        let base = call(
+            NR_MMAP,
+            [0, len, PROT_RW, MAP_SHARED, self.fds[f] as usize, 0],
+        )
+        .unwrap_or_else(|e| self.fail(format!("mmap: {e}")));
         for _ in 0..8 {
             let at = self.rng.below(size as u64) as usize;
             // SAFETY: `at` is inside the file, so inside the mapping just made.
             let got = unsafe { core::ptr::read_volatile((base + at) as *const u8) };
             if got != self.model[f][at] {
-                self.fail(format!("load at {at}: {got:#x}, expected {:#x}", self.model[f][at]));
+                self.fail(format!(
+                    "load at {at}: {got:#x}, expected {:#x}",
+                    self.model[f][at]
+                ));
             }
         }
         for _ in 0..stores {
             let at = self.rng.below(size as u64) as usize;
-            let v = self.rng.next() as u8;
+            let v = self.rng.next_u64() as u8;
             // SAFETY: as above; the mapping is writable and shared.
             unsafe { core::ptr::write_volatile((base + at) as *mut u8, v) };
             self.model[f][at] = v;
@@ -217,7 +257,9 @@ impl Fsx {
             Err(e) if e == EINVAL && overlap => return,
             Err(e) => self.fail(format!("copy_file_range: {e} (overlap {overlap})")),
             Ok(_) if overlap => self.fail("copy_file_range of overlapping ranges succeeded".into()),
-            Ok(k) if k as u64 != n => self.fail(format!("copy_file_range copied {k}, expected {n}")),
+            Ok(k) if k as u64 != n => {
+                self.fail(format!("copy_file_range copied {k}, expected {n}"))
+            }
             Ok(_) => {}
         }
         if off_in != in0 + n || off_out != out0 + n {
@@ -235,14 +277,23 @@ impl Fsx {
         let ssize = self.model[s].len() as u64;
         let (mut off_in, off_out) = (self.offset(ssize + 100), self.offset(MAX_SIZE));
         let len = self.length();
-        self.note(format!("sendfile file {s} at {off_in} -> file {d} at {off_out}, {len} bytes"));
+        self.note(format!(
+            "sendfile file {s} at {off_in} -> file {d} at {off_out}, {len} bytes"
+        ));
         let in0 = off_in;
         if let Err(e) = sys::lseek(self.fds[d], off_out as i64, sys::SEEK_SET) {
             self.fail(format!("lseek: {e}"));
         }
         let r = call(
             NR_SENDFILE,
-            [self.fds[d] as usize, self.fds[s] as usize, &mut off_in as *mut u64 as usize, len as usize, 0, 0],
+            [
+                self.fds[d] as usize,
+                self.fds[s] as usize,
+                &mut off_in as *mut u64 as usize,
+                len as usize,
+                0,
+                0,
+            ],
         );
         let n = len.min(ssize.saturating_sub(in0));
         match r {
@@ -303,10 +354,20 @@ impl Fsx {
         if off >= MAX_SIZE {
             return;
         }
-        let data: Vec<u8> = (0..PAGE).map(|_| self.rng.next() as u8).collect();
+        let data: Vec<u8> = (0..PAGE).map(|_| self.rng.next_u64() as u8).collect();
         self.note(format!("extend file {f} at {off}"));
-        let n = call(NR_PWRITE, [self.fds[f] as usize, data.as_ptr() as usize, data.len(), off as usize, 0, 0])
-            .unwrap_or_else(|e| self.fail(format!("pwrite: {e}")));
+        let n = call(
+            NR_PWRITE,
+            [
+                self.fds[f] as usize,
+                data.as_ptr() as usize,
+                data.len(),
+                off as usize,
+                0,
+                0,
+            ],
+        )
+        .unwrap_or_else(|e| self.fail(format!("pwrite: {e}")));
         if n != data.len() {
             self.fail(format!("pwrite wrote {n}"));
         }
@@ -347,8 +408,18 @@ impl Fsx {
         for f in 0..self.fds.len() {
             let size = self.model[f].len();
             let mut buf = vec![0u8; size + 1];
-            let n = call(NR_PREAD, [self.fds[f] as usize, buf.as_mut_ptr() as usize, size + 1, 0, 0, 0])
-                .unwrap_or_else(|e| self.fail(format!("final read: {e}")));
+            let n = call(
+                NR_PREAD,
+                [
+                    self.fds[f] as usize,
+                    buf.as_mut_ptr() as usize,
+                    size + 1,
+                    0,
+                    0,
+                    0,
+                ],
+            )
+            .unwrap_or_else(|e| self.fail(format!("final read: {e}")));
             self.check("final read", &buf[..n], &self.model[f]);
             let mut h = Sha256::new();
             h.update(&self.model[f]);
@@ -386,11 +457,17 @@ fn main() -> i32 {
             b"-s" => seed = number(it.next(), "-s"),
             b"-f" => files = number(it.next(), "-f").clamp(1, 8),
             _ if dir.is_none() => dir = Some(*a),
-            _ => tools::die(2, format_args!("usage: fsxa [-n OPS] [-s SEED] [-f FILES] DIR")),
+            _ => tools::die(
+                2,
+                format_args!("usage: fsxa [-n OPS] [-s SEED] [-f FILES] DIR"),
+            ),
         }
     }
     let Some(dir) = dir else {
-        tools::die(2, format_args!("usage: fsxa [-n OPS] [-s SEED] [-f FILES] DIR"));
+        tools::die(
+            2,
+            format_args!("usage: fsxa [-n OPS] [-s SEED] [-f FILES] DIR"),
+        );
     };
     let _ = sys::mkdir(dir, 0o755);
     let paths: Vec<CString> = (0..files)

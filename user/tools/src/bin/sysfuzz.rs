@@ -96,12 +96,12 @@
 
 extern crate alloc;
 
-use tools::rng::Rng;
 use core::arch::asm;
 use core::ffi::CStr;
 use core::fmt::Write;
 use sys::io::StackWriter;
 use sys::raw::{syscall1, syscall2, syscall3, syscall4, syscall6};
+use tools::rng::Rng;
 
 const PAGE: u64 = 4096;
 
@@ -614,7 +614,7 @@ impl Fuzzer {
     fn int(&mut self) -> u64 {
         match self.rng.below(8) {
             0 => self.rng.below(64),
-            1 => self.rng.next(),
+            1 => self.rng.next_u64(),
             2 => 1 << self.rng.below(64),
             _ => self.rng.pick(&INTS),
         }
@@ -637,8 +637,8 @@ impl Fuzzer {
     fn flags(&mut self) -> u64 {
         match self.rng.below(6) {
             0 => 0,
-            1 => self.rng.next() & 0xffff_ffff,
-            2 => self.rng.next(),
+            1 => self.rng.next_u64() & 0xffff_ffff,
+            2 => self.rng.next_u64(),
             _ => {
                 let mut f = self.rng.below(3); // access mode
                 for b in OPEN_BITS {
@@ -653,8 +653,8 @@ impl Fuzzer {
 
     fn mode(&mut self) -> u64 {
         match self.rng.below(3) {
-            0 => self.rng.next() & 0o7777,
-            1 => self.rng.next() & 0xffff_ffff,
+            0 => self.rng.next_u64() & 0o7777,
+            1 => self.rng.next_u64() & 0xffff_ffff,
             _ => self.rng.pick(&MODES),
         }
     }
@@ -1273,7 +1273,7 @@ impl Fuzzer {
         unsafe {
             let mut off = 0;
             while off < A_LEN {
-                put_u64(a + off, self.rng.next());
+                put_u64(a + off, self.rng.next_u64());
                 off += 8;
             }
             let iovs: [(u64, u64); 6] = [
