@@ -380,6 +380,13 @@ poweroff
     assert_image_clean(&img, &o);
 }
 
+/// Counter `name` of a /proc/vmstat text (0 if absent).
+fn vmstat_field(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// `fsxa` (a model-based random test of file data) with seed `seed` and `ops` operations
 /// in AliasOS: it must finish OK, and every file it leaves must hash on the image to
 /// what its model says.
@@ -424,18 +431,7 @@ fn fsxa_seeds(seeds: &[u64], ops: u64) {
     }
     // The copies did make aliases, and writes did break them.
     let vmstat = read_back_text(&img, "/vmstat", &o);
-    let count = |name: &str| {
-        vmstat
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(name)?
-                    .strip_prefix(' ')?
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .unwrap_or(0)
-    };
+    let count = |name: &str| vmstat_field(&vmstat, name);
     let (aliases, breaks) = (count("alias_pages"), count("cow_breaks"));
     eprintln!("fsxa: {aliases} aliases made, {breaks} copy-on-write breaks");
     assert!(
@@ -515,18 +511,7 @@ poweroff
         .iter()
         .map(|p| read_back_text(&img, p, &o))
         .collect();
-    let at = |i: usize, name: &str| {
-        vm[i]
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(name)?
-                    .strip_prefix(' ')?
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .unwrap_or(0)
-    };
+    let at = |i: usize, name: &str| vmstat_field(&vm[i], name);
     let (to_dev, from_dev) = (
         at(1, "data_copy_bytes") - at(0, "data_copy_bytes"),
         at(2, "data_copy_bytes") - at(1, "data_copy_bytes"),

@@ -90,7 +90,23 @@ impl CachedFile {
             None => None,
         };
         // The reference taken for us becomes the page's.
-        self.cache.share(held.into_raw());
+        self.install_dirty(st, index, held, old);
+        counters::add(Counter::AliasPages, 1);
+        Ok(())
+    }
+
+    /// Make `frame` (whose reference the page takes) page `index`, dirty, under the
+    /// state lock `st`; `old` is the page it replaces (already out of the index), whose
+    /// place in the eviction clock the new page takes.
+    fn install_dirty(
+        &self,
+        mut st: crate::sync::SpinMutexGuard<'_, FileState>,
+        index: u64,
+        frame: FrameRef,
+        old: Option<Page>,
+    ) {
+        let pfn = frame.into_raw();
+        self.cache.share(pfn);
         let mut page = Page::fresh(pfn);
         page.dirtied_at = self.cache.now.load(Ordering::Relaxed);
         page.set_dirty(true, &self.dirty);
@@ -98,14 +114,11 @@ impl CachedFile {
         drop(st);
         counters::add(Counter::PagecachePages, 1);
         match old {
-            // The replaced page's place in the eviction clock serves the alias.
             Some(old) => {
                 self.cache.drop_page(old, &self.dirty);
             }
             None => self.cache.lru_push(self.id, index, 1),
         }
-        counters::add(Counter::AliasPages, 1);
-        Ok(())
     }
 
     /// Copy `len` bytes of `src` from `src_off` into this file at `dst_off` without
@@ -187,20 +200,7 @@ impl CachedFile {
             Some(_) => st.pages.remove(&index),
             None => None,
         };
-        let pfn = frame.into_raw();
-        self.cache.share(pfn);
-        let mut page = Page::fresh(pfn);
-        page.dirtied_at = self.cache.now.load(Ordering::Relaxed);
-        page.set_dirty(true, &self.dirty);
-        st.pages.insert(index, page);
-        drop(st);
-        counters::add(Counter::PagecachePages, 1);
-        match old {
-            Some(old) => {
-                self.cache.drop_page(old, &self.dirty);
-            }
-            None => self.cache.lru_push(self.id, index, 1),
-        }
+        self.install_dirty(st, index, frame, old);
         Ok(())
     }
 }

@@ -465,11 +465,7 @@ fn preadv2(fd: i32, iov: u64, iovcnt: u64, pos: u64, flags: u64) -> SysResult {
     if flags & !(RWF_HIPRI | RWF_DSYNC | RWF_SYNC | RWF_NOWAIT | RWF_APPEND) != 0 {
         return Err(Errno::EOPNOTSUPP);
     }
-    let at = match pos as i64 {
-        -1 => None,
-        p if p < 0 => return Err(Errno::EINVAL),
-        p => Some(p as u64),
-    };
+    let at = rw2_offset(pos)?;
     if flags & RWF_NOWAIT != 0 && at.is_none() {
         let f = files_get(fd)?;
         if f.is_stream() {
@@ -494,12 +490,18 @@ fn pwritev2(fd: i32, iov: u64, iovcnt: u64, pos: u64, flags: u64) -> SysResult {
     if flags & !(RWF_HIPRI | RWF_DSYNC | RWF_SYNC | RWF_NOWAIT | RWF_APPEND) != 0 {
         return Err(Errno::EOPNOTSUPP);
     }
-    let at = match pos as i64 {
-        -1 => None,
-        p if p < 0 => return Err(Errno::EINVAL),
-        p => Some(p as u64),
-    };
+    let at = rw2_offset(pos)?;
     writev(fd, iov, iovcnt, at, flags)
+}
+
+/// preadv2/pwritev2's offset: -1 for the file offset (None), another negative one is
+/// EINVAL.
+fn rw2_offset(pos: u64) -> Result<Option<u64>, Errno> {
+    match pos as i64 {
+        -1 => Ok(None),
+        p if p < 0 => Err(Errno::EINVAL),
+        p => Ok(Some(p as u64)),
+    }
 }
 
 /// Read a user `loff_t` (NULL: none).

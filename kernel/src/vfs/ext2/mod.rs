@@ -126,12 +126,8 @@ impl Inode {
         // The size grows *before* the pages are dirtied: writeback triggered by memory
         // pressure in the middle of this write only writes blocks inside the size, so the
         // new pages must already be inside it.
-        let old = self.size();
         let end = offset + data.len() as u64;
-        if end > old {
-            self.fs.lock().set_size(self.ino, end)?;
-            self.size.store(end, Ordering::Release);
-        }
+        let old = self.grow_to(end)?;
         touch_clock();
         let result = match data {
             SourcePiece::Kernel(d) => self.cache.write(offset, d, old),
@@ -139,13 +135,31 @@ impl Inode {
         }
         .map_err(io_err);
         let done = offset + *result.as_ref().unwrap_or(&0) as u64;
+        self.shrink_after(old, end, done)?;
+        result
+    }
+
+    /// Make the file at least `end` bytes long, before pages past its old end are
+    /// dirtied: writeback triggered by memory pressure meanwhile writes only blocks
+    /// inside the size, so the new pages must already be inside it. Returns the old size.
+    fn grow_to(&self, end: u64) -> Result<u64, FsError> {
+        let old = self.size();
+        if end > old {
+            self.fs.lock().set_size(self.ino, end)?;
+            self.size.store(end, Ordering::Release);
+        }
+        Ok(old)
+    }
+
+    /// After a transfer that grew the file from `old` to `end` but reached only `done`
+    /// (short or failed): the file ends where the data does, never below `old`.
+    fn shrink_after(&self, old: u64, end: u64, done: u64) -> Result<(), FsError> {
         if end > old && done < end {
-            // Short or failed write: the file ends where the data does.
             let keep = done.max(old);
             self.size.store(keep, Ordering::Release);
             self.fs.lock().set_size(self.ino, keep)?;
         }
-        result
+        Ok(())
     }
 
     /// Write from `buf` at `offset`.
@@ -208,29 +222,15 @@ impl Inode {
             // In chunks, with dirty throttling between them as for writes.
             let n = (len - done).min(COPY_CHUNK);
             let at = dst_off + done as u64;
-            let old = self.size();
             let end = at + n as u64;
-            // The size grows before the pages are dirtied (see `write_locked`).
-            if end > old {
-                self.fs
-                    .lock()
-                    .set_size(self.ino, end)
-                    .map_err(Errno::from)?;
-                self.size.store(end, Ordering::Release);
-            }
+            let old = self.grow_to(end).map_err(Errno::from)?;
             touch_clock();
             let r = self
                 .cache
                 .copy_from(at, &src.cache, src_off + done as u64, n, src_size, old);
             let k = *r.as_ref().unwrap_or(&0);
-            if end > old && k < n {
-                let keep = (at + k as u64).max(old);
-                self.size.store(keep, Ordering::Release);
-                self.fs
-                    .lock()
-                    .set_size(self.ino, keep)
-                    .map_err(Errno::from)?;
-            }
+            self.shrink_after(old, end, at + k as u64)
+                .map_err(Errno::from)?;
             match r {
                 Ok(k) => done += k,
                 Err(e) if done == 0 => return Err(io_errno(e)),
@@ -311,26 +311,13 @@ impl Inode {
                 break;
             }
             let got = frames.len() as u64;
-            let old = self.size();
             let end = at + got * PAGE;
-            if end > old {
-                self.fs
-                    .lock()
-                    .set_size(self.ino, end)
-                    .map_err(Errno::from)?;
-                self.size.store(end, Ordering::Release);
-            }
+            let old = self.grow_to(end).map_err(Errno::from)?;
             touch_clock();
             let filled = match fill(done * PAGE, frames) {
                 Ok(f) => f,
                 Err(e) => {
-                    if end > old {
-                        self.size.store(old, Ordering::Release);
-                        self.fs
-                            .lock()
-                            .set_size(self.ino, old)
-                            .map_err(Errno::from)?;
-                    }
+                    self.shrink_after(old, end, at).map_err(Errno::from)?;
                     if done == 0 {
                         return Err(e);
                     }
@@ -342,14 +329,8 @@ impl Inode {
                 if self.cache.adopt_page(index, f).is_err() {
                     // Busy (or gone): the frame went with the refusal, and the caller's
                     // buffered path takes over from this page on.
-                    let keep = (index * PAGE).max(old);
-                    if end > keep {
-                        self.size.store(keep, Ordering::Release);
-                        self.fs
-                            .lock()
-                            .set_size(self.ino, keep)
-                            .map_err(Errno::from)?;
-                    }
+                    self.shrink_after(old, end, index * PAGE)
+                        .map_err(Errno::from)?;
                     return Ok(((done + i as u64) * PAGE) as usize);
                 }
             }
