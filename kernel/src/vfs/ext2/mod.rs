@@ -229,8 +229,13 @@ impl Inode {
                 .cache
                 .copy_from(at, &src.cache, src_off + done as u64, n, src_size, old);
             let k = *r.as_ref().unwrap_or(&0);
-            self.shrink_after(old, end, at + k as u64)
-                .map_err(Errno::from)?;
+            // Nothing copied at all: the file keeps its old size (no hole up to `at`).
+            let data_end = if done == 0 && k == 0 {
+                old
+            } else {
+                at + k as u64
+            };
+            self.shrink_after(old, end, data_end).map_err(Errno::from)?;
             match r {
                 Ok(k) => done += k,
                 Err(e) if done == 0 => return Err(io_errno(e)),
@@ -317,7 +322,8 @@ impl Inode {
             let filled = match fill(done * PAGE, frames) {
                 Ok(f) => f,
                 Err(e) => {
-                    self.shrink_after(old, end, at).map_err(Errno::from)?;
+                    let data_end = if done == 0 { old } else { at };
+                    self.shrink_after(old, end, data_end).map_err(Errno::from)?;
                     if done == 0 {
                         return Err(e);
                     }
@@ -329,8 +335,12 @@ impl Inode {
                 if self.cache.adopt_page(index, f).is_err() {
                     // Busy (or gone): the frame went with the refusal, and the caller's
                     // buffered path takes over from this page on.
-                    self.shrink_after(old, end, index * PAGE)
-                        .map_err(Errno::from)?;
+                    let data_end = if done == 0 && i == 0 {
+                        old
+                    } else {
+                        index * PAGE
+                    };
+                    self.shrink_after(old, end, data_end).map_err(Errno::from)?;
                     return Ok(((done + i as u64) * PAGE) as usize);
                 }
             }
