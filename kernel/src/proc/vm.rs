@@ -440,6 +440,16 @@ impl MemoryMap {
             }
             Some((pfn, flags)) => {
                 if write && !flags.contains(PteFlags::WRITABLE) {
+                    if area.kind.is_shared() && aliased(pfn) {
+                        // A file page whose frame another file's page shares (an alias
+                        // made by a copy): stores must not reach the other file. Drop
+                        // the read-only mapping; the refault asks the page cache for a
+                        // writable page, which breaks the share first.
+                        if self.space.unmap(page).is_ok() {
+                            let _ = frames().put(pfn);
+                        }
+                        return self.fault(va, write, exec);
+                    }
                     if area.kind.is_shared() {
                         return self
                             .space
@@ -703,8 +713,10 @@ impl MemoryMap {
         for &(va, pfn, flags) in chunk {
             let shared = self.area(va).is_some_and(|a| a.kind.is_shared());
             let f = if shared {
-                // Shared pages keep their dirty bit (stores not yet seen by msync).
-                prot.pte(prot.write) | (flags & PteFlags::DIRTY)
+                // Shared pages keep their dirty bit (stores not yet seen by msync). An
+                // aliased file frame stays read-only: the first store faults and breaks
+                // the share.
+                prot.pte(prot.write && !aliased(pfn)) | (flags & PteFlags::DIRTY)
             } else {
                 // A private page becomes writable in place only if this address space
                 // holds its frame's only reference; otherwise the next write faults and
@@ -835,6 +847,11 @@ impl Drop for MemoryMap {
 /// Whether the mapping holding `pfn` is its only user: a private anonymous frame with one
 /// reference and no DMA pin. Page-cache frames are never ours alone while cached (the
 /// cache holds a reference).
+/// Whether `pfn` is shared by page-cache pages of two or more files (an alias).
+fn aliased(pfn: Pfn) -> bool {
+    frames().table().get(pfn).is_some_and(|d| d.sharers() > 1)
+}
+
 fn exclusively_ours(pfn: Pfn) -> bool {
     frames()
         .table()

@@ -523,7 +523,10 @@ impl Node for BlockNode {
         if !offset.is_multiple_of(512) || !src_off.is_multiple_of(512) {
             return Err(Errno::EOPNOTSUPP);
         }
-        let total = self.span(offset, len / 512 * 512)?;
+        if !len.is_multiple_of(512) {
+            return Err(Errno::EINVAL); // whole sectors only, as a write to the device
+        }
+        let total = self.span(offset, len)?;
         if total == 0 && len >= 512 {
             return Err(Errno::ENOSPC);
         }

@@ -28,6 +28,7 @@ pub const CASES: &[Case] = &[
     ("copies: copy_file_range aliases whole pages, copies head and tail; later writes stay apart", cfr_aliases),
     ("copies: copy_file_range errors (flags, overlap, O_APPEND, O_RDONLY, directory, pipe) and EOF", cfr_errors),
     ("copies: sendfile with an offset pointer and with the file offset, to a pipe and /dev/null", sendfile_cases),
+    ("copies: a shared mapping of a copy made writable by mprotect: stores stay in the copy", cfr_mprotect),
     ("copies: preadv/pwritev and preadv2/pwritev2 (offset -1, RWF flags, ESPIPE, EOPNOTSUPP)", rw2_cases),
 ];
 
@@ -472,6 +473,37 @@ fn rw2_cases() -> Res {
         EAGAIN,
     )?;
     for fd in [fd, fds[0], fds[1]] {
+        let _ = close(fd);
+    }
+    Ok(())
+}
+
+fn cfr_mprotect() -> Res {
+    let src = make_src("mp_src.bin")?;
+    let inf = ok("open src", open_s(&p("mp_src.bin"), O_RDONLY, 0))?;
+    let outf = ok(
+        "create dst",
+        open_s(&p("mp_dst.bin"), O_RDWR | O_CREAT | O_TRUNC, 0o644),
+    )?;
+    let n = ok("copy_file_range", cfr(inf, None, outf, None, 2 * PAGE))?;
+    ensure!(n == 2 * PAGE, "copied {n}");
+    // Mapped read-only (an alias may be), read, then made writable and stored to.
+    let m = ok("mmap", sc(nr::MMAP, &[0, 2 * PAGE, 1, 1, outf as usize, 0]))?;
+    // SAFETY: the mapping covers 2 pages of the file, just made.
+    let first = unsafe { core::ptr::read_volatile(m as *const u8) };
+    ensure!(first == src[0], "the mapping shows {first:#x}");
+    ok("mprotect", sc(nr::MPROTECT, &[m, 2 * PAGE, 3]))?;
+    // SAFETY: as above, now writable.
+    unsafe { core::ptr::write_volatile(m as *mut u8, first ^ 0xff) };
+    ok("munmap", sc(nr::MUNMAP, &[m, 2 * PAGE]))?;
+    let s_now = read_path(&p("mp_src.bin"))?;
+    ensure!(
+        s_now[0] == src[0],
+        "the store through the copy's mapping reached the source"
+    );
+    let d_now = read_path(&p("mp_dst.bin"))?;
+    ensure!(d_now[0] == first ^ 0xff, "the store did not reach the copy");
+    for fd in [inf, outf] {
         let _ = close(fd);
     }
     Ok(())

@@ -557,14 +557,15 @@ fn copy_file_range(
     }
     let inp = files_get(fd_in)?;
     let out = files_get(fd_out)?;
-    if !inp.readable() || !out.writable() || out.flags() & O_APPEND != 0 {
-        return Err(Errno::EBADF);
-    }
+    // In Linux's order: directories, then other non-regular files, then access.
     if inp.kind() == FileKind::Directory || out.kind() == FileKind::Directory {
         return Err(Errno::EISDIR);
     }
     if inp.kind() != FileKind::Regular || out.kind() != FileKind::Regular {
         return Err(Errno::EINVAL);
+    }
+    if !inp.readable() || !out.writable() || out.flags() & O_APPEND != 0 {
+        return Err(Errno::EBADF);
     }
     let (from, to) = (user_offset(off_in)?, user_offset(off_out)?);
     let n = out.copy_range_in(to, &inp, from, count_arg(len))?;
