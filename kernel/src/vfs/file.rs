@@ -240,9 +240,10 @@ impl File {
         if len == 0 {
             return Ok(0);
         }
+        // One file's data, through one description or two.
         let same_data = match (self.ops.cached_inode(), src.ops.cached_inode()) {
             (Some(a), Some(b)) => Arc::ptr_eq(&a, &b),
-            _ => same,
+            _ => same || Arc::ptr_eq(&self.node, &src.node),
         };
         if same_data && to < from + len as u64 && from < to + len as u64 {
             return Err(Errno::EINVAL);
@@ -257,9 +258,11 @@ impl File {
                 Err(Errno::EOPNOTSUPP) => self.copy_through_buffer(to, src, from, len)?,
                 r => r?,
             },
-            // From a source that fills frames by DMA (a raw device) into a page-cache
-            // file: the frames become the target's pages.
-            (false, None) => self.copy_from_device(to, src, from, len)?,
+            // From a raw block device (it fills frames by DMA) into a page-cache file:
+            // the frames become the target's pages. Other sources use a buffer.
+            (false, None) if src.kind() == FileKind::BlockDevice => {
+                self.copy_from_device(to, src, from, len)?
+            }
             _ => self.copy_through_buffer(to, src, from, len)?,
         };
         if let Some(p) = dst_guard.as_deref_mut() {

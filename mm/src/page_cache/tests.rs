@@ -986,7 +986,15 @@ fn a_copy_waits_for_a_source_page_being_read_then_shares_it() {
     let copied0 = counters::get(Counter::DataCopyBytes);
     let (a2, b2) = (a.clone(), b.clone());
     let copier = std::thread::spawn(move || b2.copy_from(0, &a2, 0, 2 * FRAME_SIZE, size, 0));
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    // Wait (bounded) until the copy has started the source's read, not for a fixed time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while disk.pending.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the copy started no read"
+        );
+        std::thread::yield_now();
+    }
     let frame = a.frame_of(0).expect("the source page is being read");
     assert!(
         pc.frames()
@@ -1001,11 +1009,12 @@ fn a_copy_waits_for_a_source_page_being_read_then_shares_it() {
         b.frame_of(0).is_none(),
         "the copy went on before the read ended"
     );
-    while disk.pending.lock().unwrap().is_empty() {
-        std::thread::yield_now();
-    }
     // Complete every read the copy starts until it is done.
     while !copier.is_finished() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the copy never finished"
+        );
         if !disk.pending.lock().unwrap().is_empty() {
             disk.complete(true);
         }
