@@ -2,6 +2,7 @@
 //! (`vda`… for virtio-blk, `sda`… for SATA, in probe order), wiring their interrupts, and
 //! synchronous I/O for kernel code.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -10,7 +11,9 @@ use drivers::ahci::AhciController;
 use drivers::block::{self, BlockDevice, BlockError, DeviceInfo, Op, Request, Segment, Waiter};
 use drivers::pci::PciFunction;
 use drivers::virtio_blk::VirtioBlk;
-use spin::Once;
+use mm::{Counter, PinnedRange, counters};
+use core::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use spin::{Mutex, Once};
 
 use crate::arch::dma::KernelHal;
 use crate::arch::{apic, cpu, trap};
@@ -62,6 +65,88 @@ impl Disk {
         )
     }
 
+    /// Start a transfer between the disk and pinned memory (raw I/O): each part (start
+    /// sector, pinned range) is split into requests within the device's limits, all in
+    /// flight at once, each carrying its share of the pins until it completes;
+    /// `dma_pinned_bytes` counts each request's bytes at its completion. `done` runs
+    /// once, when the last request has completed (from the interrupt handler, or from
+    /// this call if the device finished at once), with the bytes moved contiguously from
+    /// the start (a failure ends the count; a failure of the first request is the
+    /// result).
+    pub fn submit_pinned(
+        &self,
+        op: Op,
+        parts: Vec<(u64, PinnedRange)>,
+        done: TransferDone,
+    ) {
+        let info = self.info();
+        let max_pieces = info.max_segments.max(1);
+        let max_bytes = (info.max_bytes.max(512) as usize).min(u32::MAX as usize) / 512 * 512;
+        let mut requests = Vec::new();
+        for (sector, mut range) in parts {
+            let mut at = sector;
+            while !range.is_empty() {
+                let part = range.take_front(max_pieces, max_bytes);
+                let first = at;
+                at += part.bytes() as u64 / 512;
+                requests.push((first, part));
+            }
+        }
+        if requests.is_empty() {
+            done(Ok(0));
+            return;
+        }
+        let state = Arc::new(Mutex::new(Transfer {
+            results: alloc::vec![None; requests.len()],
+            left: requests.len(),
+            done: Some(done),
+        }));
+        let total = requests.len();
+        for (i, (sector, part)) in requests.into_iter().enumerate() {
+            let segments: Vec<Segment> = part
+                .segments(max_bytes)
+                .into_iter()
+                .map(|r| Segment {
+                    phys: r.addr,
+                    len: r.len as u32,
+                })
+                .collect();
+            let st = state.clone();
+            let req = Request::new(
+                op,
+                sector,
+                segments,
+                Box::new(move |c| {
+                    if let Ok(n) = c.result {
+                        counters::add(Counter::DmaPinnedBytes, n);
+                    }
+                    Transfer::finish(&st, i, c.result);
+                }),
+            )
+            .owning(part);
+            if let Err(e) = self.submit(req) {
+                // This request and the ones after it never start.
+                for j in i..total {
+                    Transfer::finish(&state, j, Err(e));
+                }
+                break;
+            }
+        }
+    }
+
+    /// [`Disk::submit_pinned`], waiting for the result.
+    pub fn io_pinned(
+        &self,
+        op: Op,
+        parts: Vec<(u64, PinnedRange)>,
+    ) -> Result<u64, BlockError> {
+        let slot: Arc<Mutex<Option<Result<u64, BlockError>>>> = Arc::new(Mutex::new(None));
+        let s = slot.clone();
+        self.submit_pinned(op, parts, Box::new(move |r| *s.lock() = Some(r)));
+        self.wait_until(&|| slot.lock().is_some());
+        slot.lock().take().unwrap_or(Err(BlockError::Io))
+    }
+
     /// Flush the device's write cache and wait.
     pub fn flush(&self) -> Result<u64, BlockError> {
         self.io(Op::Flush, 0, Vec::new())
@@ -70,6 +155,50 @@ impl Disk {
     /// Wait until `cond` holds, servicing this disk meanwhile.
     pub fn wait_until(&self, cond: &dyn Fn() -> bool) {
         KernelWaiter { disk: self }.wait_until(cond)
+    }
+}
+
+/// What a pinned transfer reports when it is over ([`Disk::submit_pinned`]).
+pub type TransferDone = Box<dyn FnOnce(Result<u64, BlockError>) + Send>;
+
+/// The requests of one pinned transfer ([`Disk::submit_pinned`]).
+struct Transfer {
+    results: Vec<Option<Result<u64, BlockError>>>,
+    left: usize,
+    done: Option<TransferDone>,
+}
+
+impl Transfer {
+    /// Part `i` is over; the last one reports the whole transfer.
+    fn finish(state: &Mutex<Transfer>, i: usize, result: Result<u64, BlockError>) {
+        let report = {
+            let mut t = state.lock();
+            if t.results[i].is_some() {
+                return;
+            }
+            t.results[i] = Some(result);
+            t.left -= 1;
+            if t.left > 0 {
+                return;
+            }
+            let mut total = 0u64;
+            let mut outcome = Ok(0);
+            for r in t.results.iter().flatten() {
+                match r {
+                    Ok(n) => total += n,
+                    Err(e) if total == 0 => {
+                        outcome = Err(*e);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+                outcome = Ok(total);
+            }
+            t.done.take().map(|f| (f, outcome))
+        };
+        if let Some((f, outcome)) = report {
+            f(outcome);
+        }
     }
 }
 
@@ -106,6 +235,33 @@ fn watchdog() {
 
 /// Tasks waiting for a disk completion; every disk interrupt wakes them to re-check.
 static DISK_IRQ: WaitQueue = WaitQueue::new();
+
+/// Tasks in [`wait_completions`]: the timer tick wakes the disk waiters while there are
+/// any (for deadlines, and to poll disks without interrupts).
+static TIMED_WAITERS: AtomicUsize = AtomicUsize::new(0);
+
+fn wake_timed_waiters() {
+    if TIMED_WAITERS.load(AtomicOrdering::Relaxed) > 0 {
+        DISK_IRQ.wake_all();
+    }
+}
+
+/// Block until `cond` holds (re-checked at every disk completion and timer tick), the
+/// monotonic clock reaches `deadline_ns`, or a fatal signal is pending. Returns whether
+/// `cond` held. For completions that arrive by interrupt (AIO); disks without an
+/// interrupt are polled at each check. `cond` runs with interrupts off.
+pub fn wait_completions(cond: &dyn Fn() -> bool, deadline_ns: Option<u64>) -> bool {
+    TIMED_WAITERS.fetch_add(1, AtomicOrdering::Relaxed);
+    let expired = || deadline_ns.is_some_and(|d| crate::time::now_ns() >= d);
+    DISK_IRQ.wait_until(|| {
+        for d in disks().iter().filter(|d| d.vector.is_none()) {
+            d.dev.handle_interrupt();
+        }
+        cond() || expired() || crate::task::kill_pending()
+    });
+    TIMED_WAITERS.fetch_sub(1, AtomicOrdering::Relaxed);
+    cond()
+}
 
 /// Blocks the calling task (the idle task halts) until a disk interrupt, between checks;
 /// polls the device when it has no interrupt.
@@ -242,6 +398,7 @@ pub fn init() -> &'static [Arc<Disk>] {
         list
     });
     crate::time::on_every_second(watchdog);
+    crate::time::on_every_tick(wake_timed_waiters);
     for d in disks() {
         let i = d.info();
         kprintln!(

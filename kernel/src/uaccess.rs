@@ -221,3 +221,24 @@ pub fn user_frames(
 ) -> Result<usize, Errno> {
     walk(va, len, write, f)
 }
+
+/// Pin user memory `[va, va + len)` for DMA (`write`: the device writes it, so each page
+/// is faulted in for writing, breaking copy-on-write first): every page is resolved as a
+/// user access would resolve it, then pinned. EFAULT if any page cannot be, with nothing
+/// left pinned.
+pub fn pin_user(va: u64, len: usize, write: bool) -> Result<mm::PinnedRange, Errno> {
+    check_range(va, len)?;
+    let resolve = RESOLVER.get().ok_or(Errno::EFAULT)?;
+    let mut range = mm::PinnedRange::new();
+    let mut done = 0usize;
+    while done < len {
+        let at = va + done as u64;
+        let off = (at % PAGE) as usize;
+        let n = (len - done).min(FRAME_SIZE - off);
+        let frame = resolve(at, write)?;
+        let pin = mm::Pin::new(&frame).map_err(|_| Errno::EFAULT)?;
+        range.push(pin, off, n);
+        done += n;
+    }
+    Ok(range)
+}

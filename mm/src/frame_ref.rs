@@ -62,6 +62,11 @@ impl FrameRef {
         self.pfn
     }
 
+    /// The allocator the frame belongs to.
+    pub(crate) fn allocator(&self) -> &'static FrameAllocator {
+        self.frames
+    }
+
     /// Bytes `[offset, offset + len)` of the frame, held as long as this handle is
     /// borrowed.
     pub fn piece(&self, offset: usize, len: usize) -> FramePiece<'_> {

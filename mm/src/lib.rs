@@ -13,10 +13,12 @@ pub mod frame_table;
 pub mod lock_order;
 pub mod page_cache;
 pub mod phys;
+pub mod pin;
 pub mod sync;
 
 pub use counters::Counter;
 pub use frame::{FRAME_SIZE, Pfn};
 pub use frame_alloc::{AllocError, FrameAllocator, FrameError, MAX_ORDER};
 pub use frame_ref::FrameRef;
+pub use pin::{PhysRun, Pin, PinnedRange};
 pub use frame_table::{FrameDescriptor, FrameFlags, FrameTable, Owner};

@@ -298,13 +298,64 @@ fn check_image(img: &Path) -> Vec<String> {
     problems
 }
 
+/// The raw disk of systest's `direct` cases (user/systest/src/direct.rs), `/dev/vdb`:
+/// 32 MiB of `dev_word`s.
+const RAW_MIB: u64 = 32;
+/// Sector whose reads and writes fail (blkdebug), `direct::EIO_SECTOR`.
+const RAW_EIO_SECTOR: u64 = 24 * 2048;
+/// The regions the cases write with `written_word` (offset, length), `direct::WRITTEN`.
+const RAW_WRITTEN: [(u64, u64); 3] = [(16 << 20, 1 << 20), (17 << 20, 64 << 10), (18 << 20, 128 << 10)];
+
+fn dev_word(o: u64) -> u64 {
+    o.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5a5a_0000_a5a5
+}
+
+fn make_raw_disk() -> PathBuf {
+    let path = scratch_disk(&format!("systest-raw-{}", std::process::id()), RAW_MIB);
+    let mut data = Vec::with_capacity((RAW_MIB << 20) as usize);
+    for o in (0..RAW_MIB << 20).step_by(8) {
+        data.extend_from_slice(&dev_word(o).to_le_bytes());
+    }
+    std::fs::write(&path, data).expect("fill the raw disk");
+    path
+}
+
+/// The raw disk after the run: the written regions hold `!dev_word`, the rest is as it
+/// was (no direct write went anywhere else).
+fn check_raw_disk(path: &Path) -> Vec<String> {
+    let data = std::fs::read(path).expect("read the raw disk");
+    let mut problems = Vec::new();
+    for (i, w) in data.as_chunks::<8>().0.iter().enumerate() {
+        let o = 8 * i as u64;
+        let v = u64::from_le_bytes(*w);
+        let written = RAW_WRITTEN.iter().any(|&(a, n)| (a..a + n).contains(&o));
+        let want = if written { !dev_word(o) } else { dev_word(o) };
+        if v != want {
+            problems.push(format!(
+                "raw disk: the word at {o:#x} is {v:#x}, expected {want:#x} ({})",
+                if written { "written by the direct cases" } else { "never written" }
+            ));
+            if problems.len() >= 5 {
+                break;
+            }
+        }
+    }
+    problems
+}
+
 #[test]
 fn syscall_conformance() {
     let systest = build_systest();
     let img = make_disk(&systest);
+    let raw = make_raw_disk();
+    let mut raw_disk = Disk::new(&raw, Bus::Virtio);
+    raw_disk.blkdebug = Some(blkdebug_eio_config(
+        &format!("systest-raw-{}", std::process::id()),
+        RAW_EIO_SECTOR,
+    ));
     let q = Qemu {
         mem: "256M".into(),
-        disks: vec![Disk::new(&img, Bus::Virtio)],
+        disks: vec![Disk::new(&img, Bus::Virtio), raw_disk],
         cmdline: Some("init=/mnt/bin/systest".into()),
         timeout: Some(Duration::from_secs(900)),
         ..Qemu::default()
@@ -354,6 +405,7 @@ fn syscall_conformance() {
     }
     if !o.timed_out {
         problems.extend(check_image(&img));
+        problems.extend(check_raw_disk(&raw));
     }
     assert!(
         problems.is_empty(),
@@ -363,4 +415,5 @@ fn syscall_conformance() {
         img.display()
     );
     let _ = std::fs::remove_file(&img);
+    let _ = std::fs::remove_file(&raw);
 }

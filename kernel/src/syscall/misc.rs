@@ -123,7 +123,7 @@ fn gettimeofday(tv: u64) -> SysResult {
 }
 
 /// A user `struct timespec` as nanoseconds (EINVAL for a negative or out-of-range one).
-fn read_timespec(va: u64) -> Result<u64, Errno> {
+pub(super) fn read_timespec(va: u64) -> Result<u64, Errno> {
     let mut b = [0u8; 16];
     uaccess::copy_from_user(va, &mut b)?;
     let sec = i64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));

@@ -4,6 +4,7 @@
 //! One module per family; each family's `dispatch` returns `None` for numbers it does not
 //! own. Unknown numbers return ENOSYS and are logged once.
 
+pub mod aio;
 pub mod fs;
 pub mod memory;
 pub mod misc;
@@ -34,6 +35,7 @@ pub fn handle(frame: &mut TrapFrame) {
         .or_else(|| memory::dispatch(nr, &a))
         .or_else(|| misc::dispatch(nr, &a))
         .or_else(|| fs::dispatch(nr, &a))
+        .or_else(|| aio::dispatch(nr, &a))
         .unwrap_or_else(|| {
             unimplemented_call(nr);
             Err(Errno::ENOSYS)

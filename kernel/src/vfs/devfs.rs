@@ -2,8 +2,9 @@
 //! every block device by name (`vda`, `sda`, ...) as a raw device: reads and writes at
 //! 512-byte-aligned offsets and sizes, `st_size` the capacity.
 //!
-//! Raw device data goes through a bounce frame for now (counted in `data_copy_bytes`);
-//! DMA straight to pinned user pages comes with the raw-I/O work.
+//! Raw device data goes through a bounce frame (counted in `data_copy_bytes`), except
+//! with `O_DIRECT`, where the disk DMAs straight to and from the caller's pinned pages
+//! (`super::direct`).
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -15,10 +16,12 @@ use mm::counters::{self, Counter};
 use mm::frame::FRAME_SIZE;
 use mm::frame_table::Owner;
 
+use super::direct::{self, DirectIo, blk_errno};
 use super::node::*;
 use super::tty;
 use crate::block::{self, Disk};
 use crate::errno::Errno;
+use crate::uaccess;
 
 /// The character devices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -351,16 +354,6 @@ impl Bounce {
     }
 }
 
-fn blk_errno(e: drivers::block::BlockError) -> Errno {
-    use drivers::block::BlockError as B;
-    match e {
-        B::ReadOnly => Errno::EROFS,
-        B::OutOfRange => Errno::ENOSPC,
-        B::Misaligned | B::ZeroLength | B::TooLarge => Errno::EINVAL,
-        _ => Errno::EIO,
-    }
-}
-
 impl BlockNode {
     fn capacity(&self) -> u64 {
         self.disk.info().sectors * 512
@@ -593,6 +586,24 @@ impl Node for BlockNode {
                 .map_err(blk_errno)?;
         }
         Arc::try_unwrap(held).map_err(|_| Errno::EIO)
+    }
+
+    /// `O_DIRECT`: the disk DMAs straight to or from the caller's pinned pages, clipped
+    /// at the end of the disk (a read there moves nothing; a write there is ENOSPC).
+    fn direct(&self, op: Op, offset: u64, va: u64, len: usize) -> Result<DirectIo, Errno> {
+        direct::check_alignment(offset, va, len)?;
+        if op == Op::Write && self.disk.info().read_only {
+            return Err(Errno::EROFS);
+        }
+        let total = self.span(offset, len)?;
+        if op == Op::Write && total == 0 && len > 0 {
+            return Err(Errno::ENOSPC);
+        }
+        let mut parts = Vec::new();
+        if total > 0 {
+            parts.push((offset / 512, uaccess::pin_user(va, total, op == Op::Read)?));
+        }
+        Ok(DirectIo::new(self.disk.clone(), op, parts))
     }
 
     fn fsync(&self, _data_only: bool) -> Result<(), Errno> {

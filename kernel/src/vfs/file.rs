@@ -9,6 +9,10 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use mm::sync::Mutex;
 
+use drivers::block::Op;
+
+use super::aio::AioContext;
+use super::direct::{self, DirectIo};
 use super::node::*;
 use super::path::Loc;
 use crate::errno::Errno;
@@ -119,7 +123,10 @@ impl File {
             return self.ops.read(0, buf, self.nonblock());
         }
         let mut pos = self.pos.lock();
-        let n = self.ops.read(*pos, buf, self.nonblock())?;
+        let n = match self.direct(Op::Read, *pos, buf.user()) {
+            Some(r) => r?,
+            None => self.ops.read(*pos, buf, self.nonblock())?,
+        };
         *pos += n as u64;
         Ok(n)
     }
@@ -150,7 +157,10 @@ impl File {
             *pos
         };
         check_end(at, buf.len())?;
-        let n = self.ops.write(at, buf, self.nonblock())?;
+        let n = match self.direct(Op::Write, at, buf.user()) {
+            Some(r) => r?,
+            None => self.ops.write(at, buf, self.nonblock())?,
+        };
         *pos = at + n as u64;
         Ok(n)
     }
@@ -169,7 +179,10 @@ impl File {
         if offset > i64::MAX as u64 {
             return Err(Errno::EINVAL);
         }
-        self.ops.read(offset, buf, self.nonblock())
+        match self.direct(Op::Read, offset, buf.user()) {
+            Some(r) => r,
+            None => self.ops.read(offset, buf, self.nonblock()),
+        }
     }
 
     /// `pwrite64(2)` (with `O_APPEND` it appends, as on Linux).
@@ -189,7 +202,71 @@ impl File {
             offset
         };
         check_end(at, buf.len())?;
-        self.ops.write(at, buf, self.nonblock())
+        match self.direct(Op::Write, at, buf.user()) {
+            Some(r) => r,
+            None => self.ops.write(at, buf, self.nonblock()),
+        }
+    }
+
+    /// The direct transfer `op` at `pos` to or from user memory `[va, va + len)`, started
+    /// by the caller (AIO): None where the file is not open `O_DIRECT`, has no direct
+    /// path, or the transfer is longer than one [`DirectIo`] takes (the caller then does
+    /// the transfer synchronously). The caller checked the access mode.
+    pub fn plan_direct(
+        &self,
+        op: Op,
+        pos: u64,
+        va: u64,
+        len: usize,
+    ) -> Option<Result<DirectIo, Errno>> {
+        if self.flags() & O_DIRECT == 0 || len > direct::MAX_DIRECT_BYTES {
+            return None;
+        }
+        let pos = if op == Op::Write && self.flags() & O_APPEND != 0 {
+            self.ops.size()
+        } else {
+            pos
+        };
+        if let Err(e) = check_end(pos, len) {
+            return Some(Err(e));
+        }
+        match self.ops.direct(op, pos, va, len) {
+            Err(Errno::EOPNOTSUPP) => None,
+            r => Some(r),
+        }
+    }
+
+    /// With `O_DIRECT`, `op` at `pos` between the file and user memory `user` by DMA
+    /// to or from the pinned pages, a piece of at most [`direct::MAX_DIRECT_BYTES`] at a
+    /// time; None where there is no direct path (kernel buffers, nodes without one), and
+    /// the caller goes through the page cache.
+    fn direct(&self, op: Op, pos: u64, user: Option<(u64, usize)>) -> Option<Result<usize, Errno>> {
+        if self.flags() & O_DIRECT == 0 {
+            return None;
+        }
+        let (va, len) = user?;
+        let mut done = 0usize;
+        loop {
+            let n = (len - done).min(direct::MAX_DIRECT_BYTES);
+            let io = match self.ops.direct(op, pos + done as u64, va + done as u64, n) {
+                Ok(io) => io,
+                Err(Errno::EOPNOTSUPP) if done == 0 => return None,
+                Err(e) if done == 0 => return Some(Err(e)),
+                Err(_) => break,
+            };
+            let planned = io.bytes();
+            match io.run() {
+                Ok(k) => {
+                    done += k;
+                    if k < n || planned < n || done == len {
+                        break;
+                    }
+                }
+                Err(e) if done == 0 => return Some(Err(e)),
+                Err(_) => break,
+            }
+        }
+        Some(Ok(done))
     }
 
     /// The data movement of `sendfile` and `copy_file_range`: `len` bytes of `src` from
@@ -479,6 +556,8 @@ pub struct ProcessFiles {
     /// None: `/`.
     cwd: Option<Loc>,
     umask: u32,
+    /// AIO contexts (`io_setup`); not inherited by `fork`, gone at `exec` and `exit`.
+    aio: Vec<Arc<AioContext>>,
 }
 
 impl ProcessFiles {
@@ -488,6 +567,7 @@ impl ProcessFiles {
             fds: Vec::new(),
             cwd: None,
             umask: 0o022,
+            aio: Vec::new(),
         }
     }
 
@@ -508,7 +588,32 @@ impl ProcessFiles {
             fds: self.fds.clone(),
             cwd: self.cwd.clone(),
             umask: self.umask,
+            aio: Vec::new(),
         }
+    }
+
+    /// Add an AIO context.
+    pub fn add_aio(&mut self, ctx: Arc<AioContext>) {
+        self.aio.push(ctx);
+    }
+
+    /// The AIO context `id` (EINVAL if there is none).
+    pub fn aio(&self, id: u64) -> Result<Arc<AioContext>, Errno> {
+        self.aio
+            .iter()
+            .find(|c| c.id == id)
+            .cloned()
+            .ok_or(Errno::EINVAL)
+    }
+
+    /// Remove the AIO context `id` (EINVAL if there is none).
+    pub fn remove_aio(&mut self, id: u64) -> Result<Arc<AioContext>, Errno> {
+        let i = self
+            .aio
+            .iter()
+            .position(|c| c.id == id)
+            .ok_or(Errno::EINVAL)?;
+        Ok(self.aio.swap_remove(i))
     }
 
     /// Close the `FD_CLOEXEC` descriptors (at exec).
@@ -519,11 +624,14 @@ impl ProcessFiles {
             }
         }
         self.trim();
+        self.aio.clear();
     }
 
-    /// Close everything (at exit).
+    /// Close everything (at exit). Requests in flight keep their AIO context and pins
+    /// until they complete.
     pub fn close_all(&mut self) {
         self.fds.clear();
+        self.aio.clear();
     }
 
     fn trim(&mut self) {

@@ -9,7 +9,9 @@
 //! cache: DMA into page frames, and copies from those frames straight to user pages).
 //! Pipes live here too.
 
+pub mod aio;
 pub mod devfs;
+pub mod direct;
 pub mod ext2;
 pub mod file;
 pub mod initramfs;

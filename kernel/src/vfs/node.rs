@@ -9,9 +9,11 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::any::Any;
 
+use drivers::block::Op;
 use mm::FrameRef;
 use mm::phys::FramePiece;
 
+use super::direct::DirectIo;
 use crate::errno::Errno;
 use crate::uaccess;
 
@@ -128,6 +130,14 @@ pub enum ReadBuf<'a> {
 }
 
 impl ReadBuf<'_> {
+    /// The user range, if the destination is user memory.
+    pub fn user(&self) -> Option<(u64, usize)> {
+        match self {
+            ReadBuf::User { va, len } => Some((*va, *len)),
+            ReadBuf::Kernel(_) => None,
+        }
+    }
+
     /// Bytes wanted.
     pub fn len(&self) -> usize {
         match self {
@@ -237,6 +247,14 @@ pub enum WriteBuf<'a> {
 }
 
 impl WriteBuf<'_> {
+    /// The user range, if the source is user memory.
+    pub fn user(&self) -> Option<(u64, usize)> {
+        match self {
+            WriteBuf::User { va, len } => Some((*va, *len)),
+            WriteBuf::Kernel(_) => None,
+        }
+    }
+
     pub fn len(&self) -> usize {
         match self {
             WriteBuf::Kernel(s) => s.len(),
@@ -407,6 +425,14 @@ pub trait Node: Send + Sync + Any {
         Err(Errno::EOPNOTSUPP)
     }
 
+    /// Direct I/O (`O_DIRECT`): plan `op` of up to `len` bytes at `offset` by DMA
+    /// straight to or from user memory at `va` (pinned by the plan); EINVAL if the
+    /// three are not aligned as Linux requires. EOPNOTSUPP where the node has no direct
+    /// path: the caller then goes through the page cache as usual.
+    fn direct(&self, _op: Op, _offset: u64, _va: u64, _len: usize) -> Result<DirectIo, Errno> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
     /// Change the permission bits.
     fn chmod(&self, _mode: u32) -> Result<(), Errno> {
         Err(Errno::EPERM)
@@ -505,6 +531,11 @@ pub trait FileOps: Send + Sync {
     fn fill_frames(&self, _pos: u64, _frames: Vec<FrameRef>) -> Result<Vec<FrameRef>, Errno> {
         Err(Errno::EOPNOTSUPP)
     }
+
+    /// Direct I/O at `pos` (see [`Node::direct`]).
+    fn direct(&self, _op: Op, _pos: u64, _va: u64, _len: usize) -> Result<DirectIo, Errno> {
+        Err(Errno::EOPNOTSUPP)
+    }
 }
 
 /// The default per-open state: reads and writes go to the node.
@@ -539,6 +570,10 @@ impl FileOps for NodeFile {
 
     fn fill_frames(&self, pos: u64, frames: Vec<FrameRef>) -> Result<Vec<FrameRef>, Errno> {
         self.0.fill_frames(pos, frames)
+    }
+
+    fn direct(&self, op: Op, pos: u64, va: u64, len: usize) -> Result<DirectIo, Errno> {
+        self.0.direct(op, pos, va, len)
     }
 }
 

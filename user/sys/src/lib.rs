@@ -55,7 +55,10 @@ pub const O_EXCL: usize = 0o200;
 pub const O_TRUNC: usize = 0o1000;
 pub const O_APPEND: usize = 0o2000;
 pub const O_NONBLOCK: usize = 0o4000;
+pub const O_DIRECT: usize = 0o40000;
 pub const O_DIRECTORY: usize = 0o200000;
+pub const F_GETFL: usize = 3;
+pub const F_SETFL: usize = 4;
 pub const O_NOFOLLOW: usize = 0o400000;
 pub const O_CLOEXEC: usize = 0o2000000;
 
@@ -275,6 +278,12 @@ pub fn close(fd: i32) -> SysResult {
 pub fn lseek(fd: i32, offset: i64, whence: usize) -> Result<u64, Errno> {
     // SAFETY: no pointer arguments.
     check(unsafe { syscall3(nr::LSEEK, fd as usize, offset as usize, whence) }).map(|o| o as u64)
+}
+
+/// `fcntl(fd, cmd, arg)` for the commands whose argument is a number (F_GETFL, F_SETFL...).
+pub fn fcntl(fd: i32, cmd: usize, arg: usize) -> Result<usize, Errno> {
+    // SAFETY: the commands taking a number have no pointer arguments.
+    check(unsafe { syscall3(nr::FCNTL, fd as usize, cmd, arg) })
 }
 
 pub fn ftruncate(fd: i32, len: u64) -> SysResult {

@@ -22,6 +22,7 @@ pub mod nr {
     pub const PREAD64: usize = 17;
     pub const PWRITE64: usize = 18;
     pub const PIPE: usize = 22;
+    pub const FCNTL: usize = 72;
     pub const DUP: usize = 32;
     pub const DUP2: usize = 33;
     pub const NANOSLEEP: usize = 35;

@@ -26,6 +26,7 @@
 extern crate alloc;
 
 mod copies;
+mod direct;
 mod files;
 mod last;
 mod memory;
@@ -60,6 +61,7 @@ fn main() -> i32 {
         misc::CASES,
         files::CASES,
         copies::CASES,
+        direct::CASES,
         last::CASES,
     ]
     .concat();

@@ -1,5 +1,10 @@
 //! `dd [if=FILE] [of=FILE] [bs=N] [count=N] [skip=N] [seek=N]
-//!    [conv=fsync,fdatasync,notrunc] [iflag=fullblock] [status=progress|none|noxfer]`
+//!    [conv=fsync,fdatasync,notrunc] [iflag=fullblock,direct] [oflag=direct]
+//!    [status=progress|none|noxfer]`
+//!
+//! `iflag=direct` / `oflag=direct` open the input / output with `O_DIRECT` (the buffer is
+//! page-aligned, as GNU dd's); a last partial block is written with `O_DIRECT` turned off,
+//! as GNU dd does.
 //!
 //! Sizes take the suffixes of `tools::parse_size` (K, M, G, KB, MB, b, w, ...).
 //! `skip`/`seek`/`count` are in blocks of `bs` (default 512). Prints a GNU-dd
@@ -161,6 +166,7 @@ fn main() -> i32 {
     let mut count: Option<u64> = None;
     let (mut skip, mut seek) = (0u64, 0u64);
     let (mut fsync, mut notrunc, mut fullblock) = (false, false, false);
+    let (mut idirect, mut odirect) = (false, false);
     let mut status: &[u8] = b"";
     for a in sys::rt::args().skip(1) {
         let a = a.to_bytes();
@@ -182,6 +188,8 @@ fn main() -> i32 {
             b"conv" | b"iflag" | b"oflag" => {
                 for w in v.split(|&c| c == b',') {
                     match w {
+                        b"direct" if k == b"iflag" => idirect = true,
+                        b"direct" if k == b"oflag" => odirect = true,
                         b"fsync" | b"fdatasync" => fsync = true,
                         b"notrunc" => notrunc = true,
                         b"fullblock" => fullblock = true,
@@ -202,26 +210,37 @@ fn main() -> i32 {
     }
     let ifd = match inf {
         None => 0,
-        Some(p) => match sys::open(&sys::cpath(p), sys::O_RDONLY, 0) {
+        Some(p) => match sys::open(
+            &sys::cpath(p),
+            sys::O_RDONLY | if idirect { sys::O_DIRECT } else { 0 },
+            0,
+        ) {
             Ok(fd) => fd,
             Err(e) => tools::die(1, format_args!("failed to open '{}': {}", Bytes(p), e)),
         },
     };
     let ofd = match outf {
         None => 1,
-        Some(p) => match sys::open(&sys::cpath(p), sys::O_WRONLY | sys::O_CREAT, 0o666) {
+        Some(p) => match sys::open(
+            &sys::cpath(p),
+            sys::O_WRONLY | sys::O_CREAT | if odirect { sys::O_DIRECT } else { 0 },
+            0o666,
+        ) {
             Ok(fd) => fd,
             Err(e) => tools::die(1, format_args!("failed to open '{}': {}", Bytes(p), e)),
         },
     };
     let out_name = outf.unwrap_or(b"standard output");
     let in_name = inf.unwrap_or(b"standard input");
-    let mut buf = alloc::vec![0u8; bs as usize];
+    // Page-aligned, so O_DIRECT takes it.
+    let mut store = alloc::vec![0u8; bs as usize + 4096];
+    let align = store.as_ptr().align_offset(4096);
+    let buf = &mut store[align..align + bs as usize];
     if skip > 0 {
         let off = skip.saturating_mul(bs);
         if sys::lseek(ifd, off as i64, sys::SEEK_CUR).is_err() {
             for _ in 0..skip {
-                match sys::read(ifd, &mut buf) {
+                match sys::read(ifd, buf) {
                     Ok(0) => break,
                     Ok(_) => {}
                     Err(e) => {
@@ -260,9 +279,9 @@ fn main() -> i32 {
     let mut rc = 0;
     while count.is_none_or(|n| c.full_in + c.part_in < n) {
         let r = if fullblock {
-            sys::read_full(ifd, &mut buf)
+            sys::read_full(ifd, buf)
         } else {
-            sys::read(ifd, &mut buf)
+            sys::read(ifd, buf)
         };
         let n = match r {
             Ok(0) => break,
@@ -279,6 +298,11 @@ fn main() -> i32 {
             c.full_in += 1;
         } else {
             c.part_in += 1;
+        }
+        if odirect && n % 512 != 0 {
+            // O_DIRECT takes whole blocks only: the tail goes through the page cache.
+            let _ = sys::fcntl(ofd, sys::F_GETFL, 0)
+                .and_then(|fl| sys::fcntl(ofd, sys::F_SETFL, fl & !sys::O_DIRECT));
         }
         if let Err(e) = sys::write_all(ofd, &buf[..n]) {
             eprintln!("dd: error writing '{}': {}", Bytes(out_name), e);

@@ -1,0 +1,279 @@
+//! Linux native AIO: `io_setup`, `io_destroy`, `io_getevents`, `io_submit`, `io_cancel`
+//! (206–210), with Linux's structure layouts (`struct iocb`, `struct io_event`).
+//!
+//! Reads and writes of files open `O_DIRECT` with a direct path (raw block devices) are
+//! started at submission and complete from the disk's interrupt handler: one process
+//! keeps many requests in flight, each DMAing straight to or from its pinned buffer.
+//! Everything else (buffered files, fsync) runs during `io_submit` and is complete when it
+//! returns, as Linux does for buffered AIO. Cancelling is not supported: `io_cancel` of a
+//! request in flight returns EAGAIN, as Linux may.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+
+use drivers::block::Op;
+
+use super::fs::abi;
+use crate::errno::{Errno, SysResult};
+use crate::proc::{self, vm::Prot};
+use crate::uaccess;
+use crate::vfs::aio::{AioContext, IoEvent};
+use crate::vfs::direct::DirectIo;
+use crate::vfs::{File, ReadBuf, WriteBuf};
+
+const IOCB_CMD_PREAD: u16 = 0;
+const IOCB_CMD_PWRITE: u16 = 1;
+const IOCB_CMD_FSYNC: u16 = 2;
+const IOCB_CMD_FDSYNC: u16 = 3;
+const IOCB_CMD_PREADV: u16 = 7;
+const IOCB_CMD_PWRITEV: u16 = 8;
+
+/// Most requests one context may hold (Linux's default `aio-max-nr` is far larger; this
+/// bounds the kernel memory one process can tie up).
+const MAX_EVENTS: u64 = 4096;
+
+pub fn dispatch(nr: u64, a: &[u64; 6]) -> Option<SysResult> {
+    Some(match nr {
+        206 => io_setup(a[0], a[1]),
+        207 => io_destroy(a[0]),
+        208 => io_getevents(a[0], a[1] as i64, a[2] as i64, a[3], a[4]),
+        209 => io_submit(a[0], a[1] as i64, a[2]),
+        210 => io_cancel(a[0], a[1], a[2]),
+        _ => return None,
+    })
+}
+
+/// `io_setup(nr_events, ctxp)`: `*ctxp` must be 0; it receives the new context's id, the
+/// address of a read-only page mapped for it (zero, so libaio's user-space ring check
+/// finds no ring and uses the system call).
+fn io_setup(nr_events: u64, ctxp: u64) -> SysResult {
+    if nr_events == 0 || nr_events > MAX_EVENTS {
+        return Err(Errno::EINVAL);
+    }
+    if uaccess::read_u64(ctxp)? != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let p = proc::current();
+    let id = p.mem.lock().mmap_anon(
+        0,
+        4096,
+        Prot {
+            read: true,
+            write: false,
+            exec: false,
+        },
+        false,
+    )?;
+    if let Err(e) = uaccess::write_u64(ctxp, id) {
+        let _ = p.mem.lock().munmap(id, 4096);
+        return Err(e);
+    }
+    p.files
+        .lock()
+        .add_aio(Arc::new(AioContext::new(id, nr_events as usize)));
+    Ok(0)
+}
+
+/// `io_destroy(ctx)`: waits for the requests in flight, then the context is gone.
+fn io_destroy(id: u64) -> SysResult {
+    let p = proc::current();
+    let ctx = p.files.lock().remove_aio(id)?;
+    crate::block::wait_completions(&|| ctx.in_flight() == 0, None);
+    let _ = p.mem.lock().munmap(id, 4096);
+    Ok(0)
+}
+
+/// `io_getevents(ctx, min_nr, nr, events, timeout)`: waits until `min_nr` completions
+/// are ready (or the relative `timeout` passes, or a fatal signal), then copies up to `nr`.
+fn io_getevents(id: u64, min_nr: i64, nr: i64, events: u64, timeout: u64) -> SysResult {
+    let ctx = proc::current().files.lock().aio(id)?;
+    if nr < 0 || min_nr > nr {
+        return Err(Errno::EINVAL);
+    }
+    let (min_nr, nr) = (min_nr.max(0) as usize, nr as usize);
+    uaccess::check_range(events, nr.saturating_mul(32))?;
+    let deadline = match timeout {
+        0 => None,
+        t => Some(crate::time::now_ns().saturating_add(super::misc::read_timespec(t)?)),
+    };
+    if min_nr > 0 && ctx.ready() < min_nr {
+        let met = crate::block::wait_completions(&|| ctx.ready() >= min_nr, deadline);
+        if !met && deadline.is_none() && ctx.ready() == 0 {
+            return Err(Errno::EINTR);
+        }
+    }
+    let got = ctx.take(nr);
+    for (i, ev) in got.iter().enumerate() {
+        if let Err(e) = uaccess::copy_to_user(events + 32 * i as u64, &ev.to_bytes()) {
+            // The completions not delivered are lost, as on Linux.
+            return if i == 0 { Err(e) } else { Ok(i as u64) };
+        }
+    }
+    Ok(got.len() as u64)
+}
+
+/// `io_cancel(ctx, iocb, result)`: nothing can be cancelled once started: EAGAIN for a
+/// request in flight, EINVAL for one the context does not know.
+fn io_cancel(id: u64, iocb: u64, _result: u64) -> SysResult {
+    let ctx = proc::current().files.lock().aio(id)?;
+    if ctx.is_in_flight(iocb) {
+        Err(Errno::EAGAIN)
+    } else {
+        Err(Errno::EINVAL)
+    }
+}
+
+/// A `struct iocb`, the fields AliasOS uses.
+struct Iocb {
+    data: u64,
+    opcode: u16,
+    fd: i32,
+    buf: u64,
+    nbytes: u64,
+    offset: i64,
+}
+
+fn read_iocb(va: u64) -> Result<Iocb, Errno> {
+    let mut b = [0u8; 64];
+    uaccess::copy_from_user(va, &mut b)?;
+    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
+    let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or([0; 4]));
+    let reserved2 = u64_at(48);
+    let flags = u32_at(56);
+    if reserved2 != 0 || flags != 0 {
+        // IOCB_FLAG_RESFD (eventfd notification) and IOCB_FLAG_IOPRIO are not supported.
+        return Err(Errno::EINVAL);
+    }
+    Ok(Iocb {
+        data: u64_at(0),
+        opcode: u16::from_le_bytes([b[16], b[17]]),
+        fd: u32_at(20) as i32,
+        buf: u64_at(24),
+        nbytes: u64_at(32),
+        offset: u64_at(40) as i64,
+    })
+}
+
+/// `io_submit(ctx, nr, iocbpp)`: the number of requests taken; an error only if the
+/// first could not be (EAGAIN when the context is full).
+fn io_submit(id: u64, nr: i64, iocbpp: u64) -> SysResult {
+    let ctx = proc::current().files.lock().aio(id)?;
+    if nr < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mut taken = 0u64;
+    for i in 0..nr as u64 {
+        let r = uaccess::read_u64(iocbpp + 8 * i).and_then(|obj| submit_one(&ctx, obj));
+        match r {
+            Ok(()) => taken += 1,
+            Err(e) if taken == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(taken)
+}
+
+/// Take one request: errors about the request itself are the result; what goes wrong
+/// with its I/O is its completion's `res`.
+fn submit_one(ctx: &Arc<AioContext>, obj: u64) -> Result<(), Errno> {
+    let cb = read_iocb(obj)?;
+    let file = proc::current().files.lock().get(cb.fd)?;
+    let op = match cb.opcode {
+        IOCB_CMD_PREAD | IOCB_CMD_PREADV => Op::Read,
+        IOCB_CMD_PWRITE | IOCB_CMD_PWRITEV => Op::Write,
+        IOCB_CMD_FSYNC | IOCB_CMD_FDSYNC => Op::Flush,
+        _ => return Err(Errno::EINVAL),
+    };
+    match op {
+        Op::Read if !file.readable() => return Err(Errno::EBADF),
+        Op::Write if !file.writable() => return Err(Errno::EBADF),
+        _ => {}
+    }
+    if cb.offset < 0 && op != Op::Flush {
+        return Err(Errno::EINVAL);
+    }
+    let vectored = matches!(cb.opcode, IOCB_CMD_PREADV | IOCB_CMD_PWRITEV);
+    let iovs = if vectored {
+        abi::read_iovecs(cb.buf, cb.nbytes)?
+    } else {
+        alloc::vec![(cb.buf, cb.nbytes as usize)]
+    };
+    if !ctx.reserve(obj) {
+        return Err(Errno::EAGAIN);
+    }
+    let event = move |res: Result<usize, Errno>| IoEvent {
+        data: cb.data,
+        obj,
+        res: match res {
+            Ok(n) => n as i64,
+            Err(e) => e.to_ret() as i64,
+        },
+        res2: 0,
+    };
+    if op == Op::Flush {
+        let r = file.fsync(cb.opcode == IOCB_CMD_FDSYNC).map(|_| 0);
+        ctx.complete(event(r));
+        return Ok(());
+    }
+    let pos = cb.offset as u64;
+    match plan(&file, op, pos, &iovs) {
+        Some(Ok(io)) => {
+            let ctx2 = ctx.clone();
+            io.start(Box::new(move |r| ctx2.complete(event(r))));
+        }
+        Some(Err(e)) => ctx.complete(event(Err(e))),
+        None => ctx.complete(event(transfer_now(&file, op, pos, &iovs))),
+    }
+    Ok(())
+}
+
+/// One direct transfer for all of `iovs` (contiguous in the file from `pos`), or None if
+/// any piece has no direct path.
+fn plan(file: &File, op: Op, pos: u64, iovs: &[(u64, usize)]) -> Option<Result<DirectIo, Errno>> {
+    let mut whole: Option<DirectIo> = None;
+    let mut at = pos;
+    for &(va, len) in iovs {
+        let mut io = match file.plan_direct(op, at, va, len)? {
+            Ok(io) => io,
+            Err(e) => return Some(Err(e)),
+        };
+        at += len as u64;
+        let short = io.bytes() < len;
+        match whole.as_mut() {
+            None => whole = Some(io),
+            Some(w) => {
+                if !w.append(&mut io) {
+                    return None;
+                }
+            }
+        }
+        if short {
+            break; // the end of the device: nothing after it
+        }
+    }
+    whole.map(Ok)
+}
+
+/// The transfer done now, as `preadv`/`pwritev` would.
+fn transfer_now(file: &File, op: Op, pos: u64, iovs: &[(u64, usize)]) -> Result<usize, Errno> {
+    let mut total = 0usize;
+    for &(va, len) in iovs {
+        let at = pos + total as u64;
+        let r = if op == Op::Read {
+            file.pread(at, &mut ReadBuf::User { va, len })
+        } else {
+            file.pwrite(at, &mut WriteBuf::User { va, len })
+        };
+        match r {
+            Ok(n) => {
+                total += n;
+                if n < len {
+                    break;
+                }
+            }
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(total)
+}

@@ -1,0 +1,511 @@
+//! Direct I/O on a raw block device: `O_DIRECT` reads and writes DMA straight to and from
+//! the caller's pinned pages (`/proc/vmstat` `dma_pinned_bytes`, `pinned_pages`), and
+//! Linux native AIO keeps many of them in flight.
+//!
+//! The cases use the scratch disk `/dev/vdb` (skipped where there is none). The host fills
+//! it with [`dev_word`] before the run, injects EIO at sector [`EIO_SECTOR`] (QEMU
+//! blkdebug), and afterwards checks that exactly the regions the cases write hold
+//! [`written_word`] and everything else is as it was.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use sys::errno::*;
+use sys::{O_DIRECT, O_RDWR};
+
+use crate::{ensure, say};
+use crate::util::*;
+
+const DEV: &str = "/dev/vdb";
+const MIB: usize = 1 << 20;
+
+/// The sector whose reads and writes fail (blkdebug on the host side).
+pub const EIO_SECTOR: u64 = 24 * 2048;
+/// Written by `direct_rw` (1 MiB), from the shared mapping (64 KiB) and by AIO (128 KiB).
+pub const WRITTEN: [(u64, u64); 3] = [
+    (16 << 20, 1 << 20),
+    (17 << 20, 64 << 10),
+    (18 << 20, 128 << 10),
+];
+
+/// The disk's word at byte offset `o` (a multiple of 8) before the run.
+pub fn dev_word(o: u64) -> u64 {
+    o.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5a5a_0000_a5a5
+}
+
+/// The word the cases write at byte offset `o`.
+pub fn written_word(o: u64) -> u64 {
+    !dev_word(o)
+}
+
+const PREAD64: usize = 17;
+const PWRITE64: usize = 18;
+const READ: usize = 0;
+const PREADV: usize = 295;
+const PWRITEV2: usize = 328;
+const IO_SETUP: usize = 206;
+const IO_DESTROY: usize = 207;
+const IO_GETEVENTS: usize = 208;
+const IO_SUBMIT: usize = 209;
+const IO_CANCEL: usize = 210;
+
+#[rustfmt::skip]
+pub const CASES: &[Case] = &[
+    ("direct: O_DIRECT reads and writes of a raw disk DMA to pinned pages (read, pwrite, preadv, pwritev2)", direct_rw),
+    ("direct: alignment EINVAL, bad buffers EFAULT, the end of the disk, an injected EIO; no pin left", direct_errors),
+    ("direct: a MAP_SHARED file mapping as the buffer of direct reads and writes", direct_shared_mapping),
+    ("direct: Linux AIO keeps 32 requests in flight (io_setup/submit/getevents/cancel/destroy)", aio_cases),
+    ("direct: munmap, exit and fork while a direct read is in flight", direct_in_flight),
+];
+
+fn vmstat(name: &str) -> Option<u64> {
+    proc_field(&read_path("/proc/vmstat").ok()?, name)
+}
+
+/// The raw disk open `O_RDWR | O_DIRECT`, or None (skip) where there is none.
+fn open_dev() -> Result<Option<i32>, String> {
+    match open_s(DEV, O_RDWR | O_DIRECT, 0) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(ENOENT) | Err(ENXIO) => {
+            say!("# no {DEV}: skipped\n");
+            Ok(None)
+        }
+        Err(e) => Err(format!("open {DEV} O_DIRECT: {}", ename(e))),
+    }
+}
+
+fn pread(fd: i32, buf: usize, len: usize, off: u64) -> Result<usize, Errno> {
+    sc(PREAD64, &[fd as usize, buf, len, off as usize])
+}
+
+fn pwrite(fd: i32, buf: usize, len: usize, off: u64) -> Result<usize, Errno> {
+    sc(PWRITE64, &[fd as usize, buf, len, off as usize])
+}
+
+/// Fill `len` bytes at `buf` with the words `f` gives for disk offsets from `off`.
+fn fill_for(buf: usize, len: usize, off: u64, f: fn(u64) -> u64) {
+    fill64(buf, len, |i| f(off + 8 * i as u64));
+}
+
+fn check_for(what: &str, buf: usize, len: usize, off: u64, f: fn(u64) -> u64) -> Res {
+    check64(buf, len, |i| f(off + 8 * i as u64)).map_err(|e| format!("{what}: {e}"))
+}
+
+/// The pins of finished I/O are gone (AliasOS only): `pinned_pages` back to 0, allowing
+/// a moment for a completion still unwinding.
+fn no_pins_left(what: &str) -> Res {
+    for _ in 0..50 {
+        match vmstat("pinned_pages") {
+            None | Some(0) => return Ok(()),
+            Some(_) => sleep_ms(10),
+        }
+    }
+    Err(format!(
+        "{what}: pinned_pages is {:?}, expected 0",
+        vmstat("pinned_pages")
+    ))
+}
+
+fn direct_rw() -> Res {
+    let Some(fd) = open_dev()? else {
+        return Ok(());
+    };
+    let (w, r) = (anon(MIB)?, anon(MIB)?);
+    fill_for(w, MIB, WRITTEN[0].0, written_word);
+    // Reading /proc/vmstat costs what it costs; measure it to leave it out.
+    let copy0 = vmstat("data_copy_bytes");
+    let copy1 = vmstat("data_copy_bytes");
+    let (dma0, bounce0) = (vmstat("dma_pinned_bytes"), vmstat("bounce_bytes"));
+    ensure!(
+        ok("pwrite O_DIRECT 1 MiB", pwrite(fd, w, MIB, WRITTEN[0].0))? == MIB,
+        "short direct write"
+    );
+    ensure!(
+        ok("pread O_DIRECT 1 MiB", pread(fd, r, MIB, WRITTEN[0].0))? == MIB,
+        "short direct read"
+    );
+    check_for("read back", r, MIB, WRITTEN[0].0, written_word)?;
+    // read() at the file offset, which advances.
+    ok("lseek", lseek(fd, 64 << 10, 0))?;
+    ensure!(
+        ok("read O_DIRECT", sc(READ, &[fd as usize, r, 8192]))? == 8192,
+        "short read()"
+    );
+    check_for("read()", r, 8192, 64 << 10, dev_word)?;
+    let pos = ok("lseek", lseek(fd, 0, 1))?;
+    ensure!(pos == (64 << 10) + 8192, "offset after read(): {pos}");
+    // preadv: two iovecs, the second one page further in memory.
+    let iov: [usize; 4] = [r, 4096, r + 8192, 4096];
+    ensure!(
+        ok("preadv O_DIRECT", sc(PREADV, &[fd as usize, iov.as_ptr() as usize, 2, 4096 * 5]))?
+            == 8192,
+        "short preadv"
+    );
+    check_for("preadv 1", r, 4096, 4096 * 5, dev_word)?;
+    check_for("preadv 2", r + 8192, 4096, 4096 * 6, dev_word)?;
+    // pwritev2 of what the disk holds there already (the host checks nothing moved).
+    let iov: [usize; 2] = [r, 4096];
+    ensure!(
+        ok("pwritev2 O_DIRECT", sc(PWRITEV2, &[fd as usize, iov.as_ptr() as usize, 1, 4096 * 5, 0, 0]))?
+            == 4096,
+        "short pwritev2"
+    );
+    let copy2 = vmstat("data_copy_bytes");
+    if let (Some(c0), Some(c1), Some(c2)) = (copy0, copy1, copy2) {
+        let per_read = c1 - c0;
+        // Three more vmstat reads happened after copy1 (dma0, bounce0, copy2).
+        ensure!(
+            c2 - c1 <= 3 * per_read,
+            "data_copy_bytes rose by {} (vmstat reads cost {per_read} each): the CPU copied data",
+            c2 - c1
+        );
+    }
+    if let (Some(d0), Some(d1)) = (dma0, vmstat("dma_pinned_bytes")) {
+        let want = (2 * MIB + 8192 + 8192 + 4096) as u64;
+        ensure!(d1 - d0 == want, "dma_pinned_bytes rose by {}, expected {want}", d1 - d0);
+    }
+    if let (Some(b0), Some(b1)) = (bounce0, vmstat("bounce_bytes")) {
+        ensure!(b1 == b0, "bounce_bytes rose by {}", b1 - b0);
+    }
+    no_pins_left("after the transfers")?;
+    let _ = close(fd);
+    Ok(())
+}
+
+fn direct_errors() -> Res {
+    let Some(fd) = open_dev()? else {
+        return Ok(());
+    };
+    let buf = anon(64 << 10)?;
+    let size = ok("fstat", fstat(fd))?.st_size as u64;
+    want("misaligned offset", pread(fd, buf, 4096, 100), EINVAL)?;
+    want("misaligned length", pread(fd, buf, 1000, 0), EINVAL)?;
+    want("misaligned buffer", pread(fd, buf + 8, 4096, 0), EINVAL)?;
+    want("misaligned write", pwrite(fd, buf + 8, 4096, 0), EINVAL)?;
+    want("kernel buffer", pread(fd, KERNEL_BASE, 4096, 0), EFAULT)?;
+    let gone = anon(8192)?;
+    ok("munmap", munmap(gone, 8192))?;
+    want("unmapped buffer", pread(fd, gone, 4096, 0), EFAULT)?;
+    // The first page is fine, the second is not: nothing is done, nothing stays pinned.
+    let half = anon(8192)?;
+    ok("munmap", munmap(half + 4096, 4096))?;
+    want("half-unmapped buffer", pread(fd, half, 8192, 0), EFAULT)?;
+    want("write from kernel memory", pwrite(fd, KERNEL_BASE, 4096, 0), EFAULT)?;
+    ensure!(
+        ok("read at the end", pread(fd, buf, 4096, size))? == 0,
+        "a read at the end of the disk returned data"
+    );
+    ensure!(
+        ok("read across the end", pread(fd, buf, 8192, size - 4096))? == 4096,
+        "a read across the end of the disk is not short"
+    );
+    check_for("the last page", buf, 4096, size - 4096, dev_word)?;
+    want("write at the end", pwrite(fd, buf, 4096, size), ENOSPC)?;
+    want(
+        "read of the failing sector",
+        pread(fd, buf, 4096, EIO_SECTOR * 512),
+        EIO,
+    )?;
+    want(
+        "write of the failing sector",
+        pwrite(fd, buf, 4096, EIO_SECTOR * 512),
+        EIO,
+    )?;
+    no_pins_left("after the errors")?;
+    // The disk still works.
+    ensure!(ok("pread", pread(fd, buf, 4096, 0))? == 4096, "short read");
+    check_for("sector 0", buf, 4096, 0, dev_word)?;
+    let _ = close(fd);
+    Ok(())
+}
+
+fn direct_shared_mapping() -> Res {
+    let Some(fd) = open_dev()? else {
+        return Ok(());
+    };
+    const LEN: usize = 64 << 10;
+    let path = "/mnt/systest/direct_map.bin";
+    let f = ok("create", open_s(path, sys::O_CREAT | O_RDWR | sys::O_TRUNC, 0o644))?;
+    write_all("fill", f, &vec![0u8; LEN])?;
+    let map = ok(
+        "mmap MAP_SHARED",
+        mmap(0, LEN, PROT_READ | PROT_WRITE, MAP_SHARED, f as usize, 0),
+    )?;
+    // Device -> the file's page-cache frames (through the mapping).
+    ensure!(
+        ok("direct read into the mapping", pread(fd, map, LEN, 4 * MIB as u64))? == LEN,
+        "short read"
+    );
+    check_for("mapping", map, LEN, 4 * MIB as u64, dev_word)?;
+    let mut back = vec![0u8; LEN];
+    ok("lseek", lseek(f, 0, 0))?;
+    ensure!(
+        ok("read the file", sys::read_full(f, &mut back))? == LEN,
+        "short file read"
+    );
+    check64(back.as_ptr() as usize, LEN, |i| dev_word(4 * MIB as u64 + 8 * i as u64))
+        .map_err(|e| format!("read() of the file after the direct read: {e}"))?;
+    // The mapping -> device.
+    fill_for(map, LEN, WRITTEN[1].0, written_word);
+    ensure!(
+        ok("direct write from the mapping", pwrite(fd, map, LEN, WRITTEN[1].0))? == LEN,
+        "short write"
+    );
+    let r = anon(LEN)?;
+    ensure!(ok("read back", pread(fd, r, LEN, WRITTEN[1].0))? == LEN, "short");
+    check_for("written from the mapping", r, LEN, WRITTEN[1].0, written_word)?;
+    ok("munmap", munmap(map, LEN))?;
+    let _ = close(f);
+    let _ = close(fd);
+    no_pins_left("after the mapping cases")
+}
+
+// ---- AIO ---------------------------------------------------------------------------
+
+const CMD_PREAD: u16 = 0;
+const CMD_PWRITE: u16 = 1;
+const CMD_FSYNC: u16 = 2;
+const CMD_PREADV: u16 = 7;
+
+/// `struct iocb`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Iocb {
+    data: u64,
+    key: u32,
+    rw_flags: u32,
+    opcode: u16,
+    reqprio: i16,
+    fd: u32,
+    buf: u64,
+    nbytes: u64,
+    offset: i64,
+    reserved2: u64,
+    flags: u32,
+    resfd: u32,
+}
+
+/// `struct io_event`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+struct IoEvent {
+    data: u64,
+    obj: u64,
+    res: i64,
+    res2: i64,
+}
+
+fn iocb(data: u64, opcode: u16, fd: i32, buf: usize, nbytes: usize, offset: u64) -> Iocb {
+    Iocb {
+        data,
+        opcode,
+        fd: fd as u32,
+        buf: buf as u64,
+        nbytes: nbytes as u64,
+        offset: offset as i64,
+        ..Iocb::default()
+    }
+}
+
+fn io_setup(n: usize) -> Result<u64, String> {
+    let mut ctx: u64 = 0;
+    ok("io_setup", sc(IO_SETUP, &[n, &mut ctx as *mut u64 as usize]))?;
+    ensure!(ctx != 0, "io_setup left the context id 0");
+    Ok(ctx)
+}
+
+fn submit(ctx: u64, cbs: &[Iocb]) -> Result<usize, Errno> {
+    let ptrs: Vec<usize> = cbs.iter().map(|c| c as *const Iocb as usize).collect();
+    sc(IO_SUBMIT, &[ctx as usize, ptrs.len(), ptrs.as_ptr() as usize])
+}
+
+/// Wait for exactly `n` completions (30 s at most).
+fn reap(ctx: u64, n: usize) -> Result<Vec<IoEvent>, String> {
+    let mut out = Vec::new();
+    let ts = Timespec { sec: 30, nsec: 0 };
+    while out.len() < n {
+        let mut evs = vec![IoEvent::default(); n - out.len()];
+        let got = ok(
+            "io_getevents",
+            sc(
+                IO_GETEVENTS,
+                &[
+                    ctx as usize,
+                    evs.len(),
+                    evs.len(),
+                    evs.as_mut_ptr() as usize,
+                    &ts as *const Timespec as usize,
+                ],
+            ),
+        )?;
+        ensure!(got > 0, "io_getevents: nothing completed in 30 s ({} of {n})", out.len());
+        out.extend_from_slice(&evs[..got]);
+    }
+    Ok(out)
+}
+
+/// One request, submitted and reaped: its result.
+fn aio_one(ctx: u64, cb: Iocb) -> Result<i64, String> {
+    ensure!(ok("io_submit", submit(ctx, &[cb]))? == 1, "io_submit took nothing");
+    Ok(reap(ctx, 1)?[0].res)
+}
+
+fn aio_cases() -> Res {
+    let Some(fd) = open_dev()? else {
+        return Ok(());
+    };
+    let ctx = io_setup(64)?;
+    // 32 random 4 KiB reads in flight at once.
+    const N: usize = 32;
+    let bufs = anon(N * 4096)?;
+    let mut seed = 12345u64;
+    let offsets: Vec<u64> = (0..N)
+        .map(|_| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % (16 * 256) * 4096 // a page in the first 16 MiB
+        })
+        .collect();
+    let cbs: Vec<Iocb> = (0..N)
+        .map(|i| iocb(i as u64 + 100, CMD_PREAD, fd, bufs + i * 4096, 4096, offsets[i]))
+        .collect();
+    ensure!(ok("io_submit 32", submit(ctx, &cbs))? == N, "io_submit took fewer than 32");
+    let evs = reap(ctx, N)?;
+    let mut seen = [false; N];
+    for e in &evs {
+        let i = e.data.wrapping_sub(100) as usize;
+        ensure!(i < N && !seen[i], "event with data {} (unknown or twice)", e.data);
+        seen[i] = true;
+        ensure!(e.res == 4096, "read {i}: res {}", e.res);
+        ensure!(
+            e.obj == &cbs[i] as *const Iocb as u64,
+            "read {i}: obj {:#x} is not its iocb",
+            e.obj
+        );
+        check_for(&format!("read {i}"), bufs + i * 4096, 4096, offsets[i], dev_word)?;
+    }
+    // 32 writes and an fsync.
+    let (base, len) = WRITTEN[2];
+    fill_for(bufs, N * 4096, base, written_word);
+    let mut cbs: Vec<Iocb> = (0..N)
+        .map(|i| iocb(i as u64, CMD_PWRITE, fd, bufs + i * 4096, 4096, base + i as u64 * 4096))
+        .collect();
+    cbs.push(iocb(99, CMD_FSYNC, fd, 0, 0, 0));
+    ensure!(ok("io_submit writes", submit(ctx, &cbs))? == N + 1, "short io_submit");
+    for e in reap(ctx, N + 1)? {
+        let want = if e.data == 99 { 0 } else { 4096 };
+        ensure!(e.res == want, "write {}: res {}", e.data, e.res);
+    }
+    // PREADV of what was written, in two iovecs.
+    let r = anon(2 * 4096)?;
+    let iov: [usize; 4] = [r + 4096, 4096, r, 4096];
+    let res = aio_one(ctx, iocb(7, CMD_PREADV, fd, iov.as_ptr() as usize, 2, base))?;
+    ensure!(res == 8192, "preadv: res {res}");
+    check_for("preadv first", r + 4096, 4096, base, written_word)?;
+    check_for("preadv second", r, 4096, base + 4096, written_word)?;
+    ensure!(len >= 2 * 4096, "layout");
+    // Errors reach the event.
+    let res = aio_one(ctx, iocb(1, CMD_PREAD, fd, r + 8, 4096, 0))?;
+    ensure!(res == -(EINVAL.0 as i64), "misaligned AIO read: res {res}");
+    let res = aio_one(ctx, iocb(2, CMD_PREAD, fd, r, 4096, EIO_SECTOR * 512))?;
+    ensure!(res == -(EIO.0 as i64), "AIO read of the failing sector: res {res}");
+    // Refused at submission.
+    want("bad fd", submit(ctx, &[iocb(3, CMD_PREAD, 999, r, 4096, 0)]), EBADF)?;
+    want("bad opcode", submit(ctx, &[iocb(3, 99, fd, r, 4096, 0)]), EINVAL)?;
+    want("bad context", submit(ctx + 4096 * 7, &[iocb(3, CMD_PREAD, fd, r, 4096, 0)]), EINVAL)?;
+    let mut result = IoEvent::default();
+    let stray = iocb(5, CMD_PREAD, fd, r, 4096, 0);
+    want(
+        "io_cancel of a request never submitted",
+        sc(
+            IO_CANCEL,
+            &[
+                ctx as usize,
+                &stray as *const Iocb as usize,
+                &mut result as *mut IoEvent as usize,
+            ],
+        ),
+        EINVAL,
+    )?;
+    // Nothing pending: a 20 ms timeout passes and returns 0.
+    let ts = Timespec {
+        sec: 0,
+        nsec: 20_000_000,
+    };
+    let mut evs = [IoEvent::default(); 1];
+    let t0 = now_ns(1)?;
+    let got = ok(
+        "io_getevents with a timeout",
+        sc(
+            IO_GETEVENTS,
+            &[ctx as usize, 1, 1, evs.as_mut_ptr() as usize, &ts as *const Timespec as usize],
+        ),
+    )?;
+    let waited = now_ns(1)? - t0;
+    ensure!(got == 0, "io_getevents returned {got} events with nothing pending");
+    ensure!(waited >= 15_000_000, "io_getevents returned after {waited} ns, before its timeout");
+    ok("io_destroy", sc(IO_DESTROY, &[ctx as usize]))?;
+    want("io_destroy twice", sc(IO_DESTROY, &[ctx as usize]), EINVAL)?;
+    let _ = close(fd);
+    no_pins_left("after AIO")
+}
+
+fn direct_in_flight() -> Res {
+    let Some(fd) = open_dev()? else {
+        return Ok(());
+    };
+    // munmap while a 1 MiB read is in flight: the frames stay until the DMA is done.
+    let ctx = io_setup(8)?;
+    let buf = anon(MIB)?;
+    ensure!(
+        ok("io_submit", submit(ctx, &[iocb(1, CMD_PREAD, fd, buf, MIB, 0)]))? == 1,
+        "not taken"
+    );
+    ok("munmap while in flight", munmap(buf, MIB))?;
+    let res = reap(ctx, 1)?[0].res;
+    ensure!(res == MIB as i64, "the read into the unmapped buffer: res {res}");
+    no_pins_left("after munmap")?;
+    // exit while in flight: a child starts a read of 4 MiB and exits at once.
+    child_check("exit with a read in flight", || {
+        let ctx = io_setup(8)?;
+        let buf = anon(4 * MIB)?;
+        ensure!(
+            ok("io_submit", submit(ctx, &[iocb(1, CMD_PREAD, fd, buf, 4 * MIB, 0)]))? == 1,
+            "not taken"
+        );
+        exit(0)
+    })?;
+    no_pins_left("after the child's exit")?;
+    // fork while a buffer is pinned: the parent's buffer must get the data even though
+    // the parent writes to the same page right after the fork (a copy-on-write break
+    // that must not move the parent to a frame the DMA does not reach).
+    let buf = anon(MIB)?;
+    fill64(buf, MIB, |_| 0x1111_1111_1111_1111);
+    ensure!(
+        ok("io_submit", submit(ctx, &[iocb(2, CMD_PREAD, fd, buf, MIB, 8 * MIB as u64)]))? == 1,
+        "not taken"
+    );
+    let pid = fork()?;
+    if pid == 0 {
+        // The child's copy is its own: whatever it held at the fork, the parent's DMA
+        // does not reach it afterwards.
+        let before = peek64(buf + MIB - 8);
+        sleep_ms(100);
+        let after = peek64(buf + MIB - 8);
+        exit(if before == after { 0 } else { 3 });
+    }
+    // The parent stores into the first page, which is under DMA.
+    poke64(buf + 4096 - 8, 0x2222_2222_2222_2222);
+    let res = reap(ctx, 1)?[0].res;
+    ensure!(res == MIB as i64, "the read across fork: res {res}");
+    let st = wait_pid(pid)?;
+    expect_exit("the child", st, 0)?;
+    // Everything but the stored word came from the disk.
+    check64(buf, 4096 - 8, |i| dev_word(8 * MIB as u64 + 8 * i as u64))
+        .map_err(|e| format!("the parent's first page after the fork: {e}"))?;
+    check_for("the rest of the parent's buffer", buf + 4096, MIB - 4096, 8 * MIB as u64 + 4096, dev_word)?;
+    ok("io_destroy", sc(IO_DESTROY, &[ctx as usize]))?;
+    let _ = close(fd);
+    no_pins_left("after the fork case")
+}
