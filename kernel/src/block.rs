@@ -7,12 +7,12 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use core::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use drivers::ahci::AhciController;
 use drivers::block::{self, BlockDevice, BlockError, DeviceInfo, Op, Request, Segment, Waiter};
 use drivers::pci::PciFunction;
 use drivers::virtio_blk::VirtioBlk;
 use mm::{Counter, PinnedRange, counters};
-use core::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use spin::{Mutex, Once};
 
 use crate::arch::dma::KernelHal;
@@ -73,12 +73,7 @@ impl Disk {
     /// this call if the device finished at once), with the bytes moved contiguously from
     /// the start (a failure ends the count; a failure of the first request is the
     /// result).
-    pub fn submit_pinned(
-        &self,
-        op: Op,
-        parts: Vec<(u64, PinnedRange)>,
-        done: TransferDone,
-    ) {
+    pub fn submit_pinned(&self, op: Op, parts: Vec<(u64, PinnedRange)>, done: TransferDone) {
         let info = self.info();
         let max_pieces = info.max_segments.max(1);
         let max_bytes = (info.max_bytes.max(512) as usize).min(u32::MAX as usize) / 512 * 512;
@@ -135,11 +130,7 @@ impl Disk {
     }
 
     /// [`Disk::submit_pinned`], waiting for the result.
-    pub fn io_pinned(
-        &self,
-        op: Op,
-        parts: Vec<(u64, PinnedRange)>,
-    ) -> Result<u64, BlockError> {
+    pub fn io_pinned(&self, op: Op, parts: Vec<(u64, PinnedRange)>) -> Result<u64, BlockError> {
         let slot: Arc<Mutex<Option<Result<u64, BlockError>>>> = Arc::new(Mutex::new(None));
         let s = slot.clone();
         self.submit_pinned(op, parts, Box::new(move |r| *s.lock() = Some(r)));

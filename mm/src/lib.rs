@@ -20,5 +20,5 @@ pub use counters::Counter;
 pub use frame::{FRAME_SIZE, Pfn};
 pub use frame_alloc::{AllocError, FrameAllocator, FrameError, MAX_ORDER};
 pub use frame_ref::FrameRef;
-pub use pin::{PhysRun, Pin, PinnedRange};
 pub use frame_table::{FrameDescriptor, FrameFlags, FrameTable, Owner};
+pub use pin::{PhysRun, Pin, PinnedRange};

@@ -448,6 +448,7 @@ impl Drop for CachedFile {
 }
 
 mod alias;
+mod direct;
 mod readahead;
 mod reclaim;
 mod write;

@@ -41,6 +41,15 @@ impl Pin {
     pub fn pfn(&self) -> Pfn {
         self.pfn
     }
+
+    /// A second pin on the same frame.
+    pub fn duplicate(&self) -> Result<Pin, FrameError> {
+        self.frames.pin(self.pfn)?;
+        Ok(Pin {
+            pfn: self.pfn,
+            frames: self.frames,
+        })
+    }
 }
 
 impl core::fmt::Debug for Pin {
@@ -119,7 +128,7 @@ impl PinnedRange {
         let mut at = 0;
         let mut n = 0;
         while n < self.pieces.len() && n < max_pieces.max(1) {
-            let len = self.pieces[n].2 as usize + 1;
+            let len = self.piece_len(n);
             if n > 0 && at + len > max_bytes {
                 break;
             }
@@ -133,6 +142,40 @@ impl PinnedRange {
             pieces: front,
             bytes: at,
         }
+    }
+
+    /// Split off the first `bytes` bytes as a range of their own (one disk extent's share
+    /// of a transfer); a piece that straddles the split is pinned twice, once for each
+    /// side. Fewer bytes if the range is shorter.
+    pub fn split_front(&mut self, bytes: usize) -> Result<PinnedRange, FrameError> {
+        let mut at = 0;
+        let mut n = 0;
+        while n < self.pieces.len() && at + self.piece_len(n) <= bytes {
+            at += self.piece_len(n);
+            n += 1;
+        }
+        let mut straddler = None;
+        if at < bytes && n < self.pieces.len() {
+            let (pin, off, len_m1) = &mut self.pieces[n];
+            let k = bytes - at;
+            straddler = Some((pin.duplicate()?, *off, (k - 1) as u16));
+            *off += k as u16;
+            *len_m1 -= k as u16;
+            at = bytes;
+        }
+        let rest = self.pieces.split_off(n);
+        let mut front = core::mem::replace(&mut self.pieces, rest);
+        front.extend(straddler);
+        self.bytes -= at;
+        Ok(PinnedRange {
+            pieces: front,
+            bytes: at,
+        })
+    }
+
+    /// Bytes of piece `n`.
+    fn piece_len(&self, n: usize) -> usize {
+        self.pieces[n].2 as usize + 1
     }
 
     /// Nothing left.
@@ -181,11 +224,17 @@ mod tests {
         assert_eq!(d.pincount(), 2);
         drop(frame); // the mapping goes away (munmap, exit)
         assert_eq!(d.refcount(), 0);
-        assert!(!d.flags().contains(FrameFlags::FREE), "pinned: still allocated");
+        assert!(
+            !d.flags().contains(FrameFlags::FREE),
+            "pinned: still allocated"
+        );
         drop(pin);
         assert!(!d.flags().contains(FrameFlags::FREE), "one pin left");
         drop(pin2);
-        assert!(d.flags().contains(FrameFlags::FREE), "the last pin frees it");
+        assert!(
+            d.flags().contains(FrameFlags::FREE),
+            "the last pin frees it"
+        );
     }
 
     #[test]
@@ -222,12 +271,43 @@ mod tests {
         );
         assert_eq!(r.segments(FRAME_SIZE).len(), 3, "the limit splits the run");
         let front = r.take_front(8, FRAME_SIZE + 1);
-        assert_eq!((front.pages(), front.bytes()), (1, FRAME_SIZE - 512), "bytes limit");
+        assert_eq!(
+            (front.pages(), front.bytes()),
+            (1, FRAME_SIZE - 512),
+            "bytes limit"
+        );
         assert_eq!(r.bytes(), FRAME_SIZE + 1024);
         let front = r.take_front(1, 1 << 20);
         assert_eq!((front.pages(), r.pages()), (1, 1), "pieces limit");
         let last = r.take_front(8, 512);
         assert_eq!(last.bytes(), 1024, "one piece at least");
         assert!(r.is_empty() && r.bytes() == 0);
+    }
+
+    #[test]
+    fn splitting_inside_a_piece_pins_its_frame_for_both_sides() {
+        let fa = allocator();
+        let a = FrameRef::alloc(fa, Owner::Test).unwrap();
+        let b = FrameRef::alloc(fa, Owner::Test).unwrap();
+        let mut r = PinnedRange::new();
+        r.push(Pin::new(&a).unwrap(), 0, FRAME_SIZE);
+        r.push(Pin::new(&b).unwrap(), 0, FRAME_SIZE);
+        let front = r.split_front(FRAME_SIZE + 1024).unwrap();
+        assert_eq!((front.bytes(), front.pages()), (FRAME_SIZE + 1024, 2));
+        assert_eq!((r.bytes(), r.pages()), (FRAME_SIZE - 1024, 1));
+        let d = fa.table().get(b.pfn()).unwrap();
+        assert_eq!(d.pincount(), 2, "frame b is pinned for both sides");
+        assert_eq!(
+            r.segments(1 << 20),
+            vec![PhysRun {
+                addr: b.pfn().addr() + 1024,
+                len: FRAME_SIZE - 1024
+            }]
+        );
+        drop(front);
+        assert_eq!(d.pincount(), 1);
+        let whole = r.split_front(usize::MAX).unwrap();
+        assert_eq!(whole.bytes(), FRAME_SIZE - 1024);
+        assert!(r.is_empty());
     }
 }

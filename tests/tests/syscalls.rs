@@ -304,7 +304,11 @@ const RAW_MIB: u64 = 32;
 /// Sector whose reads and writes fail (blkdebug), `direct::EIO_SECTOR`.
 const RAW_EIO_SECTOR: u64 = 24 * 2048;
 /// The regions the cases write with `written_word` (offset, length), `direct::WRITTEN`.
-const RAW_WRITTEN: [(u64, u64); 3] = [(16 << 20, 1 << 20), (17 << 20, 64 << 10), (18 << 20, 128 << 10)];
+const RAW_WRITTEN: [(u64, u64); 3] = [
+    (16 << 20, 1 << 20),
+    (17 << 20, 64 << 10),
+    (18 << 20, 128 << 10),
+];
 
 fn dev_word(o: u64) -> u64 {
     o.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5a5a_0000_a5a5
@@ -333,7 +337,11 @@ fn check_raw_disk(path: &Path) -> Vec<String> {
         if v != want {
             problems.push(format!(
                 "raw disk: the word at {o:#x} is {v:#x}, expected {want:#x} ({})",
-                if written { "written by the direct cases" } else { "never written" }
+                if written {
+                    "written by the direct cases"
+                } else {
+                    "never written"
+                }
             ));
             if problems.len() >= 5 {
                 break;

@@ -389,13 +389,14 @@ fn vmstat_field(text: &str, name: &str) -> u64 {
 
 /// `fsxa` (a model-based random test of file data) with seed `seed` and `ops` operations
 /// in AliasOS: it must finish OK, and every file it leaves must hash on the image to
-/// what its model says.
+/// what its model says. Even seeds mix in `O_DIRECT` reads and writes (`-d`).
 fn fsxa_seeds(seeds: &[u64], ops: u64) {
     let t = Tree::new("fsxa");
     let mut rc = String::new();
     for s in seeds {
+        let direct = if s % 2 == 0 { "-d " } else { "" };
         rc.push_str(&format!(
-            "/bin/fsxa -n {ops} -s {s} /mnt/fsx{s} > /mnt/fsx{s}.out\necho $? > /mnt/fsx{s}.status\n"
+            "/bin/fsxa {direct}-n {ops} -s {s} /mnt/fsx{s} > /mnt/fsx{s}.out\necho $? > /mnt/fsx{s}.status\n"
         ));
     }
     rc.push_str("cat /proc/vmstat > /mnt/vmstat\nsync\npoweroff\n");
@@ -433,17 +434,24 @@ fn fsxa_seeds(seeds: &[u64], ops: u64) {
     let vmstat = read_back_text(&img, "/vmstat", &o);
     let count = |name: &str| vmstat_field(&vmstat, name);
     let (aliases, breaks) = (count("alias_pages"), count("cow_breaks"));
-    eprintln!("fsxa: {aliases} aliases made, {breaks} copy-on-write breaks");
+    let dma = count("dma_pinned_bytes");
+    eprintln!(
+        "fsxa: {aliases} aliases made, {breaks} copy-on-write breaks, {dma} bytes moved by direct I/O"
+    );
     assert!(
         aliases > 100 * seeds.len() as u64 && breaks > 10 * seeds.len() as u64,
         "too few aliases ({aliases}) or breaks ({breaks}) to have tested them"
     );
+    if seeds.iter().any(|s| s % 2 == 0) {
+        assert!(dma > 0, "the -d seeds moved nothing by direct I/O");
+    }
     assert_image_clean(&img, &o);
 }
 
-/// Reads, writes, shared-mapping loads and stores, truncates, copy_file_range and
-/// sendfile (which make and break aliases), fsync, drop_caches and reopens, checked
-/// against a byte model: 100,000 operations over four seeds. `FSXA_SEEDS=first-last`
+/// Reads, writes (direct ones too, for even seeds), shared-mapping loads and stores,
+/// truncates, copy_file_range and sendfile (which make and break aliases), fsync,
+/// drop_caches and reopens, checked against a byte model: 100,000 operations over four
+/// seeds. `FSXA_SEEDS=first-last`
 /// and `FSXA_OPS=n` widen it (`make soak` does).
 #[test]
 fn fsxa_random_operations_match_the_model() {

@@ -50,12 +50,27 @@ pub fn blk_errno(e: BlockError) -> Errno {
 }
 
 /// A direct transfer ready to start: the user's pages pinned and the disk ranges they go
-/// to or come from, in order.
+/// to or come from, in order. Or one already over: a file system that must do work
+/// after the data moved (ext2's direct writes: the size, the page cache) does the
+/// transfer while planning it and hands back its result.
 pub struct DirectIo {
-    disk: Arc<Disk>,
-    op: Op,
-    parts: Vec<(u64, PinnedRange)>,
-    bytes: usize,
+    kind: Kind,
+    /// The result reports at most this many bytes (a read ending at a file's end
+    /// transfers whole sectors).
+    limit: usize,
+    /// Kept until the transfer is over (e.g. what tells a file that a read of its blocks
+    /// is in flight).
+    guard: Option<Box<dyn Send>>,
+}
+
+enum Kind {
+    Pending {
+        disk: Arc<Disk>,
+        op: Op,
+        parts: Vec<(u64, PinnedRange)>,
+        bytes: usize,
+    },
+    Done(Result<usize, Errno>),
 }
 
 impl DirectIo {
@@ -64,48 +79,115 @@ impl DirectIo {
     pub fn new(disk: Arc<Disk>, op: Op, parts: Vec<(u64, PinnedRange)>) -> DirectIo {
         let bytes = parts.iter().map(|(_, r)| r.bytes()).sum();
         DirectIo {
-            disk,
-            op,
-            parts,
-            bytes,
+            kind: Kind::Pending {
+                disk,
+                op,
+                parts,
+                bytes,
+            },
+            limit: usize::MAX,
+            guard: None,
         }
+    }
+
+    /// Keep `guard` until the transfer is over.
+    pub fn holding(mut self, guard: impl Send + 'static) -> DirectIo {
+        self.guard = Some(Box::new(guard));
+        self
+    }
+
+    /// A transfer already over, with `result`.
+    pub fn done(result: Result<usize, Errno>) -> DirectIo {
+        DirectIo {
+            kind: Kind::Done(result),
+            limit: usize::MAX,
+            guard: None,
+        }
+    }
+
+    /// Report at most `limit` bytes.
+    pub fn clip(mut self, limit: usize) -> DirectIo {
+        self.limit = self.limit.min(limit);
+        self
     }
 
     /// Append `other` (the next part of a vectored transfer); false, leaving both as they
-    /// were, if it is another disk's or another operation.
+    /// were, unless both are pending on the same disk for the same operation, unclipped.
     pub fn append(&mut self, other: &mut DirectIo) -> bool {
-        if !Arc::ptr_eq(&self.disk, &other.disk) || self.op != other.op {
+        let (
+            Kind::Pending {
+                disk,
+                op,
+                parts,
+                bytes,
+            },
+            Kind::Pending {
+                disk: d2,
+                op: o2,
+                parts: p2,
+                bytes: b2,
+            },
+        ) = (&mut self.kind, &mut other.kind)
+        else {
+            return false;
+        };
+        if !Arc::ptr_eq(disk, d2)
+            || op != o2
+            || self.limit != usize::MAX
+            || other.limit != usize::MAX
+            || other.guard.is_some()
+        {
             return false;
         }
-        self.parts.append(&mut other.parts);
-        self.bytes += core::mem::take(&mut other.bytes);
+        parts.append(p2);
+        *bytes += core::mem::take(b2);
         true
     }
 
-    /// Bytes the transfer moves if it all succeeds.
+    /// Bytes the transfer reports if it all succeeds.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        let n = match &self.kind {
+            Kind::Pending { bytes, .. } => *bytes,
+            Kind::Done(r) => *r.as_ref().unwrap_or(&0),
+        };
+        n.min(self.limit)
     }
 
     /// Run it and wait: the bytes moved (short after a failure past the start), or the
     /// error of its first request.
     pub fn run(self) -> Result<usize, Errno> {
-        if self.bytes == 0 {
-            return Ok(0);
+        let limit = self.limit;
+        let _guard = self.guard;
+        match self.kind {
+            Kind::Done(r) => r,
+            Kind::Pending { bytes: 0, .. } => Ok(0),
+            Kind::Pending {
+                disk, op, parts, ..
+            } => disk
+                .io_pinned(op, parts)
+                .map(|n| n as usize)
+                .map_err(blk_errno),
         }
-        self.disk
-            .io_pinned(self.op, self.parts)
-            .map(|n| n as usize)
-            .map_err(blk_errno)
+        .map(|n| n.min(limit))
     }
 
     /// Start it; `done` runs once at completion (from the interrupt handler, or from this
     /// call), with what [`DirectIo::run`] would return.
     pub fn start(self, done: Box<dyn FnOnce(Result<usize, Errno>) + Send>) {
-        self.disk.submit_pinned(
-            self.op,
-            self.parts,
-            Box::new(move |r| done(r.map(|n| n as usize).map_err(blk_errno))),
-        );
+        let limit = self.limit;
+        let guard = self.guard;
+        match self.kind {
+            Kind::Done(r) => done(r.map(|n| n.min(limit))),
+            Kind::Pending {
+                disk, op, parts, ..
+            } => disk.submit_pinned(
+                op,
+                parts,
+                Box::new(move |r| {
+                    done(r.map(|n| (n as usize).min(limit)).map_err(blk_errno));
+                    drop(guard);
+                }),
+            ),
+        }
     }
 }

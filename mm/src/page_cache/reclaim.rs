@@ -166,29 +166,11 @@ impl PageCache {
     /// Drop every clean page that nothing else uses (`drop_caches`). Dirty pages, pages
     /// under I/O and mapped or pinned pages stay. Returns the number of frames freed.
     pub fn drop_clean(&self) -> usize {
-        let mut freed = 0;
-        for f in self.live_files() {
-            let mut st = f.state.lock();
-            let victims: Vec<u64> = st
-                .pages
-                .iter()
-                .filter(|(_, p)| !self.busy(p))
-                .map(|(&i, _)| i)
-                .collect();
-            let mut pages = Vec::with_capacity(victims.len());
-            for i in victims {
-                if let Some(p) = st.pages.remove(&i) {
-                    pages.push(p);
-                }
-            }
-            drop(st);
-            counters::add(Counter::PagecacheEvictions, pages.len() as u64);
-            for p in pages {
-                if self.drop_page(p, &f.dirty) {
-                    freed += 1;
-                }
-            }
-        }
+        let freed = self
+            .live_files()
+            .iter()
+            .map(|f| f.drop_clean_range(0, u64::MAX).0)
+            .sum();
         self.compact_lru();
         freed
     }

@@ -1105,3 +1105,39 @@ fn the_source_truncated_and_evicted_during_the_targets_writeback() {
         pattern(1, 0)[..]
     );
 }
+
+#[test]
+fn direct_io_writes_back_before_and_drops_or_rereads_after() {
+    let _g = serial();
+    let disk = MemDisk::with_pattern(8);
+    let f = cache().open(Box::new(disk.clone()));
+    let size = 8 * PAGE;
+    let _ = read_all(&f, 0, 8 * FRAME_SIZE, size);
+    f.write(PAGE, &pattern(1, 5), size).unwrap();
+    // Before a direct read: the dirty page reaches the disk.
+    f.sync_range(0, 7).unwrap();
+    assert_eq!(disk.page(1), pattern(1, 5));
+    assert_eq!(f.dirty_pages(), 0);
+    // Before a direct write: everything goes but the mapped page.
+    let mapped = f.map_page(2, size, true).unwrap();
+    assert_eq!(f.invalidate_range(0, 7), Ok(1));
+    assert_eq!(f.cached_pages(), 1);
+    // A read that races with the direct write caches page 3's old bytes...
+    let _ = read_all(&f, 3 * PAGE, FRAME_SIZE, size);
+    // ...then the device writes pages 2 and 3.
+    disk.s.lock().unwrap().pages.insert(2, pattern(2, 9));
+    disk.s.lock().unwrap().pages.insert(3, pattern(3, 9));
+    assert_eq!(f.refresh_after_write(0, 7), 0);
+    assert_eq!(f.frame_of(3), None, "the stale page is dropped");
+    let mut seen = vec![0u8; FRAME_SIZE];
+    mapped.whole().read(0, &mut seen);
+    assert!(
+        seen == pattern(2, 9),
+        "the mapped page is read again in place"
+    );
+    assert_eq!(read_all(&f, 3 * PAGE, FRAME_SIZE, size), pattern(3, 9));
+    // A store through the mapping during the write is newer: it stays.
+    f.mapped_page_dirtied(2, mapped.pfn());
+    assert_eq!(f.refresh_after_write(2, 2), 1);
+    drop(mapped);
+}

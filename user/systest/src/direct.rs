@@ -13,10 +13,11 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use sys::errno::*;
-use sys::{O_DIRECT, O_RDWR};
+use sys::{O_CREAT, O_DIRECT, O_RDONLY, O_RDWR, O_TRUNC};
 
-use crate::{ensure, say};
+use crate::util::nr;
 use crate::util::*;
+use crate::{ensure, say};
 
 const DEV: &str = "/dev/vdb";
 const MIB: usize = 1 << 20;
@@ -58,6 +59,8 @@ pub const CASES: &[Case] = &[
     ("direct: a MAP_SHARED file mapping as the buffer of direct reads and writes", direct_shared_mapping),
     ("direct: Linux AIO keeps 32 requests in flight (io_setup/submit/getevents/cancel/destroy)", aio_cases),
     ("direct: munmap, exit and fork while a direct read is in flight", direct_in_flight),
+    ("direct: O_DIRECT on an ext2 file, coherent with buffered and mapped I/O (holes, EOF, growth)", file_direct),
+    ("direct: direct writes while another process maps and reads the range", file_direct_vs_mapper),
 ];
 
 fn vmstat(name: &str) -> Option<u64> {
@@ -139,8 +142,10 @@ fn direct_rw() -> Res {
     // preadv: two iovecs, the second one page further in memory.
     let iov: [usize; 4] = [r, 4096, r + 8192, 4096];
     ensure!(
-        ok("preadv O_DIRECT", sc(PREADV, &[fd as usize, iov.as_ptr() as usize, 2, 4096 * 5]))?
-            == 8192,
+        ok(
+            "preadv O_DIRECT",
+            sc(PREADV, &[fd as usize, iov.as_ptr() as usize, 2, 4096 * 5])
+        )? == 8192,
         "short preadv"
     );
     check_for("preadv 1", r, 4096, 4096 * 5, dev_word)?;
@@ -148,8 +153,13 @@ fn direct_rw() -> Res {
     // pwritev2 of what the disk holds there already (the host checks nothing moved).
     let iov: [usize; 2] = [r, 4096];
     ensure!(
-        ok("pwritev2 O_DIRECT", sc(PWRITEV2, &[fd as usize, iov.as_ptr() as usize, 1, 4096 * 5, 0, 0]))?
-            == 4096,
+        ok(
+            "pwritev2 O_DIRECT",
+            sc(
+                PWRITEV2,
+                &[fd as usize, iov.as_ptr() as usize, 1, 4096 * 5, 0, 0]
+            )
+        )? == 4096,
         "short pwritev2"
     );
     let copy2 = vmstat("data_copy_bytes");
@@ -164,7 +174,11 @@ fn direct_rw() -> Res {
     }
     if let (Some(d0), Some(d1)) = (dma0, vmstat("dma_pinned_bytes")) {
         let want = (2 * MIB + 8192 + 8192 + 4096) as u64;
-        ensure!(d1 - d0 == want, "dma_pinned_bytes rose by {}, expected {want}", d1 - d0);
+        ensure!(
+            d1 - d0 == want,
+            "dma_pinned_bytes rose by {}, expected {want}",
+            d1 - d0
+        );
     }
     if let (Some(b0), Some(b1)) = (bounce0, vmstat("bounce_bytes")) {
         ensure!(b1 == b0, "bounce_bytes rose by {}", b1 - b0);
@@ -192,7 +206,11 @@ fn direct_errors() -> Res {
     let half = anon(8192)?;
     ok("munmap", munmap(half + 4096, 4096))?;
     want("half-unmapped buffer", pread(fd, half, 8192, 0), EFAULT)?;
-    want("write from kernel memory", pwrite(fd, KERNEL_BASE, 4096, 0), EFAULT)?;
+    want(
+        "write from kernel memory",
+        pwrite(fd, KERNEL_BASE, 4096, 0),
+        EFAULT,
+    )?;
     ensure!(
         ok("read at the end", pread(fd, buf, 4096, size))? == 0,
         "a read at the end of the disk returned data"
@@ -227,7 +245,10 @@ fn direct_shared_mapping() -> Res {
     };
     const LEN: usize = 64 << 10;
     let path = "/mnt/systest/direct_map.bin";
-    let f = ok("create", open_s(path, sys::O_CREAT | O_RDWR | sys::O_TRUNC, 0o644))?;
+    let f = ok(
+        "create",
+        open_s(path, sys::O_CREAT | O_RDWR | sys::O_TRUNC, 0o644),
+    )?;
     write_all("fill", f, &vec![0u8; LEN])?;
     let map = ok(
         "mmap MAP_SHARED",
@@ -235,7 +256,10 @@ fn direct_shared_mapping() -> Res {
     )?;
     // Device -> the file's page-cache frames (through the mapping).
     ensure!(
-        ok("direct read into the mapping", pread(fd, map, LEN, 4 * MIB as u64))? == LEN,
+        ok(
+            "direct read into the mapping",
+            pread(fd, map, LEN, 4 * MIB as u64)
+        )? == LEN,
         "short read"
     );
     check_for("mapping", map, LEN, 4 * MIB as u64, dev_word)?;
@@ -245,17 +269,31 @@ fn direct_shared_mapping() -> Res {
         ok("read the file", sys::read_full(f, &mut back))? == LEN,
         "short file read"
     );
-    check64(back.as_ptr() as usize, LEN, |i| dev_word(4 * MIB as u64 + 8 * i as u64))
-        .map_err(|e| format!("read() of the file after the direct read: {e}"))?;
+    check64(back.as_ptr() as usize, LEN, |i| {
+        dev_word(4 * MIB as u64 + 8 * i as u64)
+    })
+    .map_err(|e| format!("read() of the file after the direct read: {e}"))?;
     // The mapping -> device.
     fill_for(map, LEN, WRITTEN[1].0, written_word);
     ensure!(
-        ok("direct write from the mapping", pwrite(fd, map, LEN, WRITTEN[1].0))? == LEN,
+        ok(
+            "direct write from the mapping",
+            pwrite(fd, map, LEN, WRITTEN[1].0)
+        )? == LEN,
         "short write"
     );
     let r = anon(LEN)?;
-    ensure!(ok("read back", pread(fd, r, LEN, WRITTEN[1].0))? == LEN, "short");
-    check_for("written from the mapping", r, LEN, WRITTEN[1].0, written_word)?;
+    ensure!(
+        ok("read back", pread(fd, r, LEN, WRITTEN[1].0))? == LEN,
+        "short"
+    );
+    check_for(
+        "written from the mapping",
+        r,
+        LEN,
+        WRITTEN[1].0,
+        written_word,
+    )?;
     ok("munmap", munmap(map, LEN))?;
     let _ = close(f);
     let _ = close(fd);
@@ -311,14 +349,20 @@ fn iocb(data: u64, opcode: u16, fd: i32, buf: usize, nbytes: usize, offset: u64)
 
 fn io_setup(n: usize) -> Result<u64, String> {
     let mut ctx: u64 = 0;
-    ok("io_setup", sc(IO_SETUP, &[n, &mut ctx as *mut u64 as usize]))?;
+    ok(
+        "io_setup",
+        sc(IO_SETUP, &[n, &mut ctx as *mut u64 as usize]),
+    )?;
     ensure!(ctx != 0, "io_setup left the context id 0");
     Ok(ctx)
 }
 
 fn submit(ctx: u64, cbs: &[Iocb]) -> Result<usize, Errno> {
     let ptrs: Vec<usize> = cbs.iter().map(|c| c as *const Iocb as usize).collect();
-    sc(IO_SUBMIT, &[ctx as usize, ptrs.len(), ptrs.as_ptr() as usize])
+    sc(
+        IO_SUBMIT,
+        &[ctx as usize, ptrs.len(), ptrs.as_ptr() as usize],
+    )
 }
 
 /// Wait for exactly `n` completions (30 s at most).
@@ -340,7 +384,11 @@ fn reap(ctx: u64, n: usize) -> Result<Vec<IoEvent>, String> {
                 ],
             ),
         )?;
-        ensure!(got > 0, "io_getevents: nothing completed in 30 s ({} of {n})", out.len());
+        ensure!(
+            got > 0,
+            "io_getevents: nothing completed in 30 s ({} of {n})",
+            out.len()
+        );
         out.extend_from_slice(&evs[..got]);
     }
     Ok(out)
@@ -348,7 +396,10 @@ fn reap(ctx: u64, n: usize) -> Result<Vec<IoEvent>, String> {
 
 /// One request, submitted and reaped: its result.
 fn aio_one(ctx: u64, cb: Iocb) -> Result<i64, String> {
-    ensure!(ok("io_submit", submit(ctx, &[cb]))? == 1, "io_submit took nothing");
+    ensure!(
+        ok("io_submit", submit(ctx, &[cb]))? == 1,
+        "io_submit took nothing"
+    );
     Ok(reap(ctx, 1)?[0].res)
 }
 
@@ -363,19 +414,37 @@ fn aio_cases() -> Res {
     let mut seed = 12345u64;
     let offsets: Vec<u64> = (0..N)
         .map(|_| {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (seed >> 33) % (16 * 256) * 4096 // a page in the first 16 MiB
         })
         .collect();
     let cbs: Vec<Iocb> = (0..N)
-        .map(|i| iocb(i as u64 + 100, CMD_PREAD, fd, bufs + i * 4096, 4096, offsets[i]))
+        .map(|i| {
+            iocb(
+                i as u64 + 100,
+                CMD_PREAD,
+                fd,
+                bufs + i * 4096,
+                4096,
+                offsets[i],
+            )
+        })
         .collect();
-    ensure!(ok("io_submit 32", submit(ctx, &cbs))? == N, "io_submit took fewer than 32");
+    ensure!(
+        ok("io_submit 32", submit(ctx, &cbs))? == N,
+        "io_submit took fewer than 32"
+    );
     let evs = reap(ctx, N)?;
     let mut seen = [false; N];
     for e in &evs {
         let i = e.data.wrapping_sub(100) as usize;
-        ensure!(i < N && !seen[i], "event with data {} (unknown or twice)", e.data);
+        ensure!(
+            i < N && !seen[i],
+            "event with data {} (unknown or twice)",
+            e.data
+        );
         seen[i] = true;
         ensure!(e.res == 4096, "read {i}: res {}", e.res);
         ensure!(
@@ -383,16 +452,34 @@ fn aio_cases() -> Res {
             "read {i}: obj {:#x} is not its iocb",
             e.obj
         );
-        check_for(&format!("read {i}"), bufs + i * 4096, 4096, offsets[i], dev_word)?;
+        check_for(
+            &format!("read {i}"),
+            bufs + i * 4096,
+            4096,
+            offsets[i],
+            dev_word,
+        )?;
     }
     // 32 writes and an fsync.
     let (base, len) = WRITTEN[2];
     fill_for(bufs, N * 4096, base, written_word);
     let mut cbs: Vec<Iocb> = (0..N)
-        .map(|i| iocb(i as u64, CMD_PWRITE, fd, bufs + i * 4096, 4096, base + i as u64 * 4096))
+        .map(|i| {
+            iocb(
+                i as u64,
+                CMD_PWRITE,
+                fd,
+                bufs + i * 4096,
+                4096,
+                base + i as u64 * 4096,
+            )
+        })
         .collect();
     cbs.push(iocb(99, CMD_FSYNC, fd, 0, 0, 0));
-    ensure!(ok("io_submit writes", submit(ctx, &cbs))? == N + 1, "short io_submit");
+    ensure!(
+        ok("io_submit writes", submit(ctx, &cbs))? == N + 1,
+        "short io_submit"
+    );
     for e in reap(ctx, N + 1)? {
         let want = if e.data == 99 { 0 } else { 4096 };
         ensure!(e.res == want, "write {}: res {}", e.data, e.res);
@@ -409,11 +496,26 @@ fn aio_cases() -> Res {
     let res = aio_one(ctx, iocb(1, CMD_PREAD, fd, r + 8, 4096, 0))?;
     ensure!(res == -(EINVAL.0 as i64), "misaligned AIO read: res {res}");
     let res = aio_one(ctx, iocb(2, CMD_PREAD, fd, r, 4096, EIO_SECTOR * 512))?;
-    ensure!(res == -(EIO.0 as i64), "AIO read of the failing sector: res {res}");
+    ensure!(
+        res == -(EIO.0 as i64),
+        "AIO read of the failing sector: res {res}"
+    );
     // Refused at submission.
-    want("bad fd", submit(ctx, &[iocb(3, CMD_PREAD, 999, r, 4096, 0)]), EBADF)?;
-    want("bad opcode", submit(ctx, &[iocb(3, 99, fd, r, 4096, 0)]), EINVAL)?;
-    want("bad context", submit(ctx + 4096 * 7, &[iocb(3, CMD_PREAD, fd, r, 4096, 0)]), EINVAL)?;
+    want(
+        "bad fd",
+        submit(ctx, &[iocb(3, CMD_PREAD, 999, r, 4096, 0)]),
+        EBADF,
+    )?;
+    want(
+        "bad opcode",
+        submit(ctx, &[iocb(3, 99, fd, r, 4096, 0)]),
+        EINVAL,
+    )?;
+    want(
+        "bad context",
+        submit(ctx + 4096 * 7, &[iocb(3, CMD_PREAD, fd, r, 4096, 0)]),
+        EINVAL,
+    )?;
     let mut result = IoEvent::default();
     let stray = iocb(5, CMD_PREAD, fd, r, 4096, 0);
     want(
@@ -439,12 +541,24 @@ fn aio_cases() -> Res {
         "io_getevents with a timeout",
         sc(
             IO_GETEVENTS,
-            &[ctx as usize, 1, 1, evs.as_mut_ptr() as usize, &ts as *const Timespec as usize],
+            &[
+                ctx as usize,
+                1,
+                1,
+                evs.as_mut_ptr() as usize,
+                &ts as *const Timespec as usize,
+            ],
         ),
     )?;
     let waited = now_ns(1)? - t0;
-    ensure!(got == 0, "io_getevents returned {got} events with nothing pending");
-    ensure!(waited >= 15_000_000, "io_getevents returned after {waited} ns, before its timeout");
+    ensure!(
+        got == 0,
+        "io_getevents returned {got} events with nothing pending"
+    );
+    ensure!(
+        waited >= 15_000_000,
+        "io_getevents returned after {waited} ns, before its timeout"
+    );
     ok("io_destroy", sc(IO_DESTROY, &[ctx as usize]))?;
     want("io_destroy twice", sc(IO_DESTROY, &[ctx as usize]), EINVAL)?;
     let _ = close(fd);
@@ -459,19 +573,28 @@ fn direct_in_flight() -> Res {
     let ctx = io_setup(8)?;
     let buf = anon(MIB)?;
     ensure!(
-        ok("io_submit", submit(ctx, &[iocb(1, CMD_PREAD, fd, buf, MIB, 0)]))? == 1,
+        ok(
+            "io_submit",
+            submit(ctx, &[iocb(1, CMD_PREAD, fd, buf, MIB, 0)])
+        )? == 1,
         "not taken"
     );
     ok("munmap while in flight", munmap(buf, MIB))?;
     let res = reap(ctx, 1)?[0].res;
-    ensure!(res == MIB as i64, "the read into the unmapped buffer: res {res}");
+    ensure!(
+        res == MIB as i64,
+        "the read into the unmapped buffer: res {res}"
+    );
     no_pins_left("after munmap")?;
     // exit while in flight: a child starts a read of 4 MiB and exits at once.
     child_check("exit with a read in flight", || {
         let ctx = io_setup(8)?;
         let buf = anon(4 * MIB)?;
         ensure!(
-            ok("io_submit", submit(ctx, &[iocb(1, CMD_PREAD, fd, buf, 4 * MIB, 0)]))? == 1,
+            ok(
+                "io_submit",
+                submit(ctx, &[iocb(1, CMD_PREAD, fd, buf, 4 * MIB, 0)])
+            )? == 1,
             "not taken"
         );
         exit(0)
@@ -483,7 +606,10 @@ fn direct_in_flight() -> Res {
     let buf = anon(MIB)?;
     fill64(buf, MIB, |_| 0x1111_1111_1111_1111);
     ensure!(
-        ok("io_submit", submit(ctx, &[iocb(2, CMD_PREAD, fd, buf, MIB, 8 * MIB as u64)]))? == 1,
+        ok(
+            "io_submit",
+            submit(ctx, &[iocb(2, CMD_PREAD, fd, buf, MIB, 8 * MIB as u64)])
+        )? == 1,
         "not taken"
     );
     let pid = fork()?;
@@ -504,8 +630,239 @@ fn direct_in_flight() -> Res {
     // Everything but the stored word came from the disk.
     check64(buf, 4096 - 8, |i| dev_word(8 * MIB as u64 + 8 * i as u64))
         .map_err(|e| format!("the parent's first page after the fork: {e}"))?;
-    check_for("the rest of the parent's buffer", buf + 4096, MIB - 4096, 8 * MIB as u64 + 4096, dev_word)?;
+    check_for(
+        "the rest of the parent's buffer",
+        buf + 4096,
+        MIB - 4096,
+        8 * MIB as u64 + 4096,
+        dev_word,
+    )?;
     ok("io_destroy", sc(IO_DESTROY, &[ctx as usize]))?;
     let _ = close(fd);
     no_pins_left("after the fork case")
+}
+
+// ---- ext2 files ----------------------------------------------------------------------
+
+const FTRUNCATE: usize = 77;
+
+/// Byte `i` of generation `g` of the file cases' data.
+fn gen_word(g: u64) -> impl Fn(usize) -> u64 {
+    move |i| {
+        (i as u64)
+            .wrapping_mul(0x0100_0193)
+            .wrapping_add(g << 56 | g)
+    }
+}
+
+fn fill_gen(buf: usize, len: usize, first_word: usize, g: u64) {
+    let f = gen_word(g);
+    fill64(buf, len, |i| f(first_word + i));
+}
+
+fn check_gen(what: &str, buf: usize, len: usize, first_word: usize, g: u64) -> Res {
+    let f = gen_word(g);
+    check64(buf, len, |i| f(first_word + i)).map_err(|e| format!("{what}: {e}"))
+}
+
+fn file_direct() -> Res {
+    const K: usize = 1024;
+    let path = "/mnt/systest/direct_file.bin";
+    let f = ok("create", open_s(path, O_CREAT | O_RDWR | O_TRUNC, 0o644))?;
+    let d = ok("open O_DIRECT", open_s(path, O_RDWR | O_DIRECT, 0))?;
+    let (b, r) = (anon(256 * K)?, anon(256 * K)?);
+    // 64 KiB written through the page cache (dirty, not yet on disk).
+    fill_gen(b, 64 * K, 0, 1);
+    ensure!(
+        ok("buffered write", pwrite(f, b, 64 * K, 0))? == 64 * K,
+        "short"
+    );
+    // A direct read sees it: the dirty pages are written back first.
+    let dma0 = vmstat("dma_pinned_bytes");
+    ensure!(
+        ok("direct read", pread(d, r, 16 * K, 4 * K as u64))? == 16 * K,
+        "short"
+    );
+    check_gen("direct read of dirty cached data", r, 16 * K, 4 * K / 8, 1)?;
+    if let (Some(a), Some(z)) = (dma0, vmstat("dma_pinned_bytes")) {
+        ensure!(
+            z - a == 16 * K as u64,
+            "dma_pinned_bytes rose by {}, expected 16384",
+            z - a
+        );
+    }
+    // A direct write, then a buffered read: the cached pages were dropped.
+    fill_gen(b, 8 * K, 8 * K / 8, 2);
+    ensure!(
+        ok("direct write", pwrite(d, b, 8 * K, 8 * K as u64))? == 8 * K,
+        "short"
+    );
+    ensure!(
+        ok("buffered read", pread(f, r, 8 * K, 8 * K as u64))? == 8 * K,
+        "short"
+    );
+    check_gen("buffered read after a direct write", r, 8 * K, 8 * K / 8, 2)?;
+    // A mapped page cannot be dropped: the write goes through the cache, the mapping sees it.
+    let map = ok(
+        "mmap",
+        mmap(0, 64 * K, PROT_READ | PROT_WRITE, MAP_SHARED, f as usize, 0),
+    )?;
+    let _ = peek64(map + 32 * K);
+    fill_gen(b, 4 * K, 32 * K / 8, 3);
+    ensure!(
+        ok(
+            "direct write to a mapped page",
+            pwrite(d, b, 4 * K, 32 * K as u64)
+        )? == 4 * K,
+        "short"
+    );
+    check_gen(
+        "the mapping after a direct write",
+        map + 32 * K,
+        4 * K,
+        32 * K / 8,
+        3,
+    )?;
+    // Growing by a direct write, then a gap (a hole) and more growth.
+    fill_gen(b, 8 * K, 64 * K / 8, 4);
+    ensure!(
+        ok("extending direct write", pwrite(d, b, 8 * K, 64 * K as u64))? == 8 * K,
+        "short"
+    );
+    ensure!(
+        ok("fstat", fstat(f))?.st_size == 72 * K as i64,
+        "size after growth"
+    );
+    ensure!(
+        ok("buffered read", pread(f, r, 8 * K, 64 * K as u64))? == 8 * K,
+        "short"
+    );
+    check_gen("the grown part", r, 8 * K, 64 * K / 8, 4)?;
+    fill_gen(b, 8 * K, 128 * K / 8, 5);
+    ensure!(
+        ok(
+            "direct write past a gap",
+            pwrite(d, b, 8 * K, 128 * K as u64)
+        )? == 8 * K,
+        "short"
+    );
+    ensure!(
+        ok("fstat", fstat(f))?.st_size == 136 * K as i64,
+        "size after the gap"
+    );
+    ensure!(
+        ok("direct read of the gap", pread(d, r, 32 * K, 80 * K as u64))? == 32 * K,
+        "short"
+    );
+    all_zero(r, 32 * K).map_err(|e| format!("the gap: {e}"))?;
+    ensure!(
+        ok("direct read", pread(d, r, 8 * K, 128 * K as u64))? == 8 * K,
+        "short"
+    );
+    check_gen("after the gap", r, 8 * K, 128 * K / 8, 5)?;
+    // Reads at and past the end; a size that is not a block multiple.
+    ensure!(
+        ok("read at EOF", pread(d, r, 4 * K, 136 * K as u64))? == 0,
+        "data at EOF"
+    );
+    ensure!(
+        ok("append 100 bytes", pwrite(f, b, 100, 136 * K as u64))? == 100,
+        "short"
+    );
+    ensure!(
+        ok("read across EOF", pread(d, r, 8 * K, 136 * K as u64))? == 100,
+        "not 100 bytes"
+    );
+    want("misaligned offset", pread(d, r, 4 * K, 100), EINVAL)?;
+    want("misaligned buffer", pwrite(d, b + 8, 4 * K, 0), EINVAL)?;
+    want("misaligned length", pread(d, r, 1000, 0), EINVAL)?;
+    // A sparse file: the hole reads as zeros.
+    ok("ftruncate 1 MiB", sc(FTRUNCATE, &[f as usize, 1 << 20]))?;
+    ensure!(
+        ok("direct read of a hole", pread(d, r, 64 * K, 512 * K as u64))? == 64 * K,
+        "short"
+    );
+    all_zero(r, 64 * K).map_err(|e| format!("the hole: {e}"))?;
+    // A direct write into the hole, read back both ways.
+    fill_gen(b, 64 * K, 512 * K / 8, 6);
+    ensure!(
+        ok(
+            "direct write into the hole",
+            pwrite(d, b, 64 * K, 512 * K as u64)
+        )? == 64 * K,
+        "short"
+    );
+    ensure!(
+        ok("buffered read", pread(f, r, 64 * K, 512 * K as u64))? == 64 * K,
+        "short"
+    );
+    check_gen("the filled hole", r, 64 * K, 512 * K / 8, 6)?;
+    ok("munmap", munmap(map, 64 * K))?;
+    let _ = close(d);
+    let _ = close(f);
+    no_pins_left("after the file cases")
+}
+
+fn file_direct_vs_mapper() -> Res {
+    const LEN: usize = 64 << 10;
+    const ROUNDS: u64 = 40;
+    let path = "/mnt/systest/direct_race.bin";
+    let f = ok("create", open_s(path, O_CREAT | O_RDWR | O_TRUNC, 0o644))?;
+    let b = anon(LEN)?;
+    fill_gen(b, LEN, 0, 0);
+    ensure!(ok("write", pwrite(f, b, LEN, 0))? == LEN, "short");
+    ok("fsync", sc(nr::FSYNC, &[f as usize]))?;
+    let mut fds = [0i32; 2];
+    ok("pipe", sc(nr::PIPE, &[fds.as_mut_ptr() as usize]))?;
+    let pid = fork()?;
+    if pid == 0 {
+        // Map, read and unmap the range over and over until the parent is done, then
+        // check the last generation through a fresh mapping.
+        let _ = close(fds[1]);
+        let g = open_s(path, O_RDONLY, 0).unwrap_or(-1);
+        let mut byte = [0u8; 1];
+        loop {
+            let m = mmap(0, LEN, PROT_READ, MAP_SHARED, g as usize, 0).unwrap_or(0);
+            if m == 0 {
+                exit(2);
+            }
+            for p in (0..LEN).step_by(4096) {
+                let _ = peek64(m + p);
+            }
+            let _ = munmap(m, LEN);
+            // The parent closes the pipe's write end when it is done.
+            let polled = sc(nr::READ, &[fds[0] as usize, byte.as_mut_ptr() as usize, 1]);
+            if polled == Ok(0) {
+                break;
+            }
+        }
+        let m = mmap(0, LEN, PROT_READ, MAP_SHARED, g as usize, 0).unwrap_or(0);
+        let f = gen_word(ROUNDS);
+        let good = (0..LEN / 8).all(|i| peek64(m + 8 * i) == f(i));
+        exit(if good { 0 } else { 4 });
+    }
+    let _ = close(fds[0]);
+    let d = ok("open O_DIRECT", open_s(path, O_RDWR | O_DIRECT, 0))?;
+    let r = anon(LEN)?;
+    for g in 1..=ROUNDS {
+        fill_gen(b, LEN, 0, g);
+        ensure!(ok("direct write", pwrite(d, b, LEN, 0))? == LEN, "short");
+        // Every view agrees with the disk right after the write.
+        ensure!(ok("buffered read", pread(f, r, LEN, 0))? == LEN, "short");
+        check_gen(
+            &format!("buffered read after direct write {g}"),
+            r,
+            LEN,
+            0,
+            g,
+        )?;
+        // Let the child run between writes (one byte per round keeps it polling).
+        let _ = sc(nr::WRITE, &[fds[1] as usize, b, 1]);
+    }
+    let _ = close(fds[1]);
+    let st = wait_pid(pid)?;
+    expect_exit("the mapping process", st, 0)?;
+    let _ = close(d);
+    let _ = close(f);
+    Ok(())
 }

@@ -32,6 +32,7 @@ use crate::block::Disk;
 use crate::errno::Errno;
 use crate::time;
 
+mod direct;
 mod disk_blocks;
 mod file_pages;
 mod node;
@@ -86,6 +87,9 @@ pub struct Inode {
     write_lock: Mutex<()>,
     /// Unlinked: the last reference frees the pages and the inode.
     orphan: AtomicBool,
+    /// Direct reads in flight (their DMA targets this file's blocks): truncation waits
+    /// for them, as Linux's `inode_dio_wait`, so no block is freed under a read.
+    dio_reads: Arc<AtomicUsize>,
 }
 
 impl Inode {
@@ -359,6 +363,11 @@ impl Inode {
         if size > self.fs.lock().max_file_size() {
             return Err(FsError::FileTooBig);
         }
+        // New direct reads wait for the write lock; the ones in flight finish first.
+        let reads = self.dio_reads.clone();
+        while reads.load(Ordering::Acquire) != 0 {
+            crate::block::wait_completions(&|| reads.load(Ordering::Acquire) == 0, None);
+        }
         self.cache.truncate(size).map_err(io_err)?;
         self.fs.lock().truncate(self.ino, size)?;
         self.size.store(size, Ordering::Release);
@@ -459,6 +468,7 @@ impl Mount {
             fs: self.fs.clone(),
             write_lock: Mutex::new(()),
             orphan: AtomicBool::new(false),
+            dio_reads: Arc::new(AtomicUsize::new(0)),
         });
         {
             let mut map = self.inodes.lock();

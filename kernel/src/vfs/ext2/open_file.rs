@@ -80,6 +80,19 @@ impl FileOps for OpenFile {
         self.inode.write(pos, buf)
     }
 
+    fn direct(
+        &self,
+        op: Op,
+        pos: u64,
+        va: u64,
+        len: usize,
+    ) -> Result<crate::vfs::direct::DirectIo, Errno> {
+        if op == Op::Write && self.mount.read_only {
+            return Err(Errno::EROFS);
+        }
+        self.inode.direct(&self.mount.disk, op, pos, va, len)
+    }
+
     fn size(&self) -> u64 {
         self.inode.size()
     }

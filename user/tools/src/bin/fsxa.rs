@@ -1,8 +1,12 @@
 //! `fsxa`: a model-based random test of file data (after fsx), aimed at aliasing.
 //!
 //! ```text
-//! fsxa [-n OPS] [-s SEED] [-f FILES] DIR
+//! fsxa [-n OPS] [-s SEED] [-f FILES] [-d] DIR
 //! ```
+//!
+//! With `-d`, half the reads and writes go through a second descriptor of each file
+//! opened `O_DIRECT` (offsets and lengths rounded to 512 bytes, a page-aligned buffer):
+//! direct I/O mixed with buffered and mapped I/O on the same files.
 //!
 //! FILES files (default 3) in DIR get OPS (default 10000) random operations: `pread`,
 //! `pwrite`, loads and stores through a `MAP_SHARED` mapping, `ftruncate`,
@@ -36,6 +40,8 @@ use tools::sha256::{Sha256, hex};
 const PAGE: u64 = 4096;
 /// Largest file size the operations aim at (files may end a little past it).
 const MAX_SIZE: u64 = 64 * PAGE;
+/// Bytes of the page-aligned buffer of direct transfers (more than any length).
+const DIRECT_BUF: usize = 16 * PAGE as usize;
 /// Operations kept for the failure report.
 const HISTORY: usize = 24;
 
@@ -65,6 +71,10 @@ struct Fsx {
     rng: Rng,
     paths: Vec<CString>,
     fds: Vec<i32>,
+    /// `O_DIRECT` descriptors of the same files (`-d`; empty otherwise).
+    direct: Vec<i32>,
+    /// A page-aligned buffer for the direct transfers.
+    aligned: &'static mut [u8],
     model: Vec<Vec<u8>>,
     history: Vec<String>,
     op: u64,
@@ -132,6 +142,9 @@ impl Fsx {
     }
 
     fn read(&mut self) {
+        if !self.direct.is_empty() && self.rng.one_in(2) {
+            return self.direct_read();
+        }
         let f = self.rng.below(self.fds.len() as u64) as usize;
         let size = self.model[f].len() as u64;
         let off = self.offset(size + PAGE);
@@ -158,7 +171,68 @@ impl Fsx {
         self.check("pread", &buf[..n], want);
     }
 
+    /// A length for direct I/O: [`Fsx::length`] rounded up to whole 512-byte sectors.
+    fn direct_length(&mut self) -> u64 {
+        self.length().next_multiple_of(512)
+    }
+
+    fn direct_read(&mut self) {
+        let f = self.rng.below(self.fds.len() as u64) as usize;
+        let size = self.model[f].len() as u64;
+        let off = self.offset(size + PAGE) / 512 * 512;
+        let len = self.direct_length();
+        self.note(format!(
+            "direct read file {f} at {off}, {len} bytes (size {size})"
+        ));
+        let n = call(
+            NR_PREAD,
+            [
+                self.direct[f] as usize,
+                self.aligned.as_mut_ptr() as usize,
+                len as usize,
+                off as usize,
+                0,
+                0,
+            ],
+        )
+        .unwrap_or_else(|e| self.fail(format!("direct pread: {e}")));
+        let want = if off >= size {
+            &[][..]
+        } else {
+            &self.model[f][off as usize..(off + len).min(size) as usize]
+        };
+        self.check("direct pread", &self.aligned[..n.min(len as usize)], want);
+    }
+
+    fn direct_write(&mut self) {
+        let f = self.rng.below(self.fds.len() as u64) as usize;
+        let off = self.offset(MAX_SIZE) / 512 * 512;
+        let len = self.direct_length();
+        let data: Vec<u8> = (0..len).map(|_| self.rng.next_u64() as u8).collect();
+        self.note(format!("direct write file {f} at {off}, {len} bytes"));
+        self.aligned[..len as usize].copy_from_slice(&data);
+        let n = call(
+            NR_PWRITE,
+            [
+                self.direct[f] as usize,
+                self.aligned.as_ptr() as usize,
+                len as usize,
+                off as usize,
+                0,
+                0,
+            ],
+        )
+        .unwrap_or_else(|e| self.fail(format!("direct pwrite: {e}")));
+        if n as u64 != len {
+            self.fail(format!("direct pwrite wrote {n} of {len}"));
+        }
+        store(&mut self.model[f], off, &data);
+    }
+
     fn write(&mut self) {
+        if !self.direct.is_empty() && self.rng.one_in(2) {
+            return self.direct_write();
+        }
         let f = self.rng.below(self.fds.len() as u64) as usize;
         let off = self.offset(MAX_SIZE);
         let len = self.length();
@@ -450,23 +524,25 @@ fn number(v: Option<&&CStr>, what: &str) -> u64 {
 fn main() -> i32 {
     let args = tools::operands();
     let (mut ops, mut seed, mut files, mut dir) = (10_000u64, 1u64, 3u64, None);
+    let mut direct = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.to_bytes() {
             b"-n" => ops = number(it.next(), "-n"),
             b"-s" => seed = number(it.next(), "-s"),
             b"-f" => files = number(it.next(), "-f").clamp(1, 8),
+            b"-d" => direct = true,
             _ if dir.is_none() => dir = Some(*a),
             _ => tools::die(
                 2,
-                format_args!("usage: fsxa [-n OPS] [-s SEED] [-f FILES] DIR"),
+                format_args!("usage: fsxa [-n OPS] [-s SEED] [-f FILES] [-d] DIR"),
             ),
         }
     }
     let Some(dir) = dir else {
         tools::die(
             2,
-            format_args!("usage: fsxa [-n OPS] [-s SEED] [-f FILES] DIR"),
+            format_args!("usage: fsxa [-n OPS] [-s SEED] [-f FILES] [-d] DIR"),
         );
     };
     let _ = sys::mkdir(dir, 0o755);
@@ -485,10 +561,32 @@ fn main() -> i32 {
             })
         })
         .collect();
+    let direct_fds: Vec<i32> = if direct {
+        paths
+            .iter()
+            .map(|p| {
+                sys::open(p, sys::O_RDWR | sys::O_DIRECT, 0).unwrap_or_else(|e| {
+                    tools::die(
+                        1,
+                        format_args!("fsxa: {} O_DIRECT: {e}", Bytes(p.to_bytes())),
+                    )
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let map = sys::mmap_anon(DIRECT_BUF)
+        .unwrap_or_else(|e| tools::die(1, format_args!("fsxa: mmap: {e}")));
+    // SAFETY: a fresh anonymous read/write mapping of DIRECT_BUF bytes, page-aligned,
+    // never unmapped; this is the only reference into it.
+    let aligned = unsafe { core::slice::from_raw_parts_mut(map, DIRECT_BUF) };
     let mut fsx = Fsx {
         rng: Rng(seed ^ 0xf5a_f5a_f5a),
         paths,
         fds,
+        direct: direct_fds,
+        aligned,
         model: vec![Vec::new(); files as usize],
         history: Vec::new(),
         op: 0,
@@ -500,7 +598,7 @@ fn main() -> i32 {
         fsx.step();
     }
     fsx.finish();
-    for fd in &fsx.fds {
+    for fd in fsx.fds.iter().chain(&fsx.direct) {
         let _ = sys::close(*fd);
     }
     sys::sync();

@@ -1,0 +1,200 @@
+//! Direct I/O on ext2 files (`O_DIRECT`): the file's blocks go straight between the disk
+//! and the caller's pinned pages (`vfs::direct`), kept coherent with the page cache
+//! (`mm::page_cache::direct`):
+//!
+//! - a read writes the range's dirty cached pages back first, then DMAs into the user's
+//!   pages from the file's blocks; a read reaching a hole takes the page cache (which
+//!   reads holes as zeros), a read past the end is short as on Linux;
+//! - a write, with the file's write lock held throughout, writes back and drops the
+//!   range's cached pages (if one cannot be dropped, being mapped, the write goes
+//!   through the page cache instead, as Linux falls back to buffered I/O), grows the
+//!   size and allocates blocks as needed (only whole blocks: a write that would allocate
+//!   a block it covers in part goes through the page cache, which zeroes the rest), DMAs
+//!   from the user's pages, then drops (or reads again in place, if mapped) the pages a
+//!   racing read brought in. It is complete when planned: its result comes back at once.
+
+use super::*;
+use crate::uaccess;
+use crate::vfs::direct::{self, DirectIo};
+
+/// A direct read in flight, counted in its inode until the read is over.
+struct DioRead(Arc<AtomicUsize>);
+
+impl Drop for DioRead {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A run of the file's blocks that is contiguous on disk: start sector, bytes.
+type DiskRun = (u64, usize);
+
+impl Inode {
+    /// The disk runs behind bytes `[offset, offset + len)` (512-byte aligned) of the
+    /// file, allocating blocks if `alloc`; None if a block is a hole (not allocating).
+    fn disk_runs(
+        &self,
+        offset: u64,
+        len: usize,
+        alloc: bool,
+    ) -> Result<Option<Vec<DiskRun>>, Errno> {
+        let mut fs = self.fs.lock();
+        let bs = fs.block_size() as u64;
+        let first = offset / bs;
+        let last = (offset + len as u64 - 1) / bs;
+        let mut blocks: Vec<Option<u64>> = alloc::vec![None; (last - first + 1) as usize];
+        fs.map_range(self.ino, first, last - first + 1, alloc, |fb, b| {
+            blocks[(fb - first) as usize] = b;
+        })
+        .map_err(Errno::from)?;
+        drop(fs);
+        let spb = bs / 512;
+        let mut runs: Vec<DiskRun> = Vec::new();
+        let mut at = offset;
+        let end = offset + len as u64;
+        for (i, b) in blocks.into_iter().enumerate() {
+            let Some(b) = b else { return Ok(None) };
+            let block_start = (first + i as u64) * bs;
+            let (from, to) = (at.max(block_start), end.min(block_start + bs));
+            let sector = b * spb + (from - block_start) / 512;
+            let n = (to - from) as usize;
+            match runs.last_mut() {
+                Some((s, len)) if *s + (*len as u64) / 512 == sector => *len += n,
+                _ => runs.push((sector, n)),
+            }
+            at = to;
+        }
+        Ok(Some(runs))
+    }
+
+    /// The pinned user memory `[va, va + len)` cut into one range per disk run.
+    fn pin_for(
+        va: u64,
+        len: usize,
+        runs: &[DiskRun],
+        device_writes: bool,
+    ) -> Result<Vec<(u64, mm::PinnedRange)>, Errno> {
+        let mut pinned = uaccess::pin_user(va, len, device_writes)?;
+        runs.iter()
+            .map(|&(sector, n)| {
+                pinned
+                    .split_front(n)
+                    .map(|r| (sector, r))
+                    .map_err(|_| Errno::ENOMEM)
+            })
+            .collect()
+    }
+
+    /// Plan (reads) or do (writes) direct I/O of `len` bytes at `offset` with user memory
+    /// at `va`; EOPNOTSUPP where the page cache must do it instead (see the module).
+    pub fn direct(
+        &self,
+        disk: &Arc<Disk>,
+        op: Op,
+        offset: u64,
+        va: u64,
+        len: usize,
+    ) -> Result<DirectIo, Errno> {
+        direct::check_alignment(offset, va, len)?;
+        uaccess::check_range(va, len)?;
+        if len == 0 {
+            return Ok(DirectIo::done(Ok(0)));
+        }
+        match op {
+            Op::Read => {
+                // Mapped and counted under the write lock, so truncation (which waits
+                // for the count with the lock held) never frees a block being read.
+                let _w = self.write_lock.lock();
+                let io = self.direct_read(disk, offset, va, len)?;
+                self.dio_reads.fetch_add(1, Ordering::AcqRel);
+                Ok(io.holding(DioRead(self.dio_reads.clone())))
+            }
+            _ => {
+                let _w = self.write_lock.lock();
+                self.direct_write(disk, offset, va, len)
+                    .map(|r| DirectIo::done(Ok(r)))
+            }
+        }
+    }
+
+    fn page_range(offset: u64, len: usize) -> (u64, u64) {
+        (offset / PAGE, (offset + len as u64 - 1) / PAGE)
+    }
+
+    fn direct_read(
+        &self,
+        disk: &Arc<Disk>,
+        offset: u64,
+        va: u64,
+        len: usize,
+    ) -> Result<DirectIo, Errno> {
+        let size = self.size();
+        if offset >= size {
+            return Ok(DirectIo::done(Ok(0)));
+        }
+        // Whole sectors move; the result stops at the end of the file.
+        let total = ((size - offset).next_multiple_of(512)).min(len as u64) as usize;
+        let (first, last) = Self::page_range(offset, total);
+        self.cache.sync_range(first, last).map_err(io_errno)?;
+        let Some(runs) = self.disk_runs(offset, total, false)? else {
+            return Err(Errno::EOPNOTSUPP); // a hole: the page cache reads it as zeros
+        };
+        let parts = Self::pin_for(va, total, &runs, true)?;
+        Ok(DirectIo::new(disk.clone(), Op::Read, parts).clip((size - offset) as usize))
+    }
+
+    /// The write itself, with the write lock held: the bytes written.
+    fn direct_write(
+        &self,
+        disk: &Arc<Disk>,
+        offset: u64,
+        va: u64,
+        len: usize,
+    ) -> Result<usize, Errno> {
+        let (max, bs) = {
+            let fs = self.fs.lock();
+            (fs.max_file_size(), fs.block_size() as u64)
+        };
+        let end = offset.checked_add(len as u64).ok_or(Errno::EFBIG)?;
+        if end > max {
+            return Err(Errno::EFBIG);
+        }
+        let whole_blocks = offset.is_multiple_of(bs) && end.is_multiple_of(bs);
+        let old = self.size();
+        // Blocks past the end or in holes need allocating: only whole ones here.
+        let needs_alloc =
+            end > old.next_multiple_of(bs) || self.disk_runs(offset, len, false)?.is_none();
+        if needs_alloc && !whole_blocks {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let (first, last) = Self::page_range(offset, len);
+        if self.cache.invalidate_range(first, last).map_err(io_errno)? > 0 {
+            return Err(Errno::EOPNOTSUPP); // mapped pages stay: through the page cache
+        }
+        // Pin first (faults on the buffer may need the page cache), then grow and map.
+        let mut pinned = uaccess::pin_user(va, len, false)?;
+        let old = self.grow_to(end).map_err(Errno::from)?;
+        let runs = match self.disk_runs(offset, len, true) {
+            Ok(Some(r)) => r,
+            Ok(None) | Err(_) => {
+                self.shrink_after(old, end, old).map_err(Errno::from)?;
+                return Err(Errno::ENOSPC);
+            }
+        };
+        let mut parts = Vec::with_capacity(runs.len());
+        for &(sector, n) in &runs {
+            parts.push((sector, pinned.split_front(n).map_err(|_| Errno::ENOMEM)?));
+        }
+        let result = DirectIo::new(disk.clone(), Op::Write, parts).run();
+        let done = offset + *result.as_ref().unwrap_or(&0) as u64;
+        self.shrink_after(old, end, done).map_err(Errno::from)?;
+        let stale = self.cache.refresh_after_write(first, last);
+        if stale > 0 {
+            log::warn!(
+                "ext2: inode {}: {stale} pages stored to during a direct write keep the stores",
+                self.ino
+            );
+        }
+        result
+    }
+}
