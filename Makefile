@@ -21,6 +21,8 @@
 #   make soak                  fsxa (model-based random file test) over 32 seeds
 #   make bench-copy            the copies alone (sendfile, copy_file_range, cp, read/write)
 #                              with the bytes the CPU copied per MiB, AliasOS vs Linux
+#   make bench-direct          O_DIRECT and AIO (fio-like workloads) on a file and a raw disk,
+#                              AliasOS vs Linux; target/bench-direct.md
 #   make profile [BENCH_ARGS="--bus virtio ..."]
 #                              the bench-files workload on AliasOS with the sampling profiler:
 #                              flat top 30 and flame graph in target/bench-files/profile-*
@@ -58,7 +60,7 @@ else
 RUN_DISKS := $(foreach d,$(subst $(comma), ,$(DISK)),--disk $(if $(findstring :,$(d)),$(d),$(d):$(BUS)))
 endif
 
-.PHONY: all deps toolchain image initramfs run test lint gdb usb clean data-disk bench bench-blk bench-files bench-copy soak profile
+.PHONY: all deps toolchain image initramfs run test lint gdb usb clean data-disk bench bench-blk bench-files bench-copy bench-direct soak profile
 
 all: image
 
@@ -113,7 +115,7 @@ endif
 soak: deps
 	FSXA_SEEDS=$${FSXA_SEEDS:-1-32} FSXA_OPS=$${FSXA_OPS:-50000} $(CARGO) test -p tests --test userland fsxa -- --nocapture
 
-bench: bench-blk bench-files
+bench: bench-blk bench-files bench-direct
 
 bench-blk: deps
 	$(CARGO) run -q -p bench --bin bench-blk -- $(BENCH_ARGS)
@@ -125,6 +127,11 @@ bench-files: deps
 # the CPU copied per MiB (into target/bench-files.md as well).
 bench-copy: deps
 	$(CARGO) run -q -p bench --bin bench-files -- --workloads copy_sendfile,copy_cfr,copy_cp,copy_rw $(BENCH_ARGS)
+
+# Direct I/O from user space: O_DIRECT and Linux AIO on a preallocated ext2 file and on a
+# raw disk, beside the Linux peer (into target/bench-direct.md).
+bench-direct: deps
+	$(CARGO) run -q -p bench --bin bench-files -- --direct $(BENCH_ARGS)
 
 profile: deps
 	$(CARGO) run -q -p bench --bin bench-files -- --no-linux --profile --bus virtio --runs 1 $(BENCH_ARGS)

@@ -521,6 +521,28 @@ impl<H: virtio_drivers::Hal + Hal> BlockDevice for VirtioBlk<H> {
         Ok(())
     }
 
+    /// Every request of the batch into the ring, then one notification.
+    fn submit_many(&self, reqs: Vec<Request>) {
+        let mut refused = Vec::new();
+        {
+            let mut inner = self.inner.lock();
+            for req in reqs {
+                match validate(&self.info, &req) {
+                    Err(e) => refused.push((req, Err(e))),
+                    Ok(_) if inner.dead => refused.push((req, Err(BlockError::Io))),
+                    Ok(_) if req.op == Op::Flush && !self.info.flush => {
+                        refused.push((req, Ok(0)));
+                    }
+                    Ok(_) => inner.pending.push_back(req),
+                }
+            }
+            Self::kick(&mut inner);
+        }
+        for (req, result) in refused {
+            req.complete(result);
+        }
+    }
+
     fn check_timeouts(&self, now_ns: u64) {
         let mut done = Vec::new();
         {

@@ -28,6 +28,29 @@ pub struct Disk {
     pub vector: Option<u8>,
     /// The PCI function of its controller.
     pub pci: PciFunction,
+    /// Requests held back while the disk is plugged ([`Disk::plug`]).
+    plugged: Mutex<Option<Vec<Request>>>,
+}
+
+/// A plugged disk: requests submitted meanwhile reach the device together, with one
+/// notification, when this is dropped.
+pub struct Plug<'a> {
+    disk: &'a Disk,
+    outer: bool,
+}
+
+impl Drop for Plug<'_> {
+    fn drop(&mut self) {
+        if !self.outer {
+            return;
+        }
+        let held = cpu::without_interrupts(|| self.disk.plugged.lock().take());
+        if let Some(reqs) = held
+            && !reqs.is_empty()
+        {
+            cpu::without_interrupts(|| self.disk.dev.submit_many(reqs));
+        }
+    }
 }
 
 impl Disk {
@@ -39,6 +62,21 @@ impl Disk {
     /// Interrupts delivered for this disk's controller so far.
     pub fn interrupts(&self) -> u64 {
         self.vector.map(trap::irq_count).unwrap_or(0)
+    }
+
+    /// Hold back the requests submitted until the returned guard is dropped, then hand
+    /// them to the device as one batch. Nothing may wait for a request of its own while
+    /// the disk is plugged. Nested plugs are one.
+    pub fn plug(&self) -> Plug<'_> {
+        let outer = cpu::without_interrupts(|| {
+            let mut p = self.plugged.lock();
+            let outer = p.is_none();
+            if outer {
+                *p = Some(Vec::new());
+            }
+            outer
+        });
+        Plug { disk: self, outer }
     }
 
     /// Read or write `segments` at `sector` and wait for the result.
@@ -97,6 +135,7 @@ impl Disk {
             done: Some(done),
         }));
         let total = requests.len();
+        let _batch = self.plug();
         for (i, (sector, part)) in requests.into_iter().enumerate() {
             let segments: Vec<Segment> = part
                 .segments(max_bytes)
@@ -200,7 +239,20 @@ impl BlockDevice for Disk {
         &self.info
     }
     fn submit(&self, req: Request) -> Result<(), BlockError> {
-        cpu::without_interrupts(|| self.dev.submit(req))
+        cpu::without_interrupts(|| {
+            let mut plugged = self.plugged.lock();
+            match plugged.as_mut() {
+                Some(held) => {
+                    drivers::block::validate(&self.info, &req)?;
+                    held.push(req);
+                    Ok(())
+                }
+                None => {
+                    drop(plugged);
+                    self.dev.submit(req)
+                }
+            }
+        })
     }
     fn handle_interrupt(&self) {
         cpu::without_interrupts(|| self.dev.handle_interrupt())
@@ -319,6 +371,7 @@ fn attach(
         dev,
         vector,
         pci: *func,
+        plugged: Mutex::new(None),
     });
     if let Some(v) = vector {
         let d = disk.clone();

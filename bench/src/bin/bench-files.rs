@@ -10,6 +10,12 @@
 //! peer's `/init` (bench/linux-peer). The table (median, min–max, ratio AliasOS/Linux)
 //! goes to `target/bench-files.md` and a bar chart to `target/bench-files.svg`.
 //!
+//! `--direct` (`make bench-direct`) runs the direct-I/O workloads instead: `O_DIRECT` on
+//! `src.bin` in place (a preallocated file) and on a second, raw disk (`-r auto`: vdb or
+//! sdb), sequential 1 MiB reads and writes at queue depth 1, random 4 KiB reads at depth
+//! 1 (`pread`) and 32 (Linux AIO), with `dma_pinned_bytes` per byte moved and
+//! `bounce_bytes` (AliasOS); into `target/bench-direct.md`.
+//!
 //! `--profile` boots AliasOS with the sampling profiler on and writes, per bus,
 //! `target/bench-files/profile-<bus>.txt` (flat top 30) and `.svg` (flame graph); that
 //! is `make profile`.
@@ -33,6 +39,42 @@ const WORKLOADS: [(&str, &str); 6] = [
     ("copy_sendfile", "256 MiB copy by sendfile calls, + sync"),
     ("copy_cfr", "256 MiB copy by copy_file_range calls, + sync"),
 ];
+const DIRECT_WORKLOADS: [(&str, &str); 8] = [
+    (
+        "dread",
+        "src.bin, O_DIRECT sequential 1 MiB reads, QD1 (MiB/s)",
+    ),
+    (
+        "dwrite",
+        "src.bin overwritten in place, O_DIRECT 1 MiB writes, QD1, + fsync (MiB/s)",
+    ),
+    (
+        "drand_iops",
+        "src.bin, O_DIRECT 4 KiB random reads, QD1 pread (IOPS)",
+    ),
+    (
+        "drand32_iops",
+        "src.bin, O_DIRECT 4 KiB random reads, QD32 Linux AIO (IOPS)",
+    ),
+    (
+        "raw_read",
+        "raw disk, O_DIRECT sequential 1 MiB reads, QD1 (MiB/s)",
+    ),
+    (
+        "raw_write",
+        "raw disk, O_DIRECT sequential 1 MiB writes, QD1, + fsync (MiB/s)",
+    ),
+    (
+        "raw_rand_iops",
+        "raw disk, O_DIRECT 4 KiB random reads, QD1 pread (IOPS)",
+    ),
+    (
+        "raw_rand32_iops",
+        "raw disk, O_DIRECT 4 KiB random reads, QD32 Linux AIO (IOPS)",
+    ),
+];
+/// Size of the raw disk of the direct workloads (they use its first 256 MiB).
+const RAW_MIB: u64 = 320;
 const SRC_MIB: u64 = 256;
 const IMAGE_MIB: u64 = 1024;
 
@@ -44,6 +86,7 @@ usage: bench-files [options]
   --workloads L   read,write,copy_rw,copy_cp,copy_sendfile,copy_cfr (default all)
   --no-linux      skip the Linux guest
   --no-aliasos    skip AliasOS
+  --direct        the direct-I/O workloads (O_DIRECT, AIO) on src.bin and a raw disk
   --profile       AliasOS with the sampling profiler; profile-<bus>.txt/.svg in target/bench-files
   -v, --verbose   echo every serial line";
 
@@ -56,6 +99,18 @@ struct Options {
     aliasos: bool,
     profile: bool,
     verbose: bool,
+    direct: bool,
+}
+
+impl Options {
+    /// The workloads of the mode, with their descriptions.
+    fn catalog(&self) -> &'static [(&'static str, &'static str)] {
+        if self.direct {
+            &DIRECT_WORKLOADS
+        } else {
+            &WORKLOADS
+        }
+    }
 }
 
 fn options() -> Result<Options, String> {
@@ -68,7 +123,9 @@ fn options() -> Result<Options, String> {
         aliasos: true,
         profile: false,
         verbose: false,
+        direct: false,
     };
+    let mut chosen: Option<Vec<String>> = None;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -81,7 +138,8 @@ fn options() -> Result<Options, String> {
             "--bus" => o.buses = parse_buses(&value()?)?,
             "--runs" => o.runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
             "--mem" => o.mem = value()?,
-            "--workloads" => o.workloads = value()?.split(',').map(String::from).collect(),
+            "--workloads" => chosen = Some(value()?.split(',').map(String::from).collect()),
+            "--direct" => o.direct = true,
             "--no-linux" => o.linux = false,
             "--no-aliasos" => o.aliasos = false,
             "--profile" => o.profile = true,
@@ -96,8 +154,10 @@ fn options() -> Result<Options, String> {
     if o.runs == 0 {
         return Err("--runs must be at least 1".into());
     }
+    o.workloads =
+        chosen.unwrap_or_else(|| o.catalog().iter().map(|(w, _)| w.to_string()).collect());
     for w in &o.workloads {
-        if !WORKLOADS.iter().any(|(n, _)| n == w) {
+        if !o.catalog().iter().any(|(n, _)| n == w) {
             return Err(format!("unknown workload {w}"));
         }
     }
@@ -170,6 +230,24 @@ fn base_image(dir: &Path, fbench: &Path, rc: &str) -> Result<PathBuf, String> {
     Ok(img)
 }
 
+/// The raw disk of the direct workloads: RAW_MIB of random data, made once.
+fn raw_base_image(dir: &Path) -> Result<PathBuf, String> {
+    let raw = dir.join("raw-base.img");
+    if std::fs::metadata(&raw).map(|m| m.len()).ok() != Some(RAW_MIB << 20) {
+        println!(
+            "bench-files: making {} ({RAW_MIB} MiB of random data, once)",
+            raw.display()
+        );
+        run_cmd(
+            Command::new("dd")
+                .arg("if=/dev/urandom")
+                .arg(format!("of={}", raw.display()))
+                .args(["bs=1M", &format!("count={RAW_MIB}"), "status=none"]),
+        )?;
+    }
+    Ok(raw)
+}
+
 fn simple_hash(b: &[u8]) -> u64 {
     b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
         (h ^ x as u64).wrapping_mul(0x100_0000_01b3)
@@ -207,6 +285,10 @@ impl Os {
 type Results = BTreeMap<String, Vec<f64>>;
 /// Suffix of a workload's key for its CPU-copied bytes per MiB.
 const CPU: &str = "@cpu";
+/// Suffixes of a direct workload's keys for its DMA-pinned bytes per byte moved and its
+/// bounce bytes.
+const DMA: &str = "@dma";
+const BOUNCE: &str = "@bounce";
 /// A chart row: label, AliasOS median, Linux median.
 type ChartRow = (String, Option<f64>, Option<f64>);
 
@@ -252,6 +334,12 @@ fn run_guest(
         let (w, v) = match (os, words.as_slice()) {
             (Os::AliasOs, [.., "FBENCH", w, v]) => (w.to_string(), *v),
             (Os::AliasOs, [.., "FBENCH-CPU", w, v]) => (format!("{w}{CPU}"), *v),
+            (Os::AliasOs, [.., "FBENCH-DMA", w, v, bounce]) => {
+                if let Ok(b) = bounce.parse::<f64>() {
+                    res.entry(format!("{w}{BOUNCE}")).or_default().push(b);
+                }
+                (format!("{w}{DMA}"), *v)
+            }
             (Os::Linux, [.., "BENCH-FILES", b, w, v]) if *b == bus => (w.to_string(), *v),
             _ => continue,
         };
@@ -301,8 +389,15 @@ fn table(
     o: &Options,
     results: &BTreeMap<(String, &'static str), Results>,
 ) -> (String, Vec<ChartRow>) {
-    let mut t = String::from(
-        "| workload | bus | AliasOS MiB/s | Linux MiB/s | ratio | AliasOS CPU-copied bytes/MiB |\n|---|---|---:|---:|---:|---:|\n",
+    let unit = if o.direct { "MiB/s or IOPS" } else { "MiB/s" };
+    let mut t = format!(
+        "| workload | bus | AliasOS {unit} | Linux {unit} | ratio | AliasOS CPU-copied bytes/MiB |{}\n|---|---|---:|---:|---:|---:|{}\n",
+        if o.direct {
+            " AliasOS DMA-pinned bytes per byte moved | AliasOS bounce bytes |"
+        } else {
+            ""
+        },
+        if o.direct { "---:|---:|" } else { "" },
     );
     let mut chart = Vec::new();
     for w in &o.workloads {
@@ -324,8 +419,20 @@ fn table(
                 .and_then(|r| r.get(&format!("{w}{CPU}")))
                 .and_then(|v| median(v))
                 .map_or("n/a".to_string(), |(m, ..)| format!("{m:.0}"));
+            let aliasos_stat = |suffix: &str| {
+                results
+                    .get(&(bus.to_string(), "AliasOS"))
+                    .and_then(|r| r.get(&format!("{w}{suffix}")))
+                    .and_then(|v| median(v))
+                    .map_or("n/a".to_string(), |(m, ..)| format!("{m}"))
+            };
+            let dma = if o.direct {
+                format!(" {} | {} |", aliasos_stat(DMA), aliasos_stat(BOUNCE))
+            } else {
+                String::new()
+            };
             t.push_str(&format!(
-                "| {w} | {bus} | {} | {} | {ratio} | {cpu} |\n",
+                "| {w} | {bus} | {} | {} | {ratio} | {cpu} |{dma}\n",
                 cell(a),
                 cell(l)
             ));
@@ -388,7 +495,13 @@ fn real_main() -> Result<bool, String> {
         .ok_or("no fbench among the user tools")?
         .clone();
     let wl = o.workloads.join(",");
-    let args = format!("-n {} -w {wl} -c /bin/cp src.bin", o.runs);
+    let raw_arg = if o.direct { " -r auto" } else { "" };
+    let args = format!("-n {} -w {wl} -c /bin/cp{raw_arg} src.bin", o.runs);
+    let raw_base = if o.direct {
+        Some(raw_base_image(&dir)?)
+    } else {
+        None
+    };
     let rc = format!("./fbench {args}\necho BENCH done\npoweroff\n");
     let base = base_image(&dir, &fbench, &rc)?;
     let linux = if o.linux {
@@ -443,6 +556,18 @@ fn real_main() -> Result<bool, String> {
             }
             let img = run_image(&base, &dir, &format!("{}-{bus}", os.name().to_lowercase()))?;
             q.disks = vec![Disk::new(&img, b)];
+            let raw = match &raw_base {
+                Some(base) => {
+                    let r = run_image(
+                        base,
+                        &dir,
+                        &format!("{}-{bus}-raw", os.name().to_lowercase()),
+                    )?;
+                    q.disks.push(Disk::new(&r, b));
+                    Some(r)
+                }
+                None => None,
+            };
             let log = dir.join(format!("{}-{bus}.log", os.name().to_lowercase()));
             println!("bench-files: {} on {bus} ...", os.name());
             match run_guest(os, bus, &q, &log, o.verbose) {
@@ -465,12 +590,24 @@ fn real_main() -> Result<bool, String> {
                 }
             }
             let _ = std::fs::remove_file(&img);
+            if let Some(r) = raw {
+                let _ = std::fs::remove_file(&r);
+            }
         }
     }
     let (t, chart) = table(&o, &results);
     println!();
     print!("{t}");
-    let mut md = String::from("# Buffered file I/O: AliasOS vs Linux\n\n");
+    let name = if o.direct {
+        "bench-direct"
+    } else {
+        "bench-files"
+    };
+    let mut md = String::from(if o.direct {
+        "# Direct I/O (O_DIRECT, AIO): AliasOS vs Linux\n\n"
+    } else {
+        "# Buffered file I/O: AliasOS vs Linux\n\n"
+    });
     md.push_str(&format!(
         "Same QEMU machine for both (q35, TCG, `-cpu max`, 1 vCPU, {} RAM), same ext2 image \
          (4 KiB blocks, {SRC_MIB} MiB random `src.bin`) on the bus named, cache=writeback. \
@@ -480,7 +617,14 @@ fn real_main() -> Result<bool, String> {
          ratio = AliasOS / Linux.\n\n",
         o.mem, o.runs
     ));
-    for (w, d) in WORKLOADS {
+    if o.direct {
+        md.push_str(&format!(
+            "Direct mode: the raw disk is a second {RAW_MIB} MiB disk on the same bus; both \
+             systems run `fbench -r auto`; Linux's direct I/O goes through its block layer \
+             and (for src.bin) ext4.ko's ext2.\n\n"
+        ));
+    }
+    for (w, d) in o.catalog() {
         md.push_str(&format!("- `{w}`: {d}\n"));
     }
     md.push('\n');
@@ -492,9 +636,9 @@ fn real_main() -> Result<bool, String> {
         }
     }
     md.push_str(&format!("\nLogs: `{}`.\n", dir.join("*.log").display()));
-    let md_path = target.join("bench-files.md");
+    let md_path = target.join(format!("{name}.md"));
     std::fs::write(&md_path, &md).map_err(|e| format!("write {}: {e}", md_path.display()))?;
-    let svg_path = target.join("bench-files.svg");
+    let svg_path = target.join(format!("{name}.svg"));
     std::fs::write(&svg_path, chart_svg(&chart))
         .map_err(|e| format!("{}: {e}", svg_path.display()))?;
     println!(

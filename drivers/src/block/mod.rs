@@ -32,6 +32,17 @@ pub trait BlockDevice: Send + Sync {
     /// the driver's software queue.
     fn submit(&self, req: Request) -> Result<(), BlockError>;
 
+    /// Queue several requests at once, telling the device about them once (a plugged
+    /// batch, as Linux's `blk_plug`). A request the device refuses completes with the
+    /// error. The default submits them one by one.
+    fn submit_many(&self, reqs: Vec<Request>) {
+        for r in reqs {
+            if let Err(e) = self.submit(r) {
+                log::error!("block: a request of a batch was refused: {e}");
+            }
+        }
+    }
+
     /// Reap finished requests and start queued ones. Called from the device's interrupt
     /// handler, and safe to call at any time.
     fn handle_interrupt(&self);

@@ -10,6 +10,7 @@
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 use drivers::block::Op;
 
@@ -162,20 +163,39 @@ fn io_submit(id: u64, nr: i64, iocbpp: u64) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let mut taken = 0u64;
+    let mut started: Vec<Started> = Vec::new();
+    let mut first_error = None;
     for i in 0..nr as u64 {
         let r = uaccess::read_u64(iocbpp + 8 * i).and_then(|obj| submit_one(&ctx, obj));
         match r {
-            Ok(()) => taken += 1,
-            Err(e) if taken == 0 => return Err(e),
-            Err(_) => break,
+            Ok(s) => {
+                taken += 1;
+                started.extend(s);
+            }
+            Err(e) => {
+                first_error = Some(e);
+                break;
+            }
         }
     }
-    Ok(taken)
+    // The direct transfers reach each disk as one batch: one notification for all.
+    let _plugs: Vec<_> = crate::block::disks().iter().map(|d| d.plug()).collect();
+    for (io, done) in started {
+        io.start(done);
+    }
+    match first_error {
+        Some(e) if taken == 0 => Err(e),
+        _ => Ok(taken),
+    }
 }
 
+/// A direct transfer planned by `io_submit`, started once every request is planned.
+type Started = (DirectIo, Box<dyn FnOnce(Result<usize, Errno>) + Send>);
+
 /// Take one request: errors about the request itself are the result; what goes wrong
-/// with its I/O is its completion's `res`.
-fn submit_one(ctx: &Arc<AioContext>, obj: u64) -> Result<(), Errno> {
+/// with its I/O is its completion's `res`. A direct transfer comes back planned, to be
+/// started with the others; everything else is done here.
+fn submit_one(ctx: &Arc<AioContext>, obj: u64) -> Result<Option<Started>, Errno> {
     let cb = read_iocb(obj)?;
     let file = proc::current().files.lock().get(cb.fd)?;
     let op = match cb.opcode {
@@ -213,18 +233,18 @@ fn submit_one(ctx: &Arc<AioContext>, obj: u64) -> Result<(), Errno> {
     if op == Op::Flush {
         let r = file.fsync(cb.opcode == IOCB_CMD_FDSYNC).map(|_| 0);
         ctx.complete(event(r));
-        return Ok(());
+        return Ok(None);
     }
     let pos = cb.offset as u64;
     match plan(&file, op, pos, &iovs) {
         Some(Ok(io)) => {
             let ctx2 = ctx.clone();
-            io.start(Box::new(move |r| ctx2.complete(event(r))));
+            return Ok(Some((io, Box::new(move |r| ctx2.complete(event(r))))));
         }
         Some(Err(e)) => ctx.complete(event(Err(e))),
         None => ctx.complete(event(transfer_now(&file, op, pos, &iovs))),
     }
-    Ok(())
+    Ok(None)
 }
 
 /// One direct transfer for all of `iovs` (contiguous in the file from `pos`), or None if

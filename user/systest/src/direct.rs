@@ -61,6 +61,7 @@ pub const CASES: &[Case] = &[
     ("direct: munmap, exit and fork while a direct read is in flight", direct_in_flight),
     ("direct: O_DIRECT on an ext2 file, coherent with buffered and mapped I/O (holes, EOF, growth)", file_direct),
     ("direct: direct writes while another process maps and reads the range", file_direct_vs_mapper),
+    ("direct: the buffer is a MAP_SHARED mapping of the same file (same and other ranges)", file_direct_own_mapping),
 ];
 
 fn vmstat(name: &str) -> Option<u64> {
@@ -865,4 +866,69 @@ fn file_direct_vs_mapper() -> Res {
     let _ = close(d);
     let _ = close(f);
     Ok(())
+}
+
+fn file_direct_own_mapping() -> Res {
+    const K: usize = 1024;
+    const LEN: usize = 64 * K;
+    let path = "/mnt/systest/direct_self.bin";
+    let f = ok("create", open_s(path, O_CREAT | O_RDWR | O_TRUNC, 0o644))?;
+    let b = anon(LEN)?;
+    fill_gen(b, LEN, 0, 7);
+    ensure!(ok("write", pwrite(f, b, LEN, 0))? == LEN, "short");
+    let d = ok("open O_DIRECT", open_s(path, O_RDWR | O_DIRECT, 0))?;
+    let map = ok(
+        "mmap",
+        mmap(0, LEN, PROT_READ | PROT_WRITE, MAP_SHARED, f as usize, 0),
+    )?;
+    // The same range: the file's bytes onto themselves, both ways.
+    ensure!(
+        ok("direct read into its own mapping", pread(d, map, 16 * K, 0))? == 16 * K,
+        "short"
+    );
+    check_gen("the range read onto itself", map, 16 * K, 0, 7)?;
+    ensure!(
+        ok(
+            "direct write from its own mapping",
+            pwrite(d, map + 16 * K, 16 * K, 16 * K as u64)
+        )? == 16 * K,
+        "short"
+    );
+    check_gen(
+        "the range written from itself",
+        map + 16 * K,
+        16 * K,
+        16 * K / 8,
+        7,
+    )?;
+    // Another range of the same file as the buffer: [32K, 48K) read into [48K, 64K).
+    ensure!(
+        ok(
+            "direct read into another range's mapping",
+            pread(d, map + 48 * K, 16 * K, 32 * K as u64)
+        )? == 16 * K,
+        "short"
+    );
+    check_gen(
+        "the mapping of [48K, 64K)",
+        map + 48 * K,
+        16 * K,
+        32 * K / 8,
+        7,
+    )?;
+    let r = anon(16 * K)?;
+    ensure!(
+        ok("buffered read", pread(f, r, 16 * K, 48 * K as u64))? == 16 * K,
+        "short"
+    );
+    check_gen("read() of [48K, 64K)", r, 16 * K, 32 * K / 8, 7)?;
+    // Stores through the mapping reach the file and a later direct read sees them.
+    fill_gen(map, 4 * K, 0, 8);
+    ok("msync", sc(nr::MSYNC, &[map, LEN, 4]))?;
+    ensure!(ok("direct read", pread(d, r, 4 * K, 0))? == 4 * K, "short");
+    check_gen("a direct read after stores and msync", r, 4 * K, 0, 8)?;
+    ok("munmap", munmap(map, LEN))?;
+    let _ = close(d);
+    let _ = close(f);
+    no_pins_left("after the own-mapping cases")
 }

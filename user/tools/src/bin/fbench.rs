@@ -2,7 +2,7 @@
 //! on Linux (`make bench-files` runs it on both, on the same QEMU machine and disk image).
 //!
 //! ```text
-//! fbench [-n RUNS] [-c CP] [-w WORKLOADS] SRC
+//! fbench [-n RUNS] [-c CP] [-w WORKLOADS] [-r DEV] SRC
 //! ```
 //!
 //! SRC is an existing file on the file system under test; scratch files are made beside
@@ -18,10 +18,23 @@
 //! * `copy_sendfile`: SRC copied by `sendfile` calls (file to file), then `sync`;
 //! * `copy_cfr`: SRC copied by `copy_file_range` calls, then `sync`.
 //!
-//! Each run prints `FBENCH <workload> <MiB/s>`, and where `/proc/vmstat` counts the bytes
-//! the CPU copied (`data_copy_bytes`, AliasOS) `FBENCH-CPU <workload> <bytes per MiB>`;
-//! RUNS (default 3) runs per workload, in the order the workloads are given (default
-//! `read,write,copy_rw,copy_cp,copy_sendfile,copy_cfr`).
+//!
+//! Direct I/O (`O_DIRECT`, page-aligned buffers), on SRC in place (a preallocated file)
+//! and, with `-r DEV`, on the raw device DEV (its first 256 MiB; its data is overwritten;
+//! `-r auto`: `/dev/vdb` or else `/dev/sdb`, the second disk):
+//!
+//! * `dread` / `raw_read`: sequential 1 MiB reads, one at a time, MiB/s;
+//! * `dwrite` / `raw_write`: sequential 1 MiB writes, one at a time, then `fsync`, MiB/s;
+//! * `drand_iops` / `raw_rand_iops`: 4 KiB reads at random 4 KiB-aligned offsets, one at
+//!   a time (`pread`), for 3 s, reads per second;
+//! * `drand32_iops` / `raw_rand32_iops`: the same with 32 reads in flight (Linux native
+//!   AIO: `io_submit`, `io_getevents`), as `fio --ioengine=libaio --iodepth=32`.
+//!
+//! Each run prints `FBENCH <workload> <value>`, and where `/proc/vmstat` counts them
+//! (AliasOS): `FBENCH-CPU <workload> <bytes per MiB>` (`data_copy_bytes`: bytes the CPU
+//! copied), and for direct workloads `FBENCH-DMA <workload> <dma_pinned_bytes per byte
+//! moved> <bounce_bytes>`. RUNS (default 3) runs per workload, in the order given
+//! (default `read,write,copy_rw,copy_cp,copy_sendfile,copy_cfr`).
 // Built only as a real binary: `--all-targets` would otherwise also compile a
 // test harness (with std) against the no_std runtime.
 #![cfg(not(test))]
@@ -137,16 +150,169 @@ fn copy_in_kernel(src: &CStr, dst: &CStr, sendfile: bool) {
     sys::sync();
 }
 
-/// `data_copy_bytes` from /proc/vmstat (None where there is no such counter).
-fn cpu_copied() -> Option<u64> {
+/// Counter `name` of /proc/vmstat (None where there is no such counter).
+fn vmstat(name: &[u8]) -> Option<u64> {
     let fd = sys::open(c"/proc/vmstat", sys::O_RDONLY, 0).ok()?;
     let mut buf = alloc::vec![0u8; 16 << 10];
     let n = sys::read_full(fd, &mut buf).ok()?;
     let _ = sys::close(fd);
     buf[..n].split(|&c| c == b'\n').find_map(|l| {
-        let v = l.strip_prefix(b"data_copy_bytes ")?;
+        let v = l.strip_prefix(name)?.strip_prefix(b" ")?;
         core::str::from_utf8(v).ok()?.trim().parse().ok()
     })
+}
+
+/// `data_copy_bytes`: bytes the CPU copied.
+fn cpu_copied() -> Option<u64> {
+    vmstat(b"data_copy_bytes")
+}
+
+// ---- direct I/O ----------------------------------------------------------------------
+
+/// Bytes of a raw device the direct workloads use.
+const RAW_SPAN: u64 = 256 << 20;
+/// How long a random-read workload runs.
+const RAND_SECS: f64 = 3.0;
+const QD: usize = 32;
+
+/// A page-aligned buffer of `len` bytes (an anonymous mapping, kept for the run).
+fn aligned(len: usize) -> &'static mut [u8] {
+    let p = sys::mmap_anon(len).unwrap_or_else(|e| fail(b"mmap", e));
+    // SAFETY: a fresh private read/write mapping of `len` bytes that is never unmapped;
+    // this is the only reference into it.
+    unsafe { core::slice::from_raw_parts_mut(p, len) }
+}
+
+fn open_direct(path: &CStr, write: bool) -> i32 {
+    let mode = if write { sys::O_RDWR } else { sys::O_RDONLY };
+    sys::open(path, mode | sys::O_DIRECT, 0).unwrap_or_else(|e| fail(path.to_bytes(), e))
+}
+
+fn raw(n: usize, a: [usize; 5]) -> Result<usize, sys::Errno> {
+    // SAFETY: every pointer passed points into this program's live buffers or structures.
+    let r = unsafe { sys::raw::syscall6(n, a[0], a[1], a[2], a[3], a[4], 0) };
+    if (-4095..0).contains(&r) {
+        Err(sys::Errno(-r as i32))
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// Sequential 1 MiB direct reads or writes over `span` bytes of `path`.
+fn direct_seq(path: &CStr, span: u64, write: bool, buf: &mut [u8]) -> u64 {
+    let fd = open_direct(path, write);
+    let mut at = 0u64;
+    while at + MIB as u64 <= span {
+        let r = if write {
+            raw(
+                18,
+                [fd as usize, buf.as_ptr() as usize, MIB, at as usize, 0],
+            )
+        } else {
+            raw(
+                17,
+                [fd as usize, buf.as_mut_ptr() as usize, MIB, at as usize, 0],
+            )
+        };
+        match r {
+            Ok(n) if n == MIB => at += MIB as u64,
+            Ok(_) => break,
+            Err(e) => fail(b"direct transfer", e),
+        }
+    }
+    if write && let Err(e) = sys::fsync(fd) {
+        fail(b"fsync", e);
+    }
+    let _ = sys::close(fd);
+    at
+}
+
+/// Random 4 KiB direct reads over `span` bytes of `path` for [`RAND_SECS`], `depth` at
+/// a time; returns the reads done and the seconds taken.
+fn direct_rand(path: &CStr, span: u64, depth: usize, buf: &mut [u8]) -> (u64, f64) {
+    let fd = open_direct(path, false);
+    let mut rng = tools::rng::Rng(0x5eed ^ span);
+    let pages = span / 4096;
+    let t0 = now();
+    let mut done = 0u64;
+    if depth == 1 {
+        while now() - t0 < RAND_SECS {
+            for _ in 0..64 {
+                let off = rng.below(pages) * 4096;
+                if let Err(e) = raw(
+                    17,
+                    [
+                        fd as usize,
+                        buf.as_mut_ptr() as usize,
+                        4096,
+                        off as usize,
+                        0,
+                    ],
+                ) {
+                    fail(b"pread", e);
+                }
+            }
+            done += 64;
+        }
+    } else {
+        let mut ctx = 0u64;
+        if let Err(e) = raw(206, [depth, &mut ctx as *mut u64 as usize, 0, 0, 0]) {
+            fail(b"io_setup", e);
+        }
+        // struct iocb: data, key+rw_flags, opcode+reqprio+fildes, buf, nbytes, offset,
+        // reserved2, flags+resfd.
+        let mut cbs = alloc::vec![[0u64; 8]; depth];
+        let mut ptrs: Vec<usize> = Vec::with_capacity(depth);
+        let mut events = alloc::vec![[0u64; 4]; depth];
+        let submit = |i: usize, cbs: &mut [[u64; 8]], rng: &mut tools::rng::Rng| {
+            let cb = &mut cbs[i];
+            *cb = [0; 8];
+            cb[0] = i as u64;
+            cb[2] = (fd as u64) << 32; // opcode 0 (PREAD) in the low half
+            cb[3] = buf.as_ptr() as u64 + 4096 * i as u64;
+            cb[4] = 4096;
+            cb[5] = rng.below(pages) * 4096;
+        };
+        for i in 0..depth {
+            submit(i, &mut cbs, &mut rng);
+            ptrs.push(cbs[i].as_ptr() as usize);
+        }
+        if let Err(e) = raw(209, [ctx as usize, depth, ptrs.as_ptr() as usize, 0, 0]) {
+            fail(b"io_submit", e);
+        }
+        let mut in_flight = depth;
+        while in_flight > 0 {
+            let got = raw(
+                208,
+                [ctx as usize, 1, depth, events.as_mut_ptr() as usize, 0],
+            )
+            .unwrap_or_else(|e| fail(b"io_getevents", e));
+            in_flight -= got;
+            ptrs.clear();
+            for ev in &events[..got] {
+                if ev[2] as i64 != 4096 {
+                    fail(b"AIO read", sys::Errno(-(ev[2] as i64) as i32));
+                }
+                done += 1;
+                if now() - t0 < RAND_SECS {
+                    let i = ev[0] as usize;
+                    submit(i, &mut cbs, &mut rng);
+                    ptrs.push(cbs[i].as_ptr() as usize);
+                }
+            }
+            if !ptrs.is_empty() {
+                let n = raw(
+                    209,
+                    [ctx as usize, ptrs.len(), ptrs.as_ptr() as usize, 0, 0],
+                )
+                .unwrap_or_else(|e| fail(b"io_submit", e));
+                in_flight += n;
+            }
+        }
+        let _ = raw(207, [ctx as usize, 0, 0, 0, 0]);
+    }
+    let _ = sys::close(fd);
+    (done, (now() - t0).max(1e-9))
 }
 
 fn run_cp(cp: &CStr, src: &CStr, dst: &CStr) {
@@ -189,6 +355,7 @@ fn main() -> i32 {
     let mut cp: &CStr = c"/bin/cp";
     let mut workloads: &[u8] = b"read,write,copy_rw,copy_cp,copy_sendfile,copy_cfr";
     let mut src = None;
+    let mut dev: Option<&CStr> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.to_bytes() {
@@ -203,6 +370,12 @@ fn main() -> i32 {
                     .next()
                     .unwrap_or_else(|| tools::die(2, format_args!("fbench: -c needs a path")))
             }
+            b"-r" => {
+                dev =
+                    Some(it.next().unwrap_or_else(|| {
+                        tools::die(2, format_args!("fbench: -r needs a device"))
+                    }))
+            }
             b"-w" => {
                 workloads = it
                     .next()
@@ -212,14 +385,14 @@ fn main() -> i32 {
             _ if src.is_none() => src = Some(*a),
             _ => tools::die(
                 2,
-                format_args!("usage: fbench [-n RUNS] [-c CP] [-w LIST] SRC"),
+                format_args!("usage: fbench [-n RUNS] [-c CP] [-w LIST] [-r DEV] SRC"),
             ),
         }
     }
     let Some(src) = src else {
         tools::die(
             2,
-            format_args!("usage: fbench [-n RUNS] [-c CP] [-w LIST] SRC"),
+            format_args!("usage: fbench [-n RUNS] [-c CP] [-w LIST] [-r DEV] SRC"),
         );
     };
     let size = sys::stat(src)
@@ -236,10 +409,18 @@ fn main() -> i32 {
         sys::cpath(&p)
     };
     let (wfile, cfile) = (scratch(b"fbench-write.bin"), scratch(b"fbench-copy.bin"));
-    let mut buf = alloc::vec![0u8; MIB];
+    let buf = aligned(MIB);
     for (i, b) in buf.iter_mut().enumerate() {
         *b = (i * 7 + 1) as u8;
     }
+    // `-r auto`: the second disk, vdb or sdb (the first holds SRC).
+    if dev.is_some_and(|d| d.to_bytes() == b"auto") {
+        dev = [c"/dev/vdb", c"/dev/sdb"]
+            .into_iter()
+            .find(|d| sys::open(d, sys::O_RDONLY, 0).map(sys::close).is_ok());
+    }
+    let raw_dev =
+        || dev.unwrap_or_else(|| tools::die(2, format_args!("fbench: raw workloads need -r DEV")));
     println!(
         "fbench: {} ({} MiB), {runs} runs per workload",
         Bytes(src.to_bytes()),
@@ -251,15 +432,38 @@ fn main() -> i32 {
             let _ = sys::unlink(&cfile);
             cold();
             let copied0 = cpu_copied();
+            let (dma0, bounce0) = (vmstat(b"dma_pinned_bytes"), vmstat(b"bounce_bytes"));
             let t0 = now();
+            let (mut value, mut moved) = (None, 0u64);
             let bytes = match w {
-                b"read" => read_all(src, &mut buf),
+                b"dread" => direct_seq(src, size, false, buf),
+                b"dwrite" => direct_seq(src, size, true, buf),
+                b"raw_read" => direct_seq(raw_dev(), RAW_SPAN, false, buf),
+                b"raw_write" => direct_seq(raw_dev(), RAW_SPAN, true, buf),
+                b"drand_iops" | b"drand32_iops" | b"raw_rand_iops" | b"raw_rand32_iops" => {
+                    let depth = if w.contains(&b'3') { QD } else { 1 };
+                    let path = if w.starts_with(b"raw") {
+                        raw_dev()
+                    } else {
+                        src
+                    };
+                    let span = if w.starts_with(b"raw") {
+                        RAW_SPAN
+                    } else {
+                        size
+                    };
+                    let (n, secs) = direct_rand(path, span, depth, buf);
+                    value = Some(n as f64 / secs);
+                    moved = n * 4096;
+                    moved
+                }
+                b"read" => read_all(src, buf),
                 b"write" => {
-                    write_file(&wfile, size, &buf);
+                    write_file(&wfile, size, buf);
                     size
                 }
                 b"copy_rw" => {
-                    copy_rw(src, &cfile, &mut buf);
+                    copy_rw(src, &cfile, buf);
                     size
                 }
                 b"copy_cp" => {
@@ -277,16 +481,36 @@ fn main() -> i32 {
                 other => tools::die(2, format_args!("fbench: unknown workload {}", Bytes(other))),
             };
             let secs = (now() - t0).max(1e-9);
+            let direct = w.starts_with(b"d") || w.starts_with(b"raw");
+            if direct && moved == 0 {
+                moved = bytes;
+            }
             println!(
                 "FBENCH {} {:.1}",
                 Bytes(w),
-                bytes as f64 / MIB as f64 / secs
+                value.unwrap_or(bytes as f64 / MIB as f64 / secs)
             );
+            let per_mib = if direct { moved } else { size } as f64 / MIB as f64;
             if let (Some(a), Some(b)) = (copied0, cpu_copied()) {
                 println!(
                     "FBENCH-CPU {} {:.0}",
                     Bytes(w),
-                    b.saturating_sub(a) as f64 / (size as f64 / MIB as f64)
+                    b.saturating_sub(a) as f64 / per_mib.max(1e-9)
+                );
+            }
+            if direct
+                && let (Some(d0), Some(d1), Some(b0), Some(b1)) = (
+                    dma0,
+                    vmstat(b"dma_pinned_bytes"),
+                    bounce0,
+                    vmstat(b"bounce_bytes"),
+                )
+            {
+                println!(
+                    "FBENCH-DMA {} {:.3} {}",
+                    Bytes(w),
+                    d1.saturating_sub(d0) as f64 / (moved as f64).max(1.0),
+                    b1.saturating_sub(b0)
                 );
             }
         }
