@@ -113,25 +113,31 @@ impl PinnedRange {
     /// run is longer than `max_run` bytes (a device's segment limit; at least one page).
     pub fn segments(&self, max_run: usize) -> Vec<PhysRun> {
         merge_runs(
-            self.pieces.iter().map(|(pin, off, len)| PhysRun {
-                addr: pin.pfn().addr() + *off as u64,
-                len: *len as usize + 1,
+            (0..self.pieces.len()).map(|n| PhysRun {
+                addr: self.piece_addr(n),
+                len: self.piece_len(n),
             }),
             max_run.max(FRAME_SIZE),
         )
     }
 
-    /// Take whole pieces off the front, as many as fit in `max_pieces` pieces and
-    /// `max_bytes` bytes (at least one), as a range of their own: one request's share of
-    /// a transfer that takes several.
-    pub fn take_front(&mut self, max_pieces: usize, max_bytes: usize) -> PinnedRange {
+    /// Take whole pieces off the front, as many as fit in `max_segments` physical runs
+    /// (contiguous pieces merge into one) and `max_bytes` bytes (at least one piece), as a
+    /// range of their own: one request's share of a transfer that takes several.
+    pub fn take_front(&mut self, max_segments: usize, max_bytes: usize) -> PinnedRange {
         let mut at = 0;
         let mut n = 0;
-        while n < self.pieces.len() && n < max_pieces.max(1) {
+        let mut segments = 0;
+        let mut run_end = None;
+        while n < self.pieces.len() {
             let len = self.piece_len(n);
-            if n > 0 && at + len > max_bytes {
+            let start = self.piece_addr(n);
+            let new_segment = run_end != Some(start);
+            if n > 0 && (at + len > max_bytes || (new_segment && segments >= max_segments)) {
                 break;
             }
+            segments += usize::from(new_segment);
+            run_end = Some(start + len as u64);
             at += len;
             n += 1;
         }
@@ -176,6 +182,11 @@ impl PinnedRange {
     /// Bytes of piece `n`.
     fn piece_len(&self, n: usize) -> usize {
         self.pieces[n].2 as usize + 1
+    }
+
+    /// Physical address of piece `n`'s first byte.
+    fn piece_addr(&self, n: usize) -> u64 {
+        self.pieces[n].0.pfn().addr() + self.pieces[n].1 as u64
     }
 
     /// Nothing left.
