@@ -144,6 +144,16 @@ impl File {
 
     /// `write(2)`: at the offset (or the end with `O_APPEND`), which advances.
     pub fn write(&self, buf: &mut WriteBuf) -> Result<usize, Errno> {
+        self.write_advancing(buf, self.flags() & O_APPEND != 0)
+    }
+
+    /// `pwritev2(fd, .., -1, RWF_APPEND)`: at the end, whatever the status flags say;
+    /// the offset then points past the data, as with `O_APPEND`.
+    pub fn append(&self, buf: &mut WriteBuf) -> Result<usize, Errno> {
+        self.write_advancing(buf, true)
+    }
+
+    fn write_advancing(&self, buf: &mut WriteBuf, at_end: bool) -> Result<usize, Errno> {
         if !self.writable() {
             return Err(Errno::EBADF);
         }
@@ -151,11 +161,7 @@ impl File {
             return self.ops.write(0, buf, self.nonblock());
         }
         let mut pos = self.pos.lock();
-        let at = if self.flags() & O_APPEND != 0 {
-            self.ops.size()
-        } else {
-            *pos
-        };
+        let at = if at_end { self.ops.size() } else { *pos };
         check_end(at, buf.len())?;
         let n = match self.direct(Op::Write, at, buf.user()) {
             Some(r) => r?,
@@ -290,7 +296,14 @@ impl File {
         }
         let same = core::ptr::eq(self, src);
         if same && at.is_none() && src_at.is_none() {
-            return Err(Errno::EINVAL); // one offset cannot be both ends
+            // One offset as both ends: the ranges overlap unless nothing is to be copied
+            // (nothing asked, or the offset at the end), which is 0 as on Linux.
+            let pos = *self.pos.lock();
+            return if len == 0 || pos >= self.ops.size() {
+                Ok(0)
+            } else {
+                Err(Errno::EINVAL)
+            };
         }
         // Offsets in use are locked (two descriptions in address order, like any two
         // locks of one class).

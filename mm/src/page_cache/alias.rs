@@ -10,7 +10,13 @@ impl CachedFile {
     /// keeps its other holders: the I/O in flight, the other files' pages.
     pub(super) fn move_to_copy(&self, index: u64, old: Pfn) -> Result<(), IoError> {
         let copy = self.cache.alloc_frame()?;
-        copy.copy_from(&self.cache.hold(old)?);
+        let Ok(source) = self.cache.hold(old) else {
+            // The old frame is gone (every holder let go meanwhile): the page changed,
+            // and the caller looks again.
+            return Ok(());
+        };
+        copy.copy_from(&source);
+        drop(source);
         self.set_frame_flags(copy.pfn(), FrameFlags::UPTODATE, FrameFlags::LOCKED);
         let mut st = self.state.lock();
         match st.pages.get_mut(&index) {

@@ -197,6 +197,16 @@ fn cfr_errors() -> Res {
         cfr(rw, Some(&mut a), rw, Some(&mut b), 1000),
         EINVAL,
     )?;
+    // One description's offset as both ends: EINVAL, but copying nothing is 0.
+    want(
+        "one offset for both ends",
+        cfr(rw, None, rw, None, 10),
+        EINVAL,
+    )?;
+    ensure!(
+        ok("one offset, length 0", cfr(rw, None, rw, None, 0))? == 0,
+        "a copy of nothing within one description is not 0"
+    );
     want("O_APPEND target", cfr(ro, None, app, None, 10), EBADF)?;
     want("read-only target", cfr(rw, None, ro, None, 10), EBADF)?;
     want("directory source", cfr(dir, None, rw, None, 10), EISDIR)?;
@@ -427,6 +437,24 @@ fn rw2_cases() -> Res {
         sc(PREADV, &[fd as usize, v.as_ptr() as usize, 2, 6]),
     )?;
     ensure!(n == 1 && a[0] == b'!', "preadv at 6 read {n}");
+    // RWF_APPEND at offset -1: at the end, and the offset moves past it (as O_APPEND).
+    let v2 = iov(&[b"?"]);
+    ok(
+        "pwritev2 -1 RWF_APPEND",
+        sc(
+            PWRITEV2,
+            &[fd as usize, v2.as_ptr() as usize, 1, usize::MAX, 0, 0x10],
+        ),
+    )?;
+    ensure!(
+        ok("lseek", lseek(fd, 0, sys::SEEK_CUR))? == 8,
+        "offset after pwritev2 -1 RWF_APPEND"
+    );
+    ensure!(
+        read_path(&f)? == b"aXYdZf!?",
+        "contents {:?}",
+        read_path(&f)?
+    );
     // Errors.
     want(
         "pwritev2 unknown flag",

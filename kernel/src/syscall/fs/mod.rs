@@ -423,7 +423,7 @@ fn writev(fd: i32, iov: u64, iovcnt: u64, at: Option<u64>, flags: u64) -> SysRes
             // RWF_APPEND: at the end whatever the offset says.
             Some(_) if flags & RWF_APPEND != 0 => f.pwrite(f.size(), &mut buf),
             Some(pos) => f.pwrite(pos + total as u64, &mut buf),
-            None if flags & RWF_APPEND != 0 && !f.is_stream() => f.pwrite(f.size(), &mut buf),
+            None if flags & RWF_APPEND != 0 => f.append(&mut buf),
             None => f.write(&mut buf),
         };
         match r {
