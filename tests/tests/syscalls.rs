@@ -304,10 +304,11 @@ const RAW_MIB: u64 = 32;
 /// Sector whose reads and writes fail (blkdebug), `direct::EIO_SECTOR`.
 const RAW_EIO_SECTOR: u64 = 24 * 2048;
 /// The regions the cases write with `written_word` (offset, length), `direct::WRITTEN`.
-const RAW_WRITTEN: [(u64, u64); 3] = [
+const RAW_WRITTEN: [(u64, u64); 4] = [
     (16 << 20, 1 << 20),
     (17 << 20, 64 << 10),
     (18 << 20, 128 << 10),
+    (20 << 20, 64 << 10),
 ];
 
 fn dev_word(o: u64) -> u64 {

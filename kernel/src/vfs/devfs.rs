@@ -2,8 +2,8 @@
 //! every block device by name (`vda`, `sda`, ...) as a raw device: reads and writes at
 //! 512-byte-aligned offsets and sizes, `st_size` the capacity.
 //!
-//! Raw device data goes through a bounce frame (counted in `data_copy_bytes`), except
-//! with `O_DIRECT`, where the disk DMAs straight to and from the caller's pinned pages
+//! Raw device data goes through the disk's page cache (`super::raw_cache`), except with
+//! `O_DIRECT`, where the disk DMAs straight to and from the caller's pinned pages
 //! (`super::direct`).
 
 use alloc::boxed::Box;
@@ -12,9 +12,7 @@ use alloc::vec::Vec;
 
 use drivers::block::{BlockDevice, Op, Segment};
 use mm::FrameRef;
-use mm::counters::{self, Counter};
 use mm::frame::FRAME_SIZE;
-use mm::frame_table::Owner;
 
 use super::direct::{self, DirectIo, blk_errno};
 use super::node::*;
@@ -22,6 +20,7 @@ use super::tty;
 use crate::block::{self, Disk};
 use crate::errno::Errno;
 use crate::uaccess;
+use mm::page_cache::{CachedFile, IoError};
 
 /// The character devices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -286,72 +285,9 @@ impl Node for CharNode {
 
 // ---- block devices ----------------------------------------------------------------
 
-/// Bounce frames per request (64 KiB).
-const BOUNCE_FRAMES: usize = 16;
-
-struct Bounce {
-    frames: Vec<FrameRef>,
-}
-
-impl Bounce {
-    fn new(bytes: usize) -> Result<Bounce, Errno> {
-        let n = bytes.div_ceil(FRAME_SIZE);
-        let mut frames_v = Vec::with_capacity(n);
-        for _ in 0..n {
-            match crate::memory::alloc_frame_ref(Owner::Kernel, crate::memory::Gfp::Kernel) {
-                Ok(f) => frames_v.push(f),
-                Err(_) => break,
-            }
-        }
-        if frames_v.is_empty() {
-            return Err(Errno::ENOMEM);
-        }
-        Ok(Bounce { frames: frames_v })
-    }
-
-    fn capacity(&self) -> usize {
-        self.frames.len() * FRAME_SIZE
-    }
-
-    fn segments(&self, len: usize) -> Vec<Segment> {
-        let mut segs: Vec<Segment> = Vec::new();
-        let mut left = len;
-        for f in &self.frames {
-            if left == 0 {
-                break;
-            }
-            let n = left.min(FRAME_SIZE);
-            segs.push(Segment {
-                phys: f.pfn().addr(),
-                len: n as u32,
-            });
-            left -= n;
-        }
-        segs
-    }
-
-    /// Copy `out.len()` bytes starting at byte `at` of the bounce buffer.
-    fn read(&self, at: usize, out: &mut [u8]) {
-        let mut done = 0;
-        while done < out.len() {
-            let off = at + done;
-            let (f, o) = (off / FRAME_SIZE, off % FRAME_SIZE);
-            let n = (FRAME_SIZE - o).min(out.len() - done);
-            self.frames[f].piece(o, n).read(0, &mut out[done..done + n]);
-            done += n;
-        }
-    }
-
-    fn write(&self, at: usize, data: &[u8]) {
-        let mut done = 0;
-        while done < data.len() {
-            let off = at + done;
-            let (f, o) = (off / FRAME_SIZE, off % FRAME_SIZE);
-            let n = (FRAME_SIZE - o).min(data.len() - done);
-            self.frames[f].piece(o, n).write(0, &data[done..done + n]);
-            done += n;
-        }
-    }
+/// A page-cache error of a raw disk as an errno.
+fn cache_errno(e: IoError) -> Errno {
+    Errno::from(super::ext2::io_err(e))
 }
 
 impl BlockNode {
@@ -359,11 +295,15 @@ impl BlockNode {
         self.disk.info().sectors * 512
     }
 
-    /// Bytes per bounce request: within the device's segment and size limits.
-    fn chunk(&self) -> usize {
-        let i = self.disk.info();
-        let frames = BOUNCE_FRAMES.min(i.max_segments.max(1));
-        ((frames * FRAME_SIZE) as u64).min(i.max_bytes.max(512)) as usize / 512 * 512
+    /// The disk's page cache.
+    fn cache(&self) -> Arc<CachedFile> {
+        super::raw_cache::of(&self.disk)
+    }
+
+    /// Pages `[first, last]` of the disk's page cache covering `len` bytes at `offset`.
+    fn pages(offset: u64, len: usize) -> (u64, u64) {
+        let page = FRAME_SIZE as u64;
+        (offset / page, (offset + len.max(1) as u64 - 1) / page)
     }
 
     /// Bytes per request whose segments are page-cache frames (one segment per page
@@ -374,155 +314,14 @@ impl BlockNode {
         ((frames * FRAME_SIZE) as u64).min(i.max_bytes.max(512)) as usize / 512 * 512
     }
 
-    /// The transfer length for `len` bytes at `offset`, clipped at the end of the disk;
-    /// EINVAL unless both are sector multiples.
-    fn span(&self, offset: u64, len: usize) -> Result<usize, Errno> {
-        if !offset.is_multiple_of(512) || !len.is_multiple_of(512) {
-            return Err(Errno::EINVAL);
-        }
-        Ok(self.capacity().saturating_sub(offset).min(len as u64) as usize)
-    }
-}
-
-impl Node for BlockNode {
-    fn kind(&self) -> FileKind {
-        FileKind::BlockDevice
-    }
-
-    fn stat(&self) -> Result<Stat, Errno> {
-        let t = now();
-        Ok(Stat {
-            dev: self.dev,
-            ino: self.ino,
-            mode: S_IFBLK | 0o660,
-            nlink: 1,
-            rdev: disk_rdev(&self.disk),
-            size: self.capacity(),
-            blksize: 4096,
-            atime: t,
-            mtime: t,
-            ctime: t,
-            ..Stat::default()
-        })
-    }
-
-    fn size(&self) -> u64 {
-        self.capacity()
-    }
-
-    fn read_at(&self, offset: u64, buf: &mut ReadBuf) -> Result<usize, Errno> {
-        let total = self.span(offset, buf.len())?;
-        let mut done = 0usize;
-        while done < total {
-            let want = (total - done).min(self.chunk());
-            let bounce = Bounce::new(want)?;
-            let n = want.min(bounce.capacity());
-            let sector = (offset + done as u64) / 512;
-            if let Err(e) = self.disk.io(Op::Read, sector, bounce.segments(n)) {
-                if done == 0 {
-                    return Err(blk_errno(e));
-                }
-                break;
-            }
-            let mut at = 0usize;
-            let copied = buf.fill(|piece| {
-                let k = piece.len().min(n - at);
-                bounce.read(at, &mut piece[..k]);
-                at += k;
-                Ok(k)
-            });
-            let copied = match copied {
-                Ok(c) => c,
-                Err(e) if done == 0 => return Err(e),
-                Err(_) => 0,
-            };
-            counters::add(Counter::DataCopyBytes, copied as u64);
-            buf.advance(copied);
-            done += copied;
-            if copied < n {
-                break;
-            }
-        }
-        Ok(done)
-    }
-
-    fn write_at(&self, offset: u64, buf: &mut WriteBuf) -> Result<usize, Errno> {
-        if self.disk.info().read_only {
-            return Err(Errno::EROFS);
-        }
-        let total = self.span(offset, buf.len())?;
-        if total == 0 && !buf.is_empty() {
-            return Err(Errno::ENOSPC);
-        }
-        let mut done = 0usize;
-        while done < total {
-            let want = (total - done).min(self.chunk());
-            let bounce = Bounce::new(want)?;
-            let n = want.min(bounce.capacity());
-            let mut at = 0usize;
-            let got = buf.drain(|piece| {
-                let k = piece.len().min(n - at);
-                bounce.write(at, &piece[..k]);
-                at += k;
-                Ok(k)
-            });
-            let got = match got {
-                Ok(g) => g,
-                Err(e) if done == 0 => return Err(e),
-                Err(_) => 0,
-            };
-            counters::add(Counter::DataCopyBytes, got as u64);
-            // Only whole sectors go to the disk.
-            let whole = got / 512 * 512;
-            if whole == 0 {
-                if done == 0 {
-                    return Err(Errno::EFAULT);
-                }
-                break;
-            }
-            let sector = (offset + done as u64) / 512;
-            if let Err(e) = self.disk.io(Op::Write, sector, bounce.segments(whole)) {
-                if done == 0 {
-                    return Err(blk_errno(e));
-                }
-                break;
-            }
-            buf.advance(whole);
-            done += whole;
-            if whole < n {
-                break;
-            }
-        }
-        Ok(done)
-    }
-
-    fn truncate(&self, _size: u64) -> Result<(), Errno> {
-        Ok(())
-    }
-
-    /// A file's bytes to the disk by DMA straight from its page-cache frames (sendfile
-    /// from a file to a raw device): whole sectors, both offsets sector-aligned
-    /// (otherwise EOPNOTSUPP, and the caller's buffered copy applies the usual rules).
-    fn copy_from_cached(
+    /// The DMA of [`Node::copy_from_cached`], `total` bytes.
+    fn dma_from_cached(
         &self,
         offset: u64,
         src: &super::ext2::Inode,
         src_off: u64,
-        len: usize,
+        total: usize,
     ) -> Result<usize, Errno> {
-        if self.disk.info().read_only {
-            return Err(Errno::EROFS);
-        }
-        if !offset.is_multiple_of(512) || !src_off.is_multiple_of(512) {
-            return Err(Errno::EOPNOTSUPP);
-        }
-        if !len.is_multiple_of(512) {
-            return Err(Errno::EINVAL); // whole sectors only, as a write to the device
-        }
-        let total = self.span(offset, len)?;
-        if total == 0 && len >= 512 {
-            return Err(Errno::ENOSPC);
-        }
         let mut done = 0usize;
         while done < total {
             let want = (total - done).min(self.dma_chunk());
@@ -563,6 +362,135 @@ impl Node for BlockNode {
         Ok(done)
     }
 
+    /// The transfer length for `len` bytes at `offset`, clipped at the end of the disk;
+    /// EINVAL unless both are sector multiples.
+    fn span(&self, offset: u64, len: usize) -> Result<usize, Errno> {
+        if !offset.is_multiple_of(512) || !len.is_multiple_of(512) {
+            return Err(Errno::EINVAL);
+        }
+        Ok(self.capacity().saturating_sub(offset).min(len as u64) as usize)
+    }
+}
+
+impl Node for BlockNode {
+    fn kind(&self) -> FileKind {
+        FileKind::BlockDevice
+    }
+
+    fn stat(&self) -> Result<Stat, Errno> {
+        let t = now();
+        Ok(Stat {
+            dev: self.dev,
+            ino: self.ino,
+            mode: S_IFBLK | 0o660,
+            nlink: 1,
+            rdev: disk_rdev(&self.disk),
+            size: self.capacity(),
+            blksize: 4096,
+            atime: t,
+            mtime: t,
+            ctime: t,
+            ..Stat::default()
+        })
+    }
+
+    fn size(&self) -> u64 {
+        self.capacity()
+    }
+
+    /// Through the disk's page cache, at any offset and length (as Linux's block
+    /// devices); a read at the end of the disk is 0.
+    fn read_at(&self, offset: u64, buf: &mut ReadBuf) -> Result<usize, Errno> {
+        let cap = self.capacity();
+        if offset >= cap {
+            return Ok(0);
+        }
+        let cache = self.cache();
+        let mut pos = offset;
+        buf.fill_pieces(|piece| {
+            let n = match piece {
+                Piece::Kernel(s) => cache.read(pos, s, cap),
+                Piece::User(p) => cache.read_to_frame(pos, p, cap),
+            }
+            .map_err(cache_errno)?;
+            pos += n as u64;
+            Ok(n)
+        })
+    }
+
+    /// Through the disk's page cache (written back later, or at `fsync`); the part past
+    /// the end of the disk is cut off, a write starting there is ENOSPC.
+    fn write_at(&self, offset: u64, buf: &mut WriteBuf) -> Result<usize, Errno> {
+        if self.disk.info().read_only {
+            return Err(Errno::EROFS);
+        }
+        let cap = self.capacity();
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if offset >= cap {
+            return Err(Errno::ENOSPC);
+        }
+        let cache = self.cache();
+        let mut pos = offset;
+        let mut left = (cap - offset).min(buf.len() as u64) as usize;
+        buf.drain_pieces(|piece| {
+            let piece = piece.truncate(left);
+            if piece.is_empty() {
+                return Ok(0);
+            }
+            let n = match piece {
+                SourcePiece::Kernel(d) => cache.write(pos, d, cap),
+                SourcePiece::User(p) => cache.write_from_frame(pos, p, cap),
+            }
+            .map_err(cache_errno)?;
+            pos += n as u64;
+            left -= n;
+            super::writeback::balance_dirty_pages();
+            Ok(n)
+        })
+    }
+
+    fn truncate(&self, _size: u64) -> Result<(), Errno> {
+        Ok(())
+    }
+
+    /// A file's bytes to the disk by DMA straight from its page-cache frames (sendfile
+    /// from a file to a raw device): the whole sectors of `len`, both offsets
+    /// sector-aligned (otherwise EOPNOTSUPP, and the caller copies through a buffer
+    /// into the disk's page cache, which takes any length).
+    fn copy_from_cached(
+        &self,
+        offset: u64,
+        src: &super::ext2::Inode,
+        src_off: u64,
+        len: usize,
+    ) -> Result<usize, Errno> {
+        if self.disk.info().read_only {
+            return Err(Errno::EROFS);
+        }
+        if !offset.is_multiple_of(512) || !src_off.is_multiple_of(512) {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let len = len / 512 * 512;
+        if len == 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let total = self.span(offset, len)?;
+        if total == 0 && len >= 512 {
+            return Err(Errno::ENOSPC);
+        }
+        // The disk's cached pages there must not outlive the write with old bytes.
+        let cache = self.cache();
+        let (first, last) = Self::pages(offset, total);
+        if cache.invalidate_range(first, last).map_err(cache_errno)? > 0 {
+            return Err(Errno::EOPNOTSUPP); // in use: through the page cache instead
+        }
+        let done = self.dma_from_cached(offset, src, src_off, total);
+        cache.refresh_after_write(first, last);
+        done
+    }
+
     /// Fill whole frames with the disk's bytes from `offset` by DMA (sendfile from a raw
     /// device to a file: the frames become the file's pages).
     fn fill_frames(&self, offset: u64, frames: Vec<FrameRef>) -> Result<Vec<FrameRef>, Errno> {
@@ -570,6 +498,9 @@ impl Node for BlockNode {
         if self.span(offset, len)? < len {
             return Err(Errno::EOPNOTSUPP); // past the end of the disk: whole frames only
         }
+        // Bytes written through the page cache reach the disk first.
+        let (first, last) = Self::pages(offset, len);
+        self.cache().sync_range(first, last).map_err(cache_errno)?;
         let per_request = (self.dma_chunk() / FRAME_SIZE).max(1);
         let segs: Vec<Segment> = frames
             .iter()
@@ -590,6 +521,11 @@ impl Node for BlockNode {
 
     /// `O_DIRECT`: the disk DMAs straight to or from the caller's pinned pages, clipped
     /// at the end of the disk (a read there moves nothing; a write there is ENOSPC).
+    ///
+    /// Coherent with the disk's page cache: a read writes the range's dirty cached pages
+    /// back first; a write drops the cached pages first (if one is in use, the write goes
+    /// through the page cache instead) and again after (a racing read may have cached
+    /// old bytes meanwhile), so a direct write is complete when planned.
     fn direct(&self, op: Op, offset: u64, va: u64, len: usize) -> Result<DirectIo, Errno> {
         direct::check_alignment(offset, va, len)?;
         if op == Op::Write && self.disk.info().read_only {
@@ -599,14 +535,31 @@ impl Node for BlockNode {
         if op == Op::Write && total == 0 && len > 0 {
             return Err(Errno::ENOSPC);
         }
-        let mut parts = Vec::new();
-        if total > 0 {
-            parts.push((offset / 512, uaccess::pin_user(va, total, op == Op::Read)?));
+        if total == 0 {
+            return Ok(DirectIo::done(Ok(0)));
         }
-        Ok(DirectIo::new(self.disk.clone(), op, parts))
+        let cache = self.cache();
+        let (first, last) = Self::pages(offset, total);
+        if op == Op::Read {
+            cache.sync_range(first, last).map_err(cache_errno)?;
+            let pinned = uaccess::pin_user(va, total, true)?;
+            return Ok(DirectIo::new(
+                self.disk.clone(),
+                op,
+                alloc::vec![(offset / 512, pinned)],
+            ));
+        }
+        let pinned = uaccess::pin_user(va, total, false)?;
+        if cache.invalidate_range(first, last).map_err(cache_errno)? > 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let r = DirectIo::new(self.disk.clone(), op, alloc::vec![(offset / 512, pinned)]).run();
+        cache.refresh_after_write(first, last);
+        Ok(DirectIo::done(r))
     }
 
     fn fsync(&self, _data_only: bool) -> Result<(), Errno> {
+        self.cache().writeback().map_err(cache_errno)?;
         match self.disk.flush() {
             Ok(_) | Err(drivers::block::BlockError::Unsupported) => Ok(()),
             Err(e) => Err(blk_errno(e)),

@@ -22,6 +22,7 @@ pub mod path;
 pub mod pipe;
 pub mod procfs;
 pub mod ramfs;
+pub mod raw_cache;
 pub mod tty;
 pub mod writeback;
 

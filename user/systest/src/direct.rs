@@ -24,11 +24,13 @@ const MIB: usize = 1 << 20;
 
 /// The sector whose reads and writes fail (blkdebug on the host side).
 pub const EIO_SECTOR: u64 = 24 * 2048;
-/// Written by `direct_rw` (1 MiB), from the shared mapping (64 KiB) and by AIO (128 KiB).
-pub const WRITTEN: [(u64, u64); 3] = [
+/// Written by `direct_rw` (1 MiB), from the shared mapping (64 KiB), by AIO (128 KiB)
+/// and by the page-cache coherence case (64 KiB).
+pub const WRITTEN: [(u64, u64); 4] = [
     (16 << 20, 1 << 20),
     (17 << 20, 64 << 10),
     (18 << 20, 128 << 10),
+    (20 << 20, 64 << 10),
 ];
 
 /// The disk's word at byte offset `o` (a multiple of 8) before the run.
@@ -59,6 +61,7 @@ pub const CASES: &[Case] = &[
     ("direct: a MAP_SHARED file mapping as the buffer of direct reads and writes", direct_shared_mapping),
     ("direct: Linux AIO keeps 32 requests in flight (io_setup/submit/getevents/cancel/destroy)", aio_cases),
     ("direct: munmap, exit and fork while a direct read is in flight", direct_in_flight),
+    ("direct: a raw disk's page cache and O_DIRECT on it agree (buffered writes, direct reads and back)", raw_cache_coherence),
     ("direct: O_DIRECT on an ext2 file, coherent with buffered and mapped I/O (holes, EOF, growth)", file_direct),
     ("direct: direct writes while another process maps and reads the range", file_direct_vs_mapper),
     ("direct: the buffer is a MAP_SHARED mapping of the same file (same and other ranges)", file_direct_own_mapping),
@@ -299,6 +302,59 @@ fn direct_shared_mapping() -> Res {
     let _ = close(f);
     let _ = close(fd);
     no_pins_left("after the mapping cases")
+}
+
+fn raw_cache_coherence() -> Res {
+    let Some(d) = open_dev()? else {
+        return Ok(());
+    };
+    const LEN: usize = 64 << 10;
+    let (at, _) = WRITTEN[3];
+    let f = ok("open without O_DIRECT", open_s(DEV, O_RDWR, 0))?;
+    let (b, r) = (anon(LEN)?, anon(LEN)?);
+    // Cache the old bytes, then write half of the range through the page cache (dirty,
+    // not yet on the disk) at an odd offset and length: any will do without O_DIRECT.
+    ensure!(ok("buffered read", pread(f, r, LEN, at))? == LEN, "short");
+    check_for("buffered read", r, LEN, at, dev_word)?;
+    fill_for(b, LEN, at, written_word);
+    ensure!(
+        ok("buffered write", pwrite(f, b + 3, LEN / 2 - 3, at + 3))? == LEN / 2 - 3,
+        "short"
+    );
+    ensure!(
+        ok("buffered write of the head", pwrite(f, b, 3, at))? == 3,
+        "short"
+    );
+    // A direct read sees the dirty cached bytes: they are written back first.
+    ensure!(ok("direct read", pread(d, r, LEN, at))? == LEN, "short");
+    check_for("direct read, first half", r, LEN / 2, at, written_word)?;
+    check_for(
+        "direct read, second half",
+        r + LEN / 2,
+        LEN / 2,
+        at + LEN as u64 / 2,
+        dev_word,
+    )?;
+    // A direct write of the second half; the buffered view (cached before) follows.
+    ensure!(
+        ok(
+            "direct write",
+            pwrite(d, b + LEN / 2, LEN / 2, at + LEN as u64 / 2)
+        )? == LEN / 2,
+        "short"
+    );
+    ensure!(ok("buffered read", pread(f, r, LEN, at))? == LEN, "short");
+    check_for(
+        "buffered read after the direct write",
+        r,
+        LEN,
+        at,
+        written_word,
+    )?;
+    ok("fsync", sc(nr::FSYNC, &[f as usize]))?;
+    let _ = close(f);
+    let _ = close(d);
+    no_pins_left("after the raw-cache case")
 }
 
 // ---- AIO ---------------------------------------------------------------------------
