@@ -103,7 +103,7 @@ impl Drop for FrameRef {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::frame_table::{FrameDescriptor, FrameTable, Owner};
     use std::boxed::Box;
@@ -111,7 +111,7 @@ mod tests {
 
     /// An allocator of its own (handles never touch frame contents), so no other test's
     /// frame counts move while this one runs.
-    fn allocator() -> &'static FrameAllocator {
+    pub(crate) fn allocator() -> &'static FrameAllocator {
         let descs: Vec<FrameDescriptor> =
             (0..16).map(|_| FrameDescriptor::new_reserved()).collect();
         let fa = Box::leak(Box::new(FrameAllocator::new(FrameTable::new(descs.leak()))));

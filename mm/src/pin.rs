@@ -213,16 +213,8 @@ pub fn merge_runs(runs: impl Iterator<Item = PhysRun>, max_run: usize) -> Vec<Ph
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame_table::{FrameDescriptor, FrameFlags, FrameTable, Owner};
-    use std::boxed::Box;
-
-    fn allocator() -> &'static FrameAllocator {
-        let descs: Vec<FrameDescriptor> =
-            (0..16).map(|_| FrameDescriptor::new_reserved()).collect();
-        let fa = Box::leak(Box::new(FrameAllocator::new(FrameTable::new(descs.leak()))));
-        fa.add_free_range(Pfn(0), 16);
-        fa
-    }
+    use crate::frame_ref::tests::allocator;
+    use crate::frame_table::{FrameFlags, Owner};
 
     #[test]
     fn a_pin_outlives_every_reference_and_frees_the_frame_last() {

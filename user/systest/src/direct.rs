@@ -67,6 +67,13 @@ pub const CASES: &[Case] = &[
     ("direct: the buffer is a MAP_SHARED mapping of the same file (same and other ranges)", file_direct_own_mapping),
 ];
 
+/// A transfer that must move exactly `n` bytes.
+fn full(what: &str, r: Result<usize, Errno>, n: usize) -> Res {
+    let got = ok(what, r)?;
+    ensure!(got == n, "{what}: {got} bytes, expected {n}");
+    Ok(())
+}
+
 fn vmstat(name: &str) -> Option<u64> {
     proc_field(&read_path("/proc/vmstat").ok()?, name)
 }
@@ -125,47 +132,38 @@ fn direct_rw() -> Res {
     let copy0 = vmstat("data_copy_bytes");
     let copy1 = vmstat("data_copy_bytes");
     let (dma0, bounce0) = (vmstat("dma_pinned_bytes"), vmstat("bounce_bytes"));
-    ensure!(
-        ok("pwrite O_DIRECT 1 MiB", pwrite(fd, w, MIB, WRITTEN[0].0))? == MIB,
-        "short direct write"
-    );
-    ensure!(
-        ok("pread O_DIRECT 1 MiB", pread(fd, r, MIB, WRITTEN[0].0))? == MIB,
-        "short direct read"
-    );
+    full(
+        "pwrite O_DIRECT 1 MiB",
+        pwrite(fd, w, MIB, WRITTEN[0].0),
+        MIB,
+    )?;
+    full("pread O_DIRECT 1 MiB", pread(fd, r, MIB, WRITTEN[0].0), MIB)?;
     check_for("read back", r, MIB, WRITTEN[0].0, written_word)?;
     // read() at the file offset, which advances.
     ok("lseek", lseek(fd, 64 << 10, 0))?;
-    ensure!(
-        ok("read O_DIRECT", sc(READ, &[fd as usize, r, 8192]))? == 8192,
-        "short read()"
-    );
+    full("read O_DIRECT", sc(READ, &[fd as usize, r, 8192]), 8192)?;
     check_for("read()", r, 8192, 64 << 10, dev_word)?;
     let pos = ok("lseek", lseek(fd, 0, 1))?;
     ensure!(pos == (64 << 10) + 8192, "offset after read(): {pos}");
     // preadv: two iovecs, the second one page further in memory.
     let iov: [usize; 4] = [r, 4096, r + 8192, 4096];
-    ensure!(
-        ok(
-            "preadv O_DIRECT",
-            sc(PREADV, &[fd as usize, iov.as_ptr() as usize, 2, 4096 * 5])
-        )? == 8192,
-        "short preadv"
-    );
+    full(
+        "preadv O_DIRECT",
+        sc(PREADV, &[fd as usize, iov.as_ptr() as usize, 2, 4096 * 5]),
+        8192,
+    )?;
     check_for("preadv 1", r, 4096, 4096 * 5, dev_word)?;
     check_for("preadv 2", r + 8192, 4096, 4096 * 6, dev_word)?;
     // pwritev2 of what the disk holds there already (the host checks nothing moved).
     let iov: [usize; 2] = [r, 4096];
-    ensure!(
-        ok(
-            "pwritev2 O_DIRECT",
-            sc(
-                PWRITEV2,
-                &[fd as usize, iov.as_ptr() as usize, 1, 4096 * 5, 0, 0]
-            )
-        )? == 4096,
-        "short pwritev2"
-    );
+    full(
+        "pwritev2 O_DIRECT",
+        sc(
+            PWRITEV2,
+            &[fd as usize, iov.as_ptr() as usize, 1, 4096 * 5, 0, 0],
+        ),
+        4096,
+    )?;
     let copy2 = vmstat("data_copy_bytes");
     if let (Some(c0), Some(c1), Some(c2)) = (copy0, copy1, copy2) {
         let per_read = c1 - c0;
@@ -215,14 +213,12 @@ fn direct_errors() -> Res {
         pwrite(fd, KERNEL_BASE, 4096, 0),
         EFAULT,
     )?;
-    ensure!(
-        ok("read at the end", pread(fd, buf, 4096, size))? == 0,
-        "a read at the end of the disk returned data"
-    );
-    ensure!(
-        ok("read across the end", pread(fd, buf, 8192, size - 4096))? == 4096,
-        "a read across the end of the disk is not short"
-    );
+    full("read at the end", pread(fd, buf, 4096, size), 0)?;
+    full(
+        "read across the end",
+        pread(fd, buf, 8192, size - 4096),
+        4096,
+    )?;
     check_for("the last page", buf, 4096, size - 4096, dev_word)?;
     want("write at the end", pwrite(fd, buf, 4096, size), ENOSPC)?;
     want(
@@ -237,7 +233,7 @@ fn direct_errors() -> Res {
     )?;
     no_pins_left("after the errors")?;
     // The disk still works.
-    ensure!(ok("pread", pread(fd, buf, 4096, 0))? == 4096, "short read");
+    full("pread", pread(fd, buf, 4096, 0), 4096)?;
     check_for("sector 0", buf, 4096, 0, dev_word)?;
     let _ = close(fd);
     Ok(())
@@ -259,38 +255,28 @@ fn direct_shared_mapping() -> Res {
         mmap(0, LEN, PROT_READ | PROT_WRITE, MAP_SHARED, f as usize, 0),
     )?;
     // Device -> the file's page-cache frames (through the mapping).
-    ensure!(
-        ok(
-            "direct read into the mapping",
-            pread(fd, map, LEN, 4 * MIB as u64)
-        )? == LEN,
-        "short read"
-    );
+    full(
+        "direct read into the mapping",
+        pread(fd, map, LEN, 4 * MIB as u64),
+        LEN,
+    )?;
     check_for("mapping", map, LEN, 4 * MIB as u64, dev_word)?;
     let mut back = vec![0u8; LEN];
     ok("lseek", lseek(f, 0, 0))?;
-    ensure!(
-        ok("read the file", sys::read_full(f, &mut back))? == LEN,
-        "short file read"
-    );
+    full("read the file", sys::read_full(f, &mut back), LEN)?;
     check64(back.as_ptr() as usize, LEN, |i| {
         dev_word(4 * MIB as u64 + 8 * i as u64)
     })
     .map_err(|e| format!("read() of the file after the direct read: {e}"))?;
     // The mapping -> device.
     fill_for(map, LEN, WRITTEN[1].0, written_word);
-    ensure!(
-        ok(
-            "direct write from the mapping",
-            pwrite(fd, map, LEN, WRITTEN[1].0)
-        )? == LEN,
-        "short write"
-    );
+    full(
+        "direct write from the mapping",
+        pwrite(fd, map, LEN, WRITTEN[1].0),
+        LEN,
+    )?;
     let r = anon(LEN)?;
-    ensure!(
-        ok("read back", pread(fd, r, LEN, WRITTEN[1].0))? == LEN,
-        "short"
-    );
+    full("read back", pread(fd, r, LEN, WRITTEN[1].0), LEN)?;
     check_for(
         "written from the mapping",
         r,
@@ -314,19 +300,17 @@ fn raw_cache_coherence() -> Res {
     let (b, r) = (anon(LEN)?, anon(LEN)?);
     // Cache the old bytes, then write half of the range through the page cache (dirty,
     // not yet on the disk) at an odd offset and length: any will do without O_DIRECT.
-    ensure!(ok("buffered read", pread(f, r, LEN, at))? == LEN, "short");
+    full("buffered read", pread(f, r, LEN, at), LEN)?;
     check_for("buffered read", r, LEN, at, dev_word)?;
     fill_for(b, LEN, at, written_word);
-    ensure!(
-        ok("buffered write", pwrite(f, b + 3, LEN / 2 - 3, at + 3))? == LEN / 2 - 3,
-        "short"
-    );
-    ensure!(
-        ok("buffered write of the head", pwrite(f, b, 3, at))? == 3,
-        "short"
-    );
+    full(
+        "buffered write",
+        pwrite(f, b + 3, LEN / 2 - 3, at + 3),
+        LEN / 2 - 3,
+    )?;
+    full("buffered write of the head", pwrite(f, b, 3, at), 3)?;
     // A direct read sees the dirty cached bytes: they are written back first.
-    ensure!(ok("direct read", pread(d, r, LEN, at))? == LEN, "short");
+    full("direct read", pread(d, r, LEN, at), LEN)?;
     check_for("direct read, first half", r, LEN / 2, at, written_word)?;
     check_for(
         "direct read, second half",
@@ -336,14 +320,12 @@ fn raw_cache_coherence() -> Res {
         dev_word,
     )?;
     // A direct write of the second half; the buffered view (cached before) follows.
-    ensure!(
-        ok(
-            "direct write",
-            pwrite(d, b + LEN / 2, LEN / 2, at + LEN as u64 / 2)
-        )? == LEN / 2,
-        "short"
-    );
-    ensure!(ok("buffered read", pread(f, r, LEN, at))? == LEN, "short");
+    full(
+        "direct write",
+        pwrite(d, b + LEN / 2, LEN / 2, at + LEN as u64 / 2),
+        LEN / 2,
+    )?;
+    full("buffered read", pread(f, r, LEN, at), LEN)?;
     check_for(
         "buffered read after the direct write",
         r,
@@ -453,10 +435,7 @@ fn reap(ctx: u64, n: usize) -> Result<Vec<IoEvent>, String> {
 
 /// One request, submitted and reaped: its result.
 fn aio_one(ctx: u64, cb: Iocb) -> Result<i64, String> {
-    ensure!(
-        ok("io_submit", submit(ctx, &[cb]))? == 1,
-        "io_submit took nothing"
-    );
+    full("io_submit", submit(ctx, &[cb]), 1)?;
     Ok(reap(ctx, 1)?[0].res)
 }
 
@@ -489,10 +468,7 @@ fn aio_cases() -> Res {
             )
         })
         .collect();
-    ensure!(
-        ok("io_submit 32", submit(ctx, &cbs))? == N,
-        "io_submit took fewer than 32"
-    );
+    full("io_submit 32", submit(ctx, &cbs), N)?;
     let evs = reap(ctx, N)?;
     let mut seen = [false; N];
     for e in &evs {
@@ -533,10 +509,7 @@ fn aio_cases() -> Res {
         })
         .collect();
     cbs.push(iocb(99, CMD_FSYNC, fd, 0, 0, 0));
-    ensure!(
-        ok("io_submit writes", submit(ctx, &cbs))? == N + 1,
-        "short io_submit"
-    );
+    full("io_submit writes", submit(ctx, &cbs), N + 1)?;
     for e in reap(ctx, N + 1)? {
         let want = if e.data == 99 { 0 } else { 4096 };
         ensure!(e.res == want, "write {}: res {}", e.data, e.res);
@@ -629,13 +602,11 @@ fn direct_in_flight() -> Res {
     // munmap while a 1 MiB read is in flight: the frames stay until the DMA is done.
     let ctx = io_setup(8)?;
     let buf = anon(MIB)?;
-    ensure!(
-        ok(
-            "io_submit",
-            submit(ctx, &[iocb(1, CMD_PREAD, fd, buf, MIB, 0)])
-        )? == 1,
-        "not taken"
-    );
+    full(
+        "io_submit",
+        submit(ctx, &[iocb(1, CMD_PREAD, fd, buf, MIB, 0)]),
+        1,
+    )?;
     ok("munmap while in flight", munmap(buf, MIB))?;
     let res = reap(ctx, 1)?[0].res;
     ensure!(
@@ -647,13 +618,11 @@ fn direct_in_flight() -> Res {
     child_check("exit with a read in flight", || {
         let ctx = io_setup(8)?;
         let buf = anon(4 * MIB)?;
-        ensure!(
-            ok(
-                "io_submit",
-                submit(ctx, &[iocb(1, CMD_PREAD, fd, buf, 4 * MIB, 0)])
-            )? == 1,
-            "not taken"
-        );
+        full(
+            "io_submit",
+            submit(ctx, &[iocb(1, CMD_PREAD, fd, buf, 4 * MIB, 0)]),
+            1,
+        )?;
         exit(0)
     })?;
     no_pins_left("after the child's exit")?;
@@ -662,13 +631,11 @@ fn direct_in_flight() -> Res {
     // that must not move the parent to a frame the DMA does not reach).
     let buf = anon(MIB)?;
     fill64(buf, MIB, |_| 0x1111_1111_1111_1111);
-    ensure!(
-        ok(
-            "io_submit",
-            submit(ctx, &[iocb(2, CMD_PREAD, fd, buf, MIB, 8 * MIB as u64)])
-        )? == 1,
-        "not taken"
-    );
+    full(
+        "io_submit",
+        submit(ctx, &[iocb(2, CMD_PREAD, fd, buf, MIB, 8 * MIB as u64)]),
+        1,
+    )?;
     let pid = fork()?;
     if pid == 0 {
         // The child's copy is its own: whatever it held at the fork, the parent's DMA
@@ -730,16 +697,10 @@ fn file_direct() -> Res {
     let (b, r) = (anon(256 * K)?, anon(256 * K)?);
     // 64 KiB written through the page cache (dirty, not yet on disk).
     fill_gen(b, 64 * K, 0, 1);
-    ensure!(
-        ok("buffered write", pwrite(f, b, 64 * K, 0))? == 64 * K,
-        "short"
-    );
+    full("buffered write", pwrite(f, b, 64 * K, 0), 64 * K)?;
     // A direct read sees it: the dirty pages are written back first.
     let dma0 = vmstat("dma_pinned_bytes");
-    ensure!(
-        ok("direct read", pread(d, r, 16 * K, 4 * K as u64))? == 16 * K,
-        "short"
-    );
+    full("direct read", pread(d, r, 16 * K, 4 * K as u64), 16 * K)?;
     check_gen("direct read of dirty cached data", r, 16 * K, 4 * K / 8, 1)?;
     if let (Some(a), Some(z)) = (dma0, vmstat("dma_pinned_bytes")) {
         ensure!(
@@ -750,14 +711,8 @@ fn file_direct() -> Res {
     }
     // A direct write, then a buffered read: the cached pages were dropped.
     fill_gen(b, 8 * K, 8 * K / 8, 2);
-    ensure!(
-        ok("direct write", pwrite(d, b, 8 * K, 8 * K as u64))? == 8 * K,
-        "short"
-    );
-    ensure!(
-        ok("buffered read", pread(f, r, 8 * K, 8 * K as u64))? == 8 * K,
-        "short"
-    );
+    full("direct write", pwrite(d, b, 8 * K, 8 * K as u64), 8 * K)?;
+    full("buffered read", pread(f, r, 8 * K, 8 * K as u64), 8 * K)?;
     check_gen("buffered read after a direct write", r, 8 * K, 8 * K / 8, 2)?;
     // A mapped page cannot be dropped: the write goes through the cache, the mapping sees it.
     let map = ok(
@@ -766,13 +721,11 @@ fn file_direct() -> Res {
     )?;
     let _ = peek64(map + 32 * K);
     fill_gen(b, 4 * K, 32 * K / 8, 3);
-    ensure!(
-        ok(
-            "direct write to a mapped page",
-            pwrite(d, b, 4 * K, 32 * K as u64)
-        )? == 4 * K,
-        "short"
-    );
+    full(
+        "direct write to a mapped page",
+        pwrite(d, b, 4 * K, 32 * K as u64),
+        4 * K,
+    )?;
     check_gen(
         "the mapping after a direct write",
         map + 32 * K,
@@ -782,77 +735,58 @@ fn file_direct() -> Res {
     )?;
     // Growing by a direct write, then a gap (a hole) and more growth.
     fill_gen(b, 8 * K, 64 * K / 8, 4);
-    ensure!(
-        ok("extending direct write", pwrite(d, b, 8 * K, 64 * K as u64))? == 8 * K,
-        "short"
-    );
+    full(
+        "extending direct write",
+        pwrite(d, b, 8 * K, 64 * K as u64),
+        8 * K,
+    )?;
     ensure!(
         ok("fstat", fstat(f))?.st_size == 72 * K as i64,
         "size after growth"
     );
-    ensure!(
-        ok("buffered read", pread(f, r, 8 * K, 64 * K as u64))? == 8 * K,
-        "short"
-    );
+    full("buffered read", pread(f, r, 8 * K, 64 * K as u64), 8 * K)?;
     check_gen("the grown part", r, 8 * K, 64 * K / 8, 4)?;
     fill_gen(b, 8 * K, 128 * K / 8, 5);
-    ensure!(
-        ok(
-            "direct write past a gap",
-            pwrite(d, b, 8 * K, 128 * K as u64)
-        )? == 8 * K,
-        "short"
-    );
+    full(
+        "direct write past a gap",
+        pwrite(d, b, 8 * K, 128 * K as u64),
+        8 * K,
+    )?;
     ensure!(
         ok("fstat", fstat(f))?.st_size == 136 * K as i64,
         "size after the gap"
     );
-    ensure!(
-        ok("direct read of the gap", pread(d, r, 32 * K, 80 * K as u64))? == 32 * K,
-        "short"
-    );
+    full(
+        "direct read of the gap",
+        pread(d, r, 32 * K, 80 * K as u64),
+        32 * K,
+    )?;
     all_zero(r, 32 * K).map_err(|e| format!("the gap: {e}"))?;
-    ensure!(
-        ok("direct read", pread(d, r, 8 * K, 128 * K as u64))? == 8 * K,
-        "short"
-    );
+    full("direct read", pread(d, r, 8 * K, 128 * K as u64), 8 * K)?;
     check_gen("after the gap", r, 8 * K, 128 * K / 8, 5)?;
     // Reads at and past the end; a size that is not a block multiple.
-    ensure!(
-        ok("read at EOF", pread(d, r, 4 * K, 136 * K as u64))? == 0,
-        "data at EOF"
-    );
-    ensure!(
-        ok("append 100 bytes", pwrite(f, b, 100, 136 * K as u64))? == 100,
-        "short"
-    );
-    ensure!(
-        ok("read across EOF", pread(d, r, 8 * K, 136 * K as u64))? == 100,
-        "not 100 bytes"
-    );
+    full("read at EOF", pread(d, r, 4 * K, 136 * K as u64), 0)?;
+    full("append 100 bytes", pwrite(f, b, 100, 136 * K as u64), 100)?;
+    full("read across EOF", pread(d, r, 8 * K, 136 * K as u64), 100)?;
     want("misaligned offset", pread(d, r, 4 * K, 100), EINVAL)?;
     want("misaligned buffer", pwrite(d, b + 8, 4 * K, 0), EINVAL)?;
     want("misaligned length", pread(d, r, 1000, 0), EINVAL)?;
     // A sparse file: the hole reads as zeros.
     ok("ftruncate 1 MiB", sc(FTRUNCATE, &[f as usize, 1 << 20]))?;
-    ensure!(
-        ok("direct read of a hole", pread(d, r, 64 * K, 512 * K as u64))? == 64 * K,
-        "short"
-    );
+    full(
+        "direct read of a hole",
+        pread(d, r, 64 * K, 512 * K as u64),
+        64 * K,
+    )?;
     all_zero(r, 64 * K).map_err(|e| format!("the hole: {e}"))?;
     // A direct write into the hole, read back both ways.
     fill_gen(b, 64 * K, 512 * K / 8, 6);
-    ensure!(
-        ok(
-            "direct write into the hole",
-            pwrite(d, b, 64 * K, 512 * K as u64)
-        )? == 64 * K,
-        "short"
-    );
-    ensure!(
-        ok("buffered read", pread(f, r, 64 * K, 512 * K as u64))? == 64 * K,
-        "short"
-    );
+    full(
+        "direct write into the hole",
+        pwrite(d, b, 64 * K, 512 * K as u64),
+        64 * K,
+    )?;
+    full("buffered read", pread(f, r, 64 * K, 512 * K as u64), 64 * K)?;
     check_gen("the filled hole", r, 64 * K, 512 * K / 8, 6)?;
     ok("munmap", munmap(map, 64 * K))?;
     let _ = close(d);
@@ -867,7 +801,7 @@ fn file_direct_vs_mapper() -> Res {
     let f = ok("create", open_s(path, O_CREAT | O_RDWR | O_TRUNC, 0o644))?;
     let b = anon(LEN)?;
     fill_gen(b, LEN, 0, 0);
-    ensure!(ok("write", pwrite(f, b, LEN, 0))? == LEN, "short");
+    full("write", pwrite(f, b, LEN, 0), LEN)?;
     ok("fsync", sc(nr::FSYNC, &[f as usize]))?;
     let mut fds = [0i32; 2];
     ok("pipe", sc(nr::PIPE, &[fds.as_mut_ptr() as usize]))?;
@@ -903,9 +837,9 @@ fn file_direct_vs_mapper() -> Res {
     let r = anon(LEN)?;
     for g in 1..=ROUNDS {
         fill_gen(b, LEN, 0, g);
-        ensure!(ok("direct write", pwrite(d, b, LEN, 0))? == LEN, "short");
+        full("direct write", pwrite(d, b, LEN, 0), LEN)?;
         // Every view agrees with the disk right after the write.
-        ensure!(ok("buffered read", pread(f, r, LEN, 0))? == LEN, "short");
+        full("buffered read", pread(f, r, LEN, 0), LEN)?;
         check_gen(
             &format!("buffered read after direct write {g}"),
             r,
@@ -931,25 +865,24 @@ fn file_direct_own_mapping() -> Res {
     let f = ok("create", open_s(path, O_CREAT | O_RDWR | O_TRUNC, 0o644))?;
     let b = anon(LEN)?;
     fill_gen(b, LEN, 0, 7);
-    ensure!(ok("write", pwrite(f, b, LEN, 0))? == LEN, "short");
+    full("write", pwrite(f, b, LEN, 0), LEN)?;
     let d = ok("open O_DIRECT", open_s(path, O_RDWR | O_DIRECT, 0))?;
     let map = ok(
         "mmap",
         mmap(0, LEN, PROT_READ | PROT_WRITE, MAP_SHARED, f as usize, 0),
     )?;
     // The same range: the file's bytes onto themselves, both ways.
-    ensure!(
-        ok("direct read into its own mapping", pread(d, map, 16 * K, 0))? == 16 * K,
-        "short"
-    );
+    full(
+        "direct read into its own mapping",
+        pread(d, map, 16 * K, 0),
+        16 * K,
+    )?;
     check_gen("the range read onto itself", map, 16 * K, 0, 7)?;
-    ensure!(
-        ok(
-            "direct write from its own mapping",
-            pwrite(d, map + 16 * K, 16 * K, 16 * K as u64)
-        )? == 16 * K,
-        "short"
-    );
+    full(
+        "direct write from its own mapping",
+        pwrite(d, map + 16 * K, 16 * K, 16 * K as u64),
+        16 * K,
+    )?;
     check_gen(
         "the range written from itself",
         map + 16 * K,
@@ -958,13 +891,11 @@ fn file_direct_own_mapping() -> Res {
         7,
     )?;
     // Another range of the same file as the buffer: [32K, 48K) read into [48K, 64K).
-    ensure!(
-        ok(
-            "direct read into another range's mapping",
-            pread(d, map + 48 * K, 16 * K, 32 * K as u64)
-        )? == 16 * K,
-        "short"
-    );
+    full(
+        "direct read into another range's mapping",
+        pread(d, map + 48 * K, 16 * K, 32 * K as u64),
+        16 * K,
+    )?;
     check_gen(
         "the mapping of [48K, 64K)",
         map + 48 * K,
@@ -973,15 +904,12 @@ fn file_direct_own_mapping() -> Res {
         7,
     )?;
     let r = anon(16 * K)?;
-    ensure!(
-        ok("buffered read", pread(f, r, 16 * K, 48 * K as u64))? == 16 * K,
-        "short"
-    );
+    full("buffered read", pread(f, r, 16 * K, 48 * K as u64), 16 * K)?;
     check_gen("read() of [48K, 64K)", r, 16 * K, 32 * K / 8, 7)?;
     // Stores through the mapping reach the file and a later direct read sees them.
     fill_gen(map, 4 * K, 0, 8);
     ok("msync", sc(nr::MSYNC, &[map, LEN, 4]))?;
-    ensure!(ok("direct read", pread(d, r, 4 * K, 0))? == 4 * K, "short");
+    full("direct read", pread(d, r, 4 * K, 0), 4 * K)?;
     check_gen("a direct read after stores and msync", r, 4 * K, 0, 8)?;
     ok("munmap", munmap(map, LEN))?;
     let _ = close(d);
