@@ -159,10 +159,13 @@ impl Disk {
             )
             .owning(part);
             if let Err(e) = self.submit(req) {
-                // This request and the ones after it never start.
-                for j in i..total {
-                    Transfer::finish(&state, j, Err(e));
-                }
+                // This request and the ones after it never start. (With interrupts off:
+                // the completion of an earlier request takes the same lock.)
+                cpu::without_interrupts(|| {
+                    for j in i..total {
+                        Transfer::finish(&state, j, Err(e));
+                    }
+                });
                 break;
             }
         }
@@ -295,17 +298,21 @@ fn wake_timed_waiters() {
 }
 
 /// Block until `cond` holds (re-checked at every disk completion and timer tick), the
-/// monotonic clock reaches `deadline_ns`, or a fatal signal is pending. Returns whether
-/// `cond` held. For completions that arrive by interrupt (AIO); disks without an
-/// interrupt are polled at each check. `cond` runs with interrupts off.
-pub fn wait_completions(cond: &dyn Fn() -> bool, deadline_ns: Option<u64>) -> bool {
+/// monotonic clock reaches `deadline_ns`, or (if `interruptible`) a fatal signal is
+/// pending. Returns whether `cond` held. For completions that arrive by interrupt (AIO);
+/// disks without an interrupt are polled at each check. `cond` runs with interrupts off.
+pub fn wait_completions(
+    cond: &dyn Fn() -> bool,
+    deadline_ns: Option<u64>,
+    interruptible: bool,
+) -> bool {
     TIMED_WAITERS.fetch_add(1, AtomicOrdering::Relaxed);
     let expired = || deadline_ns.is_some_and(|d| crate::time::now_ns() >= d);
     DISK_IRQ.wait_until(|| {
         for d in disks().iter().filter(|d| d.vector.is_none()) {
             d.dev.handle_interrupt();
         }
-        cond() || expired() || crate::task::kill_pending()
+        cond() || expired() || (interruptible && crate::task::kill_pending())
     });
     TIMED_WAITERS.fetch_sub(1, AtomicOrdering::Relaxed);
     cond()

@@ -229,7 +229,8 @@ pub fn user_frames(
 pub fn pin_user(va: u64, len: usize, write: bool) -> Result<mm::PinnedRange, Errno> {
     check_range(va, len)?;
     let resolve = RESOLVER.get().ok_or(Errno::EFAULT)?;
-    let mut range = mm::PinnedRange::new();
+    let pages = (va % PAGE + len as u64).div_ceil(PAGE) as usize;
+    let mut range = mm::PinnedRange::try_with_capacity(pages).ok_or(Errno::ENOMEM)?;
     let mut done = 0usize;
     while done < len {
         let at = va + done as u64;

@@ -88,6 +88,14 @@ impl PinnedRange {
         PinnedRange::default()
     }
 
+    /// An empty range with room for `pages` pieces, or None if the memory for that
+    /// bookkeeping cannot be had (the caller reports ENOMEM instead of panicking).
+    pub fn try_with_capacity(pages: usize) -> Option<PinnedRange> {
+        let mut pieces = Vec::new();
+        pieces.try_reserve_exact(pages).ok()?;
+        Some(PinnedRange { pieces, bytes: 0 })
+    }
+
     /// Append `len` bytes at `offset` of the frame behind `pin` (the next piece of the
     /// user range, in order). `offset + len` must stay inside the frame.
     pub fn push(&mut self, pin: Pin, offset: usize, len: usize) {

@@ -344,6 +344,32 @@ pub struct AhciDisk<H: Hal, R: RegisterIo + Clone = MmioRegs> {
 }
 
 impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
+    /// Queue `req` and issue what the port has room for; a refused request comes back
+    /// with the reason.
+    fn enqueue(&self, req: Request) -> Result<(), (Request, BlockError)> {
+        if let Err(e) = block::validate(&self.info, &req) {
+            return Err((req, e));
+        }
+        if req.op == Op::Flush && !self.info.flush {
+            return Err((req, BlockError::Unsupported));
+        }
+        let mut done = Vec::new();
+        {
+            let mut st = self.state.lock();
+            if st.dead {
+                return Err((req, BlockError::Io));
+            }
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            st.queue.push_back(Queued { req, attempts: 0 });
+            // Only issue: reaping and error handling are for the interrupt (or poll) path,
+            // which keeps a submission down to one register write.
+            self.issue(&mut st, &mut done);
+        }
+        self.finish(done);
+        self.drain_pending();
+        Ok(())
+    }
+
     /// Sets up `port` (device already detected on the link): memory, FIS receive,
     /// signature check, command engine, IDENTIFY. `None` (logged) if there is no usable
     /// ATA disk.
@@ -992,25 +1018,16 @@ impl<H: Hal, R: RegisterIo + Clone> BlockDevice for AhciDisk<H, R> {
     }
 
     fn submit(&self, req: Request) -> Result<(), BlockError> {
-        block::validate(&self.info, &req)?;
-        if req.op == Op::Flush && !self.info.flush {
-            return Err(BlockError::Unsupported);
-        }
-        let mut done = Vec::new();
-        {
-            let mut st = self.state.lock();
-            if st.dead {
-                return Err(BlockError::Io);
+        self.enqueue(req).map_err(|(_, e)| e)
+    }
+
+    /// A batch: a request the port refuses completes with the error.
+    fn submit_many(&self, reqs: Vec<Request>) {
+        for r in reqs {
+            if let Err((r, e)) = self.enqueue(r) {
+                r.complete(Err(e));
             }
-            self.in_flight.fetch_add(1, Ordering::SeqCst);
-            st.queue.push_back(Queued { req, attempts: 0 });
-            // Only issue: reaping and error handling are for the interrupt (or poll) path,
-            // which keeps a submission down to one register write.
-            self.issue(&mut st, &mut done);
         }
-        self.finish(done);
-        self.drain_pending();
-        Ok(())
     }
 
     /// Services this disk and the other disks of its HBA (they share one interrupt, so

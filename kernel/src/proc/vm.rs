@@ -504,11 +504,18 @@ impl MemoryMap {
             return Err(Errno::EFAULT);
         }
         let page = page_down(va);
-        let (pfn, flags) = match self.space.lookup(page) {
-            Some((pfn, f)) if !write || f.contains(PteFlags::WRITABLE) => (pfn, f),
-            _ => {
-                self.fault(va, write, false)?;
-                self.space.lookup(page).ok_or(Errno::EFAULT)?
+        // For a write the page must end up writable: a first fault on a private file page
+        // maps the page-cache frame read-only (copy-on-write), and only the next write
+        // fault gives the process its own copy. Never hand out the shared frame.
+        let mut tries = 0;
+        let (pfn, flags) = loop {
+            match self.space.lookup(page) {
+                Some((pfn, f)) if !write || f.contains(PteFlags::WRITABLE) => break (pfn, f),
+                _ if tries < 3 => {
+                    self.fault(va, write, false)?;
+                    tries += 1;
+                }
+                _ => return Err(Errno::EFAULT),
             }
         };
         if write && area.kind.shared_file().is_some() && !flags.contains(PteFlags::DIRTY) {

@@ -69,9 +69,14 @@ fn io_setup(nr_events: u64, ctxp: u64) -> SysResult {
         let _ = p.mem.lock().munmap(id, 4096);
         return Err(e);
     }
-    p.files
-        .lock()
-        .add_aio(Arc::new(AioContext::new(id, nr_events as usize)));
+    let ctx = match AioContext::new(id, nr_events as usize) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = p.mem.lock().munmap(id, 4096);
+            return Err(e);
+        }
+    };
+    p.files.lock().add_aio(Arc::new(ctx));
     Ok(0)
 }
 
@@ -79,7 +84,7 @@ fn io_setup(nr_events: u64, ctxp: u64) -> SysResult {
 fn io_destroy(id: u64) -> SysResult {
     let p = proc::current();
     let ctx = p.files.lock().remove_aio(id)?;
-    crate::block::wait_completions(&|| ctx.in_flight() == 0, None);
+    crate::block::wait_completions(&|| ctx.in_flight() == 0, None, true);
     let _ = p.mem.lock().munmap(id, 4096);
     Ok(0)
 }
@@ -88,17 +93,17 @@ fn io_destroy(id: u64) -> SysResult {
 /// are ready (or the relative `timeout` passes, or a fatal signal), then copies up to `nr`.
 fn io_getevents(id: u64, min_nr: i64, nr: i64, events: u64, timeout: u64) -> SysResult {
     let ctx = proc::current().files.lock().aio(id)?;
-    if nr < 0 || min_nr > nr {
+    if nr < 0 || min_nr < 0 || min_nr > nr {
         return Err(Errno::EINVAL);
     }
-    let (min_nr, nr) = (min_nr.max(0) as usize, nr as usize);
+    let (min_nr, nr) = (min_nr as usize, nr as usize);
     uaccess::check_range(events, nr.saturating_mul(32))?;
     let deadline = match timeout {
         0 => None,
         t => Some(crate::time::now_ns().saturating_add(super::misc::read_timespec(t)?)),
     };
     if min_nr > 0 && ctx.ready() < min_nr {
-        let met = crate::block::wait_completions(&|| ctx.ready() >= min_nr, deadline);
+        let met = crate::block::wait_completions(&|| ctx.ready() >= min_nr, deadline, true);
         if !met && deadline.is_none() && ctx.ready() == 0 {
             return Err(Errno::EINTR);
         }
@@ -180,8 +185,8 @@ fn io_submit(id: u64, nr: i64, iocbpp: u64) -> SysResult {
     }
     // The direct transfers reach each disk as one batch: one notification for all.
     let _plugs: Vec<_> = crate::block::disks().iter().map(|d| d.plug()).collect();
-    for (io, done) in started {
-        io.start(done);
+    for s in started {
+        start(s);
     }
     match first_error {
         Some(e) if taken == 0 => Err(e),
@@ -191,6 +196,11 @@ fn io_submit(id: u64, nr: i64, iocbpp: u64) -> SysResult {
 
 /// A direct transfer planned by `io_submit`, started once every request is planned.
 type Started = (DirectIo, Box<dyn FnOnce(Result<usize, Errno>) + Send>);
+
+/// Start a planned transfer.
+fn start((io, done): Started) {
+    io.start(done);
+}
 
 /// Take one request: errors about the request itself are the result; what goes wrong
 /// with its I/O is its completion's `res`. A direct transfer comes back planned, to be
@@ -230,19 +240,36 @@ fn submit_one(ctx: &Arc<AioContext>, obj: u64) -> Result<Option<Started>, Errno>
         },
         res2: 0,
     };
+    let event_now = |r: Result<usize, Errno>| ctx.complete(event(r), 0);
     if op == Op::Flush {
-        let r = file.fsync(cb.opcode == IOCB_CMD_FDSYNC).map(|_| 0);
-        ctx.complete(event(r));
+        event_now(file.fsync(cb.opcode == IOCB_CMD_FDSYNC).map(|_| 0));
         return Ok(None);
     }
     let pos = cb.offset as u64;
-    match plan(&file, op, pos, &iovs) {
-        Some(Ok(io)) => {
-            let ctx2 = ctx.clone();
-            return Ok(Some((io, Box::new(move |r| ctx2.complete(event(r))))));
+    // Direct writes complete while they are planned (the page-cache work after the DMA
+    // needs a task), so writes are done here, each byte once.
+    let planned = match op {
+        Op::Read => plan(&file, op, pos, &iovs),
+        _ => None,
+    };
+    match planned {
+        Some(Ok(io)) if ctx.charge_pins(io.bytes()) => {
+            let (ctx2, pinned) = (ctx.clone(), io.bytes());
+            let s: Started = (io, Box::new(move |r| ctx2.complete(event(r), pinned)));
+            if s.0.is_guarded() {
+                // It holds up a truncation until it is over: start it now.
+                start(s);
+                return Ok(None);
+            }
+            return Ok(Some(s));
         }
-        Some(Err(e)) => ctx.complete(event(Err(e))),
-        None => ctx.complete(event(transfer_now(&file, op, pos, &iovs))),
+        Some(Ok(io)) => {
+            // Past the context's pinning budget: let go and do it now instead.
+            drop(io);
+            event_now(transfer_now(&file, op, pos, &iovs));
+        }
+        Some(Err(e)) => event_now(Err(e)),
+        None => event_now(transfer_now(&file, op, pos, &iovs)),
     }
     Ok(None)
 }
@@ -250,6 +277,10 @@ fn submit_one(ctx: &Arc<AioContext>, obj: u64) -> Result<Option<Started>, Errno>
 /// One direct transfer for all of `iovs` (contiguous in the file from `pos`), or None if
 /// any piece has no direct path.
 fn plan(file: &File, op: Op, pos: u64, iovs: &[(u64, usize)]) -> Option<Result<DirectIo, Errno>> {
+    let total = iovs.iter().fold(0usize, |t, &(_, l)| t.saturating_add(l));
+    if total > crate::vfs::direct::MAX_DIRECT_BYTES {
+        return None; // done now, a piece at a time
+    }
     let mut whole: Option<DirectIo> = None;
     let mut at = pos;
     for &(va, len) in iovs {

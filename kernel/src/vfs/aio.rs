@@ -6,7 +6,7 @@
 //! flight, so a process may exit or destroy the context while its DMA runs: the request
 //! keeps its pins and the context alive until the device is done.
 
-use alloc::collections::{BTreeSet, VecDeque};
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
 use crate::arch::cpu;
@@ -33,12 +33,23 @@ impl IoEvent {
     }
 }
 
-#[derive(Default)]
 struct Queue {
+    /// Completions not yet reaped (room for the whole capacity is kept, so completing
+    /// never allocates in an interrupt handler).
     done: VecDeque<IoEvent>,
-    /// The `iocb` addresses of requests submitted and not yet completed.
-    in_flight: BTreeSet<u64>,
+    /// The `iocb` addresses of requests submitted and not yet completed (an `iocb`
+    /// submitted twice counts twice).
+    in_flight: BTreeMap<u64, usize>,
+    /// Requests submitted and not yet completed.
+    pending: usize,
+    /// Bytes of user memory pinned by the requests in flight.
+    pinned: usize,
 }
+
+/// Most bytes of user memory one context keeps pinned by requests in flight; past it,
+/// requests are done during `io_submit` instead (bounding the kernel memory and pins
+/// one process can tie up).
+pub const MAX_PINNED_BYTES: usize = 64 << 20;
 
 /// One AIO context.
 pub struct AioContext {
@@ -50,12 +61,21 @@ pub struct AioContext {
 }
 
 impl AioContext {
-    pub fn new(id: u64, capacity: usize) -> AioContext {
-        AioContext {
+    /// A context for `capacity` requests; ENOMEM if its queue cannot be had.
+    pub fn new(id: u64, capacity: usize) -> Result<AioContext, crate::errno::Errno> {
+        let mut done = VecDeque::new();
+        done.try_reserve_exact(capacity)
+            .map_err(|_| crate::errno::Errno::ENOMEM)?;
+        Ok(AioContext {
             id,
             capacity,
-            queue: spin::Mutex::new(Queue::default()),
-        }
+            queue: spin::Mutex::new(Queue {
+                done,
+                in_flight: BTreeMap::new(),
+                pending: 0,
+                pinned: 0,
+            }),
+        })
     }
 
     /// The queue, with interrupts off (completions take it from the interrupt handler).
@@ -67,19 +87,42 @@ impl AioContext {
     /// (submitted plus unreaped requests at its capacity).
     pub fn reserve(&self, obj: u64) -> bool {
         self.with(|q| {
-            if q.done.len() + q.in_flight.len() >= self.capacity {
+            if q.done.len() + q.pending >= self.capacity {
                 return false;
             }
-            q.in_flight.insert(obj);
+            *q.in_flight.entry(obj).or_insert(0) += 1;
+            q.pending += 1;
             true
         })
     }
 
-    /// A reserved request finished.
-    pub fn complete(&self, ev: IoEvent) {
+    /// Account `bytes` of pinned user memory to a request about to start; false (and
+    /// nothing accounted) if that would take the context past [`MAX_PINNED_BYTES`].
+    pub fn charge_pins(&self, bytes: usize) -> bool {
         self.with(|q| {
-            q.in_flight.remove(&ev.obj);
-            q.done.push_back(ev);
+            if q.pinned + bytes > MAX_PINNED_BYTES {
+                return false;
+            }
+            q.pinned += bytes;
+            true
+        })
+    }
+
+    /// A reserved request finished (`pinned`: the bytes it had charged).
+    pub fn complete(&self, ev: IoEvent, pinned: usize) {
+        self.with(|q| {
+            if let Some(n) = q.in_flight.get_mut(&ev.obj) {
+                *n -= 1;
+                if *n == 0 {
+                    q.in_flight.remove(&ev.obj);
+                }
+            }
+            q.pending = q.pending.saturating_sub(1);
+            q.pinned = q.pinned.saturating_sub(pinned);
+            // Room was reserved in `new` for every request the context may hold.
+            if q.done.len() < q.done.capacity() {
+                q.done.push_back(ev);
+            }
         });
     }
 
@@ -90,12 +133,12 @@ impl AioContext {
 
     /// Requests submitted and not yet completed.
     pub fn in_flight(&self) -> usize {
-        self.with(|q| q.in_flight.len())
+        self.with(|q| q.pending)
     }
 
     /// Whether request `obj` is still in flight.
     pub fn is_in_flight(&self, obj: u64) -> bool {
-        self.with(|q| q.in_flight.contains(&obj))
+        self.with(|q| q.in_flight.contains_key(&obj))
     }
 
     /// Take up to `n` completions, oldest first.

@@ -257,6 +257,19 @@ impl File {
             let io = match self.ops.direct(op, pos + done as u64, va + done as u64, n) {
                 Ok(io) => io,
                 Err(Errno::EOPNOTSUPP) if done == 0 => return None,
+                Err(Errno::EOPNOTSUPP) => {
+                    // The rest has no direct path (a hole, a mapped page): the page cache.
+                    let (at, va, left) = (pos + done as u64, va + done as u64, len - done);
+                    let rest = if op == Op::Read {
+                        self.ops
+                            .read(at, &mut ReadBuf::User { va, len: left }, false)
+                    } else {
+                        self.ops
+                            .write(at, &mut WriteBuf::User { va, len: left }, false)
+                    };
+                    done += rest.unwrap_or(0);
+                    break;
+                }
                 Err(e) if done == 0 => return Some(Err(e)),
                 Err(_) => break,
             };

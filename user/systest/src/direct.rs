@@ -65,6 +65,7 @@ pub const CASES: &[Case] = &[
     ("direct: O_DIRECT on an ext2 file, coherent with buffered and mapped I/O (holes, EOF, growth)", file_direct),
     ("direct: direct writes while another process maps and reads the range", file_direct_vs_mapper),
     ("direct: the buffer is a MAP_SHARED mapping of the same file (same and other ranges)", file_direct_own_mapping),
+    ("direct: reads into a MAP_PRIVATE file mapping never reach the file; AIO vectored appends once", file_direct_private_and_append),
 ];
 
 /// A transfer that must move exactly `n` bytes.
@@ -345,6 +346,7 @@ const CMD_PREAD: u16 = 0;
 const CMD_PWRITE: u16 = 1;
 const CMD_FSYNC: u16 = 2;
 const CMD_PREADV: u16 = 7;
+const CMD_PWRITEV: u16 = 8;
 
 /// `struct iocb`.
 #[repr(C)]
@@ -915,4 +917,66 @@ fn file_direct_own_mapping() -> Res {
     let _ = close(d);
     let _ = close(f);
     no_pins_left("after the own-mapping cases")
+}
+
+fn file_direct_private_and_append() -> Res {
+    const K: usize = 1024;
+    const LEN: usize = 16 * K;
+    let (fp, gp) = (
+        "/mnt/systest/direct_priv.bin",
+        "/mnt/systest/direct_src.bin",
+    );
+    let b = anon(LEN)?;
+    for (path, g) in [(fp, 9), (gp, 10)] {
+        let fd = ok("create", open_s(path, O_CREAT | O_RDWR | O_TRUNC, 0o644))?;
+        fill_gen(b, LEN, 0, g);
+        full("write", pwrite(fd, b, LEN, 0), LEN)?;
+        let _ = close(fd);
+    }
+    let f = ok("open read-only", open_s(fp, O_RDONLY, 0))?;
+    let g = ok("open O_DIRECT", open_s(gp, O_RDONLY | O_DIRECT, 0))?;
+    // Untouched private mappings of F: the first store would give the process its own
+    // page; a read into them must do the same, never write F's cached page.
+    let map = ok(
+        "mmap MAP_PRIVATE",
+        mmap(0, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE, f as usize, 0),
+    )?;
+    full(
+        "direct read into the private mapping",
+        pread(g, map, 8 * K, 0),
+        8 * K,
+    )?;
+    check_gen("the private mapping", map, 8 * K, 0, 10)?;
+    let g2 = ok("open G", open_s(gp, O_RDONLY, 0))?;
+    full(
+        "read() into the private mapping",
+        pread(g2, map + 8 * K, 8 * K, 0),
+        8 * K,
+    )?;
+    check_gen("the private mapping", map + 8 * K, 8 * K, 0, 10)?;
+    let _ = close(g2);
+    let r = anon(LEN)?;
+    full("read F", pread(f, r, LEN, 0), LEN)?;
+    check_gen("F after reads into its private mapping", r, LEN, 0, 9)?;
+    ok("munmap", munmap(map, LEN))?;
+    let _ = close(f);
+    let _ = close(g);
+    // AIO PWRITEV of two iovecs to an O_APPEND | O_DIRECT file: appended once.
+    let a = ok(
+        "open O_APPEND O_DIRECT",
+        open_s(fp, O_RDWR | O_DIRECT | sys::O_APPEND, 0),
+    )?;
+    let ctx = io_setup(4)?;
+    fill_gen(b, 8 * K, 0, 11);
+    let iov: [usize; 4] = [b, 4 * K, b + 4 * K, 4 * K];
+    let res = aio_one(ctx, iocb(1, CMD_PWRITEV, a, iov.as_ptr() as usize, 2, 0))?;
+    ensure!(res == 8 * K as i64, "AIO pwritev: res {res}");
+    let size = ok("fstat", fstat(a))?.st_size as usize;
+    ensure!(
+        size == LEN + 8 * K,
+        "size {size} after an 8 KiB AIO append to {LEN} bytes"
+    );
+    ok("io_destroy", sc(IO_DESTROY, &[ctx as usize]))?;
+    let _ = close(a);
+    Ok(())
 }

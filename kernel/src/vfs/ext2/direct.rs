@@ -5,24 +5,26 @@
 //! - a read writes the range's dirty cached pages back first, then DMAs into the user's
 //!   pages from the file's blocks; a read reaching a hole takes the page cache (which
 //!   reads holes as zeros), a read past the end is short as on Linux;
-//! - a write, with the file's write lock held throughout, writes back and drops the
-//!   range's cached pages (if one cannot be dropped, being mapped, the write goes
-//!   through the page cache instead, as Linux falls back to buffered I/O), grows the
-//!   size and allocates blocks as needed (only whole blocks: a write that would allocate
-//!   a block it covers in part goes through the page cache, which zeroes the rest), DMAs
-//!   from the user's pages, then drops (or reads again in place, if mapped) the pages a
-//!   racing read brought in. It is complete when planned: its result comes back at once.
+//! - a write, with the file's write lock held throughout, over blocks the file already
+//!   has inside its size (growth and holes go through the page cache, which allocates
+//!   and zeroes: a failed DMA must never leave fresh blocks holding old disk bytes),
+//!   writes back and drops the range's cached pages (if one cannot be dropped, being
+//!   mapped, the write goes through the page cache instead, as Linux falls back to
+//!   buffered I/O), DMAs from the user's pages, then drops (or reads again in place, if
+//!   mapped) the pages a racing read brought in. It is complete when planned: its result
+//!   comes back at once.
 
 use super::*;
 use crate::uaccess;
 use crate::vfs::direct::{self, DirectIo};
 
-/// A direct read in flight, counted in its inode until the read is over.
-struct DioRead(Arc<AtomicUsize>);
+/// A direct read in flight, counted in its inode until the read is over. It holds the
+/// inode, so an unlinked file's blocks are not freed before the read is done.
+struct DioRead(Arc<Inode>);
 
 impl Drop for DioRead {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.dio_reads.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -31,19 +33,14 @@ type DiskRun = (u64, usize);
 
 impl Inode {
     /// The disk runs behind bytes `[offset, offset + len)` (512-byte aligned) of the
-    /// file, allocating blocks if `alloc`; None if a block is a hole (not allocating).
-    fn disk_runs(
-        &self,
-        offset: u64,
-        len: usize,
-        alloc: bool,
-    ) -> Result<Option<Vec<DiskRun>>, Errno> {
+    /// file; None if a block is a hole.
+    fn disk_runs(&self, offset: u64, len: usize) -> Result<Option<Vec<DiskRun>>, Errno> {
         let mut fs = self.fs.lock();
         let bs = fs.block_size() as u64;
         let first = offset / bs;
         let last = (offset + len as u64 - 1) / bs;
         let mut blocks: Vec<Option<u64>> = alloc::vec![None; (last - first + 1) as usize];
-        fs.map_range(self.ino, first, last - first + 1, alloc, |fb, b| {
+        fs.map_range(self.ino, first, last - first + 1, false, |fb, b| {
             blocks[(fb - first) as usize] = b;
         })
         .map_err(Errno::from)?;
@@ -88,7 +85,7 @@ impl Inode {
     /// Plan (reads) or do (writes) direct I/O of `len` bytes at `offset` with user memory
     /// at `va`; EOPNOTSUPP where the page cache must do it instead (see the module).
     pub fn direct(
-        &self,
+        self: &Arc<Self>,
         disk: &Arc<Disk>,
         op: Op,
         offset: u64,
@@ -107,7 +104,7 @@ impl Inode {
                 let _w = self.write_lock.lock();
                 let io = self.direct_read(disk, offset, va, len)?;
                 self.dio_reads.fetch_add(1, Ordering::AcqRel);
-                Ok(io.holding(DioRead(self.dio_reads.clone())))
+                Ok(io.holding(DioRead(self.clone())))
             }
             _ => {
                 let _w = self.write_lock.lock();
@@ -136,14 +133,17 @@ impl Inode {
         let total = ((size - offset).next_multiple_of(512)).min(len as u64) as usize;
         let (first, last) = Self::page_range(offset, total);
         self.cache.sync_range(first, last).map_err(io_errno)?;
-        let Some(runs) = self.disk_runs(offset, total, false)? else {
+        let Some(runs) = self.disk_runs(offset, total)? else {
             return Err(Errno::EOPNOTSUPP); // a hole: the page cache reads it as zeros
         };
         let parts = Self::pin_for(va, total, &runs, true)?;
         Ok(DirectIo::new(disk.clone(), Op::Read, parts).clip((size - offset) as usize))
     }
 
-    /// The write itself, with the write lock held: the bytes written.
+    /// The write itself, with the write lock held: the bytes written. Only over blocks
+    /// the file already has, inside its size: growth and holes go through the page cache
+    /// (EOPNOTSUPP), so a failed or short DMA never leaves newly allocated blocks with
+    /// another file's old bytes in them, and the size never moves here.
     fn direct_write(
         &self,
         disk: &Arc<Disk>,
@@ -151,43 +151,19 @@ impl Inode {
         va: u64,
         len: usize,
     ) -> Result<usize, Errno> {
-        let (max, bs) = {
-            let fs = self.fs.lock();
-            (fs.max_file_size(), fs.block_size() as u64)
-        };
         let end = offset.checked_add(len as u64).ok_or(Errno::EFBIG)?;
-        if end > max {
-            return Err(Errno::EFBIG);
-        }
-        let whole_blocks = offset.is_multiple_of(bs) && end.is_multiple_of(bs);
-        let old = self.size();
-        // Blocks past the end or in holes need allocating: only whole ones here.
-        let needs_alloc =
-            end > old.next_multiple_of(bs) || self.disk_runs(offset, len, false)?.is_none();
-        if needs_alloc && !whole_blocks {
+        if end > self.size() {
             return Err(Errno::EOPNOTSUPP);
         }
+        let Some(runs) = self.disk_runs(offset, len)? else {
+            return Err(Errno::EOPNOTSUPP); // a hole
+        };
         let (first, last) = Self::page_range(offset, len);
         if self.cache.invalidate_range(first, last).map_err(io_errno)? > 0 {
             return Err(Errno::EOPNOTSUPP); // mapped pages stay: through the page cache
         }
-        // Pin first (faults on the buffer may need the page cache), then grow and map.
-        let mut pinned = uaccess::pin_user(va, len, false)?;
-        let old = self.grow_to(end).map_err(Errno::from)?;
-        let runs = match self.disk_runs(offset, len, true) {
-            Ok(Some(r)) => r,
-            Ok(None) | Err(_) => {
-                self.shrink_after(old, end, old).map_err(Errno::from)?;
-                return Err(Errno::ENOSPC);
-            }
-        };
-        let mut parts = Vec::with_capacity(runs.len());
-        for &(sector, n) in &runs {
-            parts.push((sector, pinned.split_front(n).map_err(|_| Errno::ENOMEM)?));
-        }
+        let parts = Self::pin_for(va, len, &runs, false)?;
         let result = DirectIo::new(disk.clone(), Op::Write, parts).run();
-        let done = offset + *result.as_ref().unwrap_or(&0) as u64;
-        self.shrink_after(old, end, done).map_err(Errno::from)?;
         let stale = self.cache.refresh_after_write(first, last);
         if stale > 0 {
             log::warn!(

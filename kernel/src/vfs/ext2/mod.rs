@@ -363,11 +363,10 @@ impl Inode {
         if size > self.fs.lock().max_file_size() {
             return Err(FsError::FileTooBig);
         }
-        // New direct reads wait for the write lock; the ones in flight finish first.
+        // New direct reads wait for the write lock; the ones in flight finish first (not
+        // interruptible: no block may be freed under a DMA).
         let reads = self.dio_reads.clone();
-        while reads.load(Ordering::Acquire) != 0 {
-            crate::block::wait_completions(&|| reads.load(Ordering::Acquire) == 0, None);
-        }
+        crate::block::wait_completions(&|| reads.load(Ordering::Acquire) == 0, None, false);
         self.cache.truncate(size).map_err(io_err)?;
         self.fs.lock().truncate(self.ino, size)?;
         self.size.store(size, Ordering::Release);
