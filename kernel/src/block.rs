@@ -180,6 +180,41 @@ impl Disk {
         slot.lock().take().unwrap_or(Err(BlockError::Io))
     }
 
+    /// Read or write several runs at once, each `(sector, segments)` one request, every
+    /// request owning a share of `held` (what keeps the segments' frames alive), and wait
+    /// for all of them. Fails if any failed.
+    pub fn io_all<T: Send + Sync + 'static>(
+        &self,
+        op: Op,
+        runs: Vec<(u64, Vec<Segment>)>,
+        held: Arc<T>,
+    ) -> Result<(), BlockError> {
+        let left = Arc::new(AtomicUsize::new(runs.len()));
+        let failed: Arc<Mutex<Option<BlockError>>> = Arc::new(Mutex::new(None));
+        for (sector, segs) in runs {
+            let (l, f) = (left.clone(), failed.clone());
+            let req = Request::new(
+                op,
+                sector,
+                segs,
+                Box::new(move |c| {
+                    if let Err(e) = c.result {
+                        f.lock().get_or_insert(e);
+                    }
+                    l.fetch_sub(1, AtomicOrdering::SeqCst);
+                }),
+            )
+            .owning(held.clone());
+            if let Err(e) = self.submit(req) {
+                cpu::without_interrupts(|| *failed.lock().get_or_insert(e));
+                left.fetch_sub(1, AtomicOrdering::SeqCst);
+            }
+        }
+        self.wait_until(&|| left.load(AtomicOrdering::SeqCst) == 0);
+        let failed = cpu::without_interrupts(|| *failed.lock());
+        failed.map_or(Ok(()), Err)
+    }
+
     /// Flush the device's write cache and wait.
     pub fn flush(&self) -> Result<u64, BlockError> {
         self.io(Op::Flush, 0, Vec::new())

@@ -384,6 +384,13 @@ impl PageCache {
     }
 }
 
+/// The pages `[first, last]` holding bytes `[offset, offset + len)` (one page for an
+/// empty range).
+pub fn pages_of(offset: u64, len: usize) -> (u64, u64) {
+    let page = FRAME_SIZE as u64;
+    (offset / page, (offset + len.max(1) as u64 - 1) / page)
+}
+
 impl CachedFile {
     /// This file's id in the cache.
     pub fn id(&self) -> u64 {

@@ -14,13 +14,13 @@ use alloc::vec::Vec;
 
 use drivers::block::Op;
 
-use super::fs::abi;
+use super::fs::{self, abi};
 use crate::errno::{Errno, SysResult};
 use crate::proc::{self, vm::Prot};
 use crate::uaccess;
+use crate::vfs::File;
 use crate::vfs::aio::{AioContext, IoEvent};
 use crate::vfs::direct::DirectIo;
-use crate::vfs::{File, ReadBuf, WriteBuf};
 
 const IOCB_CMD_PREAD: u16 = 0;
 const IOCB_CMD_PWRITE: u16 = 1;
@@ -307,24 +307,9 @@ fn plan(file: &File, op: Op, pos: u64, iovs: &[(u64, usize)]) -> Option<Result<D
 
 /// The transfer done now, as `preadv`/`pwritev` would.
 fn transfer_now(file: &File, op: Op, pos: u64, iovs: &[(u64, usize)]) -> Result<usize, Errno> {
-    let mut total = 0usize;
-    for &(va, len) in iovs {
-        let at = pos + total as u64;
-        let r = if op == Op::Read {
-            file.pread(at, &mut ReadBuf::User { va, len })
-        } else {
-            file.pwrite(at, &mut WriteBuf::User { va, len })
-        };
-        match r {
-            Ok(n) => {
-                total += n;
-                if n < len {
-                    break;
-                }
-            }
-            Err(e) if total == 0 => return Err(e),
-            Err(_) => break,
-        }
+    if op == Op::Read {
+        fs::read_iovs(file, iovs, Some(pos))
+    } else {
+        fs::write_iovs(file, iovs, Some(pos), 0)
     }
-    Ok(total)
 }

@@ -20,7 +20,7 @@ use super::tty;
 use crate::block::{self, Disk};
 use crate::errno::Errno;
 use crate::uaccess;
-use mm::page_cache::{CachedFile, IoError};
+use mm::page_cache::{CachedFile, IoError, pages_of};
 
 /// The character devices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -300,12 +300,6 @@ impl BlockNode {
         super::raw_cache::of(&self.disk)
     }
 
-    /// Pages `[first, last]` of the disk's page cache covering `len` bytes at `offset`.
-    fn pages(offset: u64, len: usize) -> (u64, u64) {
-        let page = FRAME_SIZE as u64;
-        (offset / page, (offset + len.max(1) as u64 - 1) / page)
-    }
-
     /// Bytes per request whose segments are page-cache frames (one segment per page
     /// piece, a misaligned range touching one page more than it covers).
     fn dma_chunk(&self) -> usize {
@@ -482,7 +476,7 @@ impl Node for BlockNode {
         }
         // The disk's cached pages there must not outlive the write with old bytes.
         let cache = self.cache();
-        let (first, last) = Self::pages(offset, total);
+        let (first, last) = pages_of(offset, total);
         if cache.invalidate_range(first, last).map_err(cache_errno)? > 0 {
             return Err(Errno::EOPNOTSUPP); // in use: through the page cache instead
         }
@@ -499,7 +493,7 @@ impl Node for BlockNode {
             return Err(Errno::EOPNOTSUPP); // past the end of the disk: whole frames only
         }
         // Bytes written through the page cache reach the disk first.
-        let (first, last) = Self::pages(offset, len);
+        let (first, last) = pages_of(offset, len);
         self.cache().sync_range(first, last).map_err(cache_errno)?;
         let per_request = (self.dma_chunk() / FRAME_SIZE).max(1);
         let segs: Vec<Segment> = frames
@@ -539,7 +533,7 @@ impl Node for BlockNode {
             return Ok(DirectIo::done(Ok(0)));
         }
         let cache = self.cache();
-        let (first, last) = Self::pages(offset, total);
+        let (first, last) = pages_of(offset, total);
         if op == Op::Read {
             cache.sync_range(first, last).map_err(cache_errno)?;
             let pinned = uaccess::pin_user(va, total, true)?;

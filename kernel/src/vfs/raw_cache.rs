@@ -26,37 +26,36 @@ struct RawPages {
 
 impl RawPages {
     /// `op` on pages `first..` in `frames`: runs of whole frames (the last one clipped
-    /// at the end of the disk; frames past it read as zeros and are not written).
+    /// at the end of the disk; frames past it read as zeros and are not written), all
+    /// in flight at once.
     fn transfer(&self, op: Op, first: u64, frames: Vec<FrameRef>) -> Result<(), IoError> {
         let capacity = self.disk.info().sectors * 512;
         let per_request = FRAMES_PER_REQUEST.min(self.disk.info().max_segments.max(1));
-        let mut frames = frames.into_iter().enumerate().peekable();
-        while frames.peek().is_some() {
-            let chunk: Vec<(usize, FrameRef)> = frames.by_ref().take(per_request).collect();
-            let start = (first + chunk[0].0 as u64) * FRAME_SIZE as u64;
-            let mut segs = Vec::with_capacity(chunk.len());
-            for (i, f) in &chunk {
-                let at = (first + *i as u64) * FRAME_SIZE as u64;
-                let len = capacity.saturating_sub(at).min(FRAME_SIZE as u64) as usize;
-                if op == Op::Read && len < FRAME_SIZE {
-                    f.piece(len, FRAME_SIZE - len).zero();
-                }
-                if len > 0 {
-                    segs.push(Segment {
-                        phys: f.pfn().addr(),
-                        len: len as u32,
-                    });
-                }
+        let mut runs: Vec<(u64, Vec<Segment>)> = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            let at = (first + i as u64) * FRAME_SIZE as u64;
+            let len = capacity.saturating_sub(at).min(FRAME_SIZE as u64) as usize;
+            if op == Op::Read && len < FRAME_SIZE {
+                f.piece(len, FRAME_SIZE - len).zero();
             }
-            if segs.is_empty() {
+            if len == 0 {
                 continue;
             }
-            let held: Vec<FrameRef> = chunk.into_iter().map(|(_, f)| f).collect();
-            self.disk
-                .io_owning(op, start / 512, segs, held)
-                .map_err(|_| IoError(EIO))?;
+            let seg = Segment {
+                phys: f.pfn().addr(),
+                len: len as u32,
+            };
+            match runs.last_mut() {
+                Some((_, segs)) if i % per_request != 0 => segs.push(seg),
+                _ => runs.push((at / 512, alloc::vec![seg])),
+            }
         }
-        Ok(())
+        if runs.is_empty() {
+            return Ok(());
+        }
+        self.disk
+            .io_all(op, runs, Arc::new(frames))
+            .map_err(|_| IoError(EIO))
     }
 }
 

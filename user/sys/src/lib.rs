@@ -40,6 +40,16 @@ fn check(ret: isize) -> SysResult {
     }
 }
 
+/// System call `n` with arguments `a`, its result checked: the value, or the errno.
+///
+/// # Safety
+/// The caller must uphold the kernel's contract for system call `n` (pointer arguments
+/// point to memory of this program that lives across the call).
+pub unsafe fn syscall(n: usize, a: [usize; 6]) -> SysResult {
+    // SAFETY: the caller upholds the contract of call `n` (`# Safety` above).
+    check(unsafe { raw::syscall6(n, a[0], a[1], a[2], a[3], a[4], a[5]) })
+}
+
 /// `AT_FDCWD`: resolve relative paths against the current directory.
 pub const AT_FDCWD: i32 = -100;
 /// `unlinkat` flag: remove a directory.

@@ -16,13 +16,6 @@ use crate::util::*;
 const D: &str = "/mnt/systest";
 const PAGE: usize = 4096;
 
-const SENDFILE: usize = 40;
-const PREADV: usize = 295;
-const PWRITEV: usize = 296;
-const COPY_FILE_RANGE: usize = 326;
-const PREADV2: usize = 327;
-const PWRITEV2: usize = 328;
-
 #[rustfmt::skip]
 pub const CASES: &[Case] = &[
     ("copies: copy_file_range aliases whole pages, copies head and tail; later writes stay apart", cfr_aliases),
@@ -44,10 +37,6 @@ pub fn copy_src_byte(i: usize) -> u8 {
 /// Size of the copy source: 16 whole pages and a 100-byte tail.
 const SRC_LEN: usize = 16 * PAGE + 100;
 
-fn vmstat(name: &str) -> Option<u64> {
-    proc_field(&read_path("/proc/vmstat").ok()?, name)
-}
-
 fn cfr(
     fd_in: i32,
     off_in: Option<&mut u64>,
@@ -57,7 +46,7 @@ fn cfr(
 ) -> Result<usize, Errno> {
     let ptr = |o: Option<&mut u64>| o.map_or(0, |r| r as *mut u64 as usize);
     sc(
-        COPY_FILE_RANGE,
+        nr::COPY_FILE_RANGE,
         &[
             fd_in as usize,
             ptr(off_in),
@@ -189,7 +178,10 @@ fn cfr_errors() -> Res {
     let (mut a, mut b) = (0u64, 100u64);
     want(
         "flags 1",
-        sc(COPY_FILE_RANGE, &[rw as usize, 0, rw as usize, 0, 10, 1]),
+        sc(
+            nr::COPY_FILE_RANGE,
+            &[rw as usize, 0, rw as usize, 0, 10, 1],
+        ),
         EINVAL,
     )?;
     want(
@@ -250,7 +242,7 @@ fn sendfile_cases() -> Res {
     let n = ok(
         "sendfile (pointer)",
         sc(
-            SENDFILE,
+            nr::SENDFILE,
             &[
                 outf as usize,
                 inf as usize,
@@ -271,7 +263,7 @@ fn sendfile_cases() -> Res {
     ok("lseek in", lseek(inf, 8 * PAGE as i64, sys::SEEK_SET))?;
     let n = ok(
         "sendfile (offset)",
-        sc(SENDFILE, &[outf as usize, inf as usize, 0, 1 << 30]),
+        sc(nr::SENDFILE, &[outf as usize, inf as usize, 0, 1 << 30]),
     )?;
     ensure!(n == SRC_LEN - 8 * PAGE, "sent {n}");
     ensure!(
@@ -280,7 +272,7 @@ fn sendfile_cases() -> Res {
     );
     let n = ok(
         "sendfile at EOF",
-        sc(SENDFILE, &[outf as usize, inf as usize, 0, 10]),
+        sc(nr::SENDFILE, &[outf as usize, inf as usize, 0, 10]),
     )?;
     ensure!(n == 0, "sent {n} at EOF");
     ensure!(read_path(&p("sf_dst.bin"))? == src, "the copy differs");
@@ -291,7 +283,7 @@ fn sendfile_cases() -> Res {
     let n = ok(
         "sendfile to a pipe",
         sc(
-            SENDFILE,
+            nr::SENDFILE,
             &[
                 fds[1] as usize,
                 inf as usize,
@@ -313,7 +305,7 @@ fn sendfile_cases() -> Res {
     let n = ok(
         "sendfile to /dev/null",
         sc(
-            SENDFILE,
+            nr::SENDFILE,
             &[
                 null as usize,
                 inf as usize,
@@ -330,27 +322,27 @@ fn sendfile_cases() -> Res {
     )?;
     want(
         "O_APPEND target",
-        sc(SENDFILE, &[app as usize, inf as usize, 0, 10]),
+        sc(nr::SENDFILE, &[app as usize, inf as usize, 0, 10]),
         EINVAL,
     )?;
     want(
         "pipe source",
-        sc(SENDFILE, &[outf as usize, fds[0] as usize, 0, 10]),
+        sc(nr::SENDFILE, &[outf as usize, fds[0] as usize, 0, 10]),
         EINVAL,
     )?;
     want(
         "write-only source",
-        sc(SENDFILE, &[outf as usize, outf as usize, 0, 10]),
+        sc(nr::SENDFILE, &[outf as usize, outf as usize, 0, 10]),
         EBADF,
     )?;
     want(
         "read-only target",
-        sc(SENDFILE, &[inf as usize, inf as usize, 0, 10]),
+        sc(nr::SENDFILE, &[inf as usize, inf as usize, 0, 10]),
         EBADF,
     )?;
     want(
         "bad offset pointer",
-        sc(SENDFILE, &[outf as usize, inf as usize, 8, 10]),
+        sc(nr::SENDFILE, &[outf as usize, inf as usize, 8, 10]),
         EFAULT,
     )?;
     for fd in [inf, outf, fds[0], fds[1], null, app] {
@@ -373,7 +365,7 @@ fn rw2_cases() -> Res {
     let n = ok(
         "pwritev2 at -1",
         sc(
-            PWRITEV2,
+            nr::PWRITEV2,
             &[fd as usize, v.as_ptr() as usize, 2, usize::MAX, 0, 0],
         ),
     )?;
@@ -386,12 +378,15 @@ fn rw2_cases() -> Res {
     let v = iov(&[b"XY"]);
     ok(
         "pwritev at 1",
-        sc(PWRITEV, &[fd as usize, v.as_ptr() as usize, 1, 1]),
+        sc(nr::PWRITEV, &[fd as usize, v.as_ptr() as usize, 1, 1]),
     )?;
     let v = iov(&[b"Z"]);
     ok(
         "pwritev2 at 4, RWF_DSYNC",
-        sc(PWRITEV2, &[fd as usize, v.as_ptr() as usize, 1, 4, 0, 2]),
+        sc(
+            nr::PWRITEV2,
+            &[fd as usize, v.as_ptr() as usize, 1, 4, 0, 2],
+        ),
     )?;
     ensure!(
         ok("lseek", lseek(fd, 0, sys::SEEK_CUR))? == 6,
@@ -401,7 +396,10 @@ fn rw2_cases() -> Res {
     let v = iov(&[b"!"]);
     ok(
         "pwritev2 RWF_APPEND",
-        sc(PWRITEV2, &[fd as usize, v.as_ptr() as usize, 1, 0, 0, 0x10]),
+        sc(
+            nr::PWRITEV2,
+            &[fd as usize, v.as_ptr() as usize, 1, 0, 0, 0x10],
+        ),
     )?;
     ensure!(
         read_path(&f)? == b"aXYdZf!",
@@ -413,7 +411,7 @@ fn rw2_cases() -> Res {
     let v = [[a.as_mut_ptr() as usize, 2], [b.as_mut_ptr() as usize, 3]];
     let n = ok(
         "preadv2 at 1",
-        sc(PREADV2, &[fd as usize, v.as_ptr() as usize, 2, 1, 0, 0]),
+        sc(nr::PREADV2, &[fd as usize, v.as_ptr() as usize, 2, 1, 0, 0]),
     )?;
     ensure!(
         n == 5 && &a == b"XY" && &b == b"dZf",
@@ -423,7 +421,7 @@ fn rw2_cases() -> Res {
     let n = ok(
         "preadv2 at -1, RWF_HIPRI",
         sc(
-            PREADV2,
+            nr::PREADV2,
             &[fd as usize, v.as_ptr() as usize, 2, usize::MAX, 0, 1],
         ),
     )?;
@@ -434,7 +432,7 @@ fn rw2_cases() -> Res {
     );
     let n = ok(
         "preadv at 6",
-        sc(PREADV, &[fd as usize, v.as_ptr() as usize, 2, 6]),
+        sc(nr::PREADV, &[fd as usize, v.as_ptr() as usize, 2, 6]),
     )?;
     ensure!(n == 1 && a[0] == b'!', "preadv at 6 read {n}");
     // RWF_APPEND at offset -1: at the end, and the offset moves past it (as O_APPEND).
@@ -442,7 +440,7 @@ fn rw2_cases() -> Res {
     ok(
         "pwritev2 -1 RWF_APPEND",
         sc(
-            PWRITEV2,
+            nr::PWRITEV2,
             &[fd as usize, v2.as_ptr() as usize, 1, usize::MAX, 0, 0x10],
         ),
     )?;
@@ -459,20 +457,23 @@ fn rw2_cases() -> Res {
     want(
         "pwritev2 unknown flag",
         sc(
-            PWRITEV2,
+            nr::PWRITEV2,
             &[fd as usize, v.as_ptr() as usize, 1, 0, 0, 0x1000],
         ),
         EOPNOTSUPP,
     )?;
     want(
         "preadv2 unknown flag",
-        sc(PREADV2, &[fd as usize, v.as_ptr() as usize, 1, 0, 0, 0x40]),
+        sc(
+            nr::PREADV2,
+            &[fd as usize, v.as_ptr() as usize, 1, 0, 0, 0x40],
+        ),
         EOPNOTSUPP,
     )?;
     want(
         "preadv2 at -2",
         sc(
-            PREADV2,
+            nr::PREADV2,
             &[
                 fd as usize,
                 v.as_ptr() as usize,
@@ -488,14 +489,17 @@ fn rw2_cases() -> Res {
     ok("pipe", sc(nr::PIPE, &[fds.as_mut_ptr() as usize]))?;
     want(
         "preadv2 at 0 on a pipe",
-        sc(PREADV2, &[fds[0] as usize, v.as_ptr() as usize, 1, 0, 0, 0]),
+        sc(
+            nr::PREADV2,
+            &[fds[0] as usize, v.as_ptr() as usize, 1, 0, 0, 0],
+        ),
         ESPIPE,
     )?;
     // RWF_NOWAIT on an empty pipe at -1: EAGAIN rather than blocking.
     want(
         "preadv2 RWF_NOWAIT on an empty pipe",
         sc(
-            PREADV2,
+            nr::PREADV2,
             &[fds[0] as usize, v.as_ptr() as usize, 1, usize::MAX, 0, 8],
         ),
         EAGAIN,

@@ -43,17 +43,6 @@ pub fn written_word(o: u64) -> u64 {
     !dev_word(o)
 }
 
-const PREAD64: usize = 17;
-const PWRITE64: usize = 18;
-const READ: usize = 0;
-const PREADV: usize = 295;
-const PWRITEV2: usize = 328;
-const IO_SETUP: usize = 206;
-const IO_DESTROY: usize = 207;
-const IO_GETEVENTS: usize = 208;
-const IO_SUBMIT: usize = 209;
-const IO_CANCEL: usize = 210;
-
 #[rustfmt::skip]
 pub const CASES: &[Case] = &[
     ("direct: O_DIRECT reads and writes of a raw disk DMA to pinned pages (read, pwrite, preadv, pwritev2)", direct_rw),
@@ -75,10 +64,6 @@ fn full(what: &str, r: Result<usize, Errno>, n: usize) -> Res {
     Ok(())
 }
 
-fn vmstat(name: &str) -> Option<u64> {
-    proc_field(&read_path("/proc/vmstat").ok()?, name)
-}
-
 /// The raw disk open `O_RDWR | O_DIRECT`, or None (skip) where there is none.
 fn open_dev() -> Result<Option<i32>, String> {
     match open_s(DEV, O_RDWR | O_DIRECT, 0) {
@@ -92,11 +77,11 @@ fn open_dev() -> Result<Option<i32>, String> {
 }
 
 fn pread(fd: i32, buf: usize, len: usize, off: u64) -> Result<usize, Errno> {
-    sc(PREAD64, &[fd as usize, buf, len, off as usize])
+    sc(nr::PREAD64, &[fd as usize, buf, len, off as usize])
 }
 
 fn pwrite(fd: i32, buf: usize, len: usize, off: u64) -> Result<usize, Errno> {
-    sc(PWRITE64, &[fd as usize, buf, len, off as usize])
+    sc(nr::PWRITE64, &[fd as usize, buf, len, off as usize])
 }
 
 /// Fill `len` bytes at `buf` with the words `f` gives for disk offsets from `off`.
@@ -142,7 +127,7 @@ fn direct_rw() -> Res {
     check_for("read back", r, MIB, WRITTEN[0].0, written_word)?;
     // read() at the file offset, which advances.
     ok("lseek", lseek(fd, 64 << 10, 0))?;
-    full("read O_DIRECT", sc(READ, &[fd as usize, r, 8192]), 8192)?;
+    full("read O_DIRECT", sc(nr::READ, &[fd as usize, r, 8192]), 8192)?;
     check_for("read()", r, 8192, 64 << 10, dev_word)?;
     let pos = ok("lseek", lseek(fd, 0, 1))?;
     ensure!(pos == (64 << 10) + 8192, "offset after read(): {pos}");
@@ -150,7 +135,10 @@ fn direct_rw() -> Res {
     let iov: [usize; 4] = [r, 4096, r + 8192, 4096];
     full(
         "preadv O_DIRECT",
-        sc(PREADV, &[fd as usize, iov.as_ptr() as usize, 2, 4096 * 5]),
+        sc(
+            nr::PREADV,
+            &[fd as usize, iov.as_ptr() as usize, 2, 4096 * 5],
+        ),
         8192,
     )?;
     check_for("preadv 1", r, 4096, 4096 * 5, dev_word)?;
@@ -160,7 +148,7 @@ fn direct_rw() -> Res {
     full(
         "pwritev2 O_DIRECT",
         sc(
-            PWRITEV2,
+            nr::PWRITEV2,
             &[fd as usize, iov.as_ptr() as usize, 1, 4096 * 5, 0, 0],
         ),
         4096,
@@ -392,7 +380,7 @@ fn io_setup(n: usize) -> Result<u64, String> {
     let mut ctx: u64 = 0;
     ok(
         "io_setup",
-        sc(IO_SETUP, &[n, &mut ctx as *mut u64 as usize]),
+        sc(nr::IO_SETUP, &[n, &mut ctx as *mut u64 as usize]),
     )?;
     ensure!(ctx != 0, "io_setup left the context id 0");
     Ok(ctx)
@@ -401,7 +389,7 @@ fn io_setup(n: usize) -> Result<u64, String> {
 fn submit(ctx: u64, cbs: &[Iocb]) -> Result<usize, Errno> {
     let ptrs: Vec<usize> = cbs.iter().map(|c| c as *const Iocb as usize).collect();
     sc(
-        IO_SUBMIT,
+        nr::IO_SUBMIT,
         &[ctx as usize, ptrs.len(), ptrs.as_ptr() as usize],
     )
 }
@@ -415,7 +403,7 @@ fn reap(ctx: u64, n: usize) -> Result<Vec<IoEvent>, String> {
         let got = ok(
             "io_getevents",
             sc(
-                IO_GETEVENTS,
+                nr::IO_GETEVENTS,
                 &[
                     ctx as usize,
                     evs.len(),
@@ -516,7 +504,7 @@ fn aio_cases() -> Res {
         let want = if e.data == 99 { 0 } else { 4096 };
         ensure!(e.res == want, "write {}: res {}", e.data, e.res);
     }
-    // PREADV of what was written, in two iovecs.
+    // nr::PREADV of what was written, in two iovecs.
     let r = anon(2 * 4096)?;
     let iov: [usize; 4] = [r + 4096, 4096, r, 4096];
     let res = aio_one(ctx, iocb(7, CMD_PREADV, fd, iov.as_ptr() as usize, 2, base))?;
@@ -553,7 +541,7 @@ fn aio_cases() -> Res {
     want(
         "io_cancel of a request never submitted",
         sc(
-            IO_CANCEL,
+            nr::IO_CANCEL,
             &[
                 ctx as usize,
                 &stray as *const Iocb as usize,
@@ -572,7 +560,7 @@ fn aio_cases() -> Res {
     let got = ok(
         "io_getevents with a timeout",
         sc(
-            IO_GETEVENTS,
+            nr::IO_GETEVENTS,
             &[
                 ctx as usize,
                 1,
@@ -591,8 +579,12 @@ fn aio_cases() -> Res {
         waited >= 15_000_000,
         "io_getevents returned after {waited} ns, before its timeout"
     );
-    ok("io_destroy", sc(IO_DESTROY, &[ctx as usize]))?;
-    want("io_destroy twice", sc(IO_DESTROY, &[ctx as usize]), EINVAL)?;
+    ok("io_destroy", sc(nr::IO_DESTROY, &[ctx as usize]))?;
+    want(
+        "io_destroy twice",
+        sc(nr::IO_DESTROY, &[ctx as usize]),
+        EINVAL,
+    )?;
     let _ = close(fd);
     no_pins_left("after AIO")
 }
@@ -663,14 +655,12 @@ fn direct_in_flight() -> Res {
         8 * MIB as u64 + 4096,
         dev_word,
     )?;
-    ok("io_destroy", sc(IO_DESTROY, &[ctx as usize]))?;
+    ok("io_destroy", sc(nr::IO_DESTROY, &[ctx as usize]))?;
     let _ = close(fd);
     no_pins_left("after the fork case")
 }
 
 // ---- ext2 files ----------------------------------------------------------------------
-
-const FTRUNCATE: usize = 77;
 
 /// Byte `i` of generation `g` of the file cases' data.
 fn gen_word(g: u64) -> impl Fn(usize) -> u64 {
@@ -774,7 +764,7 @@ fn file_direct() -> Res {
     want("misaligned buffer", pwrite(d, b + 8, 4 * K, 0), EINVAL)?;
     want("misaligned length", pread(d, r, 1000, 0), EINVAL)?;
     // A sparse file: the hole reads as zeros.
-    ok("ftruncate 1 MiB", sc(FTRUNCATE, &[f as usize, 1 << 20]))?;
+    ok("ftruncate 1 MiB", sc(nr::FTRUNCATE, &[f as usize, 1 << 20]))?;
     full(
         "direct read of a hole",
         pread(d, r, 64 * K, 512 * K as u64),
@@ -961,7 +951,7 @@ fn file_direct_private_and_append() -> Res {
     ok("munmap", munmap(map, LEN))?;
     let _ = close(f);
     let _ = close(g);
-    // AIO PWRITEV of two iovecs to an O_APPEND | O_DIRECT file: appended once.
+    // AIO nr::PWRITEV of two iovecs to an O_APPEND | O_DIRECT file: appended once.
     let a = ok(
         "open O_APPEND O_DIRECT",
         open_s(fp, O_RDWR | O_DIRECT | sys::O_APPEND, 0),
@@ -976,7 +966,7 @@ fn file_direct_private_and_append() -> Res {
         size == LEN + 8 * K,
         "size {size} after an 8 KiB AIO append to {LEN} bytes"
     );
-    ok("io_destroy", sc(IO_DESTROY, &[ctx as usize]))?;
+    ok("io_destroy", sc(nr::IO_DESTROY, &[ctx as usize]))?;
     let _ = close(a);
     Ok(())
 }

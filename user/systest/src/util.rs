@@ -83,6 +83,17 @@ pub mod nr {
     pub const DUP3: usize = 292;
     pub const PIPE2: usize = 293;
     pub const GETRANDOM: usize = 318;
+    pub const SENDFILE: usize = 40;
+    pub const IO_SETUP: usize = 206;
+    pub const IO_DESTROY: usize = 207;
+    pub const IO_GETEVENTS: usize = 208;
+    pub const IO_SUBMIT: usize = 209;
+    pub const IO_CANCEL: usize = 210;
+    pub const PREADV: usize = 295;
+    pub const PWRITEV: usize = 296;
+    pub const COPY_FILE_RANGE: usize = 326;
+    pub const PREADV2: usize = 327;
+    pub const PWRITEV2: usize = 328;
 }
 
 /// Addresses a user program must never reach.
@@ -632,6 +643,12 @@ pub fn proc_field(text: &[u8], name: &str) -> Option<u64> {
         }
     }
     None
+}
+
+/// Counter `name` of `/proc/vmstat` (None on a system without it, as Linux for
+/// AliasOS' own counters).
+pub fn vmstat(name: &str) -> Option<u64> {
+    proc_field(&read_path("/proc/vmstat").ok()?, name)
 }
 
 /// `MemFree` from `/proc/meminfo`, in KiB (None if `/proc` is not there).

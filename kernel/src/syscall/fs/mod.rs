@@ -368,11 +368,17 @@ fn readv(fd: i32, iov: u64, iovcnt: u64, at: Option<u64>) -> SysResult {
         return Err(Errno::EBADF);
     }
     let iovs = abi::read_iovecs(iov, iovcnt)?;
-    for &(base, len) in &iovs {
+    read_iovs(&f, &iovs, at).map(|n| n as u64)
+}
+
+/// The data movement of `readv`/`preadv` (and of AIO's vectored reads done at once):
+/// every range checked first, then read in order until one comes up short.
+pub(super) fn read_iovs(f: &File, iovs: &[(u64, usize)], at: Option<u64>) -> Result<usize, Errno> {
+    for &(base, len) in iovs {
         uaccess::check_range(base, len)?;
     }
     let mut total = 0usize;
-    for (base, len) in iovs {
+    for &(base, len) in iovs {
         if len == 0 {
             continue;
         }
@@ -397,7 +403,7 @@ fn readv(fd: i32, iov: u64, iovcnt: u64, at: Option<u64>) -> SysResult {
             Err(_) => break,
         }
     }
-    Ok(total as u64)
+    Ok(total)
 }
 
 /// `writev(2)`; with `at`, `pwritev(2)`; `flags` are pwritev2's `RWF_*` (checked by
@@ -408,12 +414,30 @@ fn writev(fd: i32, iov: u64, iovcnt: u64, at: Option<u64>, flags: u64) -> SysRes
         return Err(Errno::EBADF);
     }
     let iovs = abi::read_iovecs(iov, iovcnt)?;
-    for &(base, len) in &iovs {
+    let mut result = write_iovs(&f, &iovs, at, flags);
+    if matches!(result, Ok(n) if n > 0) && flags & (RWF_DSYNC | RWF_SYNC) != 0 {
+        // Per-write O_DSYNC / O_SYNC: the data reaches the device before the return.
+        if let Err(e) = f.fsync(flags & RWF_SYNC == 0) {
+            result = Err(e);
+        }
+    }
+    write_result(f, result)
+}
+
+/// The data movement of `writev`/`pwritev`/`pwritev2` (`flags`: `RWF_APPEND` matters
+/// here) and of AIO's vectored writes: every range checked first, then written in
+/// order until one comes up short.
+pub(super) fn write_iovs(
+    f: &File,
+    iovs: &[(u64, usize)],
+    at: Option<u64>,
+    flags: u64,
+) -> Result<usize, Errno> {
+    for &(base, len) in iovs {
         uaccess::check_range(base, len)?;
     }
     let mut total = 0usize;
-    let mut error = None;
-    for (base, len) in iovs {
+    for &(base, len) in iovs {
         if len == 0 {
             continue;
         }
@@ -433,21 +457,11 @@ fn writev(fd: i32, iov: u64, iovcnt: u64, at: Option<u64>, flags: u64) -> SysRes
                     break;
                 }
             }
-            Err(e) => {
-                if total == 0 {
-                    error = Some(e);
-                }
-                break;
-            }
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
         }
     }
-    if error.is_none() && total > 0 && flags & (RWF_DSYNC | RWF_SYNC) != 0 {
-        // Per-write O_DSYNC / O_SYNC: the data reaches the device before the return.
-        if let Err(e) = f.fsync(flags & RWF_SYNC == 0) {
-            error = Some(e);
-        }
-    }
-    write_result(f, error.map_or(Ok(total), Err))
+    Ok(total)
 }
 
 /// `RWF_*` flags of preadv2/pwritev2.

@@ -114,10 +114,6 @@ impl Inode {
         }
     }
 
-    fn page_range(offset: u64, len: usize) -> (u64, u64) {
-        (offset / PAGE, (offset + len as u64 - 1) / PAGE)
-    }
-
     fn direct_read(
         &self,
         disk: &Arc<Disk>,
@@ -131,7 +127,7 @@ impl Inode {
         }
         // Whole sectors move; the result stops at the end of the file.
         let total = ((size - offset).next_multiple_of(512)).min(len as u64) as usize;
-        let (first, last) = Self::page_range(offset, total);
+        let (first, last) = mm::page_cache::pages_of(offset, total);
         self.cache.sync_range(first, last).map_err(io_errno)?;
         let Some(runs) = self.disk_runs(offset, total)? else {
             return Err(Errno::EOPNOTSUPP); // a hole: the page cache reads it as zeros
@@ -158,7 +154,7 @@ impl Inode {
         let Some(runs) = self.disk_runs(offset, len)? else {
             return Err(Errno::EOPNOTSUPP); // a hole
         };
-        let (first, last) = Self::page_range(offset, len);
+        let (first, last) = mm::page_cache::pages_of(offset, len);
         if self.cache.invalidate_range(first, last).map_err(io_errno)? > 0 {
             return Err(Errno::EOPNOTSUPP); // mapped pages stay: through the page cache
         }

@@ -100,33 +100,8 @@ impl FilePages {
 
     /// Submit every extent at once and wait for all of them.
     fn run(&self, op: Op, extents: Vec<Extent>, held: HeldFrames) -> Result<(), IoError> {
-        let left = Arc::new(AtomicUsize::new(extents.len()));
-        let failed = Arc::new(AtomicUsize::new(0));
-        for e in extents {
-            let (l, f) = (left.clone(), failed.clone());
-            let req = Request::new(
-                op,
-                e.sector,
-                e.segs,
-                Box::new(move |c| {
-                    if c.result.is_err() {
-                        f.fetch_add(1, Ordering::SeqCst);
-                    }
-                    l.fetch_sub(1, Ordering::SeqCst);
-                }),
-            )
-            .owning(held.clone());
-            if self.disk.submit(req).is_err() {
-                failed.fetch_add(1, Ordering::SeqCst);
-                left.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-        self.disk.wait_until(&|| left.load(Ordering::SeqCst) == 0);
-        if failed.load(Ordering::SeqCst) == 0 {
-            Ok(())
-        } else {
-            Err(IoError(EIO))
-        }
+        let runs = extents.into_iter().map(|e| (e.sector, e.segs)).collect();
+        self.disk.io_all(op, runs, held).map_err(|_| IoError(EIO))
     }
 }
 

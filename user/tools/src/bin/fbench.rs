@@ -190,12 +190,7 @@ fn open_direct(path: &CStr, write: bool) -> i32 {
 
 fn raw(n: usize, a: [usize; 5]) -> Result<usize, sys::Errno> {
     // SAFETY: every pointer passed points into this program's live buffers or structures.
-    let r = unsafe { sys::raw::syscall6(n, a[0], a[1], a[2], a[3], a[4], 0) };
-    if (-4095..0).contains(&r) {
-        Err(sys::Errno(-r as i32))
-    } else {
-        Ok(r as usize)
-    }
+    unsafe { sys::syscall(n, [a[0], a[1], a[2], a[3], a[4], 0]) }
 }
 
 /// Sequential 1 MiB direct reads or writes over `span` bytes of `path`.

@@ -59,12 +59,7 @@ const EINVAL: Errno = Errno(22);
 fn call(n: usize, a: [usize; 6]) -> Result<usize, Errno> {
     // SAFETY: every pointer passed is to memory of this program that lives across the
     // call (buffers, offset words) or is a mapping it made; the kernel checks the rest.
-    let r = unsafe { sys::raw::syscall6(n, a[0], a[1], a[2], a[3], a[4], a[5]) };
-    if (-4095..0).contains(&r) {
-        Err(Errno(-r as i32))
-    } else {
-        Ok(r as usize)
-    }
+    unsafe { sys::syscall(n, a) }
 }
 
 struct Fsx {
