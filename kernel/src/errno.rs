@@ -58,6 +58,18 @@ impl Errno {
     }
 }
 
+/// A page-cache I/O error as a user sees it: no space and too big as themselves,
+/// anything else (the device failed, no memory for a page) EIO, as ext2 reports them.
+impl From<mm::page_cache::IoError> for Errno {
+    fn from(e: mm::page_cache::IoError) -> Errno {
+        match e.0 {
+            28 => Errno::ENOSPC,
+            27 => Errno::EFBIG,
+            _ => Errno::EIO,
+        }
+    }
+}
+
 impl From<FsError> for Errno {
     fn from(e: FsError) -> Errno {
         match e {

@@ -180,19 +180,7 @@ fn run_cmd(cmd: &mut Command) -> Result<(), String> {
 /// The ext2 image both systems start from: `src.bin` (random, made once), `fbench`, and
 /// the `/etc/rc` AliasOS runs. Rebuilt when fbench or the rc changes.
 fn base_image(dir: &Path, fbench: &Path, rc: &str) -> Result<PathBuf, String> {
-    let src = dir.join("src.bin");
-    if std::fs::metadata(&src).map(|m| m.len()).ok() != Some(SRC_MIB << 20) {
-        println!(
-            "bench-files: making {} ({SRC_MIB} MiB of random data, once)",
-            src.display()
-        );
-        run_cmd(
-            Command::new("dd")
-                .arg("if=/dev/urandom")
-                .arg(format!("of={}", src.display()))
-                .args(["bs=1M", &format!("count={SRC_MIB}"), "status=none"]),
-        )?;
-    }
+    let src = random_file(dir, "src.bin", SRC_MIB)?;
     let fbench_bytes = std::fs::read(fbench).map_err(|e| format!("{}: {e}", fbench.display()))?;
     let stamp = format!(
         "{:x}-{}",
@@ -230,22 +218,22 @@ fn base_image(dir: &Path, fbench: &Path, rc: &str) -> Result<PathBuf, String> {
     Ok(img)
 }
 
-/// The raw disk of the direct workloads: RAW_MIB of random data, made once.
-fn raw_base_image(dir: &Path) -> Result<PathBuf, String> {
-    let raw = dir.join("raw-base.img");
-    if std::fs::metadata(&raw).map(|m| m.len()).ok() != Some(RAW_MIB << 20) {
+/// `dir/name`: `mib` MiB of random data, made once (kept while its size is right).
+fn random_file(dir: &Path, name: &str, mib: u64) -> Result<PathBuf, String> {
+    let path = dir.join(name);
+    if std::fs::metadata(&path).map(|m| m.len()).ok() != Some(mib << 20) {
         println!(
-            "bench-files: making {} ({RAW_MIB} MiB of random data, once)",
-            raw.display()
+            "bench-files: making {} ({mib} MiB of random data, once)",
+            path.display()
         );
         run_cmd(
             Command::new("dd")
                 .arg("if=/dev/urandom")
-                .arg(format!("of={}", raw.display()))
-                .args(["bs=1M", &format!("count={RAW_MIB}"), "status=none"]),
+                .arg(format!("of={}", path.display()))
+                .args(["bs=1M", &format!("count={mib}"), "status=none"]),
         )?;
     }
-    Ok(raw)
+    Ok(path)
 }
 
 fn simple_hash(b: &[u8]) -> u64 {
@@ -498,7 +486,7 @@ fn real_main() -> Result<bool, String> {
     let raw_arg = if o.direct { " -r auto" } else { "" };
     let args = format!("-n {} -w {wl} -c /bin/cp{raw_arg} src.bin", o.runs);
     let raw_base = if o.direct {
-        Some(raw_base_image(&dir)?)
+        Some(random_file(&dir, "raw-base.img", RAW_MIB)?)
     } else {
         None
     };

@@ -20,7 +20,7 @@ use super::tty;
 use crate::block::{self, Disk};
 use crate::errno::Errno;
 use crate::uaccess;
-use mm::page_cache::{CachedFile, IoError, pages_of};
+use mm::page_cache::{CachedFile, pages_of};
 
 /// The character devices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -285,11 +285,6 @@ impl Node for CharNode {
 
 // ---- block devices ----------------------------------------------------------------
 
-/// A page-cache error of a raw disk as an errno.
-fn cache_errno(e: IoError) -> Errno {
-    Errno::from(super::ext2::io_err(e))
-}
-
 impl BlockNode {
     fn capacity(&self) -> u64 {
         self.disk.info().sectors * 512
@@ -395,21 +390,7 @@ impl Node for BlockNode {
     /// Through the disk's page cache, at any offset and length (as Linux's block
     /// devices); a read at the end of the disk is 0.
     fn read_at(&self, offset: u64, buf: &mut ReadBuf) -> Result<usize, Errno> {
-        let cap = self.capacity();
-        if offset >= cap {
-            return Ok(0);
-        }
-        let cache = self.cache();
-        let mut pos = offset;
-        buf.fill_pieces(|piece| {
-            let n = match piece {
-                Piece::Kernel(s) => cache.read(pos, s, cap),
-                Piece::User(p) => cache.read_to_frame(pos, p, cap),
-            }
-            .map_err(cache_errno)?;
-            pos += n as u64;
-            Ok(n)
-        })
+        buf.fill_from_cache(&self.cache(), offset, self.capacity())
     }
 
     /// Through the disk's page cache (written back later, or at `fsync`); the part past
@@ -437,7 +418,7 @@ impl Node for BlockNode {
                 SourcePiece::Kernel(d) => cache.write(pos, d, cap),
                 SourcePiece::User(p) => cache.write_from_frame(pos, p, cap),
             }
-            .map_err(cache_errno)?;
+            .map_err(Errno::from)?;
             pos += n as u64;
             left -= n;
             super::writeback::balance_dirty_pages();
@@ -477,7 +458,7 @@ impl Node for BlockNode {
         // The disk's cached pages there must not outlive the write with old bytes.
         let cache = self.cache();
         let (first, last) = pages_of(offset, total);
-        if cache.invalidate_range(first, last).map_err(cache_errno)? > 0 {
+        if cache.invalidate_range(first, last).map_err(Errno::from)? > 0 {
             return Err(Errno::EOPNOTSUPP); // in use: through the page cache instead
         }
         let done = self.dma_from_cached(offset, src, src_off, total);
@@ -494,7 +475,7 @@ impl Node for BlockNode {
         }
         // Bytes written through the page cache reach the disk first.
         let (first, last) = pages_of(offset, len);
-        self.cache().sync_range(first, last).map_err(cache_errno)?;
+        self.cache().sync_range(first, last).map_err(Errno::from)?;
         let per_request = (self.dma_chunk() / FRAME_SIZE).max(1);
         let segs: Vec<Segment> = frames
             .iter()
@@ -533,27 +514,27 @@ impl Node for BlockNode {
             return Ok(DirectIo::done(Ok(0)));
         }
         let cache = self.cache();
-        let (first, last) = pages_of(offset, total);
+        let part = |device_writes| -> Result<_, Errno> {
+            Ok(alloc::vec![(
+                offset / 512,
+                uaccess::pin_user(va, total, device_writes)?
+            )])
+        };
         if op == Op::Read {
-            cache.sync_range(first, last).map_err(cache_errno)?;
-            let pinned = uaccess::pin_user(va, total, true)?;
-            return Ok(DirectIo::new(
-                self.disk.clone(),
-                op,
-                alloc::vec![(offset / 512, pinned)],
-            ));
+            direct::sync_before_read(&cache, offset, total)?;
+            return Ok(DirectIo::new(self.disk.clone(), op, part(true)?));
         }
-        let pinned = uaccess::pin_user(va, total, false)?;
-        if cache.invalidate_range(first, last).map_err(cache_errno)? > 0 {
-            return Err(Errno::EOPNOTSUPP);
+        let r = direct::write_coherently(&cache, offset, total, || {
+            Ok(DirectIo::new(self.disk.clone(), op, part(false)?))
+        });
+        match r {
+            Err(Errno::EOPNOTSUPP) => Err(Errno::EOPNOTSUPP),
+            r => Ok(DirectIo::done(r)),
         }
-        let r = DirectIo::new(self.disk.clone(), op, alloc::vec![(offset / 512, pinned)]).run();
-        cache.refresh_after_write(first, last);
-        Ok(DirectIo::done(r))
     }
 
     fn fsync(&self, _data_only: bool) -> Result<(), Errno> {
-        self.cache().writeback().map_err(cache_errno)?;
+        self.cache().writeback().map_err(Errno::from)?;
         match self.disk.flush() {
             Ok(_) | Err(drivers::block::BlockError::Unsupported) => Ok(()),
             Err(e) => Err(blk_errno(e)),

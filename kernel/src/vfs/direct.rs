@@ -15,6 +15,7 @@ use alloc::vec::Vec;
 
 use drivers::block::{BlockError, Op};
 use mm::PinnedRange;
+use mm::page_cache::{CachedFile, pages_of};
 
 use crate::block::Disk;
 use crate::errno::Errno;
@@ -47,6 +48,40 @@ pub fn blk_errno(e: BlockError) -> Errno {
         BlockError::Misaligned | BlockError::ZeroLength | BlockError::TooLarge => Errno::EINVAL,
         _ => Errno::EIO,
     }
+}
+
+/// Before a direct read of `len` bytes at `offset` of a file cached in `cache`: the
+/// range's dirty cached pages reach the disk first.
+pub fn sync_before_read(cache: &CachedFile, offset: u64, len: usize) -> Result<(), Errno> {
+    let (first, last) = pages_of(offset, len);
+    cache.sync_range(first, last).map_err(Errno::from)
+}
+
+/// A direct write of `len` bytes at `offset` of a file cached in `cache`, kept coherent
+/// with it: the range's cached pages are written back and dropped first (if one cannot
+/// be dropped, being mapped, EOPNOTSUPP: the caller writes through the page cache, as
+/// Linux falls back to buffered I/O), `plan` pins the user's pages and names the disk
+/// ranges, the transfer runs, then the pages a racing read brought in meanwhile are
+/// dropped (or read again in place, if mapped). The bytes written.
+pub fn write_coherently(
+    cache: &CachedFile,
+    offset: u64,
+    len: usize,
+    plan: impl FnOnce() -> Result<DirectIo, Errno>,
+) -> Result<usize, Errno> {
+    let (first, last) = pages_of(offset, len);
+    if cache.invalidate_range(first, last).map_err(Errno::from)? > 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    let result = plan()?.run();
+    let stale = cache.refresh_after_write(first, last);
+    if stale > 0 {
+        log::warn!(
+            "direct write: {stale} pages of file {} stored to meanwhile keep the stores",
+            cache.id()
+        );
+    }
+    result
 }
 
 /// A direct transfer ready to start: the user's pages pinned and the disk ranges they go

@@ -123,10 +123,7 @@ impl File {
             return self.ops.read(0, buf, self.nonblock());
         }
         let mut pos = self.pos.lock();
-        let n = match self.direct(Op::Read, *pos, buf.user()) {
-            Some(r) => r?,
-            None => self.ops.read(*pos, buf, self.nonblock())?,
-        };
+        let n = self.read_at(*pos, buf)?;
         *pos += n as u64;
         Ok(n)
     }
@@ -163,10 +160,7 @@ impl File {
         let mut pos = self.pos.lock();
         let at = if at_end { self.ops.size() } else { *pos };
         check_end(at, buf.len())?;
-        let n = match self.direct(Op::Write, at, buf.user()) {
-            Some(r) => r?,
-            None => self.ops.write(at, buf, self.nonblock())?,
-        };
+        let n = self.write_at(at, buf)?;
         *pos = at + n as u64;
         Ok(n)
     }
@@ -185,9 +179,22 @@ impl File {
         if offset > i64::MAX as u64 {
             return Err(Errno::EINVAL);
         }
-        match self.direct(Op::Read, offset, buf.user()) {
+        self.read_at(offset, buf)
+    }
+
+    /// Read at `pos`: by DMA with `O_DIRECT` where the node can, else as the node reads.
+    fn read_at(&self, pos: u64, buf: &mut ReadBuf) -> Result<usize, Errno> {
+        match self.direct(Op::Read, pos, buf.user()) {
             Some(r) => r,
-            None => self.ops.read(offset, buf, self.nonblock()),
+            None => self.ops.read(pos, buf, self.nonblock()),
+        }
+    }
+
+    /// Write at `pos`, as [`File::read_at`] reads.
+    fn write_at(&self, pos: u64, buf: &mut WriteBuf) -> Result<usize, Errno> {
+        match self.direct(Op::Write, pos, buf.user()) {
+            Some(r) => r,
+            None => self.ops.write(pos, buf, self.nonblock()),
         }
     }
 
@@ -208,10 +215,7 @@ impl File {
             offset
         };
         check_end(at, buf.len())?;
-        match self.direct(Op::Write, at, buf.user()) {
-            Some(r) => r,
-            None => self.ops.write(at, buf, self.nonblock()),
-        }
+        self.write_at(at, buf)
     }
 
     /// The direct transfer `op` at `pos` to or from user memory `[va, va + len)`, started

@@ -190,6 +190,30 @@ impl ReadBuf<'_> {
         }
     }
 
+    /// Fill from the page-cache file `cache` of `size` bytes at `offset` (its frames
+    /// straight to the destination; the page cache counts the copy). User pieces are
+    /// copied frame to frame: the buffer may be a shared mapping of the very page read.
+    pub fn fill_from_cache(
+        &mut self,
+        cache: &mm::page_cache::CachedFile,
+        offset: u64,
+        size: u64,
+    ) -> Result<usize, Errno> {
+        if offset >= size {
+            return Ok(0);
+        }
+        let mut pos = offset;
+        self.fill_pieces(|piece| {
+            let n = match piece {
+                Piece::Kernel(s) => cache.read(pos, s, size),
+                Piece::User(p) => cache.read_to_frame(pos, p, size),
+            }
+            .map_err(Errno::from)?;
+            pos += n as u64;
+            Ok(n)
+        })
+    }
+
     /// Hand `f` the destination piece by piece (pieces of user memory never cross a
     /// page); `f` fills as much of its piece as it can and returns how much; a short
     /// count ends the walk. An error before any byte is the result; after some bytes

@@ -127,8 +127,7 @@ impl Inode {
         }
         // Whole sectors move; the result stops at the end of the file.
         let total = ((size - offset).next_multiple_of(512)).min(len as u64) as usize;
-        let (first, last) = mm::page_cache::pages_of(offset, total);
-        self.cache.sync_range(first, last).map_err(io_errno)?;
+        direct::sync_before_read(&self.cache, offset, total)?;
         let Some(runs) = self.disk_runs(offset, total)? else {
             return Err(Errno::EOPNOTSUPP); // a hole: the page cache reads it as zeros
         };
@@ -154,19 +153,9 @@ impl Inode {
         let Some(runs) = self.disk_runs(offset, len)? else {
             return Err(Errno::EOPNOTSUPP); // a hole
         };
-        let (first, last) = mm::page_cache::pages_of(offset, len);
-        if self.cache.invalidate_range(first, last).map_err(io_errno)? > 0 {
-            return Err(Errno::EOPNOTSUPP); // mapped pages stay: through the page cache
-        }
-        let parts = Self::pin_for(va, len, &runs, false)?;
-        let result = DirectIo::new(disk.clone(), Op::Write, parts).run();
-        let stale = self.cache.refresh_after_write(first, last);
-        if stale > 0 {
-            log::warn!(
-                "ext2: inode {}: {stale} pages stored to during a direct write keep the stores",
-                self.ino
-            );
-        }
-        result
+        direct::write_coherently(&self.cache, offset, len, || {
+            let parts = Self::pin_for(va, len, &runs, false)?;
+            Ok(DirectIo::new(disk.clone(), Op::Write, parts))
+        })
     }
 }

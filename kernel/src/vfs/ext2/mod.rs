@@ -71,10 +71,6 @@ pub fn io_err(e: IoError) -> FsError {
     }
 }
 
-fn io_errno(e: IoError) -> Errno {
-    Errno::from(io_err(e))
-}
-
 /// A regular file's in-memory side: its page-cache index and its size. The mount keeps
 /// one per file that has been opened; an open file keeps its own reference, so a file
 /// unlinked while open lives on (as an orphan) until its last user goes.
@@ -106,22 +102,7 @@ impl Inode {
     /// Read at `offset` through the page cache into `buf` (page-cache frames straight
     /// to the destination; the page cache counts the copy).
     pub fn read(&self, offset: u64, buf: &mut ReadBuf) -> Result<usize, Errno> {
-        let size = self.size();
-        if offset >= size {
-            return Ok(0);
-        }
-        let mut pos = offset;
-        // User pieces are copied frame to frame: the buffer may be a shared mapping of
-        // the very page being read.
-        buf.fill_pieces(|piece| {
-            let n = match piece {
-                Piece::Kernel(s) => self.cache.read(pos, s, size),
-                Piece::User(p) => self.cache.read_to_frame(pos, p, size),
-            }
-            .map_err(io_errno)?;
-            pos += n as u64;
-            Ok(n)
-        })
+        buf.fill_from_cache(&self.cache, offset, self.size())
     }
 
     /// Write `data` at `offset` through the page cache; the size grows as needed
@@ -242,7 +223,7 @@ impl Inode {
             self.shrink_after(old, end, data_end).map_err(Errno::from)?;
             match r {
                 Ok(k) => done += k,
-                Err(e) if done == 0 => return Err(io_errno(e)),
+                Err(e) if done == 0 => return Err(Errno::from(e)),
                 Err(_) => break,
             }
             if k < n {
@@ -272,7 +253,7 @@ impl Inode {
             let n = ((PAGE - pos % PAGE).min(end - pos)) as usize;
             match self.cache.frame_for_io(pos / PAGE, size) {
                 Ok(f) => out.push((f, in_page, n)),
-                Err(e) if out.is_empty() => return Err(io_errno(e)),
+                Err(e) if out.is_empty() => return Err(Errno::from(e)),
                 Err(_) => break,
             }
             pos += n as u64;

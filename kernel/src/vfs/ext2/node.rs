@@ -246,7 +246,7 @@ impl Node for Ext2Node {
 
     fn fsync(&self, _data_only: bool) -> Result<(), Errno> {
         if let Ok(i) = self.inode() {
-            i.cache.writeback().map_err(io_errno)?;
+            i.cache.writeback().map_err(Errno::from)?;
         }
         Ok(self.m.fs.lock().fsync_inode(self.ino)?)
     }
