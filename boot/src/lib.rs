@@ -255,8 +255,9 @@ pub mod exit_code {
 pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 
 /// Build (or reuse, if newer than its inputs) the disk image for `firmware`.
-/// The images are `target/aliasos-bios.img` and `target/aliasos-uefi.img`; each holds the
-/// kernel and `target/initramfs.cpio` (the bootloader's ramdisk), which is brought up to
+/// The images are `target/aliasos-bios-<tag>.img` and `target/aliasos-uefi-<tag>.img`
+/// (see [`build_tag`]), the last one built also as `target/aliasos-bios.img` and
+/// `target/aliasos-uefi.img`; each holds the kernel and `target/initramfs.cpio` (the bootloader's ramdisk), which is brought up to
 /// date first (this builds the user tools).
 pub fn image(firmware: Firmware) -> Result<PathBuf, String> {
     let ramdisk = initramfs()?;
@@ -265,7 +266,7 @@ pub fn image(firmware: Firmware) -> Result<PathBuf, String> {
     static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let kernel = kernel_elf();
-    let path = target_dir().join(format!("aliasos-{firmware}.img"));
+    let path = target_dir().join(format!("aliasos-{firmware}-{}.img", build_tag(&kernel)));
     let newer = |a: &Path, b: &Path| -> bool {
         let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
         matches!((m(a), m(b)), (Some(x), Some(y)) if x >= y)
@@ -277,6 +278,7 @@ pub fn image(firmware: Firmware) -> Result<PathBuf, String> {
         && newer(&path, &ramdisk)
         && tool.as_deref().is_none_or(|t| newer(&path, t));
     if fresh {
+        publish(&path, &target_dir().join(format!("aliasos-{firmware}.img")))?;
         return Ok(path);
     }
     std::fs::create_dir_all(target_dir()).map_err(|e| format!("create target dir: {e}"))?;
@@ -303,7 +305,38 @@ pub fn image(firmware: Firmware) -> Result<PathBuf, String> {
     }
     tmp.persist(&path)
         .map_err(|e| format!("rename image: {e}"))?;
+    publish(&path, &target_dir().join(format!("aliasos-{firmware}.img")))?;
     Ok(path)
+}
+
+/// Several kernel builds coexist in `target/`: cargo builds the kernel artifact once per
+/// set of unified dependency features (`cargo test --workspace` and `cargo run -p bench`
+/// get different ones), each in its own folder. Each build gets its own stripped kernel
+/// and images, named with this tag (a hash of the kernel's path), so one build never
+/// boots (or a profile never symbolizes against) another build's kernel, even when two
+/// run at once.
+fn build_tag(kernel: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same path gives the same tag in every process.
+    let mut h = std::hash::DefaultHasher::new();
+    kernel.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// Make `name` (the image name the README and `make image` promise) the image at `built`,
+/// atomically: a hard link under a temporary name, renamed over it (a copy where hard
+/// links are not possible).
+fn publish(built: &Path, name: &Path) -> Result<(), String> {
+    let tmp = temp_beside(name)?;
+    let tmp_path = tmp.to_path_buf();
+    std::fs::remove_file(&tmp_path).map_err(|e| format!("{}: {e}", tmp_path.display()))?;
+    if std::fs::hard_link(built, &tmp_path).is_err() {
+        std::fs::copy(built, &tmp_path)
+            .map_err(|e| format!("copy {} to {}: {e}", built.display(), tmp_path.display()))?;
+    }
+    tmp.persist(name)
+        .map_err(|e| format!("rename {}: {e}", name.display()))?;
+    Ok(())
 }
 
 /// The kernel as it goes into the images: the ELF without its debug sections
@@ -311,7 +344,7 @@ pub fn image(firmware: Firmware) -> Result<PathBuf, String> {
 /// few MiB instead of tens (BIOS disk reads under TCG are slow). gdb uses the full ELF
 /// (`kernel_elf`). Without llvm-objcopy the full ELF goes in.
 fn boot_kernel(kernel: &Path) -> Result<PathBuf, String> {
-    let out = target_dir().join("kernel-boot.elf");
+    let out = target_dir().join(format!("kernel-boot-{}.elf", build_tag(kernel)));
     let newer = std::fs::metadata(&out)
         .and_then(|m| m.modified())
         .ok()

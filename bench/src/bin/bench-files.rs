@@ -638,7 +638,8 @@ fn real_main() -> Result<bool, String> {
     Ok(failures.is_empty())
 }
 
-/// Symbolize the profile in `serial` into `profile-<bus>.txt` and `.svg`.
+/// Symbolize the profile in `serial` into `profile-<bus>.txt`, `.folded` (one stack per
+/// line, as flamegraph tools read them) and `.svg`.
 fn profile_report(serial: &str, dir: &Path, bus: &str) -> Result<(), String> {
     let samples = boot::profile::parse(serial)?;
     let mut sym =
@@ -647,6 +648,11 @@ fn profile_report(serial: &str, dir: &Path, bus: &str) -> Result<(), String> {
     let txt = dir.join(format!("profile-{bus}.txt"));
     let svg = dir.join(format!("profile-{bus}.svg"));
     std::fs::write(&txt, r.flat_text(30)).map_err(|e| e.to_string())?;
+    std::fs::write(
+        dir.join(format!("profile-{bus}.folded")),
+        r.folded.join("\n") + "\n",
+    )
+    .map_err(|e| e.to_string())?;
     std::fs::write(
         &svg,
         r.flame_graph(&format!("AliasOS bench-files on {bus}"))?,
