@@ -7,10 +7,41 @@
 use super::*;
 
 impl CachedFile {
-    /// Before a direct read of pages `[first, last]`: write their dirty pages back, so
-    /// the disk holds what the cache does. Returns the first write error.
+    /// Before a direct read of pages `[first, last]`: write their dirty pages back, and
+    /// wait for the ones another writer was already writing (as Linux's
+    /// `filemap_write_and_wait_range`), so the disk holds what the cache does. Returns
+    /// the first write error.
     pub fn sync_range(&self, first: u64, last: u64) -> Result<(), IoError> {
-        self.writeback_range(first, last, usize::MAX).1
+        let result = self.writeback_range(first, last, usize::MAX).1;
+        // Each page under writeback is waited for once, in order (a page whose writeback
+        // starts later, behind the cursor, holds data newer than this call).
+        let mut cursor = first;
+        while cursor <= last {
+            let busy = self
+                .state
+                .lock()
+                .pages
+                .range(cursor..=last)
+                .find(|(_, p)| p.writeback)
+                .map(|(&i, p)| (i, p.pfn));
+            let Some((index, pfn)) = busy else {
+                break;
+            };
+            while self
+                .state
+                .lock()
+                .pages
+                .get(&index)
+                .is_some_and(|p| p.pfn == pfn && p.writeback)
+            {
+                crate::sync::relax();
+            }
+            match index.checked_add(1) {
+                Some(next) => cursor = next,
+                None => break,
+            }
+        }
+        result
     }
 
     /// Drop the clean pages of `[first, last]` that nothing else uses. Returns the frames

@@ -220,6 +220,30 @@ fn writeback_writes_contiguous_runs_and_cleans() {
 }
 
 #[test]
+fn a_page_pinned_during_writeback_stays_dirty_until_written_unpinned() {
+    let _g = serial();
+    let disk = MemDisk::default();
+    let f = cache().open(Box::new(disk.clone()));
+    f.write(0, &pattern(0, 1), 0).unwrap();
+    f.write(PAGE, &pattern(1, 1), PAGE).unwrap();
+    // Page 1's frame is pinned, as for a direct read into a shared mapping of it: the
+    // device may still be writing it, so writeback cannot call it clean.
+    let frame = f.map_page(1, 2 * PAGE, true).unwrap();
+    let pin = crate::pin::Pin::new(&frame).unwrap();
+    f.writeback().unwrap();
+    assert_eq!(disk.page(0), pattern(0, 1));
+    assert_eq!(disk.page(1), pattern(1, 1));
+    assert_eq!(f.dirty_pages(), 1, "the pinned page was called clean");
+    // The "DMA" lands, the pin goes: the next writeback writes the new bytes and cleans.
+    frame.whole().write(0, &pattern(1, 2));
+    drop(pin);
+    f.writeback().unwrap();
+    assert_eq!(disk.page(1), pattern(1, 2));
+    assert_eq!(f.dirty_pages(), 0);
+    drop(frame);
+}
+
+#[test]
 fn write_during_writeback_copies_the_page_and_the_device_sees_stable_data() {
     let _g = serial();
     let disk = MemDisk::default();

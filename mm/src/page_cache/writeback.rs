@@ -91,7 +91,9 @@ impl CachedFile {
         let mut attempted = 0usize;
         while attempted < max_pages && cursor <= last {
             let want = (max_pages - attempted).min(WRITEBACK_BATCH);
-            let mut batch: Vec<(u64, FrameRef)> = Vec::with_capacity(want.min(64));
+            // Allocated at the first dirty page only: a range with none (the common case
+            // before a direct read) costs no allocation.
+            let mut batch: Vec<(u64, FrameRef)> = Vec::new();
             {
                 let mut st = self.state.lock();
                 for (&index, p) in st.pages.range_mut(cursor..=last) {
@@ -103,7 +105,19 @@ impl CachedFile {
                         let Ok(held) = self.cache.hold(p.pfn) else {
                             continue;
                         };
-                        p.set_dirty(false, &self.dirty);
+                        // A pinned frame may be taking a device's write that this
+                        // writeback does not see (a direct read into a shared mapping of
+                        // the file, whose dirty bit was collected before the DMA ended):
+                        // the page stays dirty, to be written again after the pin.
+                        let pinned = self
+                            .cache
+                            .frames
+                            .table()
+                            .get(p.pfn)
+                            .is_some_and(|d| d.pincount() > 0);
+                        if !pinned {
+                            p.set_dirty(false, &self.dirty);
+                        }
                         p.set_writeback(true);
                         batch.push((index, held));
                     }
