@@ -687,3 +687,39 @@ fn map_range_maps_and_allocates_like_bmap() {
     assert_clean(&img);
     assert!(debugfs_cat(&img, "/r") == expect);
 }
+
+#[test]
+fn map_range_without_allocation_agrees_with_bmap_across_holes() {
+    let t = TempDir::new("maprange_holes");
+    let img = t.path().join("img");
+    mkfs(&img, 16 << 20, &["-b", "1024"], None);
+    let mut fs = mount(&img);
+    let f = fs.create(ROOT_INO, b"sparse", 0o644).unwrap();
+    // 1 KiB blocks: 256 pointers per block, the double-indirect area starts at file
+    // block 268 and each of its pointer blocks maps 256 blocks (268.., 524.., 780..,
+    // 1036..). Blocks in the direct, indirect and double-indirect areas, with a
+    // double-indirect pointer block (780..1035) that does not exist at all.
+    let present = [
+        0u64, 5, 11, 12, 100, 267, 268, 300, 523, 524, 600, 1200, 1291,
+    ];
+    for &fb in &present {
+        assert!(fs.bmap(f, fb, true).unwrap().is_some());
+    }
+    let mut seen = Vec::new();
+    fs.map_range(f, 0, 1300, false, |fb, b| seen.push((fb, b)))
+        .unwrap();
+    assert_eq!(seen.len(), 1300);
+    for (i, &(fb, b)) in seen.iter().enumerate() {
+        assert_eq!(fb, i as u64);
+        assert_eq!(b, fs.bmap(f, fb, false).unwrap(), "file block {fb}");
+        assert_eq!(b.is_some(), present.contains(&fb), "file block {fb}");
+    }
+    // A range starting inside a pointer block and ending inside another.
+    let mut part = Vec::new();
+    fs.map_range(f, 520, 90, false, |fb, b| part.push((fb, b)))
+        .unwrap();
+    assert_eq!(part[..], seen[520..610]);
+    fs.set_size(f, 1292 * 1024).unwrap();
+    fs.unmount().unwrap();
+    assert_clean(&img);
+}

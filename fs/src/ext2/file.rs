@@ -364,6 +364,9 @@ impl Ext2 {
         }
         let mut changed = false;
         let mut result = Ok(());
+        if !alloc {
+            return self.map_existing(ino, &inode, fb, count, each);
+        }
         for b in fb..fb.saturating_add(count) {
             let mapped = if alloc {
                 self.map_alloc(ino, &mut inode, b).map(|(d, new)| {
@@ -385,6 +388,60 @@ impl Ext2 {
             self.write_inode(ino, &inode)?;
         }
         result
+    }
+
+    /// [`Ext2::map_block`] for `count` file blocks from `fb` on, in order: the pointer
+    /// block holding the last level of the blocks' paths is looked up once for all the
+    /// blocks it maps, not once per block (direct I/O and the page cache map whole runs).
+    fn map_existing(
+        &mut self,
+        ino: u32,
+        inode: &Inode,
+        fb: u64,
+        count: u64,
+        mut each: impl FnMut(u64, Option<u64>),
+    ) -> Result<()> {
+        let end = fb.saturating_add(count);
+        let mut b = fb;
+        let mut ptrs: Vec<u32> = Vec::new();
+        while b < end {
+            let path = self.block_path(b)?;
+            if path.depth == 0 {
+                each(b, self.map_block(ino, inode, b)?);
+                b += 1;
+                continue;
+            }
+            // Down to the pointer block of the last level (0: a hole above it).
+            let mut leaf = *inode.block.get(path.slot).ok_or(FsError::Corrupt)? as u64;
+            for &index in path.idx.iter().take(path.depth - 1) {
+                if leaf == 0 {
+                    break;
+                }
+                self.check_ptr(leaf, ino)?;
+                leaf = self.read_ptr(leaf, index)?;
+            }
+            let first = path.idx[path.depth - 1];
+            let n = (end - b).min(self.geo.ptrs - first as u64) as usize;
+            ptrs.clear();
+            if leaf == 0 {
+                ptrs.resize(n, 0);
+            } else {
+                self.check_ptr(leaf, ino)?;
+                let data = self.cache.get(leaf)?;
+                for i in 0..n {
+                    ptrs.push(rd32(data, (first + i) * 4)?);
+                }
+            }
+            for (i, &d) in ptrs.iter().enumerate() {
+                let d = d as u64;
+                if d != 0 {
+                    self.check_ptr(d, ino)?;
+                }
+                each(b + i as u64, (d != 0).then_some(d));
+            }
+            b += n as u64;
+        }
+        Ok(())
     }
 
     /// Map file block `fb` and count how many following file blocks (up to
