@@ -28,11 +28,18 @@ const PAGE: u64 = FRAME_SIZE as u64;
 /// reference of its own, so it stays valid while the kernel copies.
 pub type Resolver = fn(va: u64, write: bool) -> Result<mm::FrameRef, Errno>;
 
-static RESOLVER: spin::Once<Resolver> = spin::Once::new();
+/// [`Resolver`] for `count` consecutive pages from the page-aligned `va`, appended to
+/// `out` in order; on an error, the pages before the failing one are in `out`.
+pub type RangeResolver =
+    fn(va: u64, count: usize, write: bool, out: &mut Vec<mm::FrameRef>) -> Result<(), Errno>;
 
-/// Install the resolver (the process layer does, before the first process runs).
-pub fn set_resolver(f: Resolver) {
-    RESOLVER.call_once(|| f);
+static RESOLVER: spin::Once<Resolver> = spin::Once::new();
+static RANGE_RESOLVER: spin::Once<RangeResolver> = spin::Once::new();
+
+/// Install the resolvers (the process layer does, before the first process runs).
+pub fn set_resolver(page: Resolver, range: RangeResolver) {
+    RESOLVER.call_once(|| page);
+    RANGE_RESOLVER.call_once(|| range);
 }
 
 /// Check that `[va, va + len)` is a user range.
@@ -228,18 +235,29 @@ pub fn user_frames(
 /// left pinned.
 pub fn pin_user(va: u64, len: usize, write: bool) -> Result<mm::PinnedRange, Errno> {
     check_range(va, len)?;
-    let resolve = RESOLVER.get().ok_or(Errno::EFAULT)?;
+    let resolve = RANGE_RESOLVER.get().ok_or(Errno::EFAULT)?;
     let pages = (va % PAGE + len as u64).div_ceil(PAGE) as usize;
     let mut range = mm::PinnedRange::try_with_capacity(pages).ok_or(Errno::ENOMEM)?;
+    // Resolved a batch at a time: one lock of the address space per batch, and the
+    // frame references of a batch only, not of the whole buffer, held besides the pins.
+    const BATCH: usize = 64;
+    let mut frames = Vec::new();
+    frames
+        .try_reserve_exact(BATCH.min(pages))
+        .map_err(|_| Errno::ENOMEM)?;
     let mut done = 0usize;
     while done < len {
         let at = va + done as u64;
-        let off = (at % PAGE) as usize;
-        let n = (len - done).min(FRAME_SIZE - off);
-        let frame = resolve(at, write)?;
-        let pin = mm::Pin::new(&frame).map_err(|_| Errno::EFAULT)?;
-        range.push(pin, off, n);
-        done += n;
+        let left = (at % PAGE + (len - done) as u64).div_ceil(PAGE) as usize;
+        resolve(at - at % PAGE, left.min(BATCH), write, &mut frames)?;
+        for frame in frames.drain(..) {
+            let at = va + done as u64;
+            let off = (at % PAGE) as usize;
+            let n = (len - done).min(FRAME_SIZE - off);
+            let pin = mm::Pin::new(&frame).map_err(|_| Errno::EFAULT)?;
+            range.push(pin, off, n);
+            done += n;
+        }
     }
     Ok(range)
 }

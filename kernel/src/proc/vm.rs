@@ -526,6 +526,46 @@ impl MemoryMap {
         FrameRef::new(frames(), pfn).map_err(|_| Errno::EFAULT)
     }
 
+    /// [`MemoryMap::resolve`] for the `count` pages from `va` (page-aligned) on, into `out`
+    /// in order, with one area lookup per area instead of one per page (DMA pins whole
+    /// buffers). Stops at the first page that cannot be resolved, with its error; the
+    /// pages before it are in `out`.
+    pub fn resolve_pages(
+        &mut self,
+        va: u64,
+        count: usize,
+        write: bool,
+        out: &mut alloc::vec::Vec<FrameRef>,
+    ) -> Result<(), Errno> {
+        let mut page = page_down(va);
+        let mut left = count;
+        while left > 0 {
+            let area = self.area(page).cloned().ok_or(Errno::EFAULT)?;
+            let in_area = ((area.end - page) / PAGE) as usize;
+            let shared_file = area.kind.shared_file().is_some();
+            for _ in 0..left.min(in_area) {
+                // As `resolve` does for every page: a fault earlier in the batch may have
+                // slept, and a mapping may have gone stale meanwhile (cheap when none has).
+                self.drop_stale_mappings();
+                match self.space.lookup(page) {
+                    // The common case, a page mapped as this access needs it.
+                    Some((pfn, f))
+                        if (area.prot.read || write)
+                            && area.prot.accessible()
+                            && (!write || f.contains(PteFlags::WRITABLE))
+                            && !(write && shared_file && !f.contains(PteFlags::DIRTY)) =>
+                    {
+                        out.push(FrameRef::new(frames(), pfn).map_err(|_| Errno::EFAULT)?);
+                    }
+                    _ => out.push(self.resolve(page, write)?),
+                }
+                page += PAGE;
+                left -= 1;
+            }
+        }
+        Ok(())
+    }
+
     /// The frame behind `va` for the kernel to fill (exec): mapped with its area's
     /// protection, allocated zeroed if absent; the PTE's write permission is not needed.
     pub fn populate(&mut self, va: u64) -> Result<FrameRef, Errno> {
