@@ -170,24 +170,37 @@ fn io_submit(id: u64, nr: i64, iocbpp: u64) -> SysResult {
     let mut taken = 0u64;
     let mut started: Vec<Started> = Vec::new();
     let mut first_error = None;
+    // The iocb pointers, read a chunk at a time (one user access per chunk); a chunk
+    // that is not all readable is read a pointer at a time, so the requests before the
+    // first unreadable pointer are still taken, as on Linux.
+    const CHUNK: u64 = 64;
+    let mut ptrs = [0u8; CHUNK as usize * 8];
+    let mut chunk_read = false;
     for i in 0..nr as u64 {
-        let r = uaccess::read_u64(iocbpp + 8 * i).and_then(|obj| submit_one(&ctx, obj));
+        if i % CHUNK == 0 {
+            let n = (nr as u64 - i).min(CHUNK) as usize;
+            chunk_read = iocbpp
+                .checked_add(8 * i)
+                .is_some_and(|va| uaccess::copy_from_user(va, &mut ptrs[..8 * n]).is_ok());
+        }
+        let k = (i % CHUNK) as usize * 8;
+        let obj = if chunk_read {
+            Ok(u64::from_le_bytes(
+                ptrs[k..k + 8].try_into().unwrap_or([0; 8]),
+            ))
+        } else {
+            uaccess::read_u64(iocbpp.wrapping_add(8 * i))
+        };
+        let r = obj.and_then(|obj| submit_one(&ctx, obj, &mut started));
         match r {
-            Ok(s) => {
-                taken += 1;
-                started.extend(s);
-            }
+            Ok(()) => taken += 1,
             Err(e) => {
                 first_error = Some(e);
                 break;
             }
         }
     }
-    // The direct transfers reach each disk as one batch: one notification for all.
-    let _plugs: Vec<_> = crate::block::disks().iter().map(|d| d.plug()).collect();
-    for s in started {
-        start(s);
-    }
+    start_all(&mut started);
     match first_error {
         Some(e) if taken == 0 => Err(e),
         _ => Ok(taken),
@@ -197,15 +210,24 @@ fn io_submit(id: u64, nr: i64, iocbpp: u64) -> SysResult {
 /// A direct transfer planned by `io_submit`, started once every request is planned.
 type Started = (DirectIo, Box<dyn FnOnce(Result<usize, Errno>) + Send>);
 
-/// Start a planned transfer.
-fn start((io, done): Started) {
-    io.start(done);
+/// Start the planned transfers: they reach each disk as one batch, one notification for
+/// all.
+fn start_all(planned: &mut Vec<Started>) {
+    if planned.is_empty() {
+        return;
+    }
+    let _plugs: Vec<_> = crate::block::disks().iter().map(|d| d.plug()).collect();
+    for (io, done) in planned.drain(..) {
+        io.start(done);
+    }
 }
 
 /// Take one request: errors about the request itself are the result; what goes wrong
-/// with its I/O is its completion's `res`. A direct transfer comes back planned, to be
-/// started with the others; everything else is done here.
-fn submit_one(ctx: &Arc<AioContext>, obj: u64) -> Result<Option<Started>, Errno> {
+/// with its I/O is its completion's `res`. A direct transfer is planned into `planned`,
+/// to be started with the others; everything else is done here, after starting what is
+/// planned so far (a planned read may hold up a truncation of its file, which must not
+/// wait for this request's work too).
+fn submit_one(ctx: &Arc<AioContext>, obj: u64, planned: &mut Vec<Started>) -> Result<(), Errno> {
     let cb = read_iocb(obj)?;
     let file = proc::current().files.lock().get(cb.fd)?;
     let op = match cb.opcode {
@@ -240,38 +262,40 @@ fn submit_one(ctx: &Arc<AioContext>, obj: u64) -> Result<Option<Started>, Errno>
         },
         res2: 0,
     };
-    let event_now = |r: Result<usize, Errno>| ctx.complete(event(r), 0);
+    let event_now = |planned: &mut Vec<Started>, r: &dyn Fn() -> Result<usize, Errno>| {
+        start_all(planned);
+        ctx.complete(event(r()), 0)
+    };
     if op == Op::Flush {
-        event_now(file.fsync(cb.opcode == IOCB_CMD_FDSYNC).map(|_| 0));
-        return Ok(None);
+        event_now(planned, &|| {
+            file.fsync(cb.opcode == IOCB_CMD_FDSYNC).map(|_| 0)
+        });
+        return Ok(());
     }
     let pos = cb.offset as u64;
     // Direct writes complete while they are planned (the page-cache work after the DMA
     // needs a task), so writes are done here, each byte once.
-    let planned = match op {
+    let direct = match op {
         Op::Read => plan(&file, op, pos, &iovs),
         _ => None,
     };
-    match planned {
+    match direct {
         Some(Ok(io)) if ctx.charge_pins(io.bytes()) => {
             let (ctx2, pinned) = (ctx.clone(), io.bytes());
-            let s: Started = (io, Box::new(move |r| ctx2.complete(event(r), pinned)));
-            if s.0.is_guarded() {
-                // It holds up a truncation until it is over: start it now.
-                start(s);
-                return Ok(None);
-            }
-            return Ok(Some(s));
+            // Started with the rest of the batch, even a read that holds up a truncation
+            // of its file (the truncation waits without the file's lock; see
+            // ext2's `Inode::lock_without_direct_reads`).
+            planned.push((io, Box::new(move |r| ctx2.complete(event(r), pinned))));
         }
         Some(Ok(io)) => {
             // Past the context's pinning budget: let go and do it now instead.
             drop(io);
-            event_now(transfer_now(&file, op, pos, &iovs));
+            event_now(planned, &|| transfer_now(&file, op, pos, &iovs));
         }
-        Some(Err(e)) => event_now(Err(e)),
-        None => event_now(transfer_now(&file, op, pos, &iovs)),
+        Some(Err(e)) => ctx.complete(event(Err(e)), 0),
+        None => event_now(planned, &|| transfer_now(&file, op, pos, &iovs)),
     }
-    Ok(None)
+    Ok(())
 }
 
 /// One direct transfer for all of `iovs` (contiguous in the file from `pos`), or None if

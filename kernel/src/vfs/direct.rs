@@ -179,12 +179,6 @@ impl DirectIo {
         true
     }
 
-    /// Whether it holds a guard (see [`DirectIo::holding`]): such a transfer must start
-    /// at once, since what it guards (a file's truncation) waits for it.
-    pub fn is_guarded(&self) -> bool {
-        self.guard.is_some()
-    }
-
     /// Bytes the transfer reports if it all succeeds.
     pub fn bytes(&self) -> usize {
         let n = match &self.kind {

@@ -26,7 +26,8 @@ enum Entry {
 }
 
 /// The whole tree: paths below `/proc` (no leading slash), parents before children.
-const TREE: [(&str, Entry); 6] = [
+const TREE: [(&str, Entry); 7] = [
+    ("interrupts", Entry::File(interrupts)),
     ("meminfo", Entry::File(meminfo)),
     ("mounts", Entry::File(mounts)),
     ("vmstat", Entry::File(vmstat)),
@@ -124,6 +125,19 @@ pub fn meminfo() -> Vec<u8> {
     line("Dirty", kib(counters::get(Counter::NrDirty)));
     line("Writeback", kib(counters::get(Counter::NrWriteback)));
     line("Shmem", 0);
+    t.0
+}
+
+/// `/proc/interrupts`, shortened from Linux's layout: one line per disk that completes
+/// by interrupt (`vector: count  MSI name`); disks that are polled are not listed.
+pub fn interrupts() -> Vec<u8> {
+    let mut t = Text(Vec::new());
+    let _ = writeln!(t, "{:>12}", "CPU0");
+    for d in crate::block::disks() {
+        if let Some(v) = d.vector {
+            let _ = writeln!(t, "{v:>3}: {:>10}  MSI  {}", d.interrupts(), d.name());
+        }
+    }
     t.0
 }
 

@@ -99,9 +99,13 @@ impl Inode {
         }
         match op {
             Op::Read => {
-                // Mapped and counted under the write lock, so truncation (which waits
-                // for the count with the lock held) never frees a block being read.
+                // Mapped and counted under the write lock, so truncation (which takes
+                // the lock once the count is 0) never frees a block being read. While a
+                // truncation waits for the count, the page cache reads instead.
                 let _w = self.write_lock.lock();
+                if self.truncation_pending() {
+                    return Err(Errno::EOPNOTSUPP);
+                }
                 let io = self.direct_read(disk, offset, va, len)?;
                 self.dio_reads.fetch_add(1, Ordering::AcqRel);
                 Ok(io.holding(DioRead(self.clone())))

@@ -86,6 +86,9 @@ pub struct Inode {
     /// Direct reads in flight (their DMA targets this file's blocks): truncation waits
     /// for them, as Linux's `inode_dio_wait`, so no block is freed under a read.
     dio_reads: Arc<AtomicUsize>,
+    /// Truncations waiting for `dio_reads` to drain: while one does, new direct reads
+    /// take the page cache instead, so the count only falls.
+    truncations: AtomicUsize,
 }
 
 impl Inode {
@@ -340,18 +343,40 @@ impl Inode {
 
     /// Set the size: pages past it leave the cache first, then ext2 frees the blocks.
     pub fn truncate(&self, size: u64) -> Result<(), FsError> {
-        let _w = self.write_lock.lock();
         if size > self.fs.lock().max_file_size() {
             return Err(FsError::FileTooBig);
         }
-        // New direct reads wait for the write lock; the ones in flight finish first (not
-        // interruptible: no block may be freed under a DMA).
-        let reads = self.dio_reads.clone();
-        crate::block::wait_completions(&|| reads.load(Ordering::Acquire) == 0, None, false);
+        let _w = self.lock_without_direct_reads();
         self.cache.truncate(size).map_err(io_err)?;
         self.fs.lock().truncate(self.ino, size)?;
         self.size.store(size, Ordering::Release);
         Ok(())
+    }
+}
+
+impl Inode {
+    /// The write lock, taken once no direct read is in flight (none can start while it
+    /// is held). The reads in flight are waited for without the lock (not interruptibly:
+    /// no block may be freed under a DMA): a read `io_submit` has planned starts only
+    /// once the whole batch is planned, and planning the next one takes the lock.
+    fn lock_without_direct_reads(&self) -> mm::sync::MutexGuard<'_, ()> {
+        self.truncations.fetch_add(1, Ordering::AcqRel);
+        let reads = self.dio_reads.clone();
+        let guard = loop {
+            crate::block::wait_completions(&|| reads.load(Ordering::Acquire) == 0, None, false);
+            let w = self.write_lock.lock();
+            if reads.load(Ordering::Acquire) == 0 {
+                break w;
+            }
+        };
+        self.truncations.fetch_sub(1, Ordering::AcqRel);
+        guard
+    }
+
+    /// Whether a truncation is waiting for the direct reads in flight (see
+    /// [`Inode::lock_without_direct_reads`]).
+    pub(super) fn truncation_pending(&self) -> bool {
+        self.truncations.load(Ordering::Acquire) > 0
     }
 }
 
@@ -449,6 +474,7 @@ impl Mount {
             write_lock: Mutex::new(()),
             orphan: AtomicBool::new(false),
             dio_reads: Arc::new(AtomicUsize::new(0)),
+            truncations: AtomicUsize::new(0),
         });
         {
             let mut map = self.inodes.lock();
