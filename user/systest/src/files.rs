@@ -53,7 +53,7 @@ pub const CASES: &[Case] = &[
     ("files: getcwd/chdir (ENOTDIR, ENOENT, ERANGE)", cwd_cases),
     ("files: ioctl TCGETS/TIOCGWINSZ on /dev/console, ENOTTY on a file", ioctl_cases),
     ("files: /dev/null reads EOF, /dev/zero zeros, /dev/urandom bytes", devices),
-    ("files: /proc/meminfo, /proc/vmstat (DESIGN counters), /proc/mounts", proc_files),
+    ("files: /proc/meminfo, /proc/vmstat (DESIGN counters), /proc/mounts, /proc/interrupts", proc_files),
     ("files: /proc/vmstat cow_breaks counts a COW break", vmstat_cow),
     ("files: fd shared across fork shares the offset", fork_shared_offset),
     ("files: umask applies to O_CREAT and mkdir", umask_cases),
@@ -1486,6 +1486,24 @@ fn proc_files() -> Res {
             .any(|l| l.split(' ').nth(1) == Some("/mnt") && l.split(' ').nth(2) == Some("ext2")),
         "/proc/mounts has no ext2 line for /mnt:\n{text}"
     );
+    // Per-CPU columns after a header line, as on Linux. AliasOS lists each disk that
+    // completes by interrupt by name; `vda` (virtio-blk, MSI-X, under /mnt in the tests)
+    // has had interrupts by now.
+    let irqs = read_path("/proc/interrupts")?;
+    let text = String::from_utf8_lossy(&irqs);
+    ensure!(
+        text.lines().next().is_some_and(|l| l.contains("CPU0")),
+        "/proc/interrupts has no CPU0 header:\n{text}"
+    );
+    for l in text.lines().skip(1) {
+        let count = l
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse::<u64>().ok());
+        if l.ends_with(" vda") {
+            ensure!(count.is_some_and(|c| c > 0), "vda without interrupts: {l}");
+        }
+    }
     Ok(())
 }
 
