@@ -8,5 +8,6 @@ pub mod ahci;
 pub mod block;
 pub mod hal;
 pub mod mmio;
+pub mod nvme;
 pub mod pci;
 pub mod virtio_blk;

@@ -81,6 +81,18 @@ impl RegisterWindow {
     }
 }
 
+/// Polls `cond` (a device register, a DMA'd status) until it holds or `iters` polls have
+/// failed; whether it held.
+pub(crate) fn spin_until(iters: u32, mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..iters {
+        if cond() {
+            return true;
+        }
+        core::hint::spin_loop();
+    }
+    cond()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

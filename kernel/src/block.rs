@@ -10,6 +10,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use drivers::ahci::AhciController;
 use drivers::block::{self, BlockDevice, BlockError, DeviceInfo, Op, Request, Segment, Waiter};
+use drivers::nvme::NvmeController;
 use drivers::pci::PciFunction;
 use drivers::virtio_blk::VirtioBlk;
 use mm::{Counter, PinnedRange, counters};
@@ -440,7 +441,7 @@ fn attach(
 pub fn init() -> &'static [Arc<Disk>] {
     DISKS.call_once(|| {
         let mut list = Vec::new();
-        let (mut virtio, mut sata) = (0, 0);
+        let (mut virtio, mut sata, mut nvme) = (0, 0, 0);
         for f in pci::devices() {
             if f.is_virtio_blk() {
                 let vector = trap::alloc_vector();
@@ -486,6 +487,23 @@ pub fn init() -> &'static [Arc<Disk>] {
                         }
                     }
                     Err(e) => log::error!("ahci at {}: {e:?}", f.bdf),
+                }
+            } else if f.is_nvme() {
+                let vector = trap::alloc_vector();
+                let msg = vector.map(apic::msi_message);
+                match NvmeController::<KernelHal>::probe(pci::access(), f, msg) {
+                    Ok(ctrl) => {
+                        // One interrupt per controller (its namespaces share the queue);
+                        // `attach` routes it to the disk, which services the controller.
+                        let vector = if ctrl.uses_interrupts() { vector } else { None };
+                        for disk in ctrl.disks() {
+                            // nvme<controller>n<namespace>, as on Linux.
+                            let name = alloc::format!("nvme{nvme}n{}", disk.nsid());
+                            attach(&mut list, disk, name, vector, f);
+                        }
+                        nvme += 1;
+                    }
+                    Err(e) => log::error!("nvme at {}: {e}", f.bdf),
                 }
             }
         }

@@ -19,7 +19,12 @@ fn fs_suite(bus: Bus, firmware: Firmware, tag: &str) {
     let o = run(&q);
     let passed = assert_suite_passed(&o);
     assert_eq!(passed.len(), 5, "{passed:?}");
-    assert!(o.serial.contains("at /mnt"), "no mount line:\n{}", o.serial);
+    assert!(
+        o.serial
+            .contains(&format!("mounted {} (ext2", first_disk_name(bus))),
+        "no mount line for the disk:\n{}",
+        o.serial
+    );
     assert_fsck_clean(&img);
     assert_eq!(
         debugfs_read(&img, "/dir/a.bin").expect("dir/a.bin"),
@@ -42,6 +47,15 @@ fn fs_suite(bus: Bus, firmware: Firmware, tag: &str) {
     );
 }
 
+/// The name the kernel gives the first data disk on `bus`.
+fn first_disk_name(bus: Bus) -> &'static str {
+    match bus {
+        Bus::Virtio => "vda",
+        Bus::Ahci => "sda",
+        Bus::Nvme => "nvme0n1",
+    }
+}
+
 #[test]
 fn ext2_on_virtio_blk() {
     fs_suite(Bus::Virtio, Firmware::Bios, "virtio");
@@ -50,6 +64,11 @@ fn ext2_on_virtio_blk() {
 #[test]
 fn ext2_on_ahci_uefi() {
     fs_suite(Bus::Ahci, Firmware::Uefi, "ahci");
+}
+
+#[test]
+fn ext2_on_nvme() {
+    fs_suite(Bus::Nvme, Firmware::Bios, "nvme");
 }
 
 #[test]

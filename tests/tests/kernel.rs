@@ -27,7 +27,20 @@ fn core_suite(firmware: Firmware, machine: Machine) {
         disks,
         ..with_args(suite("core", firmware, machine), &expect)
     };
-    let passed = assert_suite_passed(&run(&q));
+    let o = run(&q);
+    let passed = assert_suite_passed(&o);
+    // Every data disk has a driver, on every firmware and machine.
+    for disk in [
+        "disk vda: 16 MiB",
+        "disk sda: 16 MiB",
+        "disk nvme0n1: 16 MiB",
+    ] {
+        assert!(
+            o.serial.contains(disk),
+            "no \"{disk}\" in the boot log:\n{}",
+            o.serial
+        );
+    }
     for name in [
         "stale_mapping_of_a_moved_page_refaults",
         "fork_of_a_mapping_of_an_alias_refaults_in_both",

@@ -29,7 +29,7 @@ const ALIASOS_CMDLINE: &str = "bench=blk lockcheck=0";
 
 const USAGE: &str = "\
 usage: bench-blk [options]
-  --bus LIST        buses to measure, comma-separated: virtio,ahci,nvme (default virtio,ahci)
+  --bus LIST        buses to measure, comma-separated: virtio,ahci,nvme (default all three)
   --runtime SECS    Linux: measured seconds per workload, after 1 s ramp-up (default 5)
   --workloads LIST  Linux: workloads (default seq_read_1m,seq_write_1m,randread_4k_qd1,randread_4k_qd32)
   --mem SIZE        guest RAM (default 512M)
@@ -57,7 +57,7 @@ struct Options {
 
 fn options() -> Result<Options, String> {
     let mut o = Options {
-        buses: vec![Bus::Virtio, Bus::Ahci],
+        buses: vec![Bus::Virtio, Bus::Ahci, Bus::Nvme],
         runtime: 5,
         workloads: WORKLOADS.iter().map(|s| s.to_string()).collect(),
         mem: "512M".into(),

@@ -69,16 +69,7 @@ pub(crate) const SPIN_1S: u32 = 2_000_000;
 /// Several seconds (a disk spinning up after reset).
 pub(crate) const SPIN_LONG: u32 = 20_000_000;
 
-/// Polls `cond` until it holds or `iters` polls have failed.
-pub(crate) fn spin_until(iters: u32, mut cond: impl FnMut() -> bool) -> bool {
-    for _ in 0..iters {
-        if cond() {
-            return true;
-        }
-        core::hint::spin_loop();
-    }
-    cond()
-}
+pub(crate) use crate::mmio::spin_until;
 
 /// The registers of one port.
 #[derive(Clone)]
