@@ -310,6 +310,9 @@ impl BlockDevice for Disk {
     fn check_timeouts(&self, now_ns: u64) {
         cpu::without_interrupts(|| self.dev.check_timeouts(now_ns))
     }
+    fn shutdown(&self) {
+        cpu::without_interrupts(|| self.dev.shutdown())
+    }
 }
 
 /// The block-request watchdog, once a second from the timer interrupt: a disk whose
@@ -511,6 +514,11 @@ pub fn init() -> &'static [Arc<Disk>] {
     });
     crate::time::on_every_second(watchdog);
     crate::time::on_every_tick(wake_timed_waiters);
+    crate::arch::acpi::before_poweroff(|| {
+        for d in disks() {
+            d.shutdown();
+        }
+    });
     for d in disks() {
         let i = d.info();
         kprintln!(

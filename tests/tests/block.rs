@@ -121,6 +121,13 @@ fn nvme_suite() {
         "NVMe completions are not interrupt-driven by MSI-X: {line}"
     );
     assert!(o.serial.contains("disk nvme1n1: 16 MiB"), "{}", o.serial);
+    // Each controller was told of the power-off, and finished its shutdown.
+    assert_eq!(
+        o.serial.matches(": shutdown complete").count(),
+        2,
+        "NVMe shutdown notifications:\n{}",
+        o.serial
+    );
 }
 
 /// QD32 random reads for 40 s each on virtio-blk, AHCI and NVMe in one machine, under

@@ -58,6 +58,11 @@ pub trait BlockDevice: Send + Sync {
     /// waiters wake. Drivers without a way to do that keep the default, which does
     /// nothing.
     fn check_timeouts(&self, _now_ns: u64) {}
+
+    /// The machine is about to turn off (after the final sync): tell the device, if it
+    /// wants to know (an NVMe controller's shutdown notification). The default does
+    /// nothing.
+    fn shutdown(&self) {}
 }
 
 /// How long requests may be outstanding without any completing before the watchdog

@@ -15,7 +15,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 use core::marker::PhantomData;
-use core::sync::atomic::{Ordering, fence};
+use core::sync::atomic::{AtomicBool, Ordering, fence};
 
 use spin::Mutex;
 
@@ -287,6 +287,8 @@ pub struct NvmeController<H: Hal, R: RegisterIo + Clone = MmioRegs> {
     namespaces: Vec<Namespace>,
     admin: Mutex<AdminState>,
     io: Mutex<IoState>,
+    /// The shutdown notification was given.
+    shut_down: AtomicBool,
     _hal: PhantomData<H>,
 }
 
@@ -393,6 +395,7 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
                 stall_since: None,
                 dead: false,
             }),
+            shut_down: AtomicBool::new(false),
             _hal: PhantomData,
         };
         let mut found = ctrl.enable().and_then(|()| ctrl.identify(identify));
@@ -466,6 +469,30 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
             queue_depth: slots,
             max_segments: (self.max_bytes / SECTOR_SIZE as u64) as usize,
             max_bytes: self.max_bytes,
+        }
+    }
+
+    /// The shutdown notification (CC.SHN normal), once, waiting for CSTS.SHST to say it
+    /// is complete: the controller then has its volatile data on media and counts no
+    /// unsafe shutdown. Commands still in flight are not waited for (the final sync is
+    /// over by then).
+    pub fn shutdown(&self) {
+        if self.shut_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let cc = self.regs.read(CC);
+        if cc == u32::MAX || cc & CC_EN == 0 {
+            return;
+        }
+        self.regs.write(CC, cc | CC_SHN_NORMAL);
+        let spins = (self.cap.ready_timeout_ms.max(500)).saturating_mul(2_000);
+        let done = spin_until(spins, || {
+            self.regs.read(CSTS) & CSTS_SHST_MASK == CSTS_SHST_COMPLETE
+        });
+        if done {
+            log::info!("nvme {}: shutdown complete", self.name);
+        } else {
+            log::warn!("nvme {}: shutdown did not complete in time", self.name);
         }
     }
 
@@ -987,6 +1014,11 @@ impl<H: Hal, R: RegisterIo + Clone> BlockDevice for NvmeDisk<H, R> {
 
     fn check_timeouts(&self, now_ns: u64) {
         self.ctrl.check_timeouts(now_ns);
+    }
+
+    /// The controller's shutdown notification (once for all its namespaces).
+    fn shutdown(&self) {
+        self.ctrl.shutdown();
     }
 }
 

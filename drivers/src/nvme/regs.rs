@@ -28,6 +28,12 @@ pub const CC_ENABLE: u32 = CC_EN | (6 << 16) | (4 << 20);
 pub const CSTS_RDY: u32 = 1;
 /// CSTS.CFS (controller fatal status).
 pub const CSTS_CFS: u32 = 1 << 1;
+/// CC.SHN: normal shutdown notification.
+pub const CC_SHN_NORMAL: u32 = 1 << 14;
+/// CSTS.SHST mask, and its "shutdown processing complete" value.
+pub const CSTS_SHST_MASK: u32 = 3 << 2;
+/// CSTS.SHST: shutdown processing complete.
+pub const CSTS_SHST_COMPLETE: u32 = 2 << 2;
 
 /// The fields of CAP the driver uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
