@@ -4,12 +4,13 @@
 
 use tests::*;
 
-fn fs_suite(bus: Bus, firmware: Firmware, tag: &str) {
+/// The `fs` suite on an image of `block_size`-byte blocks on `bus`.
+fn fs_suite(bus: Bus, firmware: Firmware, tag: &str, block_size: u32) {
     let preloaded = pattern_bytes(3 * 1024 * 1024 + 100, 7);
     let img = ext2_image(
         &format!("fs-{tag}"),
         64,
-        1024,
+        block_size,
         &[("preloaded.bin", preloaded)],
     );
     let q = Qemu {
@@ -58,17 +59,20 @@ fn first_disk_name(bus: Bus) -> &'static str {
 
 #[test]
 fn ext2_on_virtio_blk() {
-    fs_suite(Bus::Virtio, Firmware::Bios, "virtio");
+    fs_suite(Bus::Virtio, Firmware::Bios, "virtio", 1024);
 }
 
 #[test]
 fn ext2_on_ahci_uefi() {
-    fs_suite(Bus::Ahci, Firmware::Uefi, "ahci");
+    fs_suite(Bus::Ahci, Firmware::Uefi, "ahci", 1024);
 }
 
 #[test]
 fn ext2_on_nvme() {
-    fs_suite(Bus::Nvme, Firmware::Bios, "nvme");
+    // 4 KiB blocks: writeback then sends runs of up to 1 MiB, more than QEMU's controller
+    // takes in one command (MDTS 512 KiB); the driver must cut them (it once refused them,
+    // and the page cache gave up on the pages).
+    fs_suite(Bus::Nvme, Firmware::Bios, "nvme", 4096);
 }
 
 #[test]

@@ -37,9 +37,11 @@ const ADMIN_ENTRIES: u16 = 32;
 /// I/O queue entries at most (the controller may allow fewer); one fewer commands can be
 /// outstanding.
 const IO_ENTRIES: u16 = 64;
-/// Largest request (the controller's MDTS may lower it); with 4 KiB pages, a PRP list of
+/// Largest command (the controller's MDTS may lower it); with 4 KiB pages, a PRP list of
 /// one page covers it.
-const MAX_REQUEST_BYTES: u64 = 1 << 20;
+const MAX_COMMAND_BYTES: u64 = 1 << 20;
+/// Largest request taken: the driver cuts it into commands (as AHCI takes 32 MiB).
+const MAX_REQUEST_BYTES: u64 = 32 << 20;
 /// Namespaces looked at (1..=this).
 const MAX_NAMESPACES: u32 = 16;
 /// Polls of an admin completion before giving up (several seconds under TCG).
@@ -131,10 +133,10 @@ struct QueuePair {
 
 impl QueuePair {
     fn alloc<H: Hal>(qid: u16, entries: u16) -> Result<QueuePair, NvmeError> {
-        let pages = |bytes: usize| bytes.div_ceil(PAGE as usize);
-        let sq = H::dma_alloc(pages(entries as usize * 64)).ok_or(NvmeError::NoMemory)?;
-        let Some(cq) = H::dma_alloc(pages(entries as usize * 16)) else {
-            H::dma_free(sq, pages(entries as usize * 64));
+        let (sq_pages, cq_pages) = Self::pages(entries);
+        let sq = H::dma_alloc(sq_pages).ok_or(NvmeError::NoMemory)?;
+        let Some(cq) = H::dma_alloc(cq_pages) else {
+            H::dma_free(sq, sq_pages);
             return Err(NvmeError::NoMemory);
         };
         Ok(QueuePair {
@@ -145,6 +147,19 @@ impl QueuePair {
             tail: 0,
             cursor: CqCursor::new(entries),
         })
+    }
+
+    /// Pages of the submission and the completion ring for `entries`.
+    fn pages(entries: u16) -> (usize, usize) {
+        let pages = |bytes: usize| bytes.div_ceil(PAGE as usize);
+        (pages(entries as usize * 64), pages(entries as usize * 16))
+    }
+
+    /// Give the rings back (the controller no longer uses them).
+    fn free<H: Hal>(&self) {
+        let (sq_pages, cq_pages) = Self::pages(self.entries);
+        H::dma_free(self.sq, sq_pages);
+        H::dma_free(self.cq, cq_pages);
     }
 
     /// Empty again, as after a controller reset: the completion ring is zeroed, so no old
@@ -283,7 +298,8 @@ pub struct NvmeController<H: Hal, R: RegisterIo + Clone = MmioRegs> {
     version: u32,
     interrupts: bool,
     id: ControllerId,
-    max_bytes: u64,
+    /// Largest command: MDTS, at most [`MAX_COMMAND_BYTES`].
+    max_command_bytes: u64,
     namespaces: Vec<Namespace>,
     admin: Mutex<AdminState>,
     io: Mutex<IoState>,
@@ -377,7 +393,7 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
             version,
             interrupts,
             id: ControllerId::default(),
-            max_bytes: MAX_REQUEST_BYTES,
+            max_command_bytes: MAX_COMMAND_BYTES,
             namespaces: Vec::new(),
             admin: Mutex::new(AdminState {
                 queue: admin,
@@ -413,14 +429,14 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
         }
         H::dma_free(identify, 1);
         log::info!(
-            "nvme {}: {} ({}), NVMe {}.{}, {} I/O entries, {} KiB/request, {} namespace(s) served",
+            "nvme {}: {} ({}), NVMe {}.{}, {} I/O entries, {} KiB/command, {} namespace(s) served",
             ctrl.name,
             ctrl.id.model,
             ctrl.id.serial,
             ctrl.version >> 16,
             (ctrl.version >> 8) & 0xFF,
             io_entries,
-            ctrl.max_bytes / 1024,
+            ctrl.max_command_bytes / 1024,
             ctrl.namespaces.len()
         );
         Ok(Arc::new(ctrl))
@@ -455,10 +471,10 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
             model: format!("NVMe {}", self.id.model),
             serial: self.id.serial.clone(),
             features: format!(
-                "namespace {}, {} commands, {} KiB/request, {}{}",
+                "namespace {}, {} commands, {} KiB/command, {}{}",
                 ns.nsid,
                 slots,
-                self.max_bytes / 1024,
+                self.max_command_bytes / 1024,
                 if self.id.volatile_cache {
                     "flush, "
                 } else {
@@ -467,8 +483,8 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
                 if self.interrupts { "MSI-X" } else { "polled" }
             ),
             queue_depth: slots,
-            max_segments: (self.max_bytes / SECTOR_SIZE as u64) as usize,
-            max_bytes: self.max_bytes,
+            max_segments: (MAX_REQUEST_BYTES / SECTOR_SIZE as u64) as usize,
+            max_bytes: MAX_REQUEST_BYTES,
         }
     }
 
@@ -485,8 +501,7 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
             return;
         }
         self.regs.write(CC, cc | CC_SHN_NORMAL);
-        let spins = (self.cap.ready_timeout_ms.max(500)).saturating_mul(2_000);
-        let done = spin_until(spins, || {
+        let done = spin_until(self.ready_spins(), || {
             self.regs.read(CSTS) & CSTS_SHST_MASK == CSTS_SHST_COMPLETE
         });
         if done {
@@ -496,13 +511,18 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
         }
     }
 
+    /// Register polls standing for CAP.TO (at least 500 ms): about 2000 reads per
+    /// millisecond, as the AHCI driver's bounded waits count them.
+    fn ready_spins(&self) -> u32 {
+        self.cap.ready_timeout_ms.max(500).saturating_mul(2_000)
+    }
+
     /// Clear CC.EN and wait for the controller to confirm (CSTS.RDY clear): only then has
     /// it let go of every command and its memory. Registers reading all-ones (the device
     /// is gone) count as confirmed.
     fn disable(&self) -> bool {
         self.regs.write(CC, 0);
-        let ready_spins = (self.cap.ready_timeout_ms.max(500)).saturating_mul(2_000);
-        spin_until(ready_spins, || {
+        spin_until(self.ready_spins(), || {
             let csts = self.regs.read(CSTS);
             csts == u32::MAX || csts & CSTS_RDY == 0
         })
@@ -513,10 +533,8 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
         // The I/O lock before the admin lock, as in `restart`.
         let io = self.io.lock();
         let admin = self.admin.lock();
-        for q in [&admin.queue, &io.queue] {
-            H::dma_free(q.sq, (q.entries as usize * 64).div_ceil(PAGE as usize));
-            H::dma_free(q.cq, (q.entries as usize * 16).div_ceil(PAGE as usize));
-        }
+        admin.queue.free::<H>();
+        io.queue.free::<H>();
         for &p in &io.prp_pages {
             H::dma_free(p, 1);
         }
@@ -531,8 +549,7 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
 
     /// [`NvmeController::enable`] with the I/O state locked by the caller.
     fn restart(&self, io: &mut IoState) -> Result<(), NvmeError> {
-        // About 2000 register reads per millisecond (as the AHCI driver's bounded waits).
-        let ready_spins = (self.cap.ready_timeout_ms.max(500)).saturating_mul(2_000);
+        let ready_spins = self.ready_spins();
         if self.regs.read(CC) & CC_EN != 0 {
             self.regs.write(CC, 0);
         }
@@ -636,7 +653,7 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
         }
         drop(admin);
         if id.max_transfer != 0 {
-            self.max_bytes = self.max_bytes.min(id.max_transfer);
+            self.max_command_bytes = self.max_command_bytes.min(id.max_transfer);
         }
         log::debug!("nvme {}: firmware {}", self.name, id.firmware);
         self.id = id;
@@ -947,7 +964,7 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeDisk<H, R> {
         };
         let pieces = match req.op {
             Op::Flush => VecDeque::new(),
-            _ => match prp::pieces(&req.segments) {
+            _ => match prp::pieces(&req.segments, self.ctrl.max_command_bytes) {
                 Ok(p) => p.into(),
                 Err(e) => return Err((req, e)),
             },

@@ -8,7 +8,8 @@
 //! [`crate::block::BlockDevice`]:
 //!
 //! - READ, WRITE and FLUSH (FLUSH only when the controller reports a volatile write
-//!   cache); up to 63 commands in flight, requests of up to 1 MiB (less if MDTS says so);
+//!   cache); up to 63 commands in flight; requests of up to 32 MiB, cut into commands of at
+//!   most 1 MiB (less if MDTS says so) where PRPs can describe them ([`prp::pieces`]);
 //! - the data pointer is PRP entries built from the request's segments, with a PRP list
 //!   page per command slot ([`prp`]); SGLs are not used yet;
 //! - completion status codes become block errors ([`command::Cqe::status`]);

@@ -49,43 +49,61 @@ pub struct Piece {
     pub pages: Vec<u64>,
 }
 
-/// `segments` cut into the fewest runs PRPs can describe, in order, each of at most one
-/// list page's worth of pages.
-pub fn pieces(segments: &[Segment]) -> Result<Vec<Piece>, BlockError> {
+/// `segments` cut into the fewest pieces of at most `max_bytes` (a multiple of 4 KiB, at
+/// most a list page's worth) each that PRPs can describe, in order. A piece ends where a
+/// segment ends or starts inside a page, or where it is full (inside a segment, then).
+pub fn pieces(segments: &[Segment], max_bytes: u64) -> Result<Vec<Piece>, BlockError> {
+    let max = (max_bytes / PAGE * PAGE).clamp(PAGE, LIST_ENTRIES as u64 * PAGE);
     let mut out: Vec<Piece> = Vec::new();
-    let mut run_start = 0;
+    let mut cur: Vec<Segment> = Vec::new();
+    let mut cur_bytes = 0u64;
     let mut offset = 0u64;
-    let mut run_offset = 0u64;
-    let mut run_pages = 0usize;
-    for (i, s) in segments.iter().enumerate() {
-        let seg_pages = (s.phys % PAGE + s.len as u64).div_ceil(PAGE) as usize;
-        if i > run_start {
-            let prev = &segments[i - 1];
-            let prev_end = prev.phys + prev.len as u64;
-            if !prev_end.is_multiple_of(PAGE)
-                || !s.phys.is_multiple_of(PAGE)
-                || run_pages + seg_pages > LIST_ENTRIES + 1
-            {
-                out.push(Piece {
-                    offset: run_offset,
-                    bytes: offset - run_offset,
-                    pages: pages(&segments[run_start..i])?,
-                });
-                run_start = i;
-                run_offset = offset;
-                run_pages = 0;
-            }
+    let mut flush = |cur: &mut Vec<Segment>, cur_bytes: &mut u64, end: u64| {
+        if !cur.is_empty() {
+            out.push(Piece {
+                offset: end - *cur_bytes,
+                bytes: *cur_bytes,
+                pages: pages(cur)?,
+            });
+            cur.clear();
+            *cur_bytes = 0;
         }
-        run_pages += seg_pages;
-        offset += s.len as u64;
+        Ok::<(), BlockError>(())
+    };
+    for s in segments {
+        let mut s = *s;
+        loop {
+            if let Some(prev) = cur.last() {
+                let prev_end = prev.phys + prev.len as u64;
+                if !prev_end.is_multiple_of(PAGE)
+                    || !s.phys.is_multiple_of(PAGE)
+                    || cur_bytes == max
+                {
+                    flush(&mut cur, &mut cur_bytes, offset)?;
+                }
+            }
+            let room = max - cur_bytes;
+            if s.len as u64 <= room {
+                cur_bytes += s.len as u64;
+                offset += s.len as u64;
+                cur.push(s);
+                break;
+            }
+            // Full inside this segment: the rest starts the next piece.
+            cur.push(Segment {
+                phys: s.phys,
+                len: room as u32,
+            });
+            cur_bytes += room;
+            offset += room;
+            flush(&mut cur, &mut cur_bytes, offset)?;
+            s = Segment {
+                phys: s.phys + room,
+                len: s.len - room as u32,
+            };
+        }
     }
-    if run_start < segments.len() {
-        out.push(Piece {
-            offset: run_offset,
-            bytes: offset - run_offset,
-            pages: pages(&segments[run_start..])?,
-        });
-    }
+    flush(&mut cur, &mut cur_bytes, offset)?;
     Ok(out)
 }
 
@@ -185,7 +203,11 @@ mod tests {
     #[test]
     fn requests_are_cut_where_prps_cannot_go_on() {
         // One contiguous buffer: one piece.
-        let one = pieces(&[seg(0x1200, 0xe00), seg(0x2000, 8192), seg(0x4000, 1024)]).unwrap();
+        let one = pieces(
+            &[seg(0x1200, 0xe00), seg(0x2000, 8192), seg(0x4000, 1024)],
+            1 << 20,
+        )
+        .unwrap();
         assert_eq!(one.len(), 1);
         assert_eq!((one[0].offset, one[0].bytes), (0, 0xe00 + 8192 + 1024));
         // Scattered 512-byte pieces (the multi-segment round trip of the block suite):
@@ -196,14 +218,32 @@ mod tests {
             seg(0x5000, 4096),
             seg(0x6000, 512),
         ];
-        let p = pieces(&segs).unwrap();
+        let p = pieces(&segs, 1 << 20).unwrap();
         let cut: Vec<(u64, u64)> = p.iter().map(|p| (p.offset, p.bytes)).collect();
         assert_eq!(cut, vec![(0, 512), (512, 512), (1024, 4096 + 512)]);
         assert_eq!(p[2].pages, vec![0x5000, 0x6000]);
         for piece in &p {
             assert!(plan(&piece.pages).is_ok());
         }
-        assert_eq!(pieces(&[]).unwrap(), vec![]);
+        assert_eq!(pieces(&[], 1 << 20).unwrap(), vec![]);
+        // A request larger than one command may carry (QEMU's MDTS: 512 KiB): 256 page
+        // segments of writeback, and one contiguous MiB, both cut at 512 KiB.
+        let pages256: Vec<Segment> = (0..256)
+            .map(|i| seg(0x10_0000 + 2 * i * 4096, 4096))
+            .collect();
+        let p = pieces(&pages256, 512 << 10).unwrap();
+        let cut: Vec<(u64, u64, usize)> = p
+            .iter()
+            .map(|p| (p.offset, p.bytes, p.pages.len()))
+            .collect();
+        assert_eq!(cut, vec![(0, 512 << 10, 128), (512 << 10, 512 << 10, 128)]);
+        let p = pieces(&[seg(0x20_0200, 1 << 20)], 512 << 10).unwrap();
+        let cut: Vec<(u64, u64)> = p.iter().map(|p| (p.offset, p.bytes)).collect();
+        assert_eq!(cut, vec![(0, 512 << 10), (512 << 10, 512 << 10)]);
+        assert_eq!(p[1].pages[0], 0x20_0200 + (512 << 10));
+        for piece in &p {
+            assert!(plan(&piece.pages).is_ok());
+        }
     }
 
     #[test]
