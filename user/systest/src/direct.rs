@@ -677,6 +677,16 @@ fn fill_gen(buf: usize, len: usize, first_word: usize, g: u64) {
     fill64(buf, len, |i| f(first_word + i));
 }
 
+/// Create (or empty) `path` and write `len` bytes of generation `g` to it: the open file
+/// and the buffer that holds those bytes.
+fn gen_file(path: &str, len: usize, g: u64) -> Result<(i32, usize), String> {
+    let f = ok("create", open_s(path, O_CREAT | O_RDWR | O_TRUNC, 0o644))?;
+    let b = anon(len)?;
+    fill_gen(b, len, 0, g);
+    full("write", pwrite(f, b, len, 0), len)?;
+    Ok((f, b))
+}
+
 fn check_gen(what: &str, buf: usize, len: usize, first_word: usize, g: u64) -> Res {
     let f = gen_word(g);
     check64(buf, len, |i| f(first_word + i)).map_err(|e| format!("{what}: {e}"))
@@ -791,10 +801,7 @@ fn file_direct_vs_mapper() -> Res {
     const LEN: usize = 64 << 10;
     const ROUNDS: u64 = 40;
     let path = "/mnt/systest/direct_race.bin";
-    let f = ok("create", open_s(path, O_CREAT | O_RDWR | O_TRUNC, 0o644))?;
-    let b = anon(LEN)?;
-    fill_gen(b, LEN, 0, 0);
-    full("write", pwrite(f, b, LEN, 0), LEN)?;
+    let (f, b) = gen_file(path, LEN, 0)?;
     ok("fsync", sc(nr::FSYNC, &[f as usize]))?;
     let mut fds = [0i32; 2];
     ok("pipe", sc(nr::PIPE, &[fds.as_mut_ptr() as usize]))?;
@@ -855,10 +862,7 @@ fn file_direct_own_mapping() -> Res {
     const K: usize = 1024;
     const LEN: usize = 64 * K;
     let path = "/mnt/systest/direct_self.bin";
-    let f = ok("create", open_s(path, O_CREAT | O_RDWR | O_TRUNC, 0o644))?;
-    let b = anon(LEN)?;
-    fill_gen(b, LEN, 0, 7);
-    full("write", pwrite(f, b, LEN, 0), LEN)?;
+    let (f, _) = gen_file(path, LEN, 7)?;
     let d = ok("open O_DIRECT", open_s(path, O_RDWR | O_DIRECT, 0))?;
     let map = ok(
         "mmap",
@@ -917,12 +921,11 @@ fn file_direct_private_and_append() -> Res {
         "/mnt/systest/direct_priv.bin",
         "/mnt/systest/direct_src.bin",
     );
-    let b = anon(LEN)?;
+    let mut b = 0;
     for (path, g) in [(fp, 9), (gp, 10)] {
-        let fd = ok("create", open_s(path, O_CREAT | O_RDWR | O_TRUNC, 0o644))?;
-        fill_gen(b, LEN, 0, g);
-        full("write", pwrite(fd, b, LEN, 0), LEN)?;
+        let (fd, buf) = gen_file(path, LEN, g)?;
         let _ = close(fd);
+        b = buf;
     }
     let f = ok("open read-only", open_s(fp, O_RDONLY, 0))?;
     let g = ok("open O_DIRECT", open_s(gp, O_RDONLY | O_DIRECT, 0))?;
@@ -982,10 +985,7 @@ fn file_aio_vs_truncate() -> Res {
     const ROUNDS: usize = 50;
     const GEN: u64 = 7;
     let path = "/mnt/systest/direct_aio_truncate.bin";
-    let f = ok("create", open_s(path, O_CREAT | O_RDWR | O_TRUNC, 0o644))?;
-    let b = anon(LEN)?;
-    fill_gen(b, LEN, 0, GEN);
-    full("write", pwrite(f, b, LEN, 0), LEN)?;
+    let (f, b) = gen_file(path, LEN, GEN)?;
     ok("fsync", sc(nr::FSYNC, &[f as usize]))?;
     let mut fds = [0i32; 2];
     ok("pipe", sc(nr::PIPE, &[fds.as_mut_ptr() as usize]))?;

@@ -189,8 +189,10 @@ fn open_direct(path: &CStr, write: bool) -> i32 {
 }
 
 fn raw(n: usize, a: [usize; 5]) -> Result<usize, sys::Errno> {
-    // SAFETY: every pointer passed points into this program's live buffers or structures.
-    unsafe { sys::syscall(n, [a[0], a[1], a[2], a[3], a[4], 0]) }
+    let args = [a[0], a[1], a[2], a[3], a[4], 0];
+    // Each pointer in `args` is into a buffer or structure of this program.
+    // SAFETY: those buffers and structures live across the call.
+    unsafe { sys::syscall(n, args) }
 }
 
 /// Sequential 1 MiB direct reads or writes over `span` bytes of `path`.

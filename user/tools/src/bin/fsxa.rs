@@ -57,8 +57,9 @@ const EINVAL: Errno = Errno(22);
 
 /// A raw system call: the result, or the errno.
 fn call(n: usize, a: [usize; 6]) -> Result<usize, Errno> {
-    // SAFETY: every pointer passed is to memory of this program that lives across the
-    // call (buffers, offset words) or is a mapping it made; the kernel checks the rest.
+    // Every pointer passed is to memory of this program that lives across the call
+    // (buffers, offset words) or is a mapping it made; the kernel checks the rest.
+    // SAFETY: as just said, the pointer arguments stay valid for the call.
     unsafe { sys::syscall(n, a) }
 }
 
