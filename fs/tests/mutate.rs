@@ -723,3 +723,26 @@ fn map_range_without_allocation_agrees_with_bmap_across_holes() {
     fs.unmount().unwrap();
     assert_clean(&img);
 }
+
+#[test]
+fn blocks_past_the_size_are_freed_again() {
+    let t = TempDir::new("free_past_size");
+    let img = t.path().join("img");
+    mkfs(&img, 16 << 20, &["-b", "1024"], None);
+    let mut fs = mount(&img);
+    let f = fs.create(ROOT_INO, b"f", 0o644).unwrap();
+    let data = vec![7u8; 3000];
+    fs.write_at(f, 0, &data).unwrap();
+    let free = fs.statfs().free_blocks;
+    // Blocks 3..400 for data that never comes (past the indirect area's start).
+    fs.map_range(f, 3, 397, true, |_, b| assert!(b.is_some()))
+        .unwrap();
+    assert!(fs.statfs().free_blocks < free - 397);
+    fs.free_past_size(f).unwrap();
+    assert_eq!(fs.statfs().free_blocks, free);
+    assert!(fs.bmap(f, 2, false).unwrap().is_some());
+    assert_eq!(fs.bmap(f, 3, false).unwrap(), None);
+    fs.unmount().unwrap();
+    assert_clean(&img);
+    assert!(debugfs_cat(&img, "/f") == data);
+}

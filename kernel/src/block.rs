@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 
 use core::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use drivers::ahci::AhciController;
+use drivers::block::copy::{CopyExtent, plan_copies};
 use drivers::block::{self, BlockDevice, BlockError, DeviceInfo, Op, Request, Segment, Waiter};
 use drivers::nvme::NvmeController;
 use drivers::pci::PciFunction;
@@ -216,6 +217,46 @@ impl Disk {
         failed.map_or(Ok(()), Err)
     }
 
+    /// Copy `extents` inside the device ([`Op::Copy`]: no memory touched), cut into
+    /// requests within its copy limits, all in flight at once, and wait. Returns the
+    /// bytes copied in order before the first request that failed, and that failure: a
+    /// caller reports only a prefix that is whole. A device that cannot copy fails with
+    /// `Unsupported` having copied nothing.
+    pub fn copy(&self, extents: &[CopyExtent]) -> (u64, Option<BlockError>) {
+        let Some(limits) = self.info().copy else {
+            return (0, Some(BlockError::Unsupported));
+        };
+        let plan = plan_copies(extents, &limits);
+        let results: Arc<Mutex<Vec<Option<RequestResult>>>> =
+            Arc::new(Mutex::new(alloc::vec![None; plan.len()]));
+        let left = Arc::new(AtomicUsize::new(plan.len()));
+        let mut reqs = Vec::with_capacity(plan.len());
+        for (i, cmd) in plan.into_iter().enumerate() {
+            let (r, l) = (results.clone(), left.clone());
+            reqs.push(Request::copy(
+                cmd.to,
+                cmd.sources,
+                Box::new(move |c| {
+                    r.lock()[i] = Some(c.result);
+                    l.fetch_sub(1, AtomicOrdering::SeqCst);
+                }),
+            ));
+        }
+        // A request the device refuses completes with its error (`submit_many`).
+        cpu::without_interrupts(|| self.dev.submit_many(reqs));
+        self.wait_until(&|| left.load(AtomicOrdering::SeqCst) == 0);
+        let results = cpu::without_interrupts(|| core::mem::take(&mut *results.lock()));
+        let mut bytes = 0;
+        for r in results {
+            match r {
+                Some(Ok(n)) => bytes += n,
+                Some(Err(e)) => return (bytes, Some(e)),
+                None => return (bytes, Some(BlockError::Io)),
+            }
+        }
+        (bytes, None)
+    }
+
     /// Flush the device's write cache and wait.
     pub fn flush(&self) -> Result<u64, BlockError> {
         self.io(Op::Flush, 0, Vec::new())
@@ -234,6 +275,9 @@ impl Disk {
 /// cost a tenth of the time, fewer and larger requests won; before that, 128 KiB did,
 /// as it let the device start while the rest was being set up).
 const PINNED_REQUEST_BYTES: usize = 1 << 20;
+
+/// What one request reported.
+type RequestResult = Result<u64, BlockError>;
 
 /// What a pinned transfer reports when it is over ([`Disk::submit_pinned`]).
 pub type TransferDone = Box<dyn FnOnce(Result<u64, BlockError>) + Send>;

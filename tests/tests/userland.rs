@@ -390,7 +390,7 @@ fn vmstat_field(text: &str, name: &str) -> u64 {
 /// `fsxa` (a model-based random test of file data) with seed `seed` and `ops` operations
 /// in AliasOS: it must finish OK, and every file it leaves must hash on the image to
 /// what its model says. Even seeds mix in `O_DIRECT` reads and writes (`-d`).
-fn fsxa_seeds(seeds: &[u64], ops: u64) {
+fn fsxa_seeds(seeds: &[u64], ops: u64, bus: boot::Bus) {
     let t = Tree::new("fsxa");
     let mut rc = String::new();
     for s in seeds {
@@ -402,7 +402,12 @@ fn fsxa_seeds(seeds: &[u64], ops: u64) {
     rc.push_str("cat /proc/vmstat > /mnt/vmstat\nsync\npoweroff\n");
     t.rc(&rc);
     let img = t.image(256);
-    let o = boot_rc(&img, Duration::from_secs(1500));
+    let q = boot::Qemu {
+        disks: vec![boot::Disk::new(&img, bus)],
+        timeout: Some(Duration::from_secs(1500)),
+        ..boot::Qemu::default()
+    };
+    let o = tests::run(&q);
     assert_powered_off(&o, "fsxa");
     for s in seeds {
         let out = read_back_text(&img, &format!("/fsx{s}.out"), &o);
@@ -435,13 +440,24 @@ fn fsxa_seeds(seeds: &[u64], ops: u64) {
     let count = |name: &str| vmstat_field(&vmstat, name);
     let (aliases, breaks) = (count("alias_pages"), count("cow_breaks"));
     let dma = count("dma_pinned_bytes");
+    let offloaded = count("copy_offload_bytes");
     eprintln!(
-        "fsxa: {aliases} aliases made, {breaks} copy-on-write breaks, {dma} bytes moved by direct I/O"
+        "fsxa: {aliases} aliases made, {breaks} copy-on-write breaks, {dma} bytes moved by direct I/O, {offloaded} bytes copied by the device"
     );
-    assert!(
-        aliases > 100 * seeds.len() as u64 && breaks > 10 * seeds.len() as u64,
-        "too few aliases ({aliases}) or breaks ({breaks}) to have tested them"
-    );
+    if bus == boot::Bus::Nvme {
+        // Block-aligned copies go to the device; aliases are left for the rest (target
+        // pages that are mapped).
+        assert!(
+            offloaded > 100 * 4096 * seeds.len() as u64,
+            "too few bytes copied by the device ({offloaded}) to have tested it"
+        );
+    } else {
+        assert!(
+            aliases > 100 * seeds.len() as u64 && breaks > 10 * seeds.len() as u64,
+            "too few aliases ({aliases}) or breaks ({breaks}) to have tested them"
+        );
+        assert_eq!(offloaded, 0, "virtio-blk cannot copy by itself");
+    }
     if seeds.iter().any(|s| s % 2 == 0) {
         assert!(dma > 0, "the -d seeds moved nothing by direct I/O");
     }
@@ -464,8 +480,145 @@ fn fsxa_random_operations_match_the_model() {
     };
     let ops = std::env::var("FSXA_OPS").map_or(25_000, |v| v.parse().expect("FSXA_OPS"));
     for chunk in seeds.chunks(4) {
-        fsxa_seeds(chunk, ops);
+        fsxa_seeds(chunk, ops, boot::Bus::Virtio);
     }
+}
+
+/// fsxa on NVMe, where block-aligned `copy_file_range` and `sendfile` between files go
+/// to the device (NVMe Copy) while the same files are read, written (directly too),
+/// mapped, truncated and copied through the page cache: 50,000 operations over two
+/// seeds, checked against the model and on the image.
+#[test]
+fn fsxa_with_device_copies_on_nvme() {
+    fsxa_seeds(&[5, 6], 25_000, boot::Bus::Nvme);
+}
+
+/// `copy_file_range` (by `cp`) and `sendfile` (by `fbench`) between files of an ext2 on
+/// NVMe: whole blocks are copied by the device (NVMe Copy, counted in
+/// `copy_offload_bytes`), not by the CPU; holes stay zeros; the file's partial last block
+/// goes through the page cache. On a second disk whose source block fails to read
+/// (blkdebug), `cp` fails with EIO and the copy holds exactly the chunk the device
+/// finished, with no block past it (e2fsck).
+#[test]
+fn copies_on_nvme_are_done_by_the_device() {
+    const MIB: usize = 1 << 20;
+    let src = data(8 * MIB + 3000, 31);
+    let t = Tree::new("nvmecopy");
+    t.file("src.bin", &src).dir("b").rc("\
+cat /proc/vmstat > vm0
+cp src.bin cfr.bin
+cat /proc/vmstat > vm1
+fbench -n 1 -w copy_sendfile src.bin > sendfile.out
+cat /proc/vmstat > vm2
+cp sparse.bin sparse2.bin
+cat /proc/vmstat > vm3
+mount /dev/nvme1n1 b
+cp b/src.bin b/bad.bin 2> bad.err
+echo $? > bad.status
+cat /proc/vmstat > vm4
+umount b
+sync
+poweroff
+");
+    // 1 MiB of data, a 2 MiB hole, 1 MiB of data.
+    let sparse_path = t.path("sparse.bin");
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::create(&sparse_path).expect("create sparse.bin");
+        f.write_all_at(&src[..MIB], 0).expect("write sparse.bin");
+        f.write_all_at(&src[MIB..2 * MIB], 3 * MIB as u64)
+            .expect("write sparse.bin");
+    }
+    let mut sparse = src[..MIB].to_vec();
+    sparse.resize(3 * MIB, 0);
+    sparse.extend_from_slice(&src[MIB..2 * MIB]);
+    let img = t.image(64);
+    let sparse_blocks = debugfs(&img, "blocks /sparse.bin")
+        .0
+        .split(|c| c.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+        .count();
+    // The second disk: src.bin alone, its block at 6 MiB failing to read.
+    let tb = Tree::new("nvmecopy-b");
+    tb.file("src.bin", &src);
+    let img_b = tb.image(32);
+    let (out, _) = debugfs(&img_b, "bmap /src.bin 1536");
+    let bad_block: u64 = String::from_utf8_lossy(&out)
+        .trim()
+        .parse()
+        .expect("debugfs bmap");
+    let mut disk_b = boot::Disk::new(&img_b, boot::Bus::Nvme);
+    disk_b.blkdebug = Some(tests::blkdebug_eio_config(
+        &format!("nvmecopy-{}", std::process::id()),
+        bad_block * 8,
+    ));
+    let q = boot::Qemu {
+        disks: vec![boot::Disk::new(&img, boot::Bus::Nvme), disk_b],
+        timeout: Some(RC_TIMEOUT),
+        ..boot::Qemu::default()
+    };
+    let o = tests::run(&q);
+    assert_powered_off(&o, "nvmecopy");
+    assert!(
+        o.serial
+            .contains("copy (128 ranges of 1024 KiB, 32768 KiB/command)"),
+        "the namespace's copy limits are not in the boot log:\n{}",
+        describe(&o)
+    );
+    assert_image_clean(&img, &o);
+    assert_image_clean(&img_b, &o);
+    let want = file_sha256(&t.path("src.bin"));
+    assert_eq!(
+        image_file_sha256(&img, "/cfr.bin").as_deref(),
+        Some(want.as_str()),
+        "cfr.bin"
+    );
+    assert!(
+        read_back(&img, "/sparse2.bin", &o) == sparse,
+        "sparse2.bin differs from sparse.bin"
+    );
+    let vm: Vec<String> = (0..5)
+        .map(|i| read_back_text(&img, &format!("/vm{i}"), &o))
+        .collect();
+    let delta = |i: usize, name: &str| vmstat_field(&vm[i + 1], name) - vmstat_field(&vm[i], name);
+    let sendfile = read_back_text(&img, "/sendfile.out", &o);
+    eprintln!(
+        "device copies: cp {} bytes (CPU {}), sendfile {} (CPU {}), sparse {} of {sparse_blocks} blocks, failing {}; {}",
+        delta(0, "copy_offload_bytes"),
+        delta(0, "data_copy_bytes"),
+        delta(1, "copy_offload_bytes"),
+        delta(1, "data_copy_bytes"),
+        delta(2, "copy_offload_bytes") / 4096,
+        delta(3, "copy_offload_bytes"),
+        sendfile.trim()
+    );
+    // Whole blocks by the device; the CPU copied the 3000-byte tail and what loading
+    // the programs and writing the vm files take (far below the 8 MiB).
+    assert_eq!(delta(0, "copy_offload_bytes"), 8 * MIB as u64, "cp");
+    assert!(delta(0, "data_copy_bytes") < MIB as u64, "cp");
+    assert_eq!(delta(1, "copy_offload_bytes"), 8 * MIB as u64, "sendfile");
+    assert!(delta(1, "data_copy_bytes") < MIB as u64, "sendfile");
+    assert!(sendfile.contains("FBENCH copy_sendfile "), "{sendfile}");
+    // The sparse file's two data MiB by the device, its hole by the page cache (mke2fs
+    // kept the hole: 512 data blocks and an indirect block).
+    assert!(sparse_blocks < 600, "sparse.bin has {sparse_blocks} blocks");
+    assert_eq!(delta(2, "copy_offload_bytes"), 2 * MIB as u64, "sparse.bin");
+    // The failing copy: `cp` reports EIO; bad.bin holds what the device copied in order
+    // before the failing request (at least the first 4 MiB chunk), never the bad block.
+    assert_eq!(read_back_text(&img, "/bad.status", &o), "1\n");
+    let err = read_back_text(&img, "/bad.err", &o);
+    assert!(err.contains("Input/output error"), "{err}");
+    let bad = read_back(&img_b, "/bad.bin", &o);
+    assert_eq!(
+        delta(3, "copy_offload_bytes"),
+        bad.len() as u64,
+        "the failing copy"
+    );
+    assert!(
+        (4 * MIB..=1536 * 4096).contains(&bad.len()) && bad[..] == src[..bad.len()],
+        "bad.bin holds {} bytes, not a prefix of src.bin of 4 MiB to 6 MiB",
+        bad.len()
+    );
 }
 
 /// `cp` between a file and a raw block device (sendfile underneath): to the device the

@@ -1000,6 +1000,7 @@ fn device_info(id: &Identify, hba: &HbaInfo, port: usize, ssts: u32) -> DeviceIn
         queue_depth: hba.nslots as usize,
         max_segments: MAX_SEGMENTS,
         max_bytes: u64::from(max_sectors) * SECTOR_SIZE as u64,
+        copy: None,
     }
 }
 

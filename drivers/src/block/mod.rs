@@ -7,12 +7,14 @@
 //! keeps the buffers alive (frame references, pins), so nothing can free or reuse them
 //! before the device is done. [`sync_io`] waits for one request.
 
+pub mod copy;
 pub mod pattern;
 mod request;
 pub mod stats;
 
 pub use request::{
-    BlockError, Completion, DeviceInfo, Op, Request, SECTOR_SIZE, Segment, validate,
+    BlockError, Completion, CopyLimits, CopySource, DeviceInfo, Op, Request, SECTOR_SIZE, Segment,
+    validate,
 };
 
 use alloc::boxed::Box;

@@ -19,6 +19,28 @@ pub enum Op {
     Write,
     /// Make previously completed writes durable (no data, no sector).
     Flush,
+    /// Copy the request's source ranges ([`Request::sources`]), one after the other, to
+    /// the sectors from `sector` on, inside the device (no data segments, no memory
+    /// touched: the NVMe Copy command). Only devices with [`DeviceInfo::copy`] limits.
+    Copy,
+}
+
+/// One source range of a copy: `sectors` sectors from `sector`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CopySource {
+    pub sector: u64,
+    pub sectors: u32,
+}
+
+/// What one copy request may carry (from NVMe's MSRC, MSSRL and MCL).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CopyLimits {
+    /// Source ranges in one request.
+    pub max_ranges: usize,
+    /// Sectors in one source range.
+    pub max_range_sectors: u32,
+    /// Sectors in one request, all ranges together.
+    pub max_sectors: u64,
 }
 
 /// A physically contiguous piece of a request's buffer.
@@ -95,6 +117,8 @@ pub struct Request {
     /// First sector (ignored for flush).
     pub sector: u64,
     pub segments: Vec<Segment>,
+    /// A copy's source ranges (empty for other operations).
+    pub sources: Vec<CopySource>,
     on_complete: Option<Callback>,
     /// What keeps the segments' memory alive (the frame references or pins of their
     /// frames): it belongs to the request until the device is done, and is dropped right
@@ -108,6 +132,7 @@ impl fmt::Debug for Request {
             .field("op", &self.op)
             .field("sector", &self.sector)
             .field("segments", &self.segments)
+            .field("sources", &self.sources)
             .finish()
     }
 }
@@ -119,8 +144,17 @@ impl Request {
             op,
             sector,
             segments,
+            sources: Vec::new(),
             on_complete: Some(on_complete),
             buffers: None,
+        }
+    }
+
+    /// A copy of `sources`, in order, to the sectors from `to` on (see [`Op::Copy`]).
+    pub fn copy(to: u64, sources: Vec<CopySource>, on_complete: Callback) -> Request {
+        Request {
+            sources,
+            ..Request::new(Op::Copy, to, Vec::new(), on_complete)
         }
     }
 
@@ -169,6 +203,8 @@ pub struct DeviceInfo {
     pub max_segments: usize,
     /// Bytes in one request.
     pub max_bytes: u64,
+    /// The device copies inside itself ([`Op::Copy`]), within these limits.
+    pub copy: Option<CopyLimits>,
 }
 
 /// Check `req` against `info`; returns the request's byte count. Every driver calls this
@@ -184,6 +220,7 @@ pub fn validate(info: &DeviceInfo, req: &Request) -> Result<u64, BlockError> {
             }
             Ok(0)
         }
+        Op::Copy => validate_copy(info, req),
         Op::Read | Op::Write => {
             if req.op == Op::Write && info.read_only {
                 return Err(BlockError::ReadOnly);
@@ -212,5 +249,41 @@ pub fn validate(info: &DeviceInfo, req: &Request) -> Result<u64, BlockError> {
                 _ => Err(BlockError::OutOfRange),
             }
         }
+    }
+}
+
+/// [`validate`] for a copy: the device copies, is writable, and the request is within
+/// its limits and its capacity at both ends. The bytes to copy.
+fn validate_copy(info: &DeviceInfo, req: &Request) -> Result<u64, BlockError> {
+    let limits = info.copy.ok_or(BlockError::Unsupported)?;
+    if info.read_only {
+        return Err(BlockError::ReadOnly);
+    }
+    if !req.segments.is_empty() || req.sources.len() > limits.max_ranges {
+        return Err(BlockError::TooLarge);
+    }
+    let mut total: u64 = 0;
+    for s in &req.sources {
+        if s.sectors == 0 {
+            return Err(BlockError::ZeroLength);
+        }
+        if s.sectors > limits.max_range_sectors {
+            return Err(BlockError::TooLarge);
+        }
+        match s.sector.checked_add(s.sectors.into()) {
+            Some(end) if end <= info.sectors => {}
+            _ => return Err(BlockError::OutOfRange),
+        }
+        total += u64::from(s.sectors);
+    }
+    if total == 0 {
+        return Err(BlockError::ZeroLength);
+    }
+    if total > limits.max_sectors {
+        return Err(BlockError::TooLarge);
+    }
+    match req.sector.checked_add(total) {
+        Some(end) if end <= info.sectors => Ok(total * SECTOR_SIZE as u64),
+        _ => Err(BlockError::OutOfRange),
     }
 }

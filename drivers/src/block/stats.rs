@@ -9,6 +9,7 @@ static WRITE_BYTES: AtomicU64 = AtomicU64::new(0);
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
 static ERRORS: AtomicU64 = AtomicU64::new(0);
 static BOUNCE_BYTES: AtomicU64 = AtomicU64::new(0);
+static COPY_OFFLOAD_BYTES: AtomicU64 = AtomicU64::new(0);
 
 pub(crate) fn record(op: Op, result: &Result<u64, BlockError>) {
     REQUESTS.fetch_add(1, Ordering::Relaxed);
@@ -18,6 +19,10 @@ pub(crate) fn record(op: Op, result: &Result<u64, BlockError>) {
         }
         (Op::Write, Ok(n)) => {
             WRITE_BYTES.fetch_add(*n, Ordering::Relaxed);
+        }
+        // Bytes a device copied inside itself, counted when it says it is done.
+        (Op::Copy, Ok(n)) => {
+            COPY_OFFLOAD_BYTES.fetch_add(*n, Ordering::Relaxed);
         }
         (_, Err(_)) => {
             ERRORS.fetch_add(1, Ordering::Relaxed);
@@ -32,13 +37,17 @@ pub fn add_bounce(bytes: u64) {
 }
 
 /// `(name, value)` for every block counter, in `/proc/vmstat` order.
-pub fn snapshot() -> [(&'static str, u64); 5] {
+pub fn snapshot() -> [(&'static str, u64); 6] {
     [
         ("blk_read_bytes", READ_BYTES.load(Ordering::Relaxed)),
         ("blk_write_bytes", WRITE_BYTES.load(Ordering::Relaxed)),
         ("blk_requests", REQUESTS.load(Ordering::Relaxed)),
         ("blk_errors", ERRORS.load(Ordering::Relaxed)),
         ("bounce_bytes", BOUNCE_BYTES.load(Ordering::Relaxed)),
+        (
+            "copy_offload_bytes",
+            COPY_OFFLOAD_BYTES.load(Ordering::Relaxed),
+        ),
     ]
 }
 

@@ -84,6 +84,70 @@ fn validation_rules() {
 }
 
 #[test]
+fn copies_are_checked_against_the_device_limits() {
+    let copy = |to: u64, src: &[(u64, u32)]| {
+        Request::copy(
+            to,
+            src.iter()
+                .map(|&(sector, sectors)| CopySource { sector, sectors })
+                .collect(),
+            Box::new(|_| {}),
+        )
+    };
+    // No copy limits: the device cannot copy.
+    assert_eq!(
+        validate(&info(), &copy(0, &[(8, 8)])),
+        Err(BlockError::Unsupported)
+    );
+    let i = DeviceInfo {
+        copy: Some(CopyLimits {
+            max_ranges: 2,
+            max_range_sectors: 16,
+            max_sectors: 24,
+        }),
+        ..info()
+    };
+    assert_eq!(validate(&i, &copy(500, &[(8, 16), (100, 8)])), Ok(24 * 512));
+    assert_eq!(
+        validate(&i, &copy(0, &[(0, 1), (1, 1), (2, 1)])),
+        Err(BlockError::TooLarge)
+    );
+    assert_eq!(
+        validate(&i, &copy(0, &[(0, 17)])),
+        Err(BlockError::TooLarge)
+    );
+    assert_eq!(
+        validate(&i, &copy(0, &[(0, 16), (20, 16)])),
+        Err(BlockError::TooLarge)
+    );
+    assert_eq!(validate(&i, &copy(0, &[])), Err(BlockError::ZeroLength));
+    assert_eq!(
+        validate(&i, &copy(0, &[(0, 0)])),
+        Err(BlockError::ZeroLength)
+    );
+    assert_eq!(
+        validate(&i, &copy(0, &[(0, 8), (9, 0)])),
+        Err(BlockError::ZeroLength)
+    );
+    assert_eq!(
+        validate(&i, &copy(0, &[(995, 8)])),
+        Err(BlockError::OutOfRange)
+    );
+    assert_eq!(
+        validate(&i, &copy(995, &[(0, 8)])),
+        Err(BlockError::OutOfRange)
+    );
+    let ro = DeviceInfo {
+        read_only: true,
+        ..i
+    };
+    assert_eq!(
+        validate(&ro, &copy(0, &[(8, 8)])),
+        Err(BlockError::ReadOnly)
+    );
+}
+
+#[test]
 fn errno_values_match_linux() {
     assert_eq!(BlockError::Io.errno(), 5);
     assert_eq!(BlockError::ReadOnly.errno(), 30);

@@ -20,6 +20,10 @@ pub const IO_FLUSH: u8 = 0x00;
 pub const IO_WRITE: u8 = 0x01;
 /// NVM: Read.
 pub const IO_READ: u8 = 0x02;
+/// NVM: Copy (NVM command set 1.0, section 3.2.2).
+pub const IO_COPY: u8 = 0x19;
+/// Bytes of one Copy source range entry in descriptor format 0.
+pub const COPY_DESCRIPTOR_BYTES: usize = 32;
 
 /// Identify CNS: the namespace named by NSID.
 pub const CNS_NAMESPACE: u32 = 0;
@@ -70,6 +74,22 @@ impl Sqe {
             0,
             0,
         ])
+    }
+
+    /// Copy `ranges` (1..=256) source ranges, described at `descriptors` (format 0, see
+    /// [`copy_descriptors`]), to the logical blocks from `to` on.
+    pub fn copy(cid: u16, nsid: u32, to: u64, ranges: usize, descriptors: u64) -> Sqe {
+        Sqe::new(IO_COPY, cid, nsid)
+            .with_prp(descriptors, 0)
+            .with_cdw([
+                to as u32,
+                (to >> 32) as u32,
+                // NR, zero-based, in bits 7:0; descriptor format 0 in bits 11:8.
+                (ranges.saturating_sub(1) as u32) & 0xFF,
+                0,
+                0,
+                0,
+            ])
     }
 
     /// Identify with `cns` into the page at `buf`.
@@ -124,6 +144,26 @@ impl Sqe {
     }
 }
 
+/// The source range entries of a Copy command in descriptor format 0, as dwords: per
+/// range 32 bytes, the first logical block at byte 8 and the count (zero-based) at 16.
+pub fn copy_descriptors(sources: &[crate::block::CopySource]) -> alloc::vec::Vec<u32> {
+    sources
+        .iter()
+        .flat_map(|s| {
+            [
+                0,
+                0,
+                s.sector as u32,
+                (s.sector >> 32) as u32,
+                s.sectors.saturating_sub(1) & 0xFFFF,
+                0,
+                0,
+                0,
+            ]
+        })
+        .collect()
+}
+
 /// A 16-byte completion queue entry, decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cqe {
@@ -169,6 +209,8 @@ impl Cqe {
             (0, 0x80) | (0, 0x81) => Err(BlockError::OutOfRange),
             // Generic: namespace write protected (and not ready).
             (0, 0x20) => Err(BlockError::ReadOnly),
+            // Command specific: Copy over the namespace's limits (MSSRL, MCL, MSRC).
+            (1, 0x83) => Err(BlockError::TooLarge),
             // Media and data integrity errors, path errors, the rest.
             _ => Err(BlockError::Io),
         }
@@ -209,6 +251,30 @@ mod tests {
         assert_eq!((nq.0[0], nq.0[10], nq.0[11]), (0x09 | 4 << 16, 0x07, 0));
         let id = Sqe::identify(3, 0, CNS_CONTROLLER, 0xa000);
         assert_eq!((id.0[0] & 0xff, id.0[10], id.0[6]), (0x06, 1, 0xa000));
+    }
+
+    #[test]
+    fn copy_entries() {
+        use crate::block::CopySource;
+        let c = Sqe::copy(9, 1, 0x1_0000_0010, 3, 0x5000);
+        assert_eq!(c.0[0], 0x19 | 9 << 16);
+        assert_eq!((c.0[1], c.0[6], c.0[10], c.0[11]), (1, 0x5000, 0x10, 1));
+        assert_eq!(c.0[12], 2, "NR is zero-based, format 0");
+        let d = copy_descriptors(&[
+            CopySource {
+                sector: 0x2_0000_0003,
+                sectors: 8,
+            },
+            CopySource {
+                sector: 40,
+                sectors: 65536,
+            },
+        ]);
+        assert_eq!(d.len() * 4, 2 * COPY_DESCRIPTOR_BYTES);
+        assert_eq!(&d[..8], &[0, 0, 3, 2, 7, 0, 0, 0]);
+        assert_eq!(&d[8..], &[0, 0, 40, 0, 0xFFFF, 0, 0, 0]);
+        let limit = Cqe::decode([0, 0, 0, 0x83 << 17 | 1 << 25]);
+        assert_eq!(limit.status(), Err(BlockError::TooLarge));
     }
 
     #[test]

@@ -24,7 +24,8 @@ use super::prp::{self, PAGE, Piece, Prp};
 use super::regs::*;
 use crate::ahci::mmio::{MmioRegs, RegisterIo, dma_read_bytes, dma_write_u32s};
 use crate::block::{
-    self, BlockDevice, BlockError, DeviceInfo, Op, REQUEST_TIMEOUT_NS, Request, SECTOR_SIZE,
+    self, BlockDevice, BlockError, CopyLimits, DeviceInfo, Op, REQUEST_TIMEOUT_NS, Request,
+    SECTOR_SIZE,
 };
 use crate::hal::Hal;
 use crate::mmio::spin_until;
@@ -278,6 +279,8 @@ struct ControllerId {
     max_transfer: u64,
     namespaces: u32,
     volatile_cache: bool,
+    /// ONCS bit 8 (and format 0 in OCFS): the Copy command.
+    copy: bool,
 }
 
 /// A namespace the driver serves.
@@ -285,6 +288,8 @@ struct ControllerId {
 struct Namespace {
     nsid: u32,
     blocks: u64,
+    /// Copy limits, where the controller copies.
+    copy: Option<CopyLimits>,
 }
 
 /// A finished request and its result, completed after the lock is released.
@@ -471,10 +476,19 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
             model: format!("NVMe {}", self.id.model),
             serial: self.id.serial.clone(),
             features: format!(
-                "namespace {}, {} commands, {} KiB/command, {}{}",
+                "namespace {}, {} commands, {} KiB/command, {}{}{}",
                 ns.nsid,
                 slots,
                 self.max_command_bytes / 1024,
+                match ns.copy {
+                    Some(c) => format!(
+                        "copy ({} ranges of {} KiB, {} KiB/command), ",
+                        c.max_ranges,
+                        u64::from(c.max_range_sectors) / 2,
+                        c.max_sectors / 2
+                    ),
+                    None => String::new(),
+                },
                 if self.id.volatile_cache {
                     "flush, "
                 } else {
@@ -485,6 +499,7 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
             queue_depth: slots,
             max_segments: (MAX_REQUEST_BYTES / SECTOR_SIZE as u64) as usize,
             max_bytes: MAX_REQUEST_BYTES,
+            copy: ns.copy,
         }
     }
 
@@ -609,6 +624,12 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
             },
             namespaces: u32::from_le_bytes([page[516], page[517], page[518], page[519]]),
             volatile_cache: page[525] & 1 == 1,
+            copy: {
+                let oncs = u16::from_le_bytes([page[520], page[521]]);
+                let ocfs = u16::from_le_bytes([page[534], page[535]]);
+                // OCFS came with NVMe 2.0; before it, Copy meant format 0.
+                oncs & 1 << 8 != 0 && (ocfs == 0 || ocfs & 1 != 0)
+            },
         };
         let mut namespaces = Vec::new();
         for nsid in 1..=id.namespaces.min(MAX_NAMESPACES) {
@@ -649,7 +670,8 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
                 );
                 continue;
             }
-            namespaces.push(Namespace { nsid, blocks });
+            let copy = id.copy.then(|| copy_limits(&page)).flatten();
+            namespaces.push(Namespace { nsid, blocks, copy });
         }
         drop(admin);
         if id.max_transfer != 0 {
@@ -728,6 +750,16 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
             let op = t.req.op;
             let sqe = match (op, t.pieces.pop_front()) {
                 (Op::Flush, _) => Sqe::new(command::IO_FLUSH, cid, t.nsid),
+                (Op::Copy, _) => {
+                    // The source ranges go in the slot's PRP list page (`validate` kept
+                    // them within the page: `copy_limits`).
+                    let page = io.prp_pages[cid as usize];
+                    let words = command::copy_descriptors(&t.req.sources);
+                    // SAFETY: the slot's own PRP list page: no command in flight uses it
+                    // (the slot is free).
+                    unsafe { dma_write_u32s::<H>(page, &words) };
+                    Sqe::copy(cid, t.nsid, t.req.sector, t.req.sources.len(), page)
+                }
                 (_, Some(piece)) => {
                     let sector = t.req.sector + piece.offset / SECTOR_SIZE as u64;
                     let blocks = piece.bytes / SECTOR_SIZE as u64;
@@ -944,6 +976,23 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
     }
 }
 
+/// A namespace's Copy limits from its Identify Namespace page: MSSRL (bytes 74-75), MCL
+/// (76-79) and MSRC (80, zero-based), the ranges kept within one descriptor page (where
+/// the driver puts them) and a range within NLB's 16 bits. None if a limit is 0.
+fn copy_limits(page: &[u8]) -> Option<CopyLimits> {
+    let mssrl = u16::from_le_bytes([page[74], page[75]]);
+    let mcl = u32::from_le_bytes([page[76], page[77], page[78], page[79]]);
+    let msrc = page[80] as usize + 1;
+    if mssrl == 0 || mcl == 0 {
+        return None;
+    }
+    Some(CopyLimits {
+        max_ranges: msrc.min(PAGE as usize / command::COPY_DESCRIPTOR_BYTES),
+        max_range_sectors: u32::from(mssrl),
+        max_sectors: u64::from(mcl),
+    })
+}
+
 fn complete(done: Vec<Done>) {
     for (req, result) in done {
         req.complete(result);
@@ -963,7 +1012,7 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeDisk<H, R> {
             Err(e) => return Err((req, e)),
         };
         let pieces = match req.op {
-            Op::Flush => VecDeque::new(),
+            Op::Flush | Op::Copy => VecDeque::new(),
             _ => match prp::pieces(&req.segments, self.ctrl.max_command_bytes) {
                 Ok(p) => p.into(),
                 Err(e) => return Err((req, e)),

@@ -682,6 +682,18 @@ impl Ext2 {
         result
     }
 
+    /// Free the blocks of regular file `ino` past its size: blocks allocated for data
+    /// that never came (a device-side copy into fresh blocks that failed). The size
+    /// stays.
+    pub fn free_past_size(&mut self, ino: u32) -> Result<()> {
+        self.check_rw()?;
+        let mut inode = self.regular(ino)?;
+        let first = inode.size.div_ceil(self.geo.block_size);
+        let result = self.free_blocks_from(ino, &mut inode, first);
+        self.write_inode(ino, &inode)?;
+        result
+    }
+
     /// Record a new size for regular file `ino` whose blocks the page cache
     /// has written through [`Ext2::bmap`]. Growing only records the size;
     /// shrinking is [`Ext2::truncate`].

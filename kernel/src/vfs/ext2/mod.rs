@@ -36,6 +36,7 @@ mod direct;
 mod disk_blocks;
 mod file_pages;
 mod node;
+mod offload;
 mod open_file;
 
 pub use disk_blocks::DiskBlocks;
@@ -174,18 +175,22 @@ impl Inode {
         })
     }
 
-    /// Copy `len` bytes of `src` from `src_off` to `dst_off` in this file through the page
-    /// cache without the CPU touching whole pages: they become aliases of the source's
-    /// frames, written to this file's own blocks by DMA from the shared frame at
-    /// writeback ([`CachedFile::copy_from`]). Stops at the source's end. Both files'
-    /// writers are kept out meanwhile (their write locks, taken in address order; one
-    /// lock for a copy within a file, whose ranges the caller has checked don't overlap).
+    /// Copy `len` bytes of `src` from `src_off` to `dst_off` in this file without the CPU
+    /// touching whole pages. On a disk that copies inside itself (`disk`'s copy limits),
+    /// whole blocks of one file system go from block to block on the device, no frame
+    /// involved (`offload`). Otherwise (and for what the device does not take) the
+    /// target's pages become aliases of the source's frames, written to this file's own
+    /// blocks by DMA from the shared frame at writeback ([`CachedFile::copy_from`]).
+    /// Stops at the source's end. Both files' writers are kept out meanwhile (their
+    /// write locks, taken in address order; one lock for a copy within a file, whose
+    /// ranges the caller has checked don't overlap).
     pub fn copy_range_from(
         &self,
         dst_off: u64,
         src: &Inode,
         src_off: u64,
         len: usize,
+        disk: &Disk,
     ) -> Result<usize, Errno> {
         let max = self.fs.lock().max_file_size();
         if dst_off >= max {
@@ -208,8 +213,18 @@ impl Inode {
         let mut done = 0usize;
         while done < len {
             // In chunks, with dirty throttling between them as for writes.
-            let n = (len - done).min(COPY_CHUNK);
+            let mut n = (len - done).min(COPY_CHUNK);
             let at = dst_off + done as u64;
+            let dev = self.copy_on_device(disk, at, src, src_off + done as u64, n, src_size);
+            done += dev.copied;
+            match dev.failed {
+                Some(e) if done == 0 => return Err(e),
+                Some(_) => break,
+                None if dev.copied > 0 => continue,
+                // Holes first: the page cache copies them, then the device goes on.
+                None if dev.holes > 0 => n = n.min(dev.holes),
+                None => {}
+            }
             let end = at + n as u64;
             let old = self.grow_to(end).map_err(Errno::from)?;
             touch_clock();

@@ -115,7 +115,8 @@ impl FileOps for OpenFile {
         if self.mount.read_only {
             return Err(Errno::EROFS);
         }
-        self.inode.copy_range_from(pos, src, src_off, len)
+        self.inode
+            .copy_range_from(pos, src, src_off, len, &self.mount.disk)
     }
 
     fn fill_from(

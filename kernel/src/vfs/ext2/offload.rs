@@ -1,0 +1,246 @@
+//! Copies the disk does alone (DESIGN.md "nonpresent → nonpresent"): between two files of
+//! one ext2 on a disk that copies inside itself (NVMe's Copy command), whole blocks go
+//! from the source's blocks to the target's without any frame being touched.
+//!
+//! With both files' write locks held ([`Inode::copy_range_from`]), for a chunk whose
+//! offsets are block-aligned:
+//!
+//! 1. the source's dirty cached pages in the range are written back (and writeback in
+//!    flight waited for), so its blocks hold what the cache does;
+//! 2. the target's cached pages in the range are written back and dropped; if one cannot
+//!    be dropped (mapped, under I/O), the page cache copies the chunk instead;
+//! 3. the source's blocks are looked up (a hole stops the device's part there: the page
+//!    cache copies holes as zeros), the target's blocks inside its size too (a hole there
+//!    stops it as well: a failed copy must never leave a fresh block inside the file with
+//!    old disk bytes), and the target's blocks past its size are allocated;
+//! 4. the device copies, all requests in flight at once; the bytes copied in order before
+//!    the first failure count, the target's size grows to cover only them, and blocks
+//!    allocated past it are freed again;
+//! 5. pages of the target a racing reader brought in meanwhile are dropped (or read
+//!    again, if mapped).
+//!
+//! `copy_offload_bytes` in `/proc/vmstat` counts the bytes at the requests' completion.
+//! A device that refuses a copy (unsupported, over its limits) sends the chunk to the
+//! page cache; any other failure is EIO, or a short count after what was copied.
+
+use drivers::block::copy::CopyExtent;
+use mm::page_cache::pages_of;
+
+use super::*;
+use crate::vfs::direct::blk_errno;
+
+/// What a device-side copy of a chunk did.
+#[derive(Default)]
+pub(super) struct Offloaded {
+    /// Bytes the device copied, whole blocks from the chunk's start (0: none).
+    pub copied: usize,
+    /// What stopped it (nothing reported as copied past it).
+    pub failed: Option<Errno>,
+    /// Nothing copied because the chunk starts with holes (at either end): the bytes
+    /// they cover, for the page cache to copy before the device is tried again.
+    pub holes: usize,
+}
+
+impl Offloaded {
+    fn failed(e: Errno) -> Offloaded {
+        Offloaded {
+            failed: Some(e),
+            ..Offloaded::default()
+        }
+    }
+}
+
+/// How the blocks at both ends pair up ([`Inode::pair_blocks`]).
+enum Pairing {
+    /// Sector extents to copy (a prefix of the range).
+    Extents(Vec<CopyExtent>),
+    /// The range starts with this many blocks that are holes on one side.
+    Holes(u64),
+}
+
+/// A device that refused a copy is logged once.
+static REFUSAL_LOGGED: AtomicBool = AtomicBool::new(false);
+
+impl Inode {
+    /// Copy bytes `[src_off, src_off + len)` of `src` (of size `src_size`) to `dst_off`
+    /// in this file on `disk` itself, as far as the range qualifies (see the module).
+    /// The caller holds both files' write locks.
+    pub(super) fn copy_on_device(
+        &self,
+        disk: &Disk,
+        dst_off: u64,
+        src: &Inode,
+        src_off: u64,
+        len: usize,
+        src_size: u64,
+    ) -> Offloaded {
+        if disk.info().copy.is_none() || !Arc::ptr_eq(&self.fs, &src.fs) {
+            return Offloaded::default();
+        }
+        let bs = self.fs.lock().block_size() as u64;
+        let blocks = (len as u64).min(src_size.saturating_sub(src_off)) / bs;
+        if !dst_off.is_multiple_of(bs) || !src_off.is_multiple_of(bs) || blocks == 0 {
+            return Offloaded::default();
+        }
+        let bytes = (blocks * bs) as usize;
+        // 1 and 2: the cache and the disk agree on both ranges.
+        let (first, last) = pages_of(src_off, bytes);
+        if let Err(e) = src.cache.sync_range(first, last) {
+            return Offloaded::failed(Errno::from(e));
+        }
+        let (first, last) = pages_of(dst_off, bytes);
+        match self.cache.invalidate_range(first, last) {
+            Ok(0) => {}
+            Ok(_) => return Offloaded::default(),
+            Err(e) => return Offloaded::failed(Errno::from(e)),
+        }
+        // 3: the blocks at both ends.
+        let old = self.size();
+        let extents = match self.pair_blocks(src, src_off / bs, dst_off / bs, blocks, old) {
+            Ok(Pairing::Extents(e)) if !e.is_empty() => e,
+            Ok(Pairing::Extents(_)) => {
+                self.free_past(old);
+                return Offloaded::default();
+            }
+            Ok(Pairing::Holes(n)) => {
+                self.free_past(old);
+                return Offloaded {
+                    holes: (n * bs) as usize,
+                    ..Offloaded::default()
+                };
+            }
+            Err(e) => {
+                self.free_past(old);
+                return Offloaded::failed(e);
+            }
+        };
+        // 4: the device copies.
+        let (copied, failed) = disk.copy(&extents);
+        let copied = copied as usize;
+        let end = dst_off + copied as u64;
+        let grown = if end > old {
+            self.grow_to(end).map(|_| ())
+        } else {
+            Ok(())
+        };
+        self.free_past(self.size());
+        // 5: what a racing reader cached meanwhile goes.
+        let (first, last) = pages_of(dst_off, bytes);
+        self.cache.refresh_after_write(first, last);
+        let failed = match failed {
+            Some(BlockError::Unsupported | BlockError::TooLarge) if copied == 0 => {
+                if !REFUSAL_LOGGED.swap(true, Ordering::Relaxed) {
+                    log::warn!(
+                        "ext2: {} refused a copy ({:?}); copies go through the page cache",
+                        disk.name(),
+                        failed
+                    );
+                }
+                None
+            }
+            Some(e) => Some(blk_errno(e)),
+            None => grown.err().map(Errno::from),
+        };
+        Offloaded {
+            copied,
+            failed,
+            holes: 0,
+        }
+    }
+
+    /// The device copy of `blocks` blocks from file block `sfb` of `src` to file block
+    /// `dfb` of this file (of size `size`), as extents in sectors: the source's blocks
+    /// up to its first hole, paired with this file's blocks up to a hole inside its size,
+    /// with blocks past its size allocated (they stay allocated: the caller frees what
+    /// ends past the size). Where the first block on either side is a hole: how many
+    /// blocks the holes there cover.
+    fn pair_blocks(
+        &self,
+        src: &Inode,
+        sfb: u64,
+        dfb: u64,
+        blocks: u64,
+        size: u64,
+    ) -> Result<Pairing, Errno> {
+        let mut fs = self.fs.lock();
+        let bs = fs.block_size() as u64;
+        let spb = bs / 512;
+        let mut from = Run::default();
+        fs.map_range(src.ino, sfb, blocks, false, |_, b| from.see(b))
+            .map_err(Errno::from)?;
+        if from.holes > 0 {
+            return Ok(Pairing::Holes(from.holes));
+        }
+        let from = from.blocks;
+        // This file: inside its size without allocating, past it allocating.
+        let inside = size.div_ceil(bs).saturating_sub(dfb).min(from.len() as u64);
+        let mut to = Run::default();
+        if inside > 0 {
+            fs.map_range(self.ino, dfb, inside, false, |_, b| to.see(b))
+                .map_err(Errno::from)?;
+        }
+        if to.holes > 0 {
+            return Ok(Pairing::Holes(to.holes));
+        }
+        let (hole, mut to) = (to.stopped, to.blocks);
+        if !hole && (to.len() as u64) < from.len() as u64 {
+            let at = dfb + to.len() as u64;
+            let want = from.len() as u64 - to.len() as u64;
+            // Out of space part-way: the blocks allocated so far are used.
+            let _ = fs.map_range(self.ino, at, want, true, |_, b| {
+                if let Some(b) = b {
+                    to.push(b);
+                }
+            });
+        }
+        drop(fs);
+        let mut extents: Vec<CopyExtent> = Vec::new();
+        for (&s, &d) in from.iter().zip(&to) {
+            let (s, d) = (s * spb, d * spb);
+            match extents.last_mut() {
+                Some(e) if e.from + e.sectors == s && e.to + e.sectors == d => e.sectors += spb,
+                _ => extents.push(CopyExtent {
+                    from: s,
+                    to: d,
+                    sectors: spb,
+                }),
+            }
+        }
+        Ok(Pairing::Extents(extents))
+    }
+
+    /// Free this file's blocks past its size, `size` (blocks allocated for a copy that
+    /// did not reach them); a failure is logged (e2fsck would find the blocks).
+    fn free_past(&self, size: u64) {
+        if let Err(e) = self.fs.lock().free_past_size(self.ino) {
+            log::error!(
+                "ext2: inode {}: blocks past {size} not freed: {e:?}",
+                self.ino
+            );
+        }
+    }
+}
+
+/// A file's blocks as `map_range` reports them, kept up to the first hole after a
+/// mapped block; or, where the range starts with holes, how many.
+#[derive(Default)]
+struct Run {
+    blocks: Vec<u64>,
+    /// Holes before the first mapped block (only while `blocks` is empty).
+    holes: u64,
+    /// A hole after mapped blocks ended the run.
+    stopped: bool,
+}
+
+impl Run {
+    fn see(&mut self, b: Option<u64>) {
+        match b {
+            _ if self.stopped => {}
+            Some(b) if self.holes == 0 => self.blocks.push(b),
+            // Mapped after leading holes: the holes' count is what matters.
+            Some(_) => self.stopped = true,
+            None if self.blocks.is_empty() => self.holes += 1,
+            None => self.stopped = true,
+        }
+    }
+}
