@@ -19,7 +19,9 @@
 #                              buffered file I/O from user space (fbench), AliasOS vs Linux;
 #                              target/bench-files.md and target/bench-files.svg
 #   make soak                  fsxa (model-based random file test) over 32 seeds
-#   make bench-copy            the copies alone (sendfile, copy_file_range, cp, read/write)
+#   make bench-copy            the copies alone (sendfile, copy_file_range, cp, read/write,
+#                              and on NVMe the disk's own Copy: AliasOS's copy_file_range vs
+#                              Linux's passthrough Copy commands) on virtio, AHCI and NVMe,
 #                              with the bytes the CPU copied per MiB, AliasOS vs Linux
 #   make bench-direct          O_DIRECT and AIO (fio-like workloads) on a file and a raw disk,
 #                              AliasOS vs Linux; target/bench-direct.md
@@ -123,10 +125,11 @@ bench-blk: deps
 bench-files: deps
 	$(CARGO) run -q -p bench --bin bench-files -- $(BENCH_ARGS)
 
-# The copies alone: sendfile, copy_file_range, cp and a read/write loop, with the bytes
-# the CPU copied per MiB (into target/bench-files.md as well).
+# The copies alone: sendfile, copy_file_range (by the disk where it copies, and through the
+# page cache), the disk's own Copy, cp and a read/write loop, with the bytes the CPU
+# copied per MiB (into target/bench-files.md as well).
 bench-copy: deps
-	$(CARGO) run -q -p bench --bin bench-files -- --workloads copy_sendfile,copy_cfr,copy_cp,copy_rw $(BENCH_ARGS)
+	$(CARGO) run -q -p bench --bin bench-files -- --bus virtio,ahci,nvme --workloads copy_sendfile,copy_cfr,copy_cfr_cache,copy_device,copy_cp,copy_rw $(BENCH_ARGS)
 
 # Direct I/O from user space: O_DIRECT and Linux AIO on a preallocated ext2 file and on a
 # raw disk, beside the Linux peer (into target/bench-direct.md).

@@ -746,3 +746,53 @@ fn blocks_past_the_size_are_freed_again() {
     assert_clean(&img);
     assert!(debugfs_cat(&img, "/f") == data);
 }
+
+#[test]
+fn map_range_allocates_runs_around_existing_blocks() {
+    let t = TempDir::new("maprange_runs");
+    let img = t.path().join("img");
+    mkfs(&img, 32 << 20, &["-b", "1024"], None);
+    let mut fs = mount(&img);
+    let f = fs.create(ROOT_INO, b"r", 0o644).unwrap();
+    let spb = fs.sectors_per_block() as u64;
+    // Blocks already there, in the direct, indirect and double-indirect areas.
+    let present = [3u64, 20, 21, 300, 301, 700];
+    let mut before = std::collections::BTreeMap::new();
+    for &fb in &present {
+        before.insert(fb, fs.bmap(f, fb, true).unwrap().unwrap());
+    }
+    let free = fs.statfs().free_blocks;
+    let mut mapped = Vec::new();
+    fs.map_range(f, 0, 1000, true, |fb, b| mapped.push((fb, b.unwrap())))
+        .unwrap();
+    assert_eq!(mapped.len(), 1000);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut breaks = 0;
+    for (i, &(fb, b)) in mapped.iter().enumerate() {
+        assert_eq!(fb, i as u64);
+        assert_eq!(fs.bmap(f, fb, false).unwrap(), Some(b), "file block {fb}");
+        assert!(seen.insert(b), "block {b} mapped twice");
+        if let Some(&old) = before.get(&fb) {
+            assert_eq!(b, old, "file block {fb} moved");
+        }
+        if i > 0 && b != mapped[i - 1].1 + 1 {
+            breaks += 1;
+        }
+    }
+    // 994 new data blocks and one pointer block (the double-indirect area's third; the
+    // indirect block, the double-indirect one and its first two came with the old
+    // blocks).
+    assert_eq!(free - fs.statfs().free_blocks, 994 + 1);
+    // Runs, not scattered blocks: breaks only around the old blocks and pointer blocks.
+    assert!(breaks < 30, "{breaks} discontinuities");
+    let mut expect = Vec::new();
+    for &(fb, b) in &mapped {
+        let data = vec![(fb % 251) as u8; 1024];
+        fs.device().write(b * spb, &data).unwrap();
+        expect.extend_from_slice(&data);
+    }
+    fs.set_size(f, expect.len() as u64).unwrap();
+    fs.unmount().unwrap();
+    assert_clean(&img);
+    assert!(debugfs_cat(&img, "/r") == expect);
+}

@@ -28,7 +28,7 @@ use std::time::Duration;
 use bench::{End, Limits, Run, Watch, bus_name, linux_peer, parse_buses, run_qemu};
 use boot::{Bus, DirectKernel, Disk, Qemu, Serial, exit_code};
 
-const WORKLOADS: [(&str, &str); 6] = [
+const WORKLOADS: [(&str, &str); 8] = [
     ("read", "cold buffered sequential read, 1 MiB reads"),
     ("write", "write 256 MiB in 1 MiB writes + fsync"),
     (
@@ -38,6 +38,16 @@ const WORKLOADS: [(&str, &str); 6] = [
     ("copy_cp", "256 MiB copy by the system's cp, + sync"),
     ("copy_sendfile", "256 MiB copy by sendfile calls, + sync"),
     ("copy_cfr", "256 MiB copy by copy_file_range calls, + sync"),
+    (
+        "copy_cfr_cache",
+        "copy_cfr through the page cache (AliasOS: /proc/sys/vm/copy_offload 0, the alias path)",
+    ),
+    (
+        "copy_device",
+        "256 MiB copy by the disk itself (NVMe Copy), + sync: AliasOS copy_file_range, \
+         Linux Copy commands by passthrough ioctl on the files' FIEMAP extents \
+         (target written beforehand, not timed); NVMe only",
+    ),
 ];
 const DIRECT_WORKLOADS: [(&str, &str); 8] = [
     (
@@ -80,10 +90,11 @@ const IMAGE_MIB: u64 = 1024;
 
 const USAGE: &str = "\
 usage: bench-files [options]
-  --bus LIST      buses, comma-separated: virtio,ahci (default both)
+  --bus LIST      buses, comma-separated: virtio,ahci,nvme (default virtio,ahci)
   --runs N        runs per workload (default 3)
   --mem SIZE      guest RAM (default 512M)
-  --workloads L   read,write,copy_rw,copy_cp,copy_sendfile,copy_cfr (default all)
+  --workloads L   read,write,copy_rw,copy_cp,copy_sendfile,copy_cfr,copy_cfr_cache,
+                  copy_device (default all)
   --no-linux      skip the Linux guest
   --no-aliasos    skip AliasOS
   --direct        the direct-I/O workloads (O_DIRECT, AIO) on src.bin and a raw disk

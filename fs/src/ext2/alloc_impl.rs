@@ -129,6 +129,39 @@ impl Ext2 {
         Err(FsError::NoSpace)
     }
 
+    /// Allocate a run of up to `max` (>= 1) contiguous blocks at or after `goal` (the
+    /// first free block found as [`Ext2::alloc_block`] finds it, and the free blocks
+    /// right after it in its group): one bitmap and group update for the run. Returns
+    /// the first block and the run's length.
+    pub(crate) fn alloc_run(&mut self, goal: u64, max: u64) -> Result<(u64, u64)> {
+        let first = self.alloc_block(goal)?;
+        let g = self.block_group(first);
+        let (start, end) = self.geo.group_range(g);
+        let bitmap_blk = self.group(g)?.block_bitmap as u64;
+        let mut n = 1u64;
+        {
+            let bm = self.cache.get(bitmap_blk)?;
+            while n < max && first + n < end && !test_bit(bm, first + n - start)? {
+                n += 1;
+            }
+        }
+        // A bitmap that marks metadata free is not trusted past it (as alloc_block).
+        if let Some(k) = (1..n).find(|&k| self.is_metadata(first + k)) {
+            n = k;
+        }
+        if n > 1 {
+            let bm = self.cache.get_mut(bitmap_blk)?;
+            for b in first + 1..first + n {
+                set_bit(bm, b - start, true)?;
+            }
+            let gdm = self.group_mut(g)?;
+            gdm.free_blocks = gdm.free_blocks.saturating_sub((n - 1) as _);
+            self.free_blocks = self.free_blocks.saturating_sub(n - 1);
+            self.put_group(g)?;
+        }
+        Ok((first, n))
+    }
+
     /// Allocate `n` blocks (each after the previous when possible); on failure
     /// nothing stays allocated.
     pub(crate) fn alloc_blocks(&mut self, n: usize, goal: u64) -> Result<Vec<u64>> {

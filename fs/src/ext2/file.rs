@@ -362,32 +362,98 @@ impl Ext2 {
         if inode.is_symlink() && self.is_fast_symlink(&inode) {
             return Err(FsError::Invalid);
         }
-        let mut changed = false;
-        let mut result = Ok(());
         if !alloc {
             return self.map_existing(ino, &inode, fb, count, each);
         }
-        for b in fb..fb.saturating_add(count) {
-            let mapped = if alloc {
-                self.map_alloc(ino, &mut inode, b).map(|(d, new)| {
-                    changed |= new;
-                    Some(d)
-                })
-            } else {
-                self.map_block(ino, &inode, b)
-            };
-            match mapped {
-                Ok(d) => each(b, d),
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
+        let mut changed = false;
+        let result = self.map_allocating(ino, &mut inode, fb, count, &mut changed, &mut each);
         if changed {
             self.write_inode(ino, &inode)?;
         }
         result
+    }
+
+    /// [`Ext2::map_range`] with allocation: blocks are mapped (and holes allocated) one
+    /// at a time up to the first block of each last-level pointer block; the rest of
+    /// that pointer block's blocks are read from it at once, and each run of holes there
+    /// gets a run of contiguous blocks with one bitmap update ([`Ext2::alloc_run`]) and
+    /// its pointers written in one go. Sets `changed` when the inode needs writing.
+    fn map_allocating(
+        &mut self,
+        ino: u32,
+        inode: &mut Inode,
+        fb: u64,
+        count: u64,
+        changed: &mut bool,
+        each: &mut impl FnMut(u64, Option<u64>),
+    ) -> Result<()> {
+        let end = fb.saturating_add(count);
+        let spb = self.geo.sectors_per_block();
+        let mut b = fb;
+        while b < end {
+            let (d, new) = self.map_alloc(ino, inode, b)?;
+            *changed |= new;
+            each(b, Some(d));
+            b += 1;
+            let path = self.block_path(b - 1)?;
+            if path.depth == 0 {
+                continue;
+            }
+            // The rest of this last-level pointer block (it exists now).
+            let mut leaf = *inode.block.get(path.slot).ok_or(FsError::Corrupt)? as u64;
+            for &index in path.idx.iter().take(path.depth - 1) {
+                self.check_ptr(leaf, ino)?;
+                leaf = self.read_ptr(leaf, index)?;
+            }
+            self.check_ptr(leaf, ino)?;
+            let first = path.idx[path.depth - 1] + 1;
+            let n = (end - b).min(self.geo.ptrs - first as u64) as usize;
+            let ptrs: Vec<u32> = {
+                let data = self.cache.get(leaf)?;
+                (0..n)
+                    .map(|i| rd32(data, (first + i) * 4))
+                    .collect::<Result<_>>()?
+            };
+            let mut goal = d + 1;
+            let mut i = 0;
+            while i < n {
+                let p = ptrs[i] as u64;
+                if p != 0 {
+                    self.check_ptr(p, ino)?;
+                    each(b + i as u64, Some(p));
+                    goal = p + 1;
+                    i += 1;
+                    continue;
+                }
+                let holes = ptrs[i..].iter().take_while(|&&q| q == 0).count() as u64;
+                let (run, got) = self.alloc_run(goal, holes)?;
+                let added = (got as u32)
+                    .checked_mul(spb)
+                    .and_then(|k| inode.blocks.checked_add(k));
+                let Some(iblocks) = added else {
+                    for x in run..run + got {
+                        let _ = self.free_block(x);
+                    }
+                    return Err(FsError::FileTooBig);
+                };
+                {
+                    let data = self.cache.get_mut(leaf)?;
+                    for k in 0..got {
+                        wr32(data, (first + i + k as usize) * 4, (run + k) as u32)?;
+                    }
+                }
+                inode.blocks = iblocks;
+                *changed = true;
+                for k in 0..got {
+                    each(b + i as u64 + k, Some(run + k));
+                }
+                self.last_alloc = Some((ino, b + i as u64 + got - 1, run + got - 1));
+                goal = run + got;
+                i += got as usize;
+            }
+            b += n as u64;
+        }
+        Ok(())
     }
 
     /// [`Ext2::map_block`] for `count` file blocks from `fb` on, in order: the pointer

@@ -1,4 +1,5 @@
-//! procfs (`/proc`): `meminfo`, `vmstat`, `mounts`, and `sys/vm/drop_caches`. A file's
+//! procfs (`/proc`): `meminfo`, `vmstat`, `mounts`, `sys/vm/drop_caches` and
+//! `sys/vm/copy_offload`. A file's
 //! content is generated when it is opened, so a reader sees one consistent snapshot
 //! however it reads; a control file acts on each write.
 
@@ -26,13 +27,14 @@ enum Entry {
 }
 
 /// The whole tree: paths below `/proc` (no leading slash), parents before children.
-const TREE: [(&str, Entry); 7] = [
+const TREE: [(&str, Entry); 8] = [
     ("interrupts", Entry::File(interrupts)),
     ("meminfo", Entry::File(meminfo)),
     ("mounts", Entry::File(mounts)),
     ("vmstat", Entry::File(vmstat)),
     ("sys", Entry::Dir),
     ("sys/vm", Entry::Dir),
+    ("sys/vm/copy_offload", Entry::Control(copy_offload)),
     ("sys/vm/drop_caches", Entry::Control(drop_caches)),
 ];
 
@@ -79,6 +81,20 @@ impl Write for Text {
         self.0.extend_from_slice(s.as_bytes());
         Ok(())
     }
+}
+
+/// `/proc/sys/vm/copy_offload` (AliasOS's own): "0" sends copies between files through
+/// the page cache even where the disk could copy by itself, "1" (the default) lets it.
+/// For comparing the two paths (`make bench-copy`).
+fn copy_offload(data: &[u8]) -> Result<(), Errno> {
+    let on = match data.trim_ascii() {
+        b"0" => false,
+        b"1" => true,
+        _ => return Err(Errno::EINVAL),
+    };
+    super::ext2::set_device_copies(on);
+    log::info!("copy_offload {}", on as u8);
+    Ok(())
 }
 
 /// `/proc/sys/vm/drop_caches`: as Linux, "1" drops clean page-cache pages, "2" clean

@@ -5,6 +5,7 @@
 
 extern crate alloc;
 
+pub mod nvme_copy;
 pub mod rng;
 pub mod sha256;
 

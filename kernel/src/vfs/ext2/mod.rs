@@ -42,10 +42,15 @@ mod open_file;
 pub use disk_blocks::DiskBlocks;
 pub use file_pages::FilePages;
 pub use node::Ext2Node;
+pub use offload::set_device_copies;
 pub use open_file::OpenFile;
 
-/// Bytes a copy between files moves per step (dirty throttling runs between steps).
+/// Bytes a copy between files moves per step through the page cache (dirty throttling
+/// runs between steps).
 const COPY_CHUNK: usize = 4 << 20;
+/// Bytes a copy between files asks the disk to copy per step (nothing is dirtied: the
+/// step only bounds the blocks allocated ahead and the requests in flight).
+const DEVICE_COPY_CHUNK: usize = 64 << 20;
 /// A frame, and the bytes `[offset, offset + len)` of it a transfer covers.
 pub type DmaPiece = (FrameRef, usize, usize);
 
@@ -213,9 +218,10 @@ impl Inode {
         let mut done = 0usize;
         while done < len {
             // In chunks, with dirty throttling between them as for writes.
-            let mut n = (len - done).min(COPY_CHUNK);
             let at = dst_off + done as u64;
+            let n = (len - done).min(DEVICE_COPY_CHUNK);
             let dev = self.copy_on_device(disk, at, src, src_off + done as u64, n, src_size);
+            let mut n = n.min(COPY_CHUNK);
             done += dev.copied;
             match dev.failed {
                 Some(e) if done == 0 => return Err(e),

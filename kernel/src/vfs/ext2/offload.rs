@@ -58,6 +58,14 @@ enum Pairing {
     Holes(u64),
 }
 
+/// Copies go to disks that can do them (`/proc/sys/vm/copy_offload`).
+static DEVICE_COPIES: AtomicBool = AtomicBool::new(true);
+
+/// Let disks copy by themselves, or send every copy through the page cache.
+pub fn set_device_copies(on: bool) {
+    DEVICE_COPIES.store(on, Ordering::Relaxed);
+}
+
 /// A device that refused a copy is logged once.
 static REFUSAL_LOGGED: AtomicBool = AtomicBool::new(false);
 
@@ -74,7 +82,10 @@ impl Inode {
         len: usize,
         src_size: u64,
     ) -> Offloaded {
-        if disk.info().copy.is_none() || !Arc::ptr_eq(&self.fs, &src.fs) {
+        if disk.info().copy.is_none()
+            || !Arc::ptr_eq(&self.fs, &src.fs)
+            || !DEVICE_COPIES.load(Ordering::Relaxed)
+        {
             return Offloaded::default();
         }
         let bs = self.fs.lock().block_size() as u64;

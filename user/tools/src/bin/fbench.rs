@@ -16,7 +16,20 @@
 //! * `copy_cp`: SRC copied by the program CP (default `/bin/cp`; the system's own), then
 //!   `sync`;
 //! * `copy_sendfile`: SRC copied by `sendfile` calls (file to file), then `sync`;
-//! * `copy_cfr`: SRC copied by `copy_file_range` calls, then `sync`.
+//! * `copy_cfr`: SRC copied by `copy_file_range` calls, then `sync`;
+//! * `copy_device`: SRC copied by the disk itself (NVMe Copy), then `sync`. On AliasOS
+//!   that is `copy_file_range` (the kernel sends whole blocks to the device; the run fails
+//!   if `copy_offload_bytes` did not grow by SRC's whole blocks). On Linux, which has no
+//!   device-side file copy, the target is first written and synced (not timed), then
+//!   both files' extents (`FIEMAP`) go to `/dev/nvme0n1` as Copy commands through the
+//!   passthrough ioctl (`tools::nvme_copy`), then the device is flushed. Either way the
+//!   target is then read back cold and compared with SRC (not timed). Where the disk
+//!   cannot copy (AliasOS: a one-block `copy_file_range` left `copy_offload_bytes` as it
+//!   was; Linux: no `/dev/nvme0n1` with the Copy command), the workload prints
+//!   `FBENCH-SKIP copy_device` instead;
+//! * `copy_cfr_cache`: `copy_cfr` through the page cache: on AliasOS with
+//!   `/proc/sys/vm/copy_offload` 0 for the run (the alias path, even on a disk that
+//!   copies); on Linux, where there is no such file, the same as `copy_cfr`.
 //!
 //!
 //! Direct I/O (`O_DIRECT`, page-aligned buffers), on SRC in place (a preallocated file)
@@ -148,6 +161,125 @@ fn copy_in_kernel(src: &CStr, dst: &CStr, sendfile: bool) {
     let _ = sys::close(from);
     let _ = sys::close(to);
     sys::sync();
+}
+
+/// Write `v` to AliasOS's `/proc/sys/vm/copy_offload`; false where there is none.
+fn set_copy_offload(v: &[u8]) -> bool {
+    match sys::open(c"/proc/sys/vm/copy_offload", sys::O_WRONLY, 0) {
+        Ok(fd) => {
+            if let Err(e) = sys::write_all(fd, v) {
+                fail(b"/proc/sys/vm/copy_offload", e);
+            }
+            let _ = sys::close(fd);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Whether the disk under SRC copies by itself: on AliasOS, a one-block
+/// `copy_file_range` of SRC to DST grows `copy_offload_bytes`; on Linux, `/dev/nvme0n1`
+/// answers Identify with the Copy command. DST is removed again.
+fn device_copies(src: &CStr, dst: &CStr) -> bool {
+    let Some(before) = vmstat(b"copy_offload_bytes") else {
+        let Ok(dev) = sys::open(c"/dev/nvme0n1", sys::O_RDONLY, 0) else {
+            return false;
+        };
+        let ok = tools::nvme_copy::namespace(dev)
+            .and_then(|ns| tools::nvme_copy::limits(dev, ns))
+            .is_ok();
+        let _ = sys::close(dev);
+        return ok;
+    };
+    let from = sys::open(src, sys::O_RDONLY, 0).unwrap_or_else(|e| fail(src.to_bytes(), e));
+    let to = sys::open(dst, sys::O_WRONLY | sys::O_CREAT | sys::O_TRUNC, 0o644)
+        .unwrap_or_else(|e| fail(dst.to_bytes(), e));
+    let _ = sys::copy_file_range(from, to, 4096);
+    let _ = sys::close(from);
+    let _ = sys::close(to);
+    let _ = sys::unlink(dst);
+    vmstat(b"copy_offload_bytes").is_some_and(|after| after > before)
+}
+
+/// SRC to DST by the disk itself (see `copy_device` above). The caller checks DST
+/// after taking the time.
+fn copy_on_device(src: &CStr, dst: &CStr, size: u64, buf: &mut [u8]) {
+    match vmstat(b"copy_offload_bytes") {
+        Some(before) => {
+            copy_in_kernel(src, dst, false);
+            let done = vmstat(b"copy_offload_bytes").unwrap_or(0) - before;
+            if done != size / 4096 * 4096 {
+                tools::die(
+                    1,
+                    format_args!("fbench: copy_device: the device copied {done} of {size} bytes"),
+                );
+            }
+        }
+        None => copy_by_passthrough(src, dst, size, buf),
+    }
+}
+
+/// Linux: DST written and synced first (not timed: the caller's clock restarts after),
+/// then copied over by NVMe Copy commands through the passthrough ioctl, then flushed.
+fn copy_by_passthrough(src: &CStr, dst: &CStr, size: u64, buf: &mut [u8]) {
+    use tools::nvme_copy;
+    let dev_path = c"/dev/nvme0n1";
+    let dev = sys::open(dev_path, sys::O_RDWR, 0).unwrap_or_else(|e| fail(dev_path.to_bytes(), e));
+    let nsid = nvme_copy::namespace(dev).unwrap_or_else(|e| fail(b"NVME_IOCTL_ID", e));
+    let limits = nvme_copy::limits(dev, nsid).unwrap_or_else(|e| fail(b"NVMe Identify", e));
+    write_file(dst, size, buf);
+    let extents = |p: &CStr| {
+        let fd = sys::open(p, sys::O_RDONLY, 0).unwrap_or_else(|e| fail(p.to_bytes(), e));
+        let x = nvme_copy::extents(fd).unwrap_or_else(|e| fail(b"FIEMAP", e));
+        let _ = sys::close(fd);
+        x
+    };
+    let (from, to) = (extents(src), extents(dst));
+    // The preparation is not part of the copy.
+    PREPARED.store(now().to_bits(), core::sync::atomic::Ordering::Relaxed);
+    let commands = nvme_copy::copy(dev, nsid, &from, &to, size, &limits)
+        .unwrap_or_else(|e| fail(b"NVMe Copy", e));
+    if let Err(e) = sys::fsync(dev) {
+        fail(b"fsync /dev/nvme0n1", e);
+    }
+    eprintln!(
+        "fbench: copy_device: {commands} Copy commands ({} + {} extents; {} ranges of {} blocks, {} blocks per command)",
+        from.len(),
+        to.len(),
+        limits.ranges,
+        limits.range_blocks,
+        limits.command_blocks
+    );
+    let _ = sys::close(dev);
+}
+
+/// When a workload's untimed preparation ended (`f64` bits; 0: none), for the clock.
+static PREPARED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// SRC and DST hold the same bytes, read cold (Linux's page cache still has the DST
+/// written before the device copied over it).
+fn check_same(src: &CStr, dst: &CStr, buf: &mut [u8]) {
+    cold();
+    let open = |p: &CStr| sys::open(p, sys::O_RDONLY, 0).unwrap_or_else(|e| fail(p.to_bytes(), e));
+    let (a, b) = (open(src), open(dst));
+    let (left, right) = buf.split_at_mut(buf.len() / 2);
+    let mut at = 0u64;
+    loop {
+        let n = sys::read_full(a, left).unwrap_or_else(|e| fail(src.to_bytes(), e));
+        let m = sys::read_full(b, right).unwrap_or_else(|e| fail(dst.to_bytes(), e));
+        if n != m || left[..n] != right[..n] {
+            tools::die(
+                1,
+                format_args!("fbench: copy_device: the copy differs near byte {at}"),
+            );
+        }
+        if n == 0 {
+            break;
+        }
+        at += n as u64;
+    }
+    let _ = sys::close(a);
+    let _ = sys::close(b);
 }
 
 /// Counter `name` of /proc/vmstat (None where there is no such counter).
@@ -424,6 +556,10 @@ fn main() -> i32 {
         size >> 20
     );
     for w in workloads.split(|&c| c == b',') {
+        if w == b"copy_device" && !device_copies(src, &cfile) {
+            println!("FBENCH-SKIP copy_device: the disk does not copy by itself");
+            continue;
+        }
         for _ in 0..runs {
             let _ = sys::unlink(&wfile);
             let _ = sys::unlink(&cfile);
@@ -475,9 +611,23 @@ fn main() -> i32 {
                     copy_in_kernel(src, &cfile, false);
                     size
                 }
+                b"copy_device" => {
+                    copy_on_device(src, &cfile, size, buf);
+                    size
+                }
+                b"copy_cfr_cache" => {
+                    let knob = set_copy_offload(b"0\n");
+                    copy_in_kernel(src, &cfile, false);
+                    if knob {
+                        set_copy_offload(b"1\n");
+                    }
+                    size
+                }
                 other => tools::die(2, format_args!("fbench: unknown workload {}", Bytes(other))),
             };
-            let secs = (now() - t0).max(1e-9);
+            let end = now();
+            let prepared = f64::from_bits(PREPARED.swap(0, core::sync::atomic::Ordering::Relaxed));
+            let secs = (end - t0.max(prepared)).max(1e-9);
             let direct = w.starts_with(b"d") || w.starts_with(b"raw");
             if direct && moved == 0 {
                 moved = bytes;
@@ -509,6 +659,10 @@ fn main() -> i32 {
                     d1.saturating_sub(d0) as f64 / (moved as f64).max(1.0),
                     b1.saturating_sub(b0)
                 );
+            }
+            // After the counters: the check reads both files through the page cache.
+            if w == b"copy_device" {
+                check_same(src, &cfile, buf);
             }
         }
     }
