@@ -20,6 +20,7 @@ pub mod profile;
 pub mod syscall;
 pub mod task;
 pub mod time;
+pub mod transit;
 pub mod uaccess;
 pub mod vfs;
 

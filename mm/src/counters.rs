@@ -42,11 +42,14 @@ pub enum Counter {
     OomKill,
     /// Times a writer waited because too much of memory was dirty (dirty throttling).
     DirtyThrottled,
+    /// Bytes copied between two disks through transit frames (disk to frame to disk by
+    /// DMA), counted when written.
+    TransitBytes,
 }
 
 impl Counter {
     /// Every counter, in `/proc/vmstat` order.
-    pub const ALL: [Counter; 16] = [
+    pub const ALL: [Counter; 17] = [
         Counter::DataCopyBytes,
         Counter::AliasPages,
         Counter::CowBreaks,
@@ -63,6 +66,7 @@ impl Counter {
         Counter::Pgsteal,
         Counter::OomKill,
         Counter::DirtyThrottled,
+        Counter::TransitBytes,
     ];
 
     /// The counter's name as printed in `/proc/vmstat`.
@@ -84,6 +88,7 @@ impl Counter {
             Counter::Pgsteal => "pgsteal",
             Counter::OomKill => "oom_kill",
             Counter::DirtyThrottled => "dirty_throttled",
+            Counter::TransitBytes => "transit_bytes",
         }
     }
 }

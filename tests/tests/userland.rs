@@ -700,3 +700,119 @@ poweroff
     );
     let _ = std::fs::remove_file(&raw);
 }
+
+/// `cp` (`copy_file_range`) between ext2 file systems on two disks, virtio-blk to AHCI and
+/// back: whole blocks go disk to transit frame to disk by DMA (`transit_bytes`), none
+/// through the page cache or the CPU. A source block that fails to read (blkdebug) makes
+/// `cp` fail with EIO, the copy holding only a prefix of the source, with no block past
+/// it (e2fsck). `cp` (`sendfile`) from a raw virtio disk to a raw NVMe disk takes the
+/// same path.
+#[test]
+fn copies_between_disks_go_through_transit_frames() {
+    const MIB: usize = 1 << 20;
+    let src = data(12 * MIB + 700, 41);
+    let t = Tree::new("transit");
+    t.file("src.bin", &src).dir("b").rc("\
+mount /dev/sda b
+cat /proc/vmstat > vm0
+cp src.bin b/there.bin
+cat /proc/vmstat > vm1
+cp b/there.bin back.bin
+cat /proc/vmstat > vm2
+cp b/bad.bin bad.bin 2> bad.err
+echo $? > bad.status
+cat /proc/vmstat > vm3
+cp /dev/vdb /dev/nvme0n1
+cat /proc/vmstat > vm4
+umount b
+sync
+poweroff
+");
+    let img = t.image(64);
+    let raw_dir = boot::target_dir().join("test-disks");
+    let raw_src = raw_dir.join(format!("transit-src-{}.raw", std::process::id()));
+    let raw_dst = raw_dir.join(format!("transit-dst-{}.raw", std::process::id()));
+    let raw = data(6 * MIB + 3 * 512, 43);
+    std::fs::write(&raw_src, &raw).expect("write the raw source");
+    std::fs::write(&raw_dst, vec![0u8; 8 * MIB]).expect("write the raw target");
+    let tb = Tree::new("transit-b");
+    tb.file("bad.bin", &src);
+    let img_b = tb.image(64);
+    let (out, _) = debugfs(&img_b, "bmap /bad.bin 2000");
+    let bad_block: u64 = String::from_utf8_lossy(&out)
+        .trim()
+        .parse()
+        .expect("debugfs bmap");
+    let mut disk_b = boot::Disk::new(&img_b, boot::Bus::Ahci);
+    disk_b.blkdebug = Some(tests::blkdebug_eio_config(
+        &format!("transit-{}", std::process::id()),
+        bad_block * 8,
+    ));
+    let q = boot::Qemu {
+        disks: vec![
+            boot::Disk::new(&img, boot::Bus::Virtio),
+            boot::Disk::new(&raw_src, boot::Bus::Virtio),
+            disk_b,
+            boot::Disk::new(&raw_dst, boot::Bus::Nvme),
+        ],
+        timeout: Some(RC_TIMEOUT),
+        ..boot::Qemu::default()
+    };
+    let o = tests::run(&q);
+    assert_powered_off(&o, "transit");
+    assert_image_clean(&img, &o);
+    assert_image_clean(&img_b, &o);
+    let want = file_sha256(&t.path("src.bin"));
+    for (image, path) in [(&img_b, "/there.bin"), (&img, "/back.bin")] {
+        assert_eq!(
+            image_file_sha256(image, path).as_deref(),
+            Some(want.as_str()),
+            "{path}"
+        );
+    }
+    let vm: Vec<String> = (0..5)
+        .map(|i| read_back_text(&img, &format!("/vm{i}"), &o))
+        .collect();
+    let delta = |i: usize, name: &str| vmstat_field(&vm[i + 1], name) - vmstat_field(&vm[i], name);
+    eprintln!(
+        "transit: there {} bytes (CPU {}, aliases {}), back {} (CPU {}), failing {}, raw {} (CPU {})",
+        delta(0, "transit_bytes"),
+        delta(0, "data_copy_bytes"),
+        delta(0, "alias_pages"),
+        delta(1, "transit_bytes"),
+        delta(1, "data_copy_bytes"),
+        delta(2, "transit_bytes"),
+        delta(3, "transit_bytes"),
+        delta(3, "data_copy_bytes"),
+    );
+    // Whole blocks through transit frames; the 700-byte tail through the page cache.
+    for i in [0, 1] {
+        assert_eq!(delta(i, "transit_bytes"), 12 * MIB as u64, "copy {i}");
+        assert!(delta(i, "data_copy_bytes") < MIB as u64, "copy {i}");
+        assert_eq!(delta(i, "copy_offload_bytes"), 0, "copy {i}");
+    }
+    assert_eq!(read_back_text(&img, "/bad.status", &o), "1\n");
+    let err = read_back_text(&img, "/bad.err", &o);
+    assert!(err.contains("Input/output error"), "{err}");
+    let bad = read_back(&img, "/bad.bin", &o);
+    assert_eq!(
+        delta(2, "transit_bytes"),
+        bad.len() as u64,
+        "the failing copy"
+    );
+    assert!(
+        bad.len() <= 2000 * 4096 && bad[..] == src[..bad.len()],
+        "bad.bin holds {} bytes, not a prefix of the source ending before its block 2000",
+        bad.len()
+    );
+    // Raw to raw: every sector through transit frames, the rest of the target untouched.
+    assert_eq!(delta(3, "transit_bytes"), raw.len() as u64, "raw copy");
+    assert!(delta(3, "data_copy_bytes") < MIB as u64, "raw copy");
+    let on_disk = std::fs::read(&raw_dst).expect("read the raw target");
+    assert!(
+        on_disk[..raw.len()] == raw[..] && on_disk[raw.len()..].iter().all(|&b| b == 0),
+        "the raw NVMe disk does not hold the virtio disk's bytes"
+    );
+    let _ = std::fs::remove_file(&raw_src);
+    let _ = std::fs::remove_file(&raw_dst);
+}

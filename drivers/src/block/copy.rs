@@ -32,6 +32,26 @@ impl CopyCommand {
     }
 }
 
+/// Cut `extents` into pieces of at most `max` (>= 1) sectors, in order (for copies that
+/// move each piece as one read and one write: `kernel::transit`).
+pub fn split_extents(extents: &[CopyExtent], max: u64) -> Vec<CopyExtent> {
+    let max = max.max(1);
+    let mut out = Vec::new();
+    for e in extents {
+        let mut done = 0;
+        while done < e.sectors {
+            let n = (e.sectors - done).min(max);
+            out.push(CopyExtent {
+                from: e.from + done,
+                to: e.to + done,
+                sectors: n,
+            });
+            done += n;
+        }
+    }
+    out
+}
+
 /// Cut `extents`, in the order given, into requests within `limits` (each limit at
 /// least 1). The requests copy exactly the extents' sectors, in the same order.
 pub fn plan_copies(extents: &[CopyExtent], limits: &CopyLimits) -> Vec<CopyCommand> {
@@ -140,6 +160,13 @@ mod tests {
             }
         }
         c
+    }
+
+    #[test]
+    fn split_extents_cuts_in_order() {
+        let p = split_extents(&[ext(0, 100, 5), ext(50, 105, 2)], 2);
+        let got: Vec<(u64, u64, u64)> = p.iter().map(|x| (x.from, x.to, x.sectors)).collect();
+        assert_eq!(got, [(0, 100, 2), (2, 102, 2), (4, 104, 1), (50, 105, 2)]);
     }
 
     #[test]

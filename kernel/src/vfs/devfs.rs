@@ -10,7 +10,8 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use drivers::block::{BlockDevice, Op, Segment};
+use drivers::block::copy::CopyExtent;
+use drivers::block::{BlockDevice, BlockError, Op, Segment};
 use mm::FrameRef;
 use mm::frame::FRAME_SIZE;
 
@@ -464,6 +465,67 @@ impl Node for BlockNode {
         let done = self.dma_from_cached(offset, src, src_off, total);
         cache.refresh_after_write(first, last);
         done
+    }
+
+    /// Another disk's bytes (or this one's, elsewhere) to this disk past both page
+    /// caches: by the disk itself where it copies (NVMe Copy) and both are this disk,
+    /// else through transit frames (`crate::transit`). Whole sectors, both offsets
+    /// sector-aligned (otherwise EOPNOTSUPP: the caller copies another way), clipped at
+    /// both disks' ends. The source's dirty cached pages are written first; this disk's
+    /// cached pages in the range are dropped (EOPNOTSUPP if one cannot be: in use).
+    fn copy_from_disk(
+        &self,
+        offset: u64,
+        src: &Arc<Disk>,
+        src_off: u64,
+        len: usize,
+    ) -> Result<usize, Errno> {
+        if self.disk.info().read_only {
+            return Err(Errno::EROFS);
+        }
+        if !crate::transit::bypass()
+            || !offset.is_multiple_of(512)
+            || !src_off.is_multiple_of(512)
+            || len < 512
+        {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let src_end = (src.info().sectors * 512).saturating_sub(src_off);
+        let total = self.span(offset, len / 512 * 512)?.min(src_end as usize);
+        if total == 0 {
+            return if src_end == 0 {
+                Ok(0)
+            } else {
+                Err(Errno::ENOSPC)
+            };
+        }
+        let (first, last) = pages_of(src_off, total);
+        super::raw_cache::of(src)
+            .sync_range(first, last)
+            .map_err(Errno::from)?;
+        let cache = self.cache();
+        let (first, last) = pages_of(offset, total);
+        if cache.invalidate_range(first, last).map_err(Errno::from)? > 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let extent = [CopyExtent {
+            from: src_off / 512,
+            to: offset / 512,
+            sectors: total as u64 / 512,
+        }];
+        let moved = if Arc::ptr_eq(src, &self.disk) && self.disk.info().copy.is_some() {
+            Some(self.disk.copy(&extent))
+        } else {
+            crate::transit::copy_between(src, &self.disk, &extent)
+        };
+        cache.refresh_after_write(first, last);
+        match moved {
+            None | Some((0, Some(BlockError::Unsupported | BlockError::TooLarge))) => {
+                Err(Errno::EOPNOTSUPP)
+            }
+            Some((0, Some(e))) => Err(blk_errno(e)),
+            Some((n, _)) => Ok(n as usize),
+        }
     }
 
     /// Fill whole frames with the disk's bytes from `offset` by DMA (sendfile from a raw

@@ -368,7 +368,7 @@ impl File {
             // From a raw block device (it fills frames by DMA) into a page-cache file:
             // the frames become the target's pages. Other sources use a buffer.
             (false, None) if src.kind() == FileKind::BlockDevice => {
-                self.copy_from_device(to, src, from, len)?
+                self.copy_from_disk(to, src, from, len)?
             }
             _ => self.copy_through_buffer(to, src, from, len)?,
         };
@@ -379,6 +379,26 @@ impl File {
             *p = from + moved as u64;
         }
         Ok(moved)
+    }
+
+    /// [`File::copy_range_in`] from a raw block device: to another raw device past the
+    /// page cache where it can ([`FileOps::copy_from_disk`]: whole sectors, the rest
+    /// through a buffer), else as [`File::copy_from_device`].
+    fn copy_from_disk(&self, to: u64, src: &File, from: u64, len: usize) -> Result<usize, Errno> {
+        let Some(disk) = super::devfs::disk_of(&src.node) else {
+            return self.copy_from_device(to, src, from, len);
+        };
+        let done = match self.ops.copy_from_disk(to, &disk, from, len) {
+            Err(Errno::EOPNOTSUPP) => return self.copy_from_device(to, src, from, len),
+            r => r?,
+        };
+        // A tail under a sector goes through a buffer; a short copy stops there.
+        if done > 0 && done == len / 512 * 512 && done < len {
+            let tail =
+                self.copy_through_buffer(to + done as u64, src, from + done as u64, len - done);
+            return Ok(done + tail.unwrap_or(0));
+        }
+        Ok(done)
     }
 
     /// [`File::copy_range_in`] from a source without a page cache: the target's whole

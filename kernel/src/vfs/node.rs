@@ -449,6 +449,20 @@ pub trait Node: Send + Sync + Any {
         Err(Errno::EOPNOTSUPP)
     }
 
+    /// Copy `len` bytes of disk `src` from byte `src_off` to `offset` here without the
+    /// page cache or the CPU (a raw device from another: by the disk itself, or through
+    /// transit frames); the bytes done, whole sectors. EOPNOTSUPP where the node cannot
+    /// (the caller copies another way).
+    fn copy_from_disk(
+        &self,
+        _offset: u64,
+        _src: &Arc<crate::block::Disk>,
+        _src_off: u64,
+        _len: usize,
+    ) -> Result<usize, Errno> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
     /// Direct I/O (`O_DIRECT`): plan `op` of up to `len` bytes at `offset` by DMA
     /// straight to or from user memory at `va` (pinned by the plan); EINVAL if the
     /// three are not aligned as Linux requires. EOPNOTSUPP where the node has no direct
@@ -556,6 +570,17 @@ pub trait FileOps: Send + Sync {
         Err(Errno::EOPNOTSUPP)
     }
 
+    /// A copy from a disk past the page cache (see [`Node::copy_from_disk`]).
+    fn copy_from_disk(
+        &self,
+        _pos: u64,
+        _src: &Arc<crate::block::Disk>,
+        _src_off: u64,
+        _len: usize,
+    ) -> Result<usize, Errno> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
     /// Direct I/O at `pos` (see [`Node::direct`]).
     fn direct(&self, _op: Op, _pos: u64, _va: u64, _len: usize) -> Result<DirectIo, Errno> {
         Err(Errno::EOPNOTSUPP)
@@ -594,6 +619,16 @@ impl FileOps for NodeFile {
 
     fn fill_frames(&self, pos: u64, frames: Vec<FrameRef>) -> Result<Vec<FrameRef>, Errno> {
         self.0.fill_frames(pos, frames)
+    }
+
+    fn copy_from_disk(
+        &self,
+        pos: u64,
+        src: &Arc<crate::block::Disk>,
+        src_off: u64,
+        len: usize,
+    ) -> Result<usize, Errno> {
+        self.0.copy_from_disk(pos, src, src_off, len)
     }
 
     fn direct(&self, op: Op, pos: u64, va: u64, len: usize) -> Result<DirectIo, Errno> {

@@ -83,16 +83,17 @@ impl Write for Text {
     }
 }
 
-/// `/proc/sys/vm/copy_offload` (AliasOS's own): "0" sends copies between files through
-/// the page cache even where the disk could copy by itself, "1" (the default) lets it.
-/// For comparing the two paths (`make bench-copy`).
+/// `/proc/sys/vm/copy_offload` (AliasOS's own): "0" sends copies between files and raw
+/// devices through the page cache even where the disk could copy by itself or transit
+/// frames could carry them between disks; "1" (the default) lets them bypass it. For
+/// comparing the paths (`make bench-copy`).
 fn copy_offload(data: &[u8]) -> Result<(), Errno> {
     let on = match data.trim_ascii() {
         b"0" => false,
         b"1" => true,
         _ => return Err(Errno::EINVAL),
     };
-    super::ext2::set_device_copies(on);
+    crate::transit::set_bypass(on);
     log::info!("copy_offload {}", on as u8);
     Ok(())
 }

@@ -42,7 +42,6 @@ mod open_file;
 pub use disk_blocks::DiskBlocks;
 pub use file_pages::FilePages;
 pub use node::Ext2Node;
-pub use offload::set_device_copies;
 pub use open_file::OpenFile;
 
 /// Bytes a copy between files moves per step through the page cache (dirty throttling
@@ -85,6 +84,8 @@ pub struct Inode {
     cache: Arc<CachedFile>,
     size: AtomicU64,
     fs: Arc<Mutex<Ext2>>,
+    /// The disk the file system is on.
+    disk: Arc<Disk>,
     /// Serialises writers and truncation (the size bookkeeping around the page cache).
     write_lock: Mutex<()>,
     /// Unlinked: the last reference frees the pages and the inode.
@@ -181,11 +182,12 @@ impl Inode {
     }
 
     /// Copy `len` bytes of `src` from `src_off` to `dst_off` in this file without the CPU
-    /// touching whole pages. On a disk that copies inside itself (`disk`'s copy limits),
-    /// whole blocks of one file system go from block to block on the device, no frame
-    /// involved (`offload`). Otherwise (and for what the device does not take) the
-    /// target's pages become aliases of the source's frames, written to this file's own
-    /// blocks by DMA from the shared frame at writeback ([`CachedFile::copy_from`]).
+    /// touching whole pages. Whole blocks bypass the page cache where they can
+    /// (`offload`): on one disk that copies inside itself they go from block to block on
+    /// the device, no frame involved; between two disks, by DMA through transit frames.
+    /// Otherwise (and for what is left) the target's pages become aliases of the
+    /// source's frames, written to this file's own blocks by DMA from the shared frame at
+    /// writeback ([`CachedFile::copy_from`]).
     /// Stops at the source's end. Both files' writers are kept out meanwhile (their
     /// write locks, taken in address order; one lock for a copy within a file, whose
     /// ranges the caller has checked don't overlap).
@@ -195,7 +197,6 @@ impl Inode {
         src: &Inode,
         src_off: u64,
         len: usize,
-        disk: &Disk,
     ) -> Result<usize, Errno> {
         let max = self.fs.lock().max_file_size();
         if dst_off >= max {
@@ -220,7 +221,7 @@ impl Inode {
             // In chunks, with dirty throttling between them as for writes.
             let at = dst_off + done as u64;
             let n = (len - done).min(DEVICE_COPY_CHUNK);
-            let dev = self.copy_on_device(disk, at, src, src_off + done as u64, n, src_size);
+            let dev = self.copy_past_cache(at, src, src_off + done as u64, n, src_size);
             let mut n = n.min(COPY_CHUNK);
             done += dev.copied;
             match dev.failed {
@@ -492,6 +493,7 @@ impl Mount {
             cache: page_cache().open(Box::new(io)),
             size: AtomicU64::new(size),
             fs: self.fs.clone(),
+            disk: self.disk.clone(),
             write_lock: Mutex::new(()),
             orphan: AtomicBool::new(false),
             dio_reads: Arc::new(AtomicUsize::new(0)),

@@ -1,32 +1,38 @@
-//! Copies the disk does alone (DESIGN.md "nonpresent → nonpresent"): between two files of
-//! one ext2 on a disk that copies inside itself (NVMe's Copy command), whole blocks go
-//! from the source's blocks to the target's without any frame being touched.
+//! Copies between files that bypass the page cache (DESIGN.md "nonpresent →
+//! nonpresent"): whole blocks of an ext2 file go to another file's blocks either by the
+//! disk itself (NVMe's Copy command: both files on one disk that copies; no frame
+//! touched) or, between two disks, by DMA through transit frames (`crate::transit`: the
+//! source disk reads into a frame, the target disk writes from it; the frames never
+//! enter the page cache and the CPU never touches their bytes).
 //!
 //! With both files' write locks held ([`Inode::copy_range_from`]), for a chunk whose
-//! offsets are block-aligned:
+//! offsets are block-aligned (the two file systems having one block size):
 //!
 //! 1. the source's dirty cached pages in the range are written back (and writeback in
 //!    flight waited for), so its blocks hold what the cache does;
 //! 2. the target's cached pages in the range are written back and dropped; if one cannot
 //!    be dropped (mapped, under I/O), the page cache copies the chunk instead;
-//! 3. the source's blocks are looked up (a hole stops the device's part there: the page
-//!    cache copies holes as zeros), the target's blocks inside its size too (a hole there
+//! 3. the source's blocks are looked up (a hole stops the copy there: the page cache
+//!    copies holes as zeros), the target's blocks inside its size too (a hole there
 //!    stops it as well: a failed copy must never leave a fresh block inside the file with
 //!    old disk bytes), and the target's blocks past its size are allocated;
-//! 4. the device copies, all requests in flight at once; the bytes copied in order before
+//! 4. the blocks move, all requests in flight at once; the bytes copied in order before
 //!    the first failure count, the target's size grows to cover only them, and blocks
 //!    allocated past it are freed again;
 //! 5. pages of the target a racing reader brought in meanwhile are dropped (or read
 //!    again, if mapped).
 //!
-//! `copy_offload_bytes` in `/proc/vmstat` counts the bytes at the requests' completion.
-//! A device that refuses a copy (unsupported, over its limits) sends the chunk to the
+//! `copy_offload_bytes` (by the disk) and `transit_bytes` (through frames) in
+//! `/proc/vmstat` count the bytes at the requests' completion. A disk that refuses a
+//! copy (unsupported, over its limits), or no transit memory, sends the chunk to the
 //! page cache; any other failure is EIO, or a short count after what was copied.
+//! `/proc/sys/vm/copy_offload` 0 sends every copy through the page cache.
 
 use drivers::block::copy::CopyExtent;
 use mm::page_cache::pages_of;
 
 use super::*;
+use crate::transit;
 use crate::vfs::direct::blk_errno;
 
 /// What a device-side copy of a chunk did.
@@ -58,36 +64,47 @@ enum Pairing {
     Holes(u64),
 }
 
-/// Copies go to disks that can do them (`/proc/sys/vm/copy_offload`).
-static DEVICE_COPIES: AtomicBool = AtomicBool::new(true);
-
-/// Let disks copy by themselves, or send every copy through the page cache.
-pub fn set_device_copies(on: bool) {
-    DEVICE_COPIES.store(on, Ordering::Relaxed);
-}
-
 /// A device that refused a copy is logged once.
 static REFUSAL_LOGGED: AtomicBool = AtomicBool::new(false);
 
+/// What moves the blocks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mover {
+    /// The disk, by itself (both files on it).
+    Disk,
+    /// The two disks, through transit frames.
+    Transit,
+}
+
 impl Inode {
+    /// What can move blocks from `src` to this file without the page cache, if anything.
+    fn mover(&self, src: &Inode) -> Option<Mover> {
+        if !transit::bypass() {
+            return None;
+        }
+        if Arc::ptr_eq(&self.disk, &src.disk) {
+            return self.disk.info().copy.map(|_| Mover::Disk);
+        }
+        // One file system's lock at a time.
+        let src_bs = src.fs.lock().block_size();
+        let bs = self.fs.lock().block_size();
+        (src_bs == bs).then_some(Mover::Transit)
+    }
+
     /// Copy bytes `[src_off, src_off + len)` of `src` (of size `src_size`) to `dst_off`
-    /// in this file on `disk` itself, as far as the range qualifies (see the module).
+    /// in this file past the page cache, as far as the range qualifies (see the module).
     /// The caller holds both files' write locks.
-    pub(super) fn copy_on_device(
+    pub(super) fn copy_past_cache(
         &self,
-        disk: &Disk,
         dst_off: u64,
         src: &Inode,
         src_off: u64,
         len: usize,
         src_size: u64,
     ) -> Offloaded {
-        if disk.info().copy.is_none()
-            || !Arc::ptr_eq(&self.fs, &src.fs)
-            || !DEVICE_COPIES.load(Ordering::Relaxed)
-        {
+        let Some(mover) = self.mover(src) else {
             return Offloaded::default();
-        }
+        };
         let bs = self.fs.lock().block_size() as u64;
         let blocks = (len as u64).min(src_size.saturating_sub(src_off)) / bs;
         if !dst_off.is_multiple_of(bs) || !src_off.is_multiple_of(bs) || blocks == 0 {
@@ -125,8 +142,16 @@ impl Inode {
                 return Offloaded::failed(e);
             }
         };
-        // 4: the device copies.
-        let (copied, failed) = disk.copy(&extents);
+        // 4: the blocks move.
+        let moved = match mover {
+            Mover::Disk => Some(self.disk.copy(&extents)),
+            Mover::Transit => transit::copy_between(&src.disk, &self.disk, &extents),
+        };
+        let Some((copied, failed)) = moved else {
+            // No transit memory: the page cache copies.
+            self.free_past(old);
+            return Offloaded::default();
+        };
         let copied = copied as usize;
         let end = dst_off + copied as u64;
         let grown = if end > old {
@@ -143,7 +168,7 @@ impl Inode {
                 if !REFUSAL_LOGGED.swap(true, Ordering::Relaxed) {
                     log::warn!(
                         "ext2: {} refused a copy ({:?}); copies go through the page cache",
-                        disk.name(),
+                        self.disk.name(),
                         failed
                     );
                 }
@@ -159,7 +184,7 @@ impl Inode {
         }
     }
 
-    /// The device copy of `blocks` blocks from file block `sfb` of `src` to file block
+    /// The copy of `blocks` blocks from file block `sfb` of `src` to file block
     /// `dfb` of this file (of size `size`), as extents in sectors: the source's blocks
     /// up to its first hole, paired with this file's blocks up to a hole inside its size,
     /// with blocks past its size allocated (they stay allocated: the caller frees what
@@ -173,16 +198,19 @@ impl Inode {
         blocks: u64,
         size: u64,
     ) -> Result<Pairing, Errno> {
-        let mut fs = self.fs.lock();
-        let bs = fs.block_size() as u64;
-        let spb = bs / 512;
+        // The source's file system, then this one's (one at a time: they may be two).
         let mut from = Run::default();
-        fs.map_range(src.ino, sfb, blocks, false, |_, b| from.see(b))
+        src.fs
+            .lock()
+            .map_range(src.ino, sfb, blocks, false, |_, b| from.see(b))
             .map_err(Errno::from)?;
         if from.holes > 0 {
             return Ok(Pairing::Holes(from.holes));
         }
         let from = from.blocks;
+        let mut fs = self.fs.lock();
+        let bs = fs.block_size() as u64;
+        let spb = bs / 512;
         // This file: inside its size without allocating, past it allocating.
         let inside = size.div_ceil(bs).saturating_sub(dfb).min(from.len() as u64);
         let mut to = Run::default();

@@ -115,8 +115,7 @@ impl FileOps for OpenFile {
         if self.mount.read_only {
             return Err(Errno::EROFS);
         }
-        self.inode
-            .copy_range_from(pos, src, src_off, len, &self.mount.disk)
+        self.inode.copy_range_from(pos, src, src_off, len)
     }
 
     fn fill_from(
