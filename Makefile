@@ -22,7 +22,8 @@
 #   make bench-copy            the copies alone (sendfile, copy_file_range, cp, read/write,
 #                              and on NVMe the disk's own Copy: AliasOS's copy_file_range vs
 #                              Linux's passthrough Copy commands) on virtio, AHCI and NVMe,
-#                              with the bytes the CPU copied per MiB, AliasOS vs Linux
+#                              with the bytes the CPU copied per MiB, AliasOS vs Linux;
+#                              then copies between two disks (virtio to AHCI, to NVMe)
 #   make bench-direct          O_DIRECT and AIO (fio-like workloads) on a file and a raw disk,
 #                              AliasOS vs Linux; target/bench-direct.md
 #   make profile [BENCH_ARGS="--bus virtio ..."]
@@ -117,7 +118,7 @@ endif
 soak: deps
 	FSXA_SEEDS=$${FSXA_SEEDS:-1-32} FSXA_OPS=$${FSXA_OPS:-50000} $(CARGO) test -p tests --test userland fsxa -- --nocapture
 
-bench: bench-blk bench-files bench-direct
+bench: bench-blk bench-files bench-direct bench-copy
 
 bench-blk: deps
 	$(CARGO) run -q -p bench --bin bench-blk -- $(BENCH_ARGS)
@@ -127,9 +128,12 @@ bench-files: deps
 
 # The copies alone: sendfile, copy_file_range (by the disk where it copies, and through the
 # page cache), the disk's own Copy, cp and a read/write loop, with the bytes the CPU
-# copied per MiB (into target/bench-files.md as well).
+# copied per MiB (target/bench-copy.md); then copies between two disks, virtio to AHCI
+# and virtio to NVMe (target/bench-xdisk-ahci.md, bench-xdisk-nvme.md).
 bench-copy: deps
-	$(CARGO) run -q -p bench --bin bench-files -- --bus virtio,ahci,nvme --workloads copy_sendfile,copy_cfr,copy_cfr_cache,copy_device,copy_cp,copy_rw $(BENCH_ARGS)
+	$(CARGO) run -q -p bench --bin bench-files -- --name bench-copy --bus virtio,ahci,nvme --workloads copy_sendfile,copy_cfr,copy_cfr_cache,copy_device,copy_cp,copy_rw $(BENCH_ARGS)
+	$(CARGO) run -q -p bench --bin bench-files -- --bus virtio --target-bus ahci $(BENCH_ARGS)
+	$(CARGO) run -q -p bench --bin bench-files -- --bus virtio --target-bus nvme $(BENCH_ARGS)
 
 # Direct I/O from user space: O_DIRECT and Linux AIO on a preallocated ext2 file and on a
 # raw disk, beside the Linux peer (into target/bench-direct.md).

@@ -83,6 +83,23 @@ const DIRECT_WORKLOADS: [(&str, &str); 8] = [
         "raw disk, O_DIRECT 4 KiB random reads, QD32 Linux AIO (IOPS)",
     ),
 ];
+const XDISK_WORKLOADS: [(&str, &str); 3] = [
+    (
+        "xdisk_sendfile",
+        "256 MiB copy by sendfile calls from src.bin to a file on the second disk, + sync",
+    ),
+    (
+        "xdisk_rw",
+        "the same copy by a read/write loop with a 1 MiB buffer, + sync",
+    ),
+    (
+        "xdisk_direct",
+        "the same copy by O_DIRECT 1 MiB reads and writes (page-aligned buffer), + fsync",
+    ),
+];
+/// Size of the second disk of `--target-bus` (not the benchmark disk's size, which the
+/// Linux peer picks its benchmark disk by).
+const TARGET_MIB: u64 = 768;
 /// Size of the raw disk of the direct workloads (they use its first 256 MiB).
 const RAW_MIB: u64 = 320;
 const SRC_MIB: u64 = 256;
@@ -98,6 +115,11 @@ usage: bench-files [options]
   --no-linux      skip the Linux guest
   --no-aliasos    skip AliasOS
   --direct        the direct-I/O workloads (O_DIRECT, AIO) on src.bin and a raw disk
+  --name NAME     write target/NAME.md and .svg (default bench-files, bench-direct with
+                  --direct, bench-xdisk-<B> with --target-bus B)
+  --target-bus B  copies between disks: an empty ext2 second disk on bus B (mounted at
+                  b/ beside src.bin), workloads xdisk_sendfile,xdisk_rw,xdisk_direct; the source's
+                  bus must come first in probe order (virtio, ahci, nvme)
   --profile       AliasOS with the sampling profiler; profile-<bus>.txt/.svg in target/bench-files
   -v, --verbose   echo every serial line";
 
@@ -111,6 +133,8 @@ struct Options {
     profile: bool,
     verbose: bool,
     direct: bool,
+    target_bus: Option<Bus>,
+    name: Option<String>,
 }
 
 impl Options {
@@ -118,6 +142,8 @@ impl Options {
     fn catalog(&self) -> &'static [(&'static str, &'static str)] {
         if self.direct {
             &DIRECT_WORKLOADS
+        } else if self.target_bus.is_some() {
+            &XDISK_WORKLOADS
         } else {
             &WORKLOADS
         }
@@ -135,6 +161,8 @@ fn options() -> Result<Options, String> {
         profile: false,
         verbose: false,
         direct: false,
+        target_bus: None,
+        name: None,
     };
     let mut chosen: Option<Vec<String>> = None;
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -151,6 +179,8 @@ fn options() -> Result<Options, String> {
             "--mem" => o.mem = value()?,
             "--workloads" => chosen = Some(value()?.split(',').map(String::from).collect()),
             "--direct" => o.direct = true,
+            "--target-bus" => o.target_bus = Some(value()?.parse()?),
+            "--name" => o.name = Some(value()?),
             "--no-linux" => o.linux = false,
             "--no-aliasos" => o.aliasos = false,
             "--profile" => o.profile = true,
@@ -206,6 +236,7 @@ fn base_image(dir: &Path, fbench: &Path, rc: &str) -> Result<PathBuf, String> {
     let tree = dir.join("tree");
     let _ = std::fs::remove_dir_all(&tree);
     std::fs::create_dir_all(tree.join("etc")).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(tree.join("b")).map_err(|e| e.to_string())?;
     std::fs::hard_link(&src, tree.join("src.bin"))
         .or_else(|_| std::fs::copy(&src, tree.join("src.bin")).map(|_| ()))
         .map_err(|e| format!("src.bin into the tree: {e}"))?;
@@ -251,6 +282,33 @@ fn simple_hash(b: &[u8]) -> u64 {
     b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
         (h ^ x as u64).wrapping_mul(0x100_0000_01b3)
     })
+}
+
+/// An empty ext2 image of [`TARGET_MIB`] MiB: the second disk of the copies between
+/// disks.
+fn target_image(dir: &Path, name: &str) -> Result<PathBuf, String> {
+    let img = dir.join(format!("{name}.img"));
+    let _ = std::fs::remove_file(&img);
+    let f = std::fs::File::create(&img).map_err(|e| e.to_string())?;
+    f.set_len(TARGET_MIB << 20).map_err(|e| e.to_string())?;
+    drop(f);
+    run_cmd(
+        Command::new("mke2fs")
+            .args(["-q", "-F", "-t", "ext2", "-b", "4096"])
+            .arg(&img),
+    )?;
+    Ok(img)
+}
+
+/// The name both systems give the second disk, on `second`, when the first is on
+/// `first` (virtio `vd*`, SATA `sd*`, NVMe `nvme<i>n1`, each counted on its own).
+fn second_disk_name(first: Bus, second: Bus) -> String {
+    let nth = usize::from(first == second);
+    match second {
+        Bus::Virtio => format!("vd{}", (b'a' + nth as u8) as char),
+        Bus::Ahci => format!("sd{}", (b'a' + nth as u8) as char),
+        Bus::Nvme => format!("nvme{nth}n1"),
+    }
 }
 
 /// A fresh copy of the base image for one run (sparse).
@@ -430,6 +488,10 @@ fn table(
             } else {
                 String::new()
             };
+            let bus = match o.target_bus {
+                Some(t) => format!("{bus}→{}", bus_name(t)),
+                None => bus.to_string(),
+            };
             t.push_str(&format!(
                 "| {w} | {bus} | {} | {} | {ratio} | {cpu} |{dma}\n",
                 cell(a),
@@ -501,8 +563,18 @@ fn real_main() -> Result<bool, String> {
     } else {
         None
     };
-    let rc = format!("./fbench {args}\necho BENCH done\npoweroff\n");
-    let base = base_image(&dir, &fbench, &rc)?;
+    let rc_for = |b: Bus| {
+        let mount = match o.target_bus {
+            Some(t) => format!("mount /dev/{} b\n", second_disk_name(b, t)),
+            None => String::new(),
+        };
+        format!("{mount}./fbench {args}\necho BENCH done\npoweroff\n")
+    };
+    if let Some(t) = o.target_bus
+        && o.buses.iter().any(|&b| (b as u8) > (t as u8))
+    {
+        return Err("--target-bus must not probe before the source's bus".into());
+    }
     let linux = if o.linux {
         let (kernel, initrd, _) = linux_peer(&root)?;
         Some((kernel, initrd))
@@ -514,6 +586,8 @@ fn real_main() -> Result<bool, String> {
     let t0 = std::time::Instant::now();
     for &b in &o.buses {
         let bus = bus_name(b);
+        let base = base_image(&dir, &fbench, &rc_for(b))?;
+        let second = o.target_bus.map(|t| (t, second_disk_name(b, t)));
         for os in [Os::Linux, Os::AliasOs] {
             let mut q = Qemu {
                 mem: o.mem.clone(),
@@ -531,9 +605,13 @@ fn real_main() -> Result<bool, String> {
                         kernel: kernel.clone(),
                         initrd: initrd.clone(),
                         append: format!(
-                            "console=ttyS0 quiet panic=-1 bench_disk_sectors={} bench_files={}",
+                            "console=ttyS0 quiet panic=-1 bench_disk_sectors={} bench_files={}{}",
                             IMAGE_MIB << 11,
-                            args.replace(' ', "+")
+                            args.replace(' ', "+"),
+                            second
+                                .as_ref()
+                                .map(|(_, n)| format!(" bench_mount_b={n}"))
+                                .unwrap_or_default()
                         ),
                     });
                 }
@@ -567,6 +645,15 @@ fn real_main() -> Result<bool, String> {
                 }
                 None => None,
             };
+            let target_img = match &second {
+                Some((t, _)) => {
+                    let img =
+                        target_image(&dir, &format!("{}-{bus}-target", os.name().to_lowercase()))?;
+                    q.disks.push(Disk::new(&img, *t));
+                    Some(img)
+                }
+                None => None,
+            };
             let log = dir.join(format!("{}-{bus}.log", os.name().to_lowercase()));
             println!("bench-files: {} on {bus} ...", os.name());
             match run_guest(os, bus, &q, &log, o.verbose) {
@@ -592,18 +679,24 @@ fn real_main() -> Result<bool, String> {
             if let Some(r) = raw {
                 let _ = std::fs::remove_file(&r);
             }
+            if let Some(t) = target_img {
+                let _ = std::fs::remove_file(&t);
+            }
         }
     }
     let (t, chart) = table(&o, &results);
     println!();
     print!("{t}");
-    let name = if o.direct {
-        "bench-direct"
-    } else {
-        "bench-files"
+    let name = match (&o.name, o.target_bus) {
+        (Some(n), _) => n.clone(),
+        (None, _) if o.direct => "bench-direct".into(),
+        (None, Some(t)) => format!("bench-xdisk-{}", bus_name(t)),
+        (None, None) => "bench-files".into(),
     };
     let mut md = String::from(if o.direct {
         "# Direct I/O (O_DIRECT, AIO): AliasOS vs Linux\n\n"
+    } else if o.target_bus.is_some() {
+        "# Copies between two disks: AliasOS vs Linux\n\n"
     } else {
         "# Buffered file I/O: AliasOS vs Linux\n\n"
     });

@@ -27,6 +27,10 @@
 //!   cannot copy (AliasOS: a one-block `copy_file_range` left `copy_offload_bytes` as it
 //!   was; Linux: no `/dev/nvme0n1` with the Copy command), the workload prints
 //!   `FBENCH-SKIP copy_device` instead;
+//! * `xdisk_sendfile`, `xdisk_rw`, `xdisk_direct`: SRC copied by `sendfile` calls, a
+//!   read/write loop, or an `O_DIRECT` read/write loop (1 MiB, page-aligned buffer, then
+//!   `fsync`) to `b/fbench-xcopy.bin` beside it (a second file system, on another disk,
+//!   mounted at `b`), then `sync`;
 //! * `copy_cfr_cache`: `copy_cfr` through the page cache: on AliasOS with
 //!   `/proc/sys/vm/copy_offload` 0 for the run (the alias path, even on a disk that
 //!   copies); on Linux, where there is no such file, the same as `copy_cfr`.
@@ -127,6 +131,33 @@ fn copy_rw(src: &CStr, dst: &CStr, buf: &mut [u8]) {
         .unwrap_or_else(|e| fail(dst.to_bytes(), e));
     if let Err((_, e)) = tools::copy_fd(from, to, buf) {
         fail(b"copy", e);
+    }
+    let _ = sys::close(from);
+    let _ = sys::close(to);
+    sys::sync();
+}
+
+/// SRC to DST by `O_DIRECT` reads and writes of `buf`'s size (page-aligned), then
+/// `fsync` and `sync`.
+fn copy_direct(src: &CStr, dst: &CStr, buf: &mut [u8]) {
+    let from = open_direct(src, false);
+    let to = sys::open(
+        dst,
+        sys::O_WRONLY | sys::O_CREAT | sys::O_TRUNC | sys::O_DIRECT,
+        0o644,
+    )
+    .unwrap_or_else(|e| fail(dst.to_bytes(), e));
+    loop {
+        let n = sys::read(from, buf).unwrap_or_else(|e| fail(src.to_bytes(), e));
+        if n == 0 {
+            break;
+        }
+        if let Err(e) = sys::write_all(to, &buf[..n]) {
+            fail(dst.to_bytes(), e);
+        }
+    }
+    if let Err(e) = sys::fsync(to) {
+        fail(b"fsync", e);
     }
     let _ = sys::close(from);
     let _ = sys::close(to);
@@ -538,6 +569,7 @@ fn main() -> i32 {
         sys::cpath(&p)
     };
     let (wfile, cfile) = (scratch(b"fbench-write.bin"), scratch(b"fbench-copy.bin"));
+    let xfile = scratch(b"b/fbench-xcopy.bin");
     let buf = aligned(MIB);
     for (i, b) in buf.iter_mut().enumerate() {
         *b = (i * 7 + 1) as u8;
@@ -563,6 +595,7 @@ fn main() -> i32 {
         for _ in 0..runs {
             let _ = sys::unlink(&wfile);
             let _ = sys::unlink(&cfile);
+            let _ = sys::unlink(&xfile);
             cold();
             let copied0 = cpu_copied();
             let (dma0, bounce0) = (vmstat(b"dma_pinned_bytes"), vmstat(b"bounce_bytes"));
@@ -613,6 +646,18 @@ fn main() -> i32 {
                 }
                 b"copy_device" => {
                     copy_on_device(src, &cfile, size, buf);
+                    size
+                }
+                b"xdisk_sendfile" => {
+                    copy_in_kernel(src, &xfile, true);
+                    size
+                }
+                b"xdisk_rw" => {
+                    copy_rw(src, &xfile, buf);
+                    size
+                }
+                b"xdisk_direct" => {
+                    copy_direct(src, &xfile, buf);
                     size
                 }
                 b"copy_cfr_cache" => {
@@ -668,6 +713,7 @@ fn main() -> i32 {
     }
     let _ = sys::unlink(&wfile);
     let _ = sys::unlink(&cfile);
+    let _ = sys::unlink(&xfile);
     0
 }
 
