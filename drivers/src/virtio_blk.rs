@@ -239,6 +239,7 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
             max_segments,
             max_bytes: (max_segments as u64) << 22,
             copy: None,
+            discard: None,
         };
         Ok(Arc::new(VirtioBlk {
             info,
@@ -335,9 +336,9 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
                 Op::Read => (VIRTIO_BLK_T_IN, req.sector),
                 Op::Write => (VIRTIO_BLK_T_OUT, req.sector),
                 Op::Flush => (VIRTIO_BLK_T_FLUSH, 0),
-                // Never queued: `validate` refuses copies (this device has no copy
-                // limits), so this arm only keeps the match whole.
-                Op::Copy => (VIRTIO_BLK_T_FLUSH, 0),
+                // Never queued: `validate` refuses copies and discards (this driver
+                // offers neither), so this arm only keeps the match whole.
+                Op::Copy | Op::Discard => (VIRTIO_BLK_T_FLUSH, 0),
             };
             let p = Self::cell_ptr(inner, cell);
             let mut header = [0u8; 16];

@@ -10,7 +10,9 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use drivers::ahci::AhciController;
 use drivers::block::copy::{CopyExtent, plan_copies};
-use drivers::block::{self, BlockDevice, BlockError, DeviceInfo, Op, Request, Segment, Waiter};
+use drivers::block::{
+    self, BlockDevice, BlockError, DeviceInfo, Op, Request, SectorRange, Segment, Waiter,
+};
 use drivers::nvme::NvmeController;
 use drivers::pci::PciFunction;
 use drivers::virtio_blk::VirtioBlk;
@@ -255,6 +257,32 @@ impl Disk {
             }
         }
         (bytes, None)
+    }
+
+    /// Discard `sectors` sectors from `sector` ([`Op::Discard`]), as requests of as many
+    /// ranges as the device takes, and wait. Unsupported where the device does not
+    /// discard.
+    pub fn discard(&self, sector: u64, sectors: u64) -> Result<(), BlockError> {
+        let max_ranges = self.info().discard.ok_or(BlockError::Unsupported)?.max(1);
+        let ranges: Vec<SectorRange> = (0..sectors)
+            .step_by(u32::MAX as usize)
+            .map(|at| SectorRange {
+                sector: sector + at,
+                sectors: (sectors - at).min(u64::from(u32::MAX)) as u32,
+            })
+            .collect();
+        for chunk in ranges.chunks(max_ranges) {
+            let done: Arc<Mutex<Option<RequestResult>>> = Arc::new(Mutex::new(None));
+            let d = done.clone();
+            let req = Request::discard(
+                chunk.to_vec(),
+                Box::new(move |c| *d.lock() = Some(c.result)),
+            );
+            self.submit(req)?;
+            self.wait_until(&|| done.lock().is_some());
+            cpu::without_interrupts(|| *done.lock()).unwrap_or(Err(BlockError::Io))?;
+        }
+        Ok(())
     }
 
     /// Flush the device's write cache and wait.

@@ -89,8 +89,8 @@ type Events = Arc<Mutex<VecDeque<Event>>>;
 
 /// Copy `extents` (sectors of `src` to sectors of `dst`) through transit buffers, up to
 /// [`DEPTH`] pieces in flight. Returns the bytes copied in order before the first piece
-/// that failed, and that failure; None if not even one buffer could be had (the caller
-/// copies another way).
+/// that failed, and that failure; None if not even one buffer could be had, or a disk
+/// refused the first piece's request (the caller copies another way).
 pub fn copy_between(
     src: &Disk,
     dst: &Disk,
@@ -174,6 +174,13 @@ pub fn copy_between(
     for r in results {
         match r {
             Some(Ok(n)) => bytes += n,
+            // The first piece refused (a request shape a disk does not take): the
+            // caller copies another way.
+            Some(Err(BlockError::TooLarge | BlockError::Misaligned | BlockError::Unsupported))
+                if bytes == 0 =>
+            {
+                return None;
+            }
             Some(Err(e)) => return Some((bytes, Some(e))),
             None => return Some((bytes, Some(BlockError::Io))),
         }

@@ -84,7 +84,7 @@ impl AtaCommand {
         let write = match op {
             Op::Read => false,
             Op::Write => true,
-            Op::Flush | Op::Copy => return Err(BlockError::Unsupported),
+            Op::Flush | Op::Copy | Op::Discard => return Err(BlockError::Unsupported),
         };
         if sectors == 0 {
             return Err(BlockError::ZeroLength);

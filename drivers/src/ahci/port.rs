@@ -1001,6 +1001,7 @@ fn device_info(id: &Identify, hba: &HbaInfo, port: usize, ssts: u32) -> DeviceIn
         max_segments: MAX_SEGMENTS,
         max_bytes: u64::from(max_sectors) * SECTOR_SIZE as u64,
         copy: None,
+        discard: None,
     }
 }
 

@@ -8,7 +8,7 @@
 
 use alloc::vec::Vec;
 
-use super::{CopyLimits, CopySource};
+use super::{CopyLimits, SectorRange};
 
 /// `sectors` sectors to copy from `from` to `to`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub struct CopyExtent {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CopyCommand {
     pub to: u64,
-    pub sources: Vec<CopySource>,
+    pub sources: Vec<SectorRange>,
 }
 
 impl CopyCommand {
@@ -92,7 +92,7 @@ pub fn plan_copies(extents: &[CopyExtent], limits: &CopyLimits) -> Vec<CopyComma
                 }
                 _ if ranges < max_ranges => {
                     let n = left.min(room).min(max_range);
-                    c.sources.push(CopySource {
+                    c.sources.push(SectorRange {
                         sector: from,
                         sectors: n as u32,
                     });
@@ -175,7 +175,7 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert_eq!(
             c[0].sources,
-            [CopySource {
+            [SectorRange {
                 sector: 100,
                 sectors: 16
             }]

@@ -13,7 +13,7 @@ mod request;
 pub mod stats;
 
 pub use request::{
-    BlockError, Completion, CopyLimits, CopySource, DeviceInfo, Op, Request, SECTOR_SIZE, Segment,
+    BlockError, Completion, CopyLimits, DeviceInfo, Op, Request, SECTOR_SIZE, SectorRange, Segment,
     validate,
 };
 

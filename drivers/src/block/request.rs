@@ -19,15 +19,20 @@ pub enum Op {
     Write,
     /// Make previously completed writes durable (no data, no sector).
     Flush,
-    /// Copy the request's source ranges ([`Request::sources`]), one after the other, to
+    /// Copy the request's source ranges ([`Request::ranges`]), one after the other, to
     /// the sectors from `sector` on, inside the device (no data segments, no memory
     /// touched: the NVMe Copy command). Only devices with [`DeviceInfo::copy`] limits.
     Copy,
+    /// Tell the device the sectors of [`Request::ranges`] hold nothing worth keeping
+    /// (NVMe Dataset Management, deallocate; TRIM): they may read back as zeros or as
+    /// anything. No data segments; `sector` is ignored. Only devices with
+    /// [`DeviceInfo::discard`].
+    Discard,
 }
 
-/// One source range of a copy: `sectors` sectors from `sector`.
+/// A range of sectors: `sectors` sectors from `sector` (a copy's source, a discard).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CopySource {
+pub struct SectorRange {
     pub sector: u64,
     pub sectors: u32,
 }
@@ -117,8 +122,8 @@ pub struct Request {
     /// First sector (ignored for flush).
     pub sector: u64,
     pub segments: Vec<Segment>,
-    /// A copy's source ranges (empty for other operations).
-    pub sources: Vec<CopySource>,
+    /// A copy's source ranges, a discard's ranges (empty for other operations).
+    pub ranges: Vec<SectorRange>,
     on_complete: Option<Callback>,
     /// What keeps the segments' memory alive (the frame references or pins of their
     /// frames): it belongs to the request until the device is done, and is dropped right
@@ -132,7 +137,7 @@ impl fmt::Debug for Request {
             .field("op", &self.op)
             .field("sector", &self.sector)
             .field("segments", &self.segments)
-            .field("sources", &self.sources)
+            .field("ranges", &self.ranges)
             .finish()
     }
 }
@@ -144,16 +149,24 @@ impl Request {
             op,
             sector,
             segments,
-            sources: Vec::new(),
+            ranges: Vec::new(),
             on_complete: Some(on_complete),
             buffers: None,
         }
     }
 
-    /// A copy of `sources`, in order, to the sectors from `to` on (see [`Op::Copy`]).
-    pub fn copy(to: u64, sources: Vec<CopySource>, on_complete: Callback) -> Request {
+    /// A discard of `ranges` (see [`Op::Discard`]).
+    pub fn discard(ranges: Vec<SectorRange>, on_complete: Callback) -> Request {
         Request {
-            sources,
+            ranges,
+            ..Request::new(Op::Discard, 0, Vec::new(), on_complete)
+        }
+    }
+
+    /// A copy of `sources`, in order, to the sectors from `to` on (see [`Op::Copy`]).
+    pub fn copy(to: u64, sources: Vec<SectorRange>, on_complete: Callback) -> Request {
+        Request {
+            ranges: sources,
             ..Request::new(Op::Copy, to, Vec::new(), on_complete)
         }
     }
@@ -205,6 +218,9 @@ pub struct DeviceInfo {
     pub max_bytes: u64,
     /// The device copies inside itself ([`Op::Copy`]), within these limits.
     pub copy: Option<CopyLimits>,
+    /// The device takes discards ([`Op::Discard`]) of up to this many ranges of at most
+    /// `u32::MAX` sectors each.
+    pub discard: Option<usize>,
 }
 
 /// Check `req` against `info`; returns the request's byte count. Every driver calls this
@@ -221,6 +237,7 @@ pub fn validate(info: &DeviceInfo, req: &Request) -> Result<u64, BlockError> {
             Ok(0)
         }
         Op::Copy => validate_copy(info, req),
+        Op::Discard => validate_discard(info, req),
         Op::Read | Op::Write => {
             if req.op == Op::Write && info.read_only {
                 return Err(BlockError::ReadOnly);
@@ -259,11 +276,11 @@ fn validate_copy(info: &DeviceInfo, req: &Request) -> Result<u64, BlockError> {
     if info.read_only {
         return Err(BlockError::ReadOnly);
     }
-    if !req.segments.is_empty() || req.sources.len() > limits.max_ranges {
+    if !req.segments.is_empty() || req.ranges.len() > limits.max_ranges {
         return Err(BlockError::TooLarge);
     }
     let mut total: u64 = 0;
-    for s in &req.sources {
+    for s in &req.ranges {
         if s.sectors == 0 {
             return Err(BlockError::ZeroLength);
         }
@@ -286,4 +303,30 @@ fn validate_copy(info: &DeviceInfo, req: &Request) -> Result<u64, BlockError> {
         Some(end) if end <= info.sectors => Ok(total * SECTOR_SIZE as u64),
         _ => Err(BlockError::OutOfRange),
     }
+}
+
+/// [`validate`] for a discard: the device discards, is writable, and every range is
+/// non-empty and on the device. The bytes discarded.
+fn validate_discard(info: &DeviceInfo, req: &Request) -> Result<u64, BlockError> {
+    let max_ranges = info.discard.ok_or(BlockError::Unsupported)?;
+    if info.read_only {
+        return Err(BlockError::ReadOnly);
+    }
+    if !req.segments.is_empty() || req.ranges.len() > max_ranges {
+        return Err(BlockError::TooLarge);
+    }
+    let mut total: u64 = 0;
+    for r in &req.ranges {
+        if r.sectors == 0 {
+            return Err(BlockError::ZeroLength);
+        }
+        match r.sector.checked_add(r.sectors.into()) {
+            Some(end) if end <= info.sectors => total += u64::from(r.sectors),
+            _ => return Err(BlockError::OutOfRange),
+        }
+    }
+    if total == 0 {
+        return Err(BlockError::ZeroLength);
+    }
+    Ok(total * SECTOR_SIZE as u64)
 }

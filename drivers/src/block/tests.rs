@@ -89,7 +89,7 @@ fn copies_are_checked_against_the_device_limits() {
         Request::copy(
             to,
             src.iter()
-                .map(|&(sector, sectors)| CopySource { sector, sectors })
+                .map(|&(sector, sectors)| SectorRange { sector, sectors })
                 .collect(),
             Box::new(|_| {}),
         )
@@ -145,6 +145,40 @@ fn copies_are_checked_against_the_device_limits() {
         validate(&ro, &copy(0, &[(8, 8)])),
         Err(BlockError::ReadOnly)
     );
+}
+
+#[test]
+fn discards_are_checked() {
+    let discard = |r: &[(u64, u32)]| {
+        Request::discard(
+            r.iter()
+                .map(|&(sector, sectors)| SectorRange { sector, sectors })
+                .collect(),
+            Box::new(|_| {}),
+        )
+    };
+    assert_eq!(
+        validate(&info(), &discard(&[(0, 8)])),
+        Err(BlockError::Unsupported)
+    );
+    let i = DeviceInfo {
+        discard: Some(2),
+        ..info()
+    };
+    assert_eq!(validate(&i, &discard(&[(0, 8), (992, 8)])), Ok(16 * 512));
+    assert_eq!(
+        validate(&i, &discard(&[(0, 1), (2, 1), (4, 1)])),
+        Err(BlockError::TooLarge)
+    );
+    assert_eq!(
+        validate(&i, &discard(&[(993, 8)])),
+        Err(BlockError::OutOfRange)
+    );
+    assert_eq!(
+        validate(&i, &discard(&[(0, 8), (9, 0)])),
+        Err(BlockError::ZeroLength)
+    );
+    assert_eq!(validate(&i, &discard(&[])), Err(BlockError::ZeroLength));
 }
 
 #[test]

@@ -20,6 +20,10 @@ pub const IO_FLUSH: u8 = 0x00;
 pub const IO_WRITE: u8 = 0x01;
 /// NVM: Read.
 pub const IO_READ: u8 = 0x02;
+/// NVM: Dataset Management.
+pub const IO_DSM: u8 = 0x09;
+/// Bytes of one Dataset Management range.
+pub const DSM_RANGE_BYTES: usize = 16;
 /// NVM: Copy (NVM command set 1.0, section 3.2.2).
 pub const IO_COPY: u8 = 0x19;
 /// Bytes of one Copy source range entry in descriptor format 0.
@@ -92,6 +96,21 @@ impl Sqe {
             ])
     }
 
+    /// Dataset Management, deallocate, of `ranges` (1..=256) ranges described at
+    /// `list` (see [`dsm_ranges`]).
+    pub fn deallocate(cid: u16, nsid: u32, ranges: usize, list: u64) -> Sqe {
+        Sqe::new(IO_DSM, cid, nsid).with_prp(list, 0).with_cdw([
+            // NR, zero-based.
+            (ranges.saturating_sub(1) as u32) & 0xFF,
+            // AD: deallocate.
+            1 << 2,
+            0,
+            0,
+            0,
+            0,
+        ])
+    }
+
     /// Identify with `cns` into the page at `buf`.
     pub fn identify(cid: u16, nsid: u32, cns: u32, buf: u64) -> Sqe {
         Sqe::new(ADMIN_IDENTIFY, cid, nsid)
@@ -146,7 +165,7 @@ impl Sqe {
 
 /// The source range entries of a Copy command in descriptor format 0, as dwords: per
 /// range 32 bytes, the first logical block at byte 8 and the count (zero-based) at 16.
-pub fn copy_descriptors(sources: &[crate::block::CopySource]) -> alloc::vec::Vec<u32> {
+pub fn copy_descriptors(sources: &[crate::block::SectorRange]) -> alloc::vec::Vec<u32> {
     sources
         .iter()
         .flat_map(|s| {
@@ -161,6 +180,15 @@ pub fn copy_descriptors(sources: &[crate::block::CopySource]) -> alloc::vec::Vec
                 0,
             ]
         })
+        .collect()
+}
+
+/// Dataset Management ranges, as dwords: per range 16 bytes, context attributes (0),
+/// the length in logical blocks (not zero-based), the first logical block.
+pub fn dsm_ranges(ranges: &[crate::block::SectorRange]) -> alloc::vec::Vec<u32> {
+    ranges
+        .iter()
+        .flat_map(|r| [0, r.sectors, r.sector as u32, (r.sector >> 32) as u32])
         .collect()
 }
 
@@ -255,17 +283,17 @@ mod tests {
 
     #[test]
     fn copy_entries() {
-        use crate::block::CopySource;
+        use crate::block::SectorRange;
         let c = Sqe::copy(9, 1, 0x1_0000_0010, 3, 0x5000);
         assert_eq!(c.0[0], 0x19 | 9 << 16);
         assert_eq!((c.0[1], c.0[6], c.0[10], c.0[11]), (1, 0x5000, 0x10, 1));
         assert_eq!(c.0[12], 2, "NR is zero-based, format 0");
         let d = copy_descriptors(&[
-            CopySource {
+            SectorRange {
                 sector: 0x2_0000_0003,
                 sectors: 8,
             },
-            CopySource {
+            SectorRange {
                 sector: 40,
                 sectors: 65536,
             },
@@ -275,6 +303,22 @@ mod tests {
         assert_eq!(&d[8..], &[0, 0, 40, 0, 0xFFFF, 0, 0, 0]);
         let limit = Cqe::decode([0, 0, 0, 0x83 << 17 | 1 << 25]);
         assert_eq!(limit.status(), Err(BlockError::TooLarge));
+    }
+
+    #[test]
+    fn deallocate_entries() {
+        use crate::block::SectorRange;
+        let d = Sqe::deallocate(5, 1, 2, 0x6000);
+        assert_eq!(
+            (d.0[0], d.0[6], d.0[10], d.0[11]),
+            (0x09 | 5 << 16, 0x6000, 1, 4)
+        );
+        let r = dsm_ranges(&[SectorRange {
+            sector: 0x1_0000_0002,
+            sectors: 16,
+        }]);
+        assert_eq!(r.len() * 4, DSM_RANGE_BYTES);
+        assert_eq!(r, [0, 16, 2, 1], "the length is not zero-based");
     }
 
     #[test]

@@ -281,6 +281,8 @@ struct ControllerId {
     volatile_cache: bool,
     /// ONCS bit 8 (and format 0 in OCFS): the Copy command.
     copy: bool,
+    /// ONCS bit 2: Dataset Management (deallocate).
+    dsm: bool,
 }
 
 /// A namespace the driver serves.
@@ -476,7 +478,7 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
             model: format!("NVMe {}", self.id.model),
             serial: self.id.serial.clone(),
             features: format!(
-                "namespace {}, {} commands, {} KiB/command, {}{}{}",
+                "namespace {}, {} commands, {} KiB/command, {}{}{}{}",
                 ns.nsid,
                 slots,
                 self.max_command_bytes / 1024,
@@ -489,6 +491,7 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
                     ),
                     None => String::new(),
                 },
+                if self.id.dsm { "deallocate, " } else { "" },
                 if self.id.volatile_cache {
                     "flush, "
                 } else {
@@ -500,6 +503,10 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
             max_segments: (MAX_REQUEST_BYTES / SECTOR_SIZE as u64) as usize,
             max_bytes: MAX_REQUEST_BYTES,
             copy: ns.copy,
+            discard: self
+                .id
+                .dsm
+                .then_some(PAGE as usize / command::DSM_RANGE_BYTES),
         }
     }
 
@@ -630,6 +637,7 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
                 // OCFS came with NVMe 2.0; before it, Copy meant format 0.
                 oncs & 1 << 8 != 0 && (ocfs == 0 || ocfs & 1 != 0)
             },
+            dsm: u16::from_le_bytes([page[520], page[521]]) & 1 << 2 != 0,
         };
         let mut namespaces = Vec::new();
         for nsid in 1..=id.namespaces.min(MAX_NAMESPACES) {
@@ -754,11 +762,21 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
                     // The source ranges go in the slot's PRP list page (`validate` kept
                     // them within the page: `copy_limits`).
                     let page = io.prp_pages[cid as usize];
-                    let words = command::copy_descriptors(&t.req.sources);
+                    let words = command::copy_descriptors(&t.req.ranges);
                     // SAFETY: the slot's own PRP list page: no command in flight uses it
                     // (the slot is free).
                     unsafe { dma_write_u32s::<H>(page, &words) };
-                    Sqe::copy(cid, t.nsid, t.req.sector, t.req.sources.len(), page)
+                    Sqe::copy(cid, t.nsid, t.req.sector, t.req.ranges.len(), page)
+                }
+                (Op::Discard, _) => {
+                    // The ranges go in the slot's PRP list page (`validate` kept them
+                    // within it: `DeviceInfo::discard`).
+                    let page = io.prp_pages[cid as usize];
+                    let words = command::dsm_ranges(&t.req.ranges);
+                    // SAFETY: the slot's own PRP list page: no command in flight uses it
+                    // (the slot is free).
+                    unsafe { dma_write_u32s::<H>(page, &words) };
+                    Sqe::deallocate(cid, t.nsid, t.req.ranges.len(), page)
                 }
                 (_, Some(piece)) => {
                     let sector = t.req.sector + piece.offset / SECTOR_SIZE as u64;
@@ -1012,7 +1030,7 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeDisk<H, R> {
             Err(e) => return Err((req, e)),
         };
         let pieces = match req.op {
-            Op::Flush | Op::Copy => VecDeque::new(),
+            Op::Flush | Op::Copy | Op::Discard => VecDeque::new(),
             _ => match prp::pieces(&req.segments, self.ctrl.max_command_bytes) {
                 Ok(p) => p.into(),
                 Err(e) => return Err((req, e)),

@@ -467,6 +467,44 @@ impl Node for BlockNode {
         done
     }
 
+    /// Linux's block-device `ioctl`s: `BLKGETSIZE64` (bytes), `BLKSSZGET` (the logical
+    /// block size) and `BLKDISCARD` (`[start, len]` in bytes, both multiples of 512 and
+    /// on the disk, else EINVAL; EOPNOTSUPP where the disk does not discard). A discard
+    /// first drops the range from the disk's page cache (written back first; a page that
+    /// cannot be dropped, being mapped, is read again afterwards).
+    fn ioctl(&self, cmd: u32, arg: u64) -> Result<u64, Errno> {
+        const BLKSSZGET: u32 = 0x1268;
+        const BLKDISCARD: u32 = 0x1277;
+        const BLKGETSIZE64: u32 = 0x8008_1272;
+        match cmd {
+            BLKGETSIZE64 => uaccess::write_u64(arg, self.capacity()).map(|_| 0),
+            BLKSSZGET => uaccess::copy_to_user(arg, &512u32.to_le_bytes()).map(|_| 0),
+            BLKDISCARD => {
+                let (start, len) = (uaccess::read_u64(arg)?, uaccess::read_u64(arg + 8)?);
+                let end = start.checked_add(len).ok_or(Errno::EINVAL)?;
+                if !start.is_multiple_of(512) || !len.is_multiple_of(512) || end > self.capacity() {
+                    return Err(Errno::EINVAL);
+                }
+                if self.disk.info().read_only {
+                    return Err(Errno::EROFS);
+                }
+                if self.disk.info().discard.is_none() {
+                    return Err(Errno::EOPNOTSUPP);
+                }
+                if len == 0 {
+                    return Ok(0);
+                }
+                let cache = self.cache();
+                let (first, last) = pages_of(start, len as usize);
+                cache.invalidate_range(first, last).map_err(Errno::from)?;
+                let r = self.disk.discard(start / 512, len / 512);
+                cache.refresh_after_write(first, last);
+                r.map(|_| 0).map_err(blk_errno)
+            }
+            _ => Err(Errno::ENOTTY),
+        }
+    }
+
     /// Another disk's bytes (or this one's, elsewhere) to this disk past both page
     /// caches: by the disk itself where it copies (NVMe Copy) and both are this disk,
     /// else through transit frames (`crate::transit`). Whole sectors, both offsets
@@ -490,8 +528,18 @@ impl Node for BlockNode {
         {
             return Err(Errno::EOPNOTSUPP);
         }
+        // One step at a time (a caller loops on a short count).
+        const STEP: usize = 64 << 20;
         let src_end = (src.info().sectors * 512).saturating_sub(src_off);
-        let total = self.span(offset, len / 512 * 512)?.min(src_end as usize);
+        let total = self
+            .span(offset, (len / 512 * 512).min(STEP))?
+            .min(src_end as usize);
+        // Overlapping ranges of one disk: requests in flight together would race; the
+        // caller copies through a buffer, in order.
+        let same = Arc::ptr_eq(src, &self.disk);
+        if same && offset < src_off + total as u64 && src_off < offset + total as u64 {
+            return Err(Errno::EOPNOTSUPP);
+        }
         if total == 0 {
             return if src_end == 0 {
                 Ok(0)
@@ -513,7 +561,7 @@ impl Node for BlockNode {
             to: offset / 512,
             sectors: total as u64 / 512,
         }];
-        let moved = if Arc::ptr_eq(src, &self.disk) && self.disk.info().copy.is_some() {
+        let moved = if same && self.disk.info().copy.is_some() {
             Some(self.disk.copy(&extent))
         } else {
             crate::transit::copy_between(src, &self.disk, &extent)

@@ -449,6 +449,11 @@ pub trait Node: Send + Sync + Any {
         Err(Errno::EOPNOTSUPP)
     }
 
+    /// A device's `ioctl`; ENOTTY where the node has none.
+    fn ioctl(&self, _cmd: u32, _arg: u64) -> Result<u64, Errno> {
+        Err(Errno::ENOTTY)
+    }
+
     /// Copy `len` bytes of disk `src` from byte `src_off` to `offset` here without the
     /// page cache or the CPU (a raw device from another: by the disk itself, or through
     /// transit frames); the bytes done, whole sectors. EOPNOTSUPP where the node cannot
@@ -629,6 +634,10 @@ impl FileOps for NodeFile {
         len: usize,
     ) -> Result<usize, Errno> {
         self.0.copy_from_disk(pos, src, src_off, len)
+    }
+
+    fn ioctl(&self, cmd: u32, arg: u64) -> Result<u64, Errno> {
+        self.0.ioctl(cmd, arg)
     }
 
     fn direct(&self, op: Op, pos: u64, va: u64, len: usize) -> Result<DirectIo, Errno> {

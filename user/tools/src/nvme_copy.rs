@@ -26,6 +26,9 @@ const SYS_IOCTL: usize = 16;
 const FIEMAP_BATCH: usize = 256;
 const FIEMAP_FLAG_SYNC: u32 = 1;
 const FIEMAP_EXTENT_LAST: u32 = 1;
+/// Extents whose blocks are not plainly where FIEMAP says (UNKNOWN, DELALLOC, ENCODED,
+/// NOT_ALIGNED, DATA_INLINE, DATA_TAIL, UNWRITTEN): a device copy of them would be wrong.
+const FIEMAP_EXTENT_NOT_PLAIN: u32 = 0x2 | 0x4 | 0x8 | 0x100 | 0x200 | 0x400 | 0x800;
 /// The descriptor page holds at most this many source ranges.
 const MAX_RANGES: usize = 128;
 
@@ -84,7 +87,8 @@ fn le64(b: &[u8], at: usize) -> u64 {
     u64::from(le32(b, at)) | u64::from(le32(b, at + 4)) << 32
 }
 
-/// The extents of open file `fd`, in file order (`FIEMAP`, after writing it back).
+/// The extents of open file `fd`, in file order (`FIEMAP`, after writing it back);
+/// EINVAL if one is not plainly on the disk (delayed, unwritten, inline...).
 pub fn extents(fd: i32) -> Result<Vec<Extent>, Errno> {
     let mut out: Vec<Extent> = Vec::new();
     let mut start = 0u64;
@@ -102,6 +106,9 @@ pub fn extents(fd: i32) -> Result<Vec<Extent>, Errno> {
         }
         for i in 0..mapped.min(FIEMAP_BATCH) {
             let e = &buf[32 + 56 * i..32 + 56 * (i + 1)];
+            if le32(e, 40) & FIEMAP_EXTENT_NOT_PLAIN != 0 {
+                return Err(EINVAL);
+            }
             let x = Extent {
                 logical: le64(e, 0),
                 physical: le64(e, 8),
@@ -113,6 +120,15 @@ pub fn extents(fd: i32) -> Result<Vec<Extent>, Errno> {
                 return Ok(out);
             }
         }
+    }
+}
+
+/// Whether the file system holding `file` (open) is the whole of the block device at
+/// `dev_path` (FIEMAP's physical offsets are then the device's).
+pub fn on_device(file: i32, dev_path: &core::ffi::CStr) -> bool {
+    match (sys::fstat(file), sys::stat(dev_path)) {
+        (Ok(f), Ok(d)) => d.st_rdev != 0 && f.st_dev == d.st_rdev,
+        _ => false,
     }
 }
 
@@ -145,7 +161,10 @@ fn identify(dev: i32, nsid: u32, cns: u32) -> Result<Vec<u8>, Errno> {
 /// The Copy limits of namespace `nsid` (EOPNOTSUPP if the controller has no Copy).
 pub fn limits(dev: i32, nsid: u32) -> Result<Limits, Errno> {
     let ctrl = identify(dev, 0, 1)?;
-    if u16::from_le_bytes([ctrl[520], ctrl[521]]) & 1 << 8 == 0 {
+    let oncs = u16::from_le_bytes([ctrl[520], ctrl[521]]);
+    let ocfs = u16::from_le_bytes([ctrl[534], ctrl[535]]);
+    // Copy, with source range descriptors in format 0.
+    if oncs & 1 << 8 == 0 || (ocfs != 0 && ocfs & 1 == 0) {
         return Err(EOPNOTSUPP);
     }
     let ns = identify(dev, nsid, 0)?;

@@ -217,20 +217,25 @@ impl Inode {
             .min(max - dst_off)
             .min(src_size.saturating_sub(src_off)) as usize;
         let mut done = 0usize;
+        // Past the page cache while it goes (see `offload`).
+        let mut bypass = true;
         while done < len {
             // In chunks, with dirty throttling between them as for writes.
             let at = dst_off + done as u64;
-            let n = (len - done).min(DEVICE_COPY_CHUNK);
-            let dev = self.copy_past_cache(at, src, src_off + done as u64, n, src_size);
-            let mut n = n.min(COPY_CHUNK);
-            done += dev.copied;
-            match dev.failed {
-                Some(e) if done == 0 => return Err(e),
-                Some(_) => break,
-                None if dev.copied > 0 => continue,
-                // Holes first: the page cache copies them, then the device goes on.
-                None if dev.holes > 0 => n = n.min(dev.holes),
-                None => {}
+            let mut n = (len - done).min(COPY_CHUNK);
+            if bypass {
+                let want = (len - done).min(DEVICE_COPY_CHUNK);
+                let dev = self.copy_past_cache(at, src, src_off + done as u64, want, src_size);
+                done += dev.copied;
+                bypass = !dev.refused;
+                match dev.failed {
+                    Some(e) if done == 0 => return Err(e),
+                    Some(_) => break,
+                    None if dev.copied > 0 => continue,
+                    // Holes first: the page cache copies them, then the device goes on.
+                    None if dev.holes > 0 => n = n.min(dev.holes),
+                    None => {}
+                }
             }
             let end = at + n as u64;
             let old = self.grow_to(end).map_err(Errno::from)?;

@@ -45,6 +45,9 @@ pub(super) struct Offloaded {
     /// Nothing copied because the chunk starts with holes (at either end): the bytes
     /// they cover, for the page cache to copy before the device is tried again.
     pub holes: usize,
+    /// The disk refused the copy (unsupported, over its limits) or no transit memory
+    /// was free: the page cache copies the rest of this call.
+    pub refused: bool,
 }
 
 impl Offloaded {
@@ -58,8 +61,9 @@ impl Offloaded {
 
 /// How the blocks at both ends pair up ([`Inode::pair_blocks`]).
 enum Pairing {
-    /// Sector extents to copy (a prefix of the range).
-    Extents(Vec<CopyExtent>),
+    /// Sector extents to copy (a prefix of the range), and whether blocks were
+    /// allocated past the file's size for them.
+    Extents(Vec<CopyExtent>, bool),
     /// The range starts with this many blocks that are holes on one side.
     Holes(u64),
 }
@@ -124,24 +128,27 @@ impl Inode {
         }
         // 3: the blocks at both ends.
         let old = self.size();
-        let extents = match self.pair_blocks(src, src_off / bs, dst_off / bs, blocks, old) {
-            Ok(Pairing::Extents(e)) if !e.is_empty() => e,
-            Ok(Pairing::Extents(_)) => {
-                self.free_past(old);
-                return Offloaded::default();
-            }
-            Ok(Pairing::Holes(n)) => {
-                self.free_past(old);
-                return Offloaded {
-                    holes: (n * bs) as usize,
-                    ..Offloaded::default()
-                };
-            }
-            Err(e) => {
-                self.free_past(old);
-                return Offloaded::failed(e);
-            }
-        };
+        let (extents, allocated) =
+            match self.pair_blocks(src, src_off / bs, dst_off / bs, blocks, old) {
+                Ok(Pairing::Extents(e, allocated)) if !e.is_empty() => (e, allocated),
+                Ok(Pairing::Extents(_, allocated)) => {
+                    if allocated {
+                        self.free_past(old);
+                    }
+                    return Offloaded::default();
+                }
+                Ok(Pairing::Holes(n)) => {
+                    return Offloaded {
+                        holes: (n * bs) as usize,
+                        ..Offloaded::default()
+                    };
+                }
+                Err(e) => {
+                    // Mapping past the size may have allocated some blocks.
+                    self.free_past(old);
+                    return Offloaded::failed(e);
+                }
+            };
         // 4: the blocks move.
         let moved = match mover {
             Mover::Disk => Some(self.disk.copy(&extents)),
@@ -149,29 +156,44 @@ impl Inode {
         };
         let Some((copied, failed)) = moved else {
             // No transit memory: the page cache copies.
-            self.free_past(old);
-            return Offloaded::default();
+            if allocated {
+                self.free_past(old);
+            }
+            return Offloaded {
+                refused: true,
+                ..Offloaded::default()
+            };
         };
-        let copied = copied as usize;
+        let mut copied = copied as usize;
         let end = dst_off + copied as u64;
         let grown = if end > old {
             self.grow_to(end).map(|_| ())
         } else {
             Ok(())
         };
-        self.free_past(self.size());
+        if grown.is_err() {
+            // The size stayed: what was copied past it is not the file's.
+            copied = copied.min(old.saturating_sub(dst_off) as usize);
+        }
+        if allocated {
+            self.free_past(self.size());
+        }
         // 5: what a racing reader cached meanwhile goes.
         let (first, last) = pages_of(dst_off, bytes);
         self.cache.refresh_after_write(first, last);
+        let mut refused = false;
         let failed = match failed {
-            Some(BlockError::Unsupported | BlockError::TooLarge) if copied == 0 => {
+            Some(BlockError::Unsupported | BlockError::TooLarge | BlockError::Misaligned)
+                if copied == 0 =>
+            {
                 if !REFUSAL_LOGGED.swap(true, Ordering::Relaxed) {
                     log::warn!(
-                        "ext2: {} refused a copy ({:?}); copies go through the page cache",
+                        "ext2: a copy to {} was refused ({:?}); it goes through the page cache",
                         self.disk.name(),
                         failed
                     );
                 }
+                refused = true;
                 None
             }
             Some(e) => Some(blk_errno(e)),
@@ -181,6 +203,7 @@ impl Inode {
             copied,
             failed,
             holes: 0,
+            refused,
         }
     }
 
@@ -222,7 +245,9 @@ impl Inode {
             return Ok(Pairing::Holes(to.holes));
         }
         let (hole, mut to) = (to.stopped, to.blocks);
+        let mut allocated = false;
         if !hole && (to.len() as u64) < from.len() as u64 {
+            allocated = true;
             let at = dfb + to.len() as u64;
             let want = from.len() as u64 - to.len() as u64;
             // Out of space part-way: the blocks allocated so far are used.
@@ -245,7 +270,7 @@ impl Inode {
                 }),
             }
         }
-        Ok(Pairing::Extents(extents))
+        Ok(Pairing::Extents(extents, allocated))
     }
 
     /// Free this file's blocks past its size, `size` (blocks allocated for a copy that

@@ -194,6 +194,10 @@ fn copy_in_kernel(src: &CStr, dst: &CStr, sendfile: bool) {
     sys::sync();
 }
 
+/// The NVMe namespace `copy_device` copies on under Linux (SRC's file system must be
+/// the whole of it).
+const NVME_DEV: &CStr = c"/dev/nvme0n1";
+
 /// Write `v` to AliasOS's `/proc/sys/vm/copy_offload`; false where there is none.
 fn set_copy_offload(v: &[u8]) -> bool {
     match sys::open(c"/proc/sys/vm/copy_offload", sys::O_WRONLY, 0) {
@@ -209,13 +213,23 @@ fn set_copy_offload(v: &[u8]) -> bool {
 }
 
 /// Whether the disk under SRC copies by itself: on AliasOS, a one-block
-/// `copy_file_range` of SRC to DST grows `copy_offload_bytes`; on Linux, `/dev/nvme0n1`
+/// `copy_file_range` of SRC to DST grows `copy_offload_bytes`; on Linux, SRC's file system
+/// is the whole of `/dev/nvme0n1` and it
 /// answers Identify with the Copy command. DST is removed again.
 fn device_copies(src: &CStr, dst: &CStr) -> bool {
     let Some(before) = vmstat(b"copy_offload_bytes") else {
-        let Ok(dev) = sys::open(c"/dev/nvme0n1", sys::O_RDONLY, 0) else {
+        let Ok(file) = sys::open(src, sys::O_RDONLY, 0) else {
             return false;
         };
+        let whole = tools::nvme_copy::on_device(file, NVME_DEV);
+        let _ = sys::close(file);
+        let Ok(dev) = sys::open(NVME_DEV, sys::O_RDONLY, 0) else {
+            return false;
+        };
+        if !whole {
+            let _ = sys::close(dev);
+            return false;
+        }
         let ok = tools::nvme_copy::namespace(dev)
             .and_then(|ns| tools::nvme_copy::limits(dev, ns))
             .is_ok();
@@ -254,7 +268,7 @@ fn copy_on_device(src: &CStr, dst: &CStr, size: u64, buf: &mut [u8]) {
 /// then copied over by NVMe Copy commands through the passthrough ioctl, then flushed.
 fn copy_by_passthrough(src: &CStr, dst: &CStr, size: u64, buf: &mut [u8]) {
     use tools::nvme_copy;
-    let dev_path = c"/dev/nvme0n1";
+    let dev_path = NVME_DEV;
     let dev = sys::open(dev_path, sys::O_RDWR, 0).unwrap_or_else(|e| fail(dev_path.to_bytes(), e));
     let nsid = nvme_copy::namespace(dev).unwrap_or_else(|e| fail(b"NVME_IOCTL_ID", e));
     let limits = nvme_copy::limits(dev, nsid).unwrap_or_else(|e| fail(b"NVMe Identify", e));
