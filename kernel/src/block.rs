@@ -225,8 +225,18 @@ impl Disk {
     /// caller reports only a prefix that is whole. A device that cannot copy fails with
     /// `Unsupported` having copied nothing.
     pub fn copy(&self, extents: &[CopyExtent]) -> (u64, Option<BlockError>) {
+        let c = self.start_copy(extents);
+        self.finish_copy(c)
+    }
+
+    /// The first half of [`Disk::copy`]: the requests are submitted, and the caller may
+    /// do other work before [`Disk::finish_copy`] waits for them.
+    pub fn start_copy(&self, extents: &[CopyExtent]) -> CopyInFlight {
         let Some(limits) = self.info().copy else {
-            return (0, Some(BlockError::Unsupported));
+            return CopyInFlight {
+                results: Arc::new(Mutex::new(alloc::vec![Some(Err(BlockError::Unsupported))])),
+                left: Arc::new(AtomicUsize::new(0)),
+            };
         };
         let plan = plan_copies(extents, &limits);
         let results: Arc<Mutex<Vec<Option<RequestResult>>>> =
@@ -246,8 +256,14 @@ impl Disk {
         }
         // A request the device refuses completes with its error (`submit_many`).
         cpu::without_interrupts(|| self.dev.submit_many(reqs));
+        CopyInFlight { results, left }
+    }
+
+    /// Wait for the copy `c` started on this disk; the result of [`Disk::copy`].
+    pub fn finish_copy(&self, c: CopyInFlight) -> (u64, Option<BlockError>) {
+        let left = c.left;
         self.wait_until(&|| left.load(AtomicOrdering::SeqCst) == 0);
-        let results = cpu::without_interrupts(|| core::mem::take(&mut *results.lock()));
+        let results = cpu::without_interrupts(|| core::mem::take(&mut *c.results.lock()));
         let mut bytes = 0;
         for r in results {
             match r {
@@ -306,6 +322,14 @@ const PINNED_REQUEST_BYTES: usize = 1 << 20;
 
 /// What one request reported.
 type RequestResult = Result<u64, BlockError>;
+
+/// A device-side copy in flight ([`Disk::start_copy`]); [`Disk::finish_copy`] waits for
+/// it (every copy started must be finished: the requests carry no buffers, but the
+/// caller's blocks are being written).
+pub struct CopyInFlight {
+    results: Arc<Mutex<Vec<Option<RequestResult>>>>,
+    left: Arc<AtomicUsize>,
+}
 
 /// What a pinned transfer reports when it is over ([`Disk::submit_pinned`]).
 pub type TransferDone = Box<dyn FnOnce(Result<u64, BlockError>) + Send>;

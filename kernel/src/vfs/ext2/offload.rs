@@ -71,6 +71,16 @@ enum Pairing {
 /// A device that refused a copy is logged once.
 static REFUSAL_LOGGED: AtomicBool = AtomicBool::new(false);
 
+/// A piece of a copy by one disk: its requests run while the next piece is planned.
+const DISK_PIECE_BYTES: u64 = 16 << 20;
+
+/// A piece of a copy: requests in flight on one disk, or a transit copy already over
+/// (None: no transit memory, or a disk refused it).
+enum Flight {
+    Disk(crate::block::CopyInFlight),
+    Done(Option<(u64, Option<BlockError>)>),
+}
+
 /// What moves the blocks.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mover {
@@ -126,36 +136,80 @@ impl Inode {
             Ok(_) => return Offloaded::default(),
             Err(e) => return Offloaded::failed(Errno::from(e)),
         }
-        // 3: the blocks at both ends.
+        // 3 and 4: the blocks at both ends, and the copy. On one disk, a piece at a time:
+        // each piece's requests run while the next piece's blocks are looked up and
+        // allocated; between two disks, transit pipelines by itself.
         let old = self.size();
-        let (extents, allocated) =
-            match self.pair_blocks(src, src_off / bs, dst_off / bs, blocks, old) {
-                Ok(Pairing::Extents(e, allocated)) if !e.is_empty() => (e, allocated),
-                Ok(Pairing::Extents(_, allocated)) => {
-                    if allocated {
-                        self.free_past(old);
+        let piece = match mover {
+            Mover::Disk => DISK_PIECE_BYTES / bs,
+            Mover::Transit => blocks,
+        }
+        .max(1);
+        let mut planned = 0u64;
+        let mut allocated = false;
+        let mut flights: Vec<(u64, Flight)> = Vec::new();
+        while planned < blocks {
+            let n = (blocks - planned).min(piece);
+            let (sfb, dfb) = (src_off / bs + planned, dst_off / bs + planned);
+            match self.pair_blocks(src, sfb, dfb, n, old) {
+                Ok(Pairing::Extents(e, a)) => {
+                    allocated |= a;
+                    let got = e.iter().map(|x| x.sectors).sum::<u64>() * 512 / bs;
+                    if got == 0 {
+                        break;
                     }
-                    return Offloaded::default();
+                    let flight = match mover {
+                        Mover::Disk => Flight::Disk(self.disk.start_copy(&e)),
+                        Mover::Transit => {
+                            Flight::Done(transit::copy_between(&src.disk, &self.disk, &e))
+                        }
+                    };
+                    flights.push((got * bs, flight));
+                    planned += got;
+                    if got < n {
+                        break; // a hole on either side: the next call starts there
+                    }
                 }
-                Ok(Pairing::Holes(n)) => {
+                Ok(Pairing::Holes(h)) if flights.is_empty() => {
                     return Offloaded {
-                        holes: (n * bs) as usize,
+                        holes: (h * bs) as usize,
                         ..Offloaded::default()
                     };
                 }
+                Ok(Pairing::Holes(_)) => break,
+                // After pieces in flight: they count, and the next call meets the error.
+                Err(_) if !flights.is_empty() => break,
                 Err(e) => {
                     // Mapping past the size may have allocated some blocks.
                     self.free_past(old);
                     return Offloaded::failed(e);
                 }
+            }
+        }
+        if flights.is_empty() {
+            if allocated {
+                self.free_past(old);
+            }
+            return Offloaded::default();
+        }
+        // Every piece is waited for; the bytes count up to the first that fell short.
+        let mut moved: Option<(u64, Option<BlockError>)> = Some((0, None));
+        for (want, flight) in flights {
+            let result = match flight {
+                Flight::Disk(c) => Some(self.disk.finish_copy(c)),
+                Flight::Done(r) => r,
             };
-        // 4: the blocks move.
-        let moved = match mover {
-            Mover::Disk => Some(self.disk.copy(&extents)),
-            Mover::Transit => transit::copy_between(&src.disk, &self.disk, &extents),
-        };
+            moved = match (moved, result) {
+                (Some((sum, None)), Some((n, None))) if n == want => Some((sum + n, None)),
+                (Some((sum, None)), Some((n, e))) => {
+                    Some((sum + n, Some(e.unwrap_or(BlockError::Io))))
+                }
+                (Some((0, None)), None) => None,
+                (m, _) => m,
+            };
+        }
         let Some((copied, failed)) = moved else {
-            // No transit memory: the page cache copies.
+            // No transit memory, or a disk refused it: the page cache copies.
             if allocated {
                 self.free_past(old);
             }
