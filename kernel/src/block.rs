@@ -264,15 +264,7 @@ impl Disk {
         let left = c.left;
         self.wait_until(&|| left.load(AtomicOrdering::SeqCst) == 0);
         let results = cpu::without_interrupts(|| core::mem::take(&mut *c.results.lock()));
-        let mut bytes = 0;
-        for r in results {
-            match r {
-                Some(Ok(n)) => bytes += n,
-                Some(Err(e)) => return (bytes, Some(e)),
-                None => return (bytes, Some(BlockError::Io)),
-            }
-        }
-        (bytes, None)
+        ordered_prefix(&results)
     }
 
     /// Discard `sectors` sectors from `sector` ([`Op::Discard`]), as requests of as many
@@ -323,6 +315,20 @@ const PINNED_REQUEST_BYTES: usize = 1 << 20;
 /// What one request reported.
 type RequestResult = Result<u64, BlockError>;
 
+/// The bytes of requests `results` (in order) moved before the first that failed, and
+/// that failure (a request with no result counts as failed with EIO).
+pub fn ordered_prefix(results: &[Option<RequestResult>]) -> (u64, Option<BlockError>) {
+    let mut bytes = 0;
+    for r in results {
+        match r {
+            Some(Ok(n)) => bytes += n,
+            Some(Err(e)) => return (bytes, Some(*e)),
+            None => return (bytes, Some(BlockError::Io)),
+        }
+    }
+    (bytes, None)
+}
+
 /// A device-side copy in flight ([`Disk::start_copy`]); [`Disk::finish_copy`] waits for
 /// it (every copy started must be finished: the requests carry no buffers, but the
 /// caller's blocks are being written).
@@ -354,19 +360,12 @@ impl Transfer {
             if t.left > 0 {
                 return;
             }
-            let mut total = 0u64;
-            let mut outcome = Ok(0);
-            for r in t.results.iter().flatten() {
-                match r {
-                    Ok(n) => total += n,
-                    Err(e) if total == 0 => {
-                        outcome = Err(*e);
-                        break;
-                    }
-                    Err(_) => break,
-                }
-                outcome = Ok(total);
-            }
+            // What went in order before the first failure; the failure only if nothing
+            // did.
+            let outcome = match ordered_prefix(&t.results) {
+                (0, Some(e)) => Err(e),
+                (total, _) => Ok(total),
+            };
             t.done.take().map(|f| (f, outcome))
         };
         if let Some((f, outcome)) = report {

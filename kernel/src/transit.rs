@@ -170,20 +170,10 @@ pub fn copy_between(
             }
         }
     }
-    let mut bytes = 0;
-    for r in results {
-        match r {
-            Some(Ok(n)) => bytes += n,
-            // The first piece refused (a request shape a disk does not take): the
-            // caller copies another way.
-            Some(Err(BlockError::TooLarge | BlockError::Misaligned | BlockError::Unsupported))
-                if bytes == 0 =>
-            {
-                return None;
-            }
-            Some(Err(e)) => return Some((bytes, Some(e))),
-            None => return Some((bytes, Some(BlockError::Io))),
-        }
+    match block::ordered_prefix(&results) {
+        // The first piece refused (a request shape a disk does not take): the caller
+        // copies another way.
+        (0, Some(BlockError::TooLarge | BlockError::Misaligned | BlockError::Unsupported)) => None,
+        r => Some(r),
     }
-    Some((bytes, None))
 }

@@ -152,6 +152,16 @@ pub fn boot_rc(image: &Path, timeout: Duration) -> Outcome {
     boot_rc_with(image, "512M", None, timeout)
 }
 
+/// [`boot_rc`] with the data disk on `bus`.
+pub fn boot_rc_on(image: &Path, bus: Bus, timeout: Duration) -> Outcome {
+    let q = Qemu {
+        disks: vec![Disk::new(image, bus)],
+        timeout: Some(timeout),
+        ..Qemu::default()
+    };
+    crate::run(&q)
+}
+
 /// [`boot_rc`] with `mem` of RAM (QEMU syntax) and, if given, a kernel command line.
 pub fn boot_rc_with(image: &Path, mem: &str, cmdline: Option<&str>, timeout: Duration) -> Outcome {
     let q = Qemu {

@@ -219,12 +219,7 @@ fn tool_scripts_on(bus: boot::Bus) {
     rc.push_str("cd /mnt\nsync\npoweroff\n");
     t.rc(&rc);
     let img = t.image(64);
-    let q = boot::Qemu {
-        disks: vec![boot::Disk::new(&img, bus)],
-        timeout: Some(RC_TIMEOUT),
-        ..boot::Qemu::default()
-    };
-    let o = tests::run(&q);
+    let o = boot_rc_on(&img, bus, RC_TIMEOUT);
     assert_powered_off(&o, "tool scripts");
     assert_image_clean(&img, &o);
     for n in names {
@@ -426,12 +421,7 @@ fn fsxa_seeds(seeds: &[u64], ops: u64, bus: boot::Bus) {
     rc.push_str("cat /proc/vmstat > /mnt/vmstat\nsync\npoweroff\n");
     t.rc(&rc);
     let img = t.image(256);
-    let q = boot::Qemu {
-        disks: vec![boot::Disk::new(&img, bus)],
-        timeout: Some(Duration::from_secs(1500)),
-        ..boot::Qemu::default()
-    };
-    let o = tests::run(&q);
+    let o = boot_rc_on(&img, bus, Duration::from_secs(1500));
     assert_powered_off(&o, "fsxa");
     for s in seeds {
         let out = read_back_text(&img, &format!("/fsx{s}.out"), &o);
@@ -537,10 +527,9 @@ fn disk_failing_in(
         .parse()
         .expect("debugfs bmap");
     let mut disk = boot::Disk::new(&img, bus);
-    disk.blkdebug = Some(tests::blkdebug_eio_config(
-        &format!("{tree}-{}", std::process::id()),
-        bad * 8,
-    ));
+    // The image's name is unique per call (the Tree's); so is the config's, beside it.
+    let config = img.file_stem().and_then(|n| n.to_str()).unwrap_or(tree);
+    disk.blkdebug = Some(tests::blkdebug_eio_config(config, bad * 8));
     (img, disk)
 }
 

@@ -79,6 +79,16 @@ pub enum BlockError {
 }
 
 impl BlockError {
+    /// The device does not take a request of this shape (an operation it lacks, over its
+    /// limits, misaligned for it): nothing was done, and another way may work (a copy
+    /// through the page cache).
+    pub fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            BlockError::Unsupported | BlockError::TooLarge | BlockError::Misaligned
+        )
+    }
+
     /// The Linux errno this error is reported as to user programs.
     pub fn errno(self) -> i32 {
         match self {
@@ -273,29 +283,7 @@ pub fn validate(info: &DeviceInfo, req: &Request) -> Result<u64, BlockError> {
 /// its limits and its capacity at both ends. The bytes to copy.
 fn validate_copy(info: &DeviceInfo, req: &Request) -> Result<u64, BlockError> {
     let limits = info.copy.ok_or(BlockError::Unsupported)?;
-    if info.read_only {
-        return Err(BlockError::ReadOnly);
-    }
-    if !req.segments.is_empty() || req.ranges.len() > limits.max_ranges {
-        return Err(BlockError::TooLarge);
-    }
-    let mut total: u64 = 0;
-    for s in &req.ranges {
-        if s.sectors == 0 {
-            return Err(BlockError::ZeroLength);
-        }
-        if s.sectors > limits.max_range_sectors {
-            return Err(BlockError::TooLarge);
-        }
-        match s.sector.checked_add(s.sectors.into()) {
-            Some(end) if end <= info.sectors => {}
-            _ => return Err(BlockError::OutOfRange),
-        }
-        total += u64::from(s.sectors);
-    }
-    if total == 0 {
-        return Err(BlockError::ZeroLength);
-    }
+    let total = ranges_total(info, req, limits.max_ranges, limits.max_range_sectors)?;
     if total > limits.max_sectors {
         return Err(BlockError::TooLarge);
     }
@@ -309,24 +297,40 @@ fn validate_copy(info: &DeviceInfo, req: &Request) -> Result<u64, BlockError> {
 /// non-empty and on the device. The bytes discarded.
 fn validate_discard(info: &DeviceInfo, req: &Request) -> Result<u64, BlockError> {
     let max_ranges = info.discard.ok_or(BlockError::Unsupported)?;
+    let total = ranges_total(info, req, max_ranges, u32::MAX)?;
+    Ok(total * SECTOR_SIZE as u64)
+}
+
+/// The checks copies and discards share: a writable device, no data segments, 1 to
+/// `max_ranges` ranges of 1 to `max_range` sectors each, all on the device. The sectors
+/// of all ranges.
+fn ranges_total(
+    info: &DeviceInfo,
+    req: &Request,
+    max_ranges: usize,
+    max_range: u32,
+) -> Result<u64, BlockError> {
     if info.read_only {
         return Err(BlockError::ReadOnly);
     }
     if !req.segments.is_empty() || req.ranges.len() > max_ranges {
         return Err(BlockError::TooLarge);
     }
+    if req.ranges.is_empty() {
+        return Err(BlockError::ZeroLength);
+    }
     let mut total: u64 = 0;
     for r in &req.ranges {
         if r.sectors == 0 {
             return Err(BlockError::ZeroLength);
+        }
+        if r.sectors > max_range {
+            return Err(BlockError::TooLarge);
         }
         match r.sector.checked_add(r.sectors.into()) {
             Some(end) if end <= info.sectors => total += u64::from(r.sectors),
             _ => return Err(BlockError::OutOfRange),
         }
     }
-    if total == 0 {
-        return Err(BlockError::ZeroLength);
-    }
-    Ok(total * SECTOR_SIZE as u64)
+    Ok(total)
 }

@@ -758,25 +758,22 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
             let op = t.req.op;
             let sqe = match (op, t.pieces.pop_front()) {
                 (Op::Flush, _) => Sqe::new(command::IO_FLUSH, cid, t.nsid),
-                (Op::Copy, _) => {
-                    // The source ranges go in the slot's PRP list page (`validate` kept
-                    // them within the page: `copy_limits`).
+                // Copy and discard ranges go in the slot's PRP list page (`validate` kept
+                // them within it: `copy_limits`, `DeviceInfo::discard`).
+                (Op::Copy | Op::Discard, _) => {
                     let page = io.prp_pages[cid as usize];
-                    let words = command::copy_descriptors(&t.req.ranges);
+                    let (words, sqe) = if op == Op::Copy {
+                        let n = t.req.ranges.len();
+                        let sqe = Sqe::copy(cid, t.nsid, t.req.sector, n, page);
+                        (command::copy_descriptors(&t.req.ranges), sqe)
+                    } else {
+                        let sqe = Sqe::deallocate(cid, t.nsid, t.req.ranges.len(), page);
+                        (command::dsm_ranges(&t.req.ranges), sqe)
+                    };
                     // SAFETY: the slot's own PRP list page: no command in flight uses it
                     // (the slot is free).
                     unsafe { dma_write_u32s::<H>(page, &words) };
-                    Sqe::copy(cid, t.nsid, t.req.sector, t.req.ranges.len(), page)
-                }
-                (Op::Discard, _) => {
-                    // The ranges go in the slot's PRP list page (`validate` kept them
-                    // within it: `DeviceInfo::discard`).
-                    let page = io.prp_pages[cid as usize];
-                    let words = command::dsm_ranges(&t.req.ranges);
-                    // SAFETY: the slot's own PRP list page: no command in flight uses it
-                    // (the slot is free).
-                    unsafe { dma_write_u32s::<H>(page, &words) };
-                    Sqe::deallocate(cid, t.nsid, t.req.ranges.len(), page)
+                    sqe
                 }
                 (_, Some(piece)) => {
                     let sector = t.req.sector + piece.offset / SECTOR_SIZE as u64;

@@ -21,7 +21,7 @@ pub const LIST_ENTRIES: usize = (PAGE / 8) as usize;
 
 /// The data pointer of one command.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Prp {
+pub enum Prp<'a> {
     /// One or two pages.
     Direct {
         /// PRP entry 1: the first page (from an offset).
@@ -33,8 +33,9 @@ pub enum Prp {
     List {
         /// PRP entry 1: the first page (from an offset).
         prp1: u64,
-        /// The other pages, for the list page PRP entry 2 points to.
-        list: Vec<u64>,
+        /// The other pages, for the list page PRP entry 2 points to (borrowed from the
+        /// piece's page list: nothing is copied until it goes into the list page).
+        list: &'a [u64],
     },
 }
 
@@ -137,14 +138,14 @@ pub fn pages(segments: &[Segment]) -> Result<Vec<u64>, BlockError> {
 /// The data pointer for `pages` (see [`pages`]): [`BlockError::TooLarge`] beyond what one
 /// list page holds (the driver's request size keeps below that), [`BlockError::ZeroLength`]
 /// for none.
-pub fn plan(pages: &[u64]) -> Result<Prp, BlockError> {
+pub fn plan(pages: &[u64]) -> Result<Prp<'_>, BlockError> {
     match pages {
         [] => Err(BlockError::ZeroLength),
         [p] => Ok(Prp::Direct { prp1: *p, prp2: 0 }),
         [p, q] => Ok(Prp::Direct { prp1: *p, prp2: *q }),
         [p, rest @ ..] if rest.len() <= LIST_ENTRIES => Ok(Prp::List {
             prp1: *p,
-            list: rest.to_vec(),
+            list: rest,
         }),
         _ => Err(BlockError::TooLarge),
     }

@@ -11,7 +11,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use drivers::block::copy::CopyExtent;
-use drivers::block::{BlockDevice, BlockError, Op, Segment};
+use drivers::block::{BlockDevice, Op, Segment};
 use mm::FrameRef;
 use mm::frame::FRAME_SIZE;
 
@@ -568,9 +568,8 @@ impl Node for BlockNode {
         };
         cache.refresh_after_write(first, last);
         match moved {
-            None | Some((0, Some(BlockError::Unsupported | BlockError::TooLarge))) => {
-                Err(Errno::EOPNOTSUPP)
-            }
+            None => Err(Errno::EOPNOTSUPP),
+            Some((0, Some(e))) if e.is_refusal() => Err(Errno::EOPNOTSUPP),
             Some((0, Some(e))) => Err(blk_errno(e)),
             Some((n, _)) => Ok(n as usize),
         }

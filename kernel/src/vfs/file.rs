@@ -382,13 +382,13 @@ impl File {
     }
 
     /// [`File::copy_range_in`] from a raw block device: to another raw device past the
-    /// page cache where it can ([`FileOps::copy_from_disk`]: whole sectors, the rest
+    /// page cache where it can ([`Node::copy_from_disk`]: whole sectors, the rest
     /// through a buffer), else as [`File::copy_from_device`].
     fn copy_from_disk(&self, to: u64, src: &File, from: u64, len: usize) -> Result<usize, Errno> {
         let Some(disk) = super::devfs::disk_of(&src.node) else {
             return self.copy_from_device(to, src, from, len);
         };
-        let done = match self.ops.copy_from_disk(to, &disk, from, len) {
+        let done = match self.node.copy_from_disk(to, &disk, from, len) {
             Err(Errno::EOPNOTSUPP) => return self.copy_from_device(to, src, from, len),
             r => r?,
         };

@@ -575,17 +575,6 @@ pub trait FileOps: Send + Sync {
         Err(Errno::EOPNOTSUPP)
     }
 
-    /// A copy from a disk past the page cache (see [`Node::copy_from_disk`]).
-    fn copy_from_disk(
-        &self,
-        _pos: u64,
-        _src: &Arc<crate::block::Disk>,
-        _src_off: u64,
-        _len: usize,
-    ) -> Result<usize, Errno> {
-        Err(Errno::EOPNOTSUPP)
-    }
-
     /// Direct I/O at `pos` (see [`Node::direct`]).
     fn direct(&self, _op: Op, _pos: u64, _va: u64, _len: usize) -> Result<DirectIo, Errno> {
         Err(Errno::EOPNOTSUPP)
@@ -624,16 +613,6 @@ impl FileOps for NodeFile {
 
     fn fill_frames(&self, pos: u64, frames: Vec<FrameRef>) -> Result<Vec<FrameRef>, Errno> {
         self.0.fill_frames(pos, frames)
-    }
-
-    fn copy_from_disk(
-        &self,
-        pos: u64,
-        src: &Arc<crate::block::Disk>,
-        src_off: u64,
-        len: usize,
-    ) -> Result<usize, Errno> {
-        self.0.copy_from_disk(pos, src, src_off, len)
     }
 
     fn ioctl(&self, cmd: u32, arg: u64) -> Result<u64, Errno> {

@@ -1495,6 +1495,7 @@ fn proc_files() -> Res {
         text.lines().next().is_some_and(|l| l.contains("CPU0")),
         "/proc/interrupts has no CPU0 header:\n{text}"
     );
+    let mut vda = false;
     for l in text.lines().skip(1) {
         let count = l
             .split_whitespace()
@@ -1502,8 +1503,13 @@ fn proc_files() -> Res {
             .and_then(|c| c.parse::<u64>().ok());
         if l.ends_with(" vda") {
             ensure!(count.is_some_and(|c| c > 0), "vda without interrupts: {l}");
+            vda = true;
         }
     }
+    // Linux names its lines after the driver's queues, not the disk: there (no
+    // `alias_pages` in /proc/vmstat) the vda line is not looked for.
+    let aliasos = proc_field(&read_path("/proc/vmstat")?, "alias_pages").is_some();
+    ensure!(!aliasos || vda, "/proc/interrupts has no vda line:\n{text}");
     Ok(())
 }
 

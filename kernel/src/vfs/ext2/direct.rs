@@ -86,7 +86,6 @@ impl Inode {
     /// at `va`; EOPNOTSUPP where the page cache must do it instead (see the module).
     pub fn direct(
         self: &Arc<Self>,
-        disk: &Arc<Disk>,
         op: Op,
         offset: u64,
         va: u64,
@@ -106,25 +105,19 @@ impl Inode {
                 if self.truncation_pending() {
                     return Err(Errno::EOPNOTSUPP);
                 }
-                let io = self.direct_read(disk, offset, va, len)?;
+                let io = self.direct_read(offset, va, len)?;
                 self.dio_reads.fetch_add(1, Ordering::AcqRel);
                 Ok(io.holding(DioRead(self.clone())))
             }
             _ => {
                 let _w = self.write_lock.lock();
-                self.direct_write(disk, offset, va, len)
+                self.direct_write(offset, va, len)
                     .map(|r| DirectIo::done(Ok(r)))
             }
         }
     }
 
-    fn direct_read(
-        &self,
-        disk: &Arc<Disk>,
-        offset: u64,
-        va: u64,
-        len: usize,
-    ) -> Result<DirectIo, Errno> {
+    fn direct_read(&self, offset: u64, va: u64, len: usize) -> Result<DirectIo, Errno> {
         let size = self.size();
         if offset >= size {
             return Ok(DirectIo::done(Ok(0)));
@@ -136,20 +129,14 @@ impl Inode {
             return Err(Errno::EOPNOTSUPP); // a hole: the page cache reads it as zeros
         };
         let parts = Self::pin_for(va, total, &runs, true)?;
-        Ok(DirectIo::new(disk.clone(), Op::Read, parts).clip((size - offset) as usize))
+        Ok(DirectIo::new(self.disk.clone(), Op::Read, parts).clip((size - offset) as usize))
     }
 
     /// The write itself, with the write lock held: the bytes written. Only over blocks
     /// the file already has, inside its size: growth and holes go through the page cache
     /// (EOPNOTSUPP), so a failed or short DMA never leaves newly allocated blocks with
     /// another file's old bytes in them, and the size never moves here.
-    fn direct_write(
-        &self,
-        disk: &Arc<Disk>,
-        offset: u64,
-        va: u64,
-        len: usize,
-    ) -> Result<usize, Errno> {
+    fn direct_write(&self, offset: u64, va: u64, len: usize) -> Result<usize, Errno> {
         let end = offset.checked_add(len as u64).ok_or(Errno::EFBIG)?;
         if end > self.size() {
             return Err(Errno::EOPNOTSUPP);
@@ -159,7 +146,7 @@ impl Inode {
         };
         direct::write_coherently(&self.cache, offset, len, || {
             let parts = Self::pin_for(va, len, &runs, false)?;
-            Ok(DirectIo::new(disk.clone(), Op::Write, parts))
+            Ok(DirectIo::new(self.disk.clone(), Op::Write, parts))
         })
     }
 }

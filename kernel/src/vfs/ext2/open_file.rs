@@ -90,7 +90,7 @@ impl FileOps for OpenFile {
         if op == Op::Write && self.mount.read_only {
             return Err(Errno::EROFS);
         }
-        self.inode.direct(&self.mount.disk, op, pos, va, len)
+        self.inode.direct(op, pos, va, len)
     }
 
     fn size(&self) -> u64 {

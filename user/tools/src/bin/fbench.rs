@@ -125,51 +125,39 @@ fn write_file(path: &CStr, bytes: u64, buf: &[u8]) {
     let _ = sys::close(fd);
 }
 
-fn copy_rw(src: &CStr, dst: &CStr, buf: &mut [u8]) {
-    let from = sys::open(src, sys::O_RDONLY, 0).unwrap_or_else(|e| fail(src.to_bytes(), e));
-    let to = sys::open(dst, sys::O_WRONLY | sys::O_CREAT | sys::O_TRUNC, 0o644)
-        .unwrap_or_else(|e| fail(dst.to_bytes(), e));
-    if let Err((_, e)) = tools::copy_fd(from, to, buf) {
-        fail(b"copy", e);
-    }
-    let _ = sys::close(from);
-    let _ = sys::close(to);
-    sys::sync();
-}
-
-/// SRC to DST by `O_DIRECT` reads and writes of `buf`'s size (page-aligned), then
-/// `fsync` and `sync`.
-fn copy_direct(src: &CStr, dst: &CStr, buf: &mut [u8]) {
-    let from = open_direct(src, false);
+/// Open SRC to read and DST to write (created, truncated), both with `extra` flags.
+fn open_pair(src: &CStr, dst: &CStr, extra: usize) -> (i32, i32) {
+    let from = sys::open(src, sys::O_RDONLY | extra, 0).unwrap_or_else(|e| fail(src.to_bytes(), e));
     let to = sys::open(
         dst,
-        sys::O_WRONLY | sys::O_CREAT | sys::O_TRUNC | sys::O_DIRECT,
+        sys::O_WRONLY | sys::O_CREAT | sys::O_TRUNC | extra,
         0o644,
     )
     .unwrap_or_else(|e| fail(dst.to_bytes(), e));
-    loop {
-        let n = sys::read(from, buf).unwrap_or_else(|e| fail(src.to_bytes(), e));
-        if n == 0 {
-            break;
-        }
-        if let Err(e) = sys::write_all(to, &buf[..n]) {
-            fail(dst.to_bytes(), e);
-        }
-    }
-    if let Err(e) = sys::fsync(to) {
+    (from, to)
+}
+
+/// SRC to DST by a read/write loop through `buf`, with `extra` open flags (`O_DIRECT`:
+/// `buf` is page-aligned, and DST is `fsync`ed), then `sync`. The bytes copied.
+fn copy_rw(src: &CStr, dst: &CStr, buf: &mut [u8], extra: usize) -> u64 {
+    let (from, to) = open_pair(src, dst, extra);
+    let n = tools::copy_fd(from, to, buf).unwrap_or_else(|(_, e)| fail(b"copy", e));
+    if extra & sys::O_DIRECT != 0
+        && let Err(e) = sys::fsync(to)
+    {
         fail(b"fsync", e);
     }
     let _ = sys::close(from);
     let _ = sys::close(to);
     sys::sync();
+    n
 }
 
 /// SRC to DST by repeated in-kernel copy calls (`sendfile` or `copy_file_range`), then
-/// `sync`.
-fn copy_in_kernel(src: &CStr, dst: &CStr, sendfile: bool) {
-    let from = sys::open(src, sys::O_RDONLY, 0).unwrap_or_else(|e| fail(src.to_bytes(), e));
-    let to = sys::open(dst, sys::O_WRONLY | sys::O_CREAT | sys::O_TRUNC, 0o644)
-        .unwrap_or_else(|e| fail(dst.to_bytes(), e));
+/// `sync`. The bytes the calls reported.
+fn copy_in_kernel(src: &CStr, dst: &CStr, sendfile: bool) -> u64 {
+    let (from, to) = open_pair(src, dst, 0);
+    let mut total = 0u64;
     loop {
         let r = if sendfile {
             sys::sendfile(to, from, 1 << 30)
@@ -178,7 +166,8 @@ fn copy_in_kernel(src: &CStr, dst: &CStr, sendfile: bool) {
         };
         match r {
             Ok(0) => break,
-            Ok(_) | Err(sys::errno::EINTR) => {}
+            Ok(n) => total += n as u64,
+            Err(sys::errno::EINTR) => {}
             Err(e) => fail(
                 if sendfile {
                     b"sendfile"
@@ -192,6 +181,12 @@ fn copy_in_kernel(src: &CStr, dst: &CStr, sendfile: bool) {
     let _ = sys::close(from);
     let _ = sys::close(to);
     sys::sync();
+    total
+}
+
+/// The size of DST (what a copy by another program left).
+fn size_of(dst: &CStr) -> u64 {
+    sys::stat(dst).map_or(0, |st| st.st_size as u64)
 }
 
 /// The NVMe namespace `copy_device` copies on under Linux (SRC's file system must be
@@ -248,10 +243,10 @@ fn device_copies(src: &CStr, dst: &CStr) -> bool {
 
 /// SRC to DST by the disk itself (see `copy_device` above). The caller checks DST
 /// after taking the time.
-fn copy_on_device(src: &CStr, dst: &CStr, size: u64, buf: &mut [u8]) {
+fn copy_on_device(src: &CStr, dst: &CStr, size: u64, buf: &mut [u8]) -> u64 {
     match vmstat(b"copy_offload_bytes") {
         Some(before) => {
-            copy_in_kernel(src, dst, false);
+            let copied = copy_in_kernel(src, dst, false);
             let done = vmstat(b"copy_offload_bytes").unwrap_or(0) - before;
             if done != size / 4096 * 4096 {
                 tools::die(
@@ -259,8 +254,14 @@ fn copy_on_device(src: &CStr, dst: &CStr, size: u64, buf: &mut [u8]) {
                     format_args!("fbench: copy_device: the device copied {done} of {size} bytes"),
                 );
             }
+            copied
         }
-        None => copy_by_passthrough(src, dst, size, buf),
+        None => {
+            // The commands cover the files' extents up to `size`; the copy is compared
+            // with SRC afterwards.
+            copy_by_passthrough(src, dst, size, buf);
+            size
+        }
     }
 }
 
@@ -602,6 +603,21 @@ fn main() -> i32 {
         size >> 20
     );
     for w in workloads.split(|&c| c == b',') {
+        // A copy between disks needs `b` to be another file system (a failed mount
+        // would leave the source's own directory there).
+        if w.starts_with(b"xdisk") {
+            let dev = |p: &CStr| {
+                sys::stat(p)
+                    .map(|st| st.st_dev)
+                    .unwrap_or_else(|e| fail(p.to_bytes(), e))
+            };
+            if dev(&scratch(b"b")) == dev(src) {
+                tools::die(
+                    1,
+                    format_args!("fbench: {}: b/ is on SRC's own file system", Bytes(w)),
+                );
+            }
+        }
         if w == b"copy_device" && !device_copies(src, &cfile) {
             println!("FBENCH-SKIP copy_device: the disk does not copy by itself");
             continue;
@@ -642,48 +658,34 @@ fn main() -> i32 {
                     write_file(&wfile, size, buf);
                     size
                 }
-                b"copy_rw" => {
-                    copy_rw(src, &cfile, buf);
-                    size
-                }
+                b"copy_rw" => copy_rw(src, &cfile, buf, 0),
                 b"copy_cp" => {
                     run_cp(cp, src, &cfile);
-                    size
+                    size_of(&cfile)
                 }
-                b"copy_sendfile" => {
-                    copy_in_kernel(src, &cfile, true);
-                    size
-                }
-                b"copy_cfr" => {
-                    copy_in_kernel(src, &cfile, false);
-                    size
-                }
-                b"copy_device" => {
-                    copy_on_device(src, &cfile, size, buf);
-                    size
-                }
-                b"xdisk_sendfile" => {
-                    copy_in_kernel(src, &xfile, true);
-                    size
-                }
-                b"xdisk_rw" => {
-                    copy_rw(src, &xfile, buf);
-                    size
-                }
-                b"xdisk_direct" => {
-                    copy_direct(src, &xfile, buf);
-                    size
-                }
+                b"copy_sendfile" => copy_in_kernel(src, &cfile, true),
+                b"copy_cfr" => copy_in_kernel(src, &cfile, false),
+                b"copy_device" => copy_on_device(src, &cfile, size, buf),
+                b"xdisk_sendfile" => copy_in_kernel(src, &xfile, true),
+                b"xdisk_rw" => copy_rw(src, &xfile, buf, 0),
+                b"xdisk_direct" => copy_rw(src, &xfile, buf, sys::O_DIRECT),
                 b"copy_cfr_cache" => {
                     let knob = set_copy_offload(b"0\n");
-                    copy_in_kernel(src, &cfile, false);
+                    let n = copy_in_kernel(src, &cfile, false);
                     if knob {
                         set_copy_offload(b"1\n");
                     }
-                    size
+                    n
                 }
                 other => tools::die(2, format_args!("fbench: unknown workload {}", Bytes(other))),
             };
+            // A copy is timed over what it moved, which must be all of SRC.
+            if (w.starts_with(b"copy") || w.starts_with(b"xdisk")) && bytes != size {
+                tools::die(
+                    1,
+                    format_args!("fbench: {}: copied {bytes} of {size} bytes", Bytes(w)),
+                );
+            }
             let end = now();
             let prepared = f64::from_bits(PREPARED.swap(0, core::sync::atomic::Ordering::Relaxed));
             let secs = (end - t0.max(prepared)).max(1e-9);
