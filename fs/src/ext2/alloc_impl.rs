@@ -131,8 +131,9 @@ impl Ext2 {
 
     /// Allocate a run of up to `max` (>= 1) contiguous blocks at or after `goal` (the
     /// first free block found as [`Ext2::alloc_block`] finds it, and the free blocks
-    /// right after it in its group): one bitmap and group update for the run. Returns
-    /// the first block and the run's length.
+    /// right after it in its group, set together in a second update of the bitmap and
+    /// group): two updates per run instead of one per block. Returns the first block and
+    /// the run's length.
     pub(crate) fn alloc_run(&mut self, goal: u64, max: u64) -> Result<(u64, u64)> {
         let first = self.alloc_block(goal)?;
         let g = self.block_group(first);

@@ -376,7 +376,7 @@ impl Ext2 {
     /// [`Ext2::map_range`] with allocation: blocks are mapped (and holes allocated) one
     /// at a time up to the first block of each last-level pointer block; the rest of
     /// that pointer block's blocks are read from it at once, and each run of holes there
-    /// gets a run of contiguous blocks with one bitmap update ([`Ext2::alloc_run`]) and
+    /// gets a run of contiguous blocks from one bitmap scan ([`Ext2::alloc_run`]) and
     /// its pointers written in one go. Sets `changed` when the inode needs writing.
     fn map_allocating(
         &mut self,
