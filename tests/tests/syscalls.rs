@@ -78,9 +78,10 @@ fn pattern_byte(i: usize) -> u8 {
 }
 
 /// The ext2 data disk: `bin/systest` and the scratch files the cases read. Named after
-/// this process, so concurrent runs of the test do not share (and lock) one image.
-fn make_disk(systest: &Path) -> PathBuf {
-    let name = format!("syscalls-{}", std::process::id());
+/// this process and `tag`, so concurrent runs of the test (and the tests of this binary,
+/// threads of one process) do not share (and lock) one image.
+fn make_disk(systest: &Path, tag: &str) -> PathBuf {
+    let name = format!("syscalls-{tag}-{}", std::process::id());
     let img = scratch_disk(&name, 64);
     let tree = boot::target_dir()
         .join("test-disks")
@@ -298,8 +299,8 @@ fn check_image(img: &Path) -> Vec<String> {
     problems
 }
 
-/// The raw disk of systest's `direct` cases (user/systest/src/direct.rs), `/dev/vdb`:
-/// 32 MiB of `dev_word`s.
+/// The raw disk of systest's `direct` cases (user/systest/src/direct.rs), `/dev/vdb` or
+/// `/dev/nvme1n1`: 32 MiB of `dev_word`s.
 const RAW_MIB: u64 = 32;
 /// Sector whose reads and writes fail (blkdebug), `direct::EIO_SECTOR`.
 const RAW_EIO_SECTOR: u64 = 24 * 2048;
@@ -315,8 +316,8 @@ fn dev_word(o: u64) -> u64 {
     o.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5a5a_0000_a5a5
 }
 
-fn make_raw_disk() -> PathBuf {
-    let path = scratch_disk(&format!("systest-raw-{}", std::process::id()), RAW_MIB);
+fn make_raw_disk(name: &str) -> PathBuf {
+    let path = scratch_disk(name, RAW_MIB);
     let mut data = Vec::with_capacity((RAW_MIB << 20) as usize);
     for o in (0..RAW_MIB << 20).step_by(8) {
         data.extend_from_slice(&dev_word(o).to_le_bytes());
@@ -354,17 +355,27 @@ fn check_raw_disk(path: &Path) -> Vec<String> {
 
 #[test]
 fn syscall_conformance() {
+    conformance_on(Bus::Virtio, "virtio");
+}
+
+/// The same suite with both disks on NVMe: `/mnt` on `nvme0n1` (copies within it are done
+/// by the device), the raw cases on `/dev/nvme1n1`.
+#[test]
+fn syscall_conformance_on_nvme() {
+    conformance_on(Bus::Nvme, "nvme");
+}
+
+/// Run systest with the ext2 disk and the raw disk on `bus`; `tag` names their images.
+fn conformance_on(bus: Bus, tag: &str) {
     let systest = build_systest();
-    let img = make_disk(&systest);
-    let raw = make_raw_disk();
-    let mut raw_disk = Disk::new(&raw, Bus::Virtio);
-    raw_disk.blkdebug = Some(blkdebug_eio_config(
-        &format!("systest-raw-{}", std::process::id()),
-        RAW_EIO_SECTOR,
-    ));
+    let img = make_disk(&systest, tag);
+    let raw_name = format!("systest-raw-{tag}-{}", std::process::id());
+    let raw = make_raw_disk(&raw_name);
+    let mut raw_disk = Disk::new(&raw, bus);
+    raw_disk.blkdebug = Some(blkdebug_eio_config(&raw_name, RAW_EIO_SECTOR));
     let q = Qemu {
         mem: "256M".into(),
-        disks: vec![Disk::new(&img, Bus::Virtio), raw_disk],
+        disks: vec![Disk::new(&img, bus), raw_disk],
         cmdline: Some("init=/mnt/bin/systest".into()),
         timeout: Some(Duration::from_secs(900)),
         ..Qemu::default()
@@ -418,7 +429,7 @@ fn syscall_conformance() {
     }
     assert!(
         problems.is_empty(),
-        "syscall conformance failed:\n- {}\n\nfailing cases:\n{}\n\nthe disk image is kept: {}\n\nserial output:\n{serial}",
+        "syscall conformance on {tag} failed:\n- {}\n\nfailing cases:\n{}\n\nthe disk image is kept: {}\n\nserial output:\n{serial}",
         problems.join("\n- "),
         not_ok.join("\n"),
         img.display()

@@ -1,7 +1,8 @@
 //! In-kernel copies: `copy_file_range`, `sendfile`, and the vectored `preadv2` /
 //! `pwritev2`. On AliasOS whole pages of a copy alias the source's frames (counted in
-//! `/proc/vmstat`'s `alias_pages`); the counter checks are skipped where the counters do
-//! not exist (the same binary runs on Linux).
+//! `/proc/vmstat`'s `alias_pages`); block-aligned whole blocks of a copy within an NVMe
+//! namespace are copied by the device instead (`copy_offload_bytes`). The counter checks
+//! are skipped where the counters do not exist (the same binary runs on Linux).
 
 use alloc::format;
 use alloc::vec;
@@ -237,6 +238,9 @@ fn sendfile_cases() -> Res {
         "create dst",
         open_s(&p("sf_dst.bin"), O_WRONLY | O_CREAT | O_TRUNC, 0o644),
     )?;
+    // With /mnt on NVMe, the 16 whole pages go by the device's Copy command.
+    let device_copies = mnt_disk(&["/dev/nvme0n1"]).is_some();
+    let offloaded0 = vmstat("copy_offload_bytes");
     // With an offset pointer: the input's offset stays, the pointer advances.
     let mut off = 0u64;
     let n = ok(
@@ -275,6 +279,14 @@ fn sendfile_cases() -> Res {
         sc(nr::SENDFILE, &[outf as usize, inf as usize, 0, 10]),
     )?;
     ensure!(n == 0, "sent {n} at EOF");
+    if let (Some(o0), Some(o1)) = (offloaded0, vmstat("copy_offload_bytes")) {
+        let want = if device_copies { 16 * PAGE as u64 } else { 0 };
+        ensure!(
+            o1 - o0 == want,
+            "copy_offload_bytes grew by {}, expected {want}",
+            o1 - o0
+        );
+    }
     ensure!(read_path(&p("sf_dst.bin"))? == src, "the copy differs");
     // To a pipe: the bytes arrive.
     let mut fds = [0i32; 2];

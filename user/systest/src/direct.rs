@@ -2,7 +2,8 @@
 //! the caller's pinned pages (`/proc/vmstat` `dma_pinned_bytes`, `pinned_pages`), and
 //! Linux native AIO keeps many of them in flight.
 //!
-//! The cases use the scratch disk `/dev/vdb` (skipped where there is none). The host fills
+//! The cases use the scratch disk, `/dev/vdb` or `/dev/nvme1n1` (skipped where there is
+//! none; [`crate::util::scratch_disk`]). The host fills
 //! it with [`dev_word`] before the run, injects EIO at sector [`EIO_SECTOR`] (QEMU
 //! blkdebug), and afterwards checks that exactly the regions the cases write hold
 //! [`written_word`] and everything else is as it was.
@@ -19,7 +20,6 @@ use crate::util::nr;
 use crate::util::*;
 use crate::{ensure, say};
 
-const DEV: &str = "/dev/vdb";
 const MIB: usize = 1 << 20;
 
 /// The sector whose reads and writes fail (blkdebug on the host side).
@@ -67,13 +67,17 @@ fn full(what: &str, r: Result<usize, Errno>, n: usize) -> Res {
 
 /// The raw disk open `O_RDWR | O_DIRECT`, or None (skip) where there is none.
 fn open_dev() -> Result<Option<i32>, String> {
-    match open_s(DEV, O_RDWR | O_DIRECT, 0) {
+    let Some(dev) = scratch_disk() else {
+        say!("# no scratch disk: skipped\n");
+        return Ok(None);
+    };
+    match open_s(dev, O_RDWR | O_DIRECT, 0) {
         Ok(fd) => Ok(Some(fd)),
         Err(ENOENT) | Err(ENXIO) => {
-            say!("# no {DEV}: skipped\n");
+            say!("# no {dev}: skipped\n");
             Ok(None)
         }
-        Err(e) => Err(format!("open {DEV} O_DIRECT: {}", ename(e))),
+        Err(e) => Err(format!("open {dev} O_DIRECT: {}", ename(e))),
     }
 }
 
@@ -286,7 +290,8 @@ fn raw_cache_coherence() -> Res {
     };
     const LEN: usize = 64 << 10;
     let (at, _) = WRITTEN[3];
-    let f = ok("open without O_DIRECT", open_s(DEV, O_RDWR, 0))?;
+    let dev = scratch_disk().ok_or("the scratch disk went away")?;
+    let f = ok("open without O_DIRECT", open_s(dev, O_RDWR, 0))?;
     let (b, r) = (anon(LEN)?, anon(LEN)?);
     // Cache the old bytes, then write half of the range through the page cache (dirty,
     // not yet on the disk) at an odd offset and length: any will do without O_DIRECT.

@@ -1495,21 +1495,29 @@ fn proc_files() -> Res {
         text.lines().next().is_some_and(|l| l.contains("CPU0")),
         "/proc/interrupts has no CPU0 header:\n{text}"
     );
-    let mut vda = false;
+    // The data disk's line: vda, or nvme0n1 where the disks are NVMe namespaces.
+    let disk = mnt_disk(&["/dev/nvme0n1"]).map_or("vda", |_| "nvme0n1");
+    let mut seen = false;
     for l in text.lines().skip(1) {
         let count = l
             .split_whitespace()
             .nth(1)
             .and_then(|c| c.parse::<u64>().ok());
-        if l.ends_with(" vda") {
-            ensure!(count.is_some_and(|c| c > 0), "vda without interrupts: {l}");
-            vda = true;
+        if l.split_whitespace().last() == Some(disk) {
+            ensure!(
+                count.is_some_and(|c| c > 0),
+                "{disk} without interrupts: {l}"
+            );
+            seen = true;
         }
     }
     // Linux names its lines after the driver's queues, not the disk: there (no
-    // `alias_pages` in /proc/vmstat) the vda line is not looked for.
+    // `alias_pages` in /proc/vmstat) the disk's line is not looked for.
     let aliasos = proc_field(&read_path("/proc/vmstat")?, "alias_pages").is_some();
-    ensure!(!aliasos || vda, "/proc/interrupts has no vda line:\n{text}");
+    ensure!(
+        !aliasos || seen,
+        "/proc/interrupts has no {disk} line:\n{text}"
+    );
     Ok(())
 }
 

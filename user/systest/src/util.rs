@@ -658,3 +658,23 @@ pub fn mem_free_kib() -> Option<u64> {
     let _ = close(fd);
     proc_field(&text?, "MemFree")
 }
+
+/// Whether `path` names something (`stat` succeeds).
+pub fn exists(path: &str) -> bool {
+    stat_s(path).is_ok()
+}
+
+/// The disk `/mnt` is on: the first of `disks` whose `st_rdev` is `/mnt`'s `st_dev`.
+pub fn mnt_disk<'a>(disks: &[&'a str]) -> Option<&'a str> {
+    let dev = stat_s("/mnt").ok()?.st_dev;
+    disks
+        .iter()
+        .copied()
+        .find(|d| stat_s(d).is_ok_and(|s| s.st_rdev == dev))
+}
+
+/// The second disk: the raw scratch disk of the `direct` cases (`/dev/vdb`, or
+/// `/dev/nvme1n1` where the disks are NVMe namespaces), or None where there is none.
+pub fn scratch_disk() -> Option<&'static str> {
+    ["/dev/vdb", "/dev/nvme1n1"].into_iter().find(|d| exists(d))
+}
