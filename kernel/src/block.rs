@@ -591,6 +591,8 @@ pub fn init() -> &'static [Arc<Disk>] {
                 let msg = vector.map(apic::msi_message);
                 match NvmeController::<KernelHal>::probe(pci::access(), f, msg) {
                     Ok(ctrl) => {
+                        // `nvme_sgl=off`: PRPs alone, even where SGLs are offered.
+                        ctrl.use_sgls(crate::cmdline::value("nvme_sgl") != Some("off"));
                         // One interrupt per controller (its namespaces share the queue);
                         // `attach` routes it to the disk, which services the controller.
                         let vector = if ctrl.uses_interrupts() { vector } else { None };

@@ -9,8 +9,20 @@ const EIO_SECTOR: u64 = 4096;
 /// Boot the `blk` suite with `disks` and `args`, check every test passed, the main disk
 /// (`main`, named `main_name`) was listed, and the image holds what the kernel wrote.
 fn blk_suite(disks: Vec<Disk>, args: &str, main: &std::path::Path, main_name: &str) -> Outcome {
+    blk_suite_with(disks, args, main, main_name, Vec::new())
+}
+
+/// [`blk_suite`] with `extra` QEMU arguments.
+fn blk_suite_with(
+    disks: Vec<Disk>,
+    args: &str,
+    main: &std::path::Path,
+    main_name: &str,
+    extra: Vec<String>,
+) -> Outcome {
     let q = Qemu {
         disks,
+        extra,
         ..with_args(suite("blk", Firmware::Bios, Machine::Q35), args)
     };
     let o = run(&q);
@@ -96,21 +108,73 @@ fn ahci_suite() {
 
 #[test]
 fn nvme_suite() {
-    let main = scratch_disk("blk-nvme-main", MAIN_MIB);
-    let eio = scratch_disk("blk-nvme-eio", 16);
+    let o = nvme_suite_run("nvme", "");
+    // QEMU mapped the commands' data by SGLs, both a lone Data Block descriptor (type 0:
+    // the contiguous requests of the sequential write) and a Last Segment list (type 3:
+    // the scattered sub-page segments of the multi-segment round trip), and by PRPs
+    // (page-sized segments).
+    let data_block = o.trace_count("pci_nvme_map_sgl type 0x0 ");
+    let list = o.trace_count("pci_nvme_map_sgl type 0x3 ");
+    let prp = o.trace_count("pci_nvme_map_prp");
+    assert!(
+        data_block >= 128 && list > 0 && prp > 0,
+        "SGL Data Block maps {data_block}, SGL list maps {list}, PRP maps {prp}"
+    );
+}
+
+/// The same suite with SGLs forbidden (`nvme_sgl=off`): every command by PRPs, as on a
+/// controller without SGLs.
+#[test]
+fn nvme_suite_with_prps_alone() {
+    let o = nvme_suite_run("nvme-prp", "nvme_sgl=off");
+    let (sgl, prp) = (
+        o.trace_count("pci_nvme_map_sgl"),
+        o.trace_count("pci_nvme_map_prp"),
+    );
+    assert!(sgl == 0 && prp > 0, "SGL maps {sgl}, PRP maps {prp}");
+}
+
+/// What a run of the NVMe block suite left: the serial log and QEMU's trace of how it
+/// mapped each command's data.
+struct NvmeRun {
+    trace: String,
+}
+
+impl NvmeRun {
+    /// Trace lines of event `name`.
+    fn trace_count(&self, name: &str) -> usize {
+        self.trace.lines().filter(|l| l.contains(name)).count()
+    }
+}
+
+/// Run the block suite on two NVMe controllers (images and trace named after `tag`),
+/// with `more` on the kernel command line; check the boot lines and the shutdowns.
+fn nvme_suite_run(tag: &str, more: &str) -> NvmeRun {
+    let main = scratch_disk(&format!("blk-{tag}-main"), MAIN_MIB);
+    let eio = scratch_disk(&format!("blk-{tag}-eio"), 16);
     // Each disk is a controller of its own with one namespace: nvme0n1 and nvme1n1.
     let disks = vec![
         Disk::new(&main, Bus::Nvme),
         Disk {
-            blkdebug: Some(blkdebug_eio_config("nvme-eio", EIO_SECTOR)),
+            blkdebug: Some(blkdebug_eio_config(&format!("{tag}-eio"), EIO_SECTOR)),
             ..Disk::new(&eio, Bus::Nvme)
         },
     ];
     let args = format!(
-        "blk_test=nvme0n1 eio=nvme1n1:{EIO_SECTOR} size_nvme0n1={}",
+        "blk_test=nvme0n1 eio=nvme1n1:{EIO_SECTOR} size_nvme0n1={} {more}",
         MAIN_MIB << 20
     );
-    let o = blk_suite(disks, &args, &main, "nvme0n1");
+    let trace_file = main.with_extension("trace");
+    let _ = std::fs::remove_file(&trace_file);
+    let extra = vec![
+        "-trace".into(),
+        "pci_nvme_map_sgl".into(),
+        "-trace".into(),
+        "pci_nvme_map_prp".into(),
+        "-D".into(),
+        trace_file.display().to_string(),
+    ];
+    let o = blk_suite_with(disks, &args, &main, "nvme0n1", extra);
     let line = o
         .serial
         .lines()
@@ -120,6 +184,8 @@ fn nvme_suite() {
         line.split(", ").any(|f| f.trim() == "MSI-X"),
         "NVMe completions are not interrupt-driven by MSI-X: {line}"
     );
+    let sgls = line.split(", ").any(|f| f.trim() == "SGLs");
+    assert_eq!(sgls, more.is_empty(), "SGLs in the boot line: {line}");
     assert!(o.serial.contains("disk nvme1n1: 16 MiB"), "{}", o.serial);
     // Each controller was told of the power-off, and finished its shutdown.
     assert_eq!(
@@ -128,6 +194,9 @@ fn nvme_suite() {
         "NVMe shutdown notifications:\n{}",
         o.serial
     );
+    let trace = std::fs::read_to_string(&trace_file).unwrap_or_default();
+    let _ = std::fs::remove_file(&trace_file);
+    NvmeRun { trace }
 }
 
 /// QD32 random reads for 40 s each on virtio-blk, AHCI and NVMe in one machine, under

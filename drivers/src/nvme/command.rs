@@ -56,6 +56,14 @@ impl Sqe {
         self
     }
 
+    /// The data pointer as SGL entry 1 (PSDT 01b: SGLs for the data, the metadata
+    /// pointer, unused, an address).
+    pub fn with_sgl(mut self, descriptor: [u32; 4]) -> Sqe {
+        self.0[0] = self.0[0] & !(3 << 14) | 1 << 14;
+        self.0[6..10].copy_from_slice(&descriptor);
+        self
+    }
+
     /// Command dwords 10 to 15 (`cdw[0]` is CDW10).
     pub fn with_cdw(mut self, cdw: [u32; 6]) -> Sqe {
         self.0[10..16].copy_from_slice(&cdw);
@@ -248,6 +256,17 @@ impl Cqe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_sgl_data_pointer_sets_psdt_and_the_descriptor() {
+        let d = [0x2000, 1, 0x4000, 0x3000_0000];
+        let r = Sqe::rw(true, 9, 1, 0, 8).with_sgl(d);
+        // PSDT (CDW0 bits 15:14) 01b; opcode and command identifier kept.
+        assert_eq!(r.0[0] >> 14 & 3, 1);
+        assert_eq!(r.0[0] & 0xff, IO_WRITE as u32);
+        assert_eq!(r.cid(), 9);
+        assert_eq!(r.0[6..10], d);
+    }
 
     #[test]
     fn read_and_write_entries() {

@@ -20,8 +20,9 @@ use core::sync::atomic::{AtomicBool, Ordering, fence};
 use spin::Mutex;
 
 use super::command::{self, Cqe, Sqe};
-use super::prp::{self, PAGE, Piece, Prp};
+use super::prp::{self, PAGE, Prp};
 use super::regs::*;
+use super::sgl;
 use crate::ahci::mmio::{MmioRegs, RegisterIo, dma_read_bytes, dma_write_u32s};
 use crate::block::{
     self, BlockDevice, BlockError, CopyLimits, DeviceInfo, Op, REQUEST_TIMEOUT_NS, Request,
@@ -208,8 +209,25 @@ impl QueuePair {
     }
 }
 
-/// A request being carried out, by one command per piece ([`prp::pieces`]; a flush is
-/// one piece of nothing).
+/// What one command of a request carries: pages (PRPs) or runs of memory (SGLs).
+#[derive(Debug)]
+enum Piece {
+    Prp(prp::Piece),
+    Sgl(sgl::Piece),
+}
+
+impl Piece {
+    /// Bytes from the start of the request, and bytes.
+    fn span(&self) -> (u64, u64) {
+        match self {
+            Piece::Prp(p) => (p.offset, p.bytes),
+            Piece::Sgl(p) => (p.offset, p.bytes),
+        }
+    }
+}
+
+/// A request being carried out, by one command per piece ([`NvmeController::pieces`]; a
+/// flush is one piece of nothing).
 struct Tracked {
     nsid: u32,
     req: Request,
@@ -283,6 +301,8 @@ struct ControllerId {
     copy: bool,
     /// ONCS bit 2: Dataset Management (deallocate).
     dsm: bool,
+    /// SGLS: scatter gather lists for NVM commands.
+    sgl: sgl::Support,
 }
 
 /// A namespace the driver serves.
@@ -312,6 +332,8 @@ pub struct NvmeController<H: Hal, R: RegisterIo + Clone = MmioRegs> {
     io: Mutex<IoState>,
     /// The shutdown notification was given.
     shut_down: AtomicBool,
+    /// SGLs may be used where the controller offers them ([`NvmeController::use_sgls`]).
+    sgls_allowed: AtomicBool,
     _hal: PhantomData<H>,
 }
 
@@ -419,6 +441,7 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
                 dead: false,
             }),
             shut_down: AtomicBool::new(false),
+            sgls_allowed: AtomicBool::new(true),
             _hal: PhantomData,
         };
         let mut found = ctrl.enable().and_then(|()| ctrl.identify(identify));
@@ -454,6 +477,43 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
         self.interrupts
     }
 
+    /// Allow or forbid SGLs (the kernel's `nvme_sgl=off` forbids them, to run PRPs
+    /// alone); before [`NvmeController::disks`], whose boot line says which are used.
+    pub fn use_sgls(&self, allowed: bool) {
+        self.sgls_allowed.store(allowed, Ordering::Relaxed);
+    }
+
+    /// What SGLs the driver uses: the controller's, unless forbidden.
+    fn sgl_support(&self) -> sgl::Support {
+        if self.sgls_allowed.load(Ordering::Relaxed) {
+            self.id.sgl
+        } else {
+            sgl::Support::None
+        }
+    }
+
+    /// `segments` cut into commands: PRPs, or SGLs where the controller offers them and
+    /// [`sgl::prefer`] says they go better (large runs; segments PRPs would cut into more
+    /// commands, or cannot describe).
+    fn pieces(&self, segments: &[block::Segment]) -> Result<VecDeque<Piece>, BlockError> {
+        let max = self.max_command_bytes;
+        let support = self.sgl_support();
+        let by_sgl =
+            || sgl::pieces(segments, max, support).map(|p| p.into_iter().map(Piece::Sgl).collect());
+        let by_prp = |p: Vec<prp::Piece>| p.into_iter().map(Piece::Prp).collect();
+        if support == sgl::Support::None {
+            return prp::pieces(segments, max).map(by_prp);
+        }
+        if sgl::prefer(segments, 0, max) {
+            return by_sgl();
+        }
+        match prp::pieces(segments, max) {
+            Ok(p) if !sgl::prefer(segments, p.len(), max) => Ok(by_prp(p)),
+            Ok(_) | Err(BlockError::Misaligned) => by_sgl(),
+            Err(e) => Err(e),
+        }
+    }
+
     /// One disk per namespace served, in namespace order.
     pub fn disks(self: &Arc<Self>) -> Vec<Arc<NvmeDisk<H, R>>> {
         self.namespaces
@@ -478,7 +538,7 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
             model: format!("NVMe {}", self.id.model),
             serial: self.id.serial.clone(),
             features: format!(
-                "namespace {}, {} commands, {} KiB/command, {}{}{}{}",
+                "namespace {}, {} commands, {} KiB/command, {}{}{}{}{}",
                 ns.nsid,
                 slots,
                 self.max_command_bytes / 1024,
@@ -492,6 +552,11 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
                     None => String::new(),
                 },
                 if self.id.dsm { "deallocate, " } else { "" },
+                if self.sgl_support() == sgl::Support::None {
+                    ""
+                } else {
+                    "SGLs, "
+                },
                 if self.id.volatile_cache {
                     "flush, "
                 } else {
@@ -638,6 +703,9 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
                 oncs & 1 << 8 != 0 && (ocfs == 0 || ocfs & 1 != 0)
             },
             dsm: u16::from_le_bytes([page[520], page[521]]) & 1 << 2 != 0,
+            sgl: sgl::Support::from_sgls(u32::from_le_bytes([
+                page[536], page[537], page[538], page[539],
+            ])),
         };
         let mut namespaces = Vec::new();
         for nsid in 1..=id.namespaces.min(MAX_NAMESPACES) {
@@ -776,28 +844,44 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
                     sqe
                 }
                 (_, Some(piece)) => {
-                    let sector = t.req.sector + piece.offset / SECTOR_SIZE as u64;
-                    let blocks = piece.bytes / SECTOR_SIZE as u64;
+                    let (offset, bytes) = piece.span();
+                    let sector = t.req.sector + offset / SECTOR_SIZE as u64;
+                    let blocks = bytes / SECTOR_SIZE as u64;
                     let sqe = Sqe::rw(op == Op::Write, cid, t.nsid, sector, blocks as u32);
+                    let page = io.prp_pages[cid as usize];
                     // NLB is 16 bits: a piece above 32 MiB cannot go in one command (the
                     // request limit keeps pieces far below).
-                    let planned = match blocks {
-                        1..=65536 => prp::plan(&piece.pages),
+                    let planned = match (blocks, &piece) {
+                        (1..=65536, Piece::Prp(p)) => prp::plan(&p.pages).map(|prp| match prp {
+                            Prp::Direct { prp1, prp2 } => sqe.with_prp(prp1, prp2),
+                            Prp::List { prp1, list } => {
+                                let words: Vec<u32> = list
+                                    .iter()
+                                    .flat_map(|&a| [a as u32, (a >> 32) as u32])
+                                    .collect();
+                                // SAFETY: the slot's own PRP list page: no command in
+                                // flight uses it (the slot is free).
+                                unsafe { dma_write_u32s::<H>(page, &words) };
+                                sqe.with_prp(prp1, page)
+                            }
+                        }),
+                        (1..=65536, Piece::Sgl(p)) => match p.segments.as_slice() {
+                            [one] => Ok(sqe.with_sgl(sgl::data_block(one.phys, one.len))),
+                            many => {
+                                let words: Vec<u32> = many
+                                    .iter()
+                                    .flat_map(|s| sgl::data_block(s.phys, s.len))
+                                    .collect();
+                                // SAFETY: the slot's own list page (as for PRPs); the
+                                // pieces keep to a page of descriptors.
+                                unsafe { dma_write_u32s::<H>(page, &words) };
+                                Ok(sqe.with_sgl(sgl::last_segment(page, many.len())))
+                            }
+                        },
                         _ => Err(BlockError::TooLarge),
                     };
                     match planned {
-                        Ok(Prp::Direct { prp1, prp2 }) => sqe.with_prp(prp1, prp2),
-                        Ok(Prp::List { prp1, list }) => {
-                            let page = io.prp_pages[cid as usize];
-                            let words: Vec<u32> = list
-                                .iter()
-                                .flat_map(|&a| [a as u32, (a >> 32) as u32])
-                                .collect();
-                            // SAFETY: the slot's own PRP list page: no command in flight
-                            // uses it (the slot is free).
-                            unsafe { dma_write_u32s::<H>(page, &words) };
-                            sqe.with_prp(prp1, page)
-                        }
+                        Ok(sqe) => sqe,
                         Err(e) => {
                             // Not for want of a slot: the piece fails, the request with it.
                             if t.result.is_ok() {
@@ -1028,8 +1112,8 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeDisk<H, R> {
         };
         let pieces = match req.op {
             Op::Flush | Op::Copy | Op::Discard => VecDeque::new(),
-            _ => match prp::pieces(&req.segments, self.ctrl.max_command_bytes) {
-                Ok(p) => p.into(),
+            _ => match self.ctrl.pieces(&req.segments) {
+                Ok(p) => p,
                 Err(e) => return Err((req, e)),
             },
         };

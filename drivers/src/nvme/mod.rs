@@ -11,14 +11,16 @@
 //!   cache); up to 63 commands in flight; requests of up to 32 MiB, cut into commands of at
 //!   most 1 MiB (less if MDTS says so) where PRPs can describe them ([`prp::pieces`]);
 //! - the data pointer is PRP entries built from the request's segments, with a PRP list
-//!   page per command slot ([`prp`]); SGLs are not used yet;
+//!   page per command slot ([`prp`]), or, where the controller offers them, an SGL for
+//!   requests of large runs or of segments PRPs would cut into more commands ([`sgl`];
+//!   the boot line says "SGLs"; the kernel's `nvme_sgl=off` keeps to PRPs);
 //! - completion status codes become block errors ([`command::Cqe::status`]);
 //! - [`NvmeController::handle_interrupt`] is both the interrupt handler and the poll
 //!   routine; [`NvmeController::check_timeouts`] resets a controller whose commands
 //!   hang, fails them with [`crate::block::BlockError::Timeout`] and carries on.
 //!
-//! Register offsets ([`regs`]), entry encodings ([`command`]) and PRP planning ([`prp`])
-//! are pure and host-tested; the driver as a whole is tested against QEMU's `nvme`
+//! Register offsets ([`regs`]), entry encodings ([`command`]), PRP and SGL planning
+//! ([`prp`], [`sgl`]) are pure and host-tested; the driver as a whole is tested against QEMU's `nvme`
 //! device (the block suite in `tests/tests/block.rs`).
 #![deny(missing_docs)]
 
@@ -26,5 +28,6 @@ pub mod command;
 mod controller;
 pub mod prp;
 pub mod regs;
+pub mod sgl;
 
 pub use controller::{BAR_INDEX, CqCursor, NvmeController, NvmeDisk, NvmeError};
