@@ -9,21 +9,31 @@ const EIO_SECTOR: u64 = 4096;
 /// Boot the `blk` suite with `disks` and `args`, check every test passed, the main disk
 /// (`main`, named `main_name`) was listed, and the image holds what the kernel wrote.
 fn blk_suite(disks: Vec<Disk>, args: &str, main: &std::path::Path, main_name: &str) -> Outcome {
-    blk_suite_with(disks, args, main, main_name, Vec::new())
+    blk_suite_with(
+        disks,
+        args,
+        main,
+        main_name,
+        Vec::new(),
+        Firmware::Bios,
+        Machine::Q35,
+    )
 }
 
-/// [`blk_suite`] with `extra` QEMU arguments.
+/// [`blk_suite`] with `extra` QEMU arguments, on `firmware` and `machine`.
 fn blk_suite_with(
     disks: Vec<Disk>,
     args: &str,
     main: &std::path::Path,
     main_name: &str,
     extra: Vec<String>,
+    firmware: Firmware,
+    machine: Machine,
 ) -> Outcome {
     let q = Qemu {
         disks,
         extra,
-        ..with_args(suite("blk", Firmware::Bios, Machine::Q35), args)
+        ..with_args(suite("blk", firmware, machine), args)
     };
     let o = run(&q);
     let passed = assert_suite_passed(&o);
@@ -108,7 +118,7 @@ fn ahci_suite() {
 
 #[test]
 fn nvme_suite() {
-    let o = nvme_suite_run("nvme", "");
+    let o = nvme_suite_run("nvme", "", Firmware::Bios, Machine::Q35);
     // QEMU mapped the commands' data by SGLs, both a lone Data Block descriptor (type 0:
     // the contiguous requests of the sequential write) and a Last Segment list (type 3:
     // the scattered sub-page segments of the multi-segment round trip), and by PRPs
@@ -123,10 +133,10 @@ fn nvme_suite() {
 }
 
 /// The same suite with SGLs forbidden (`nvme_sgl=off`): every command by PRPs, as on a
-/// controller without SGLs.
+/// controller without SGLs; on UEFI and the pc machine.
 #[test]
-fn nvme_suite_with_prps_alone() {
-    let o = nvme_suite_run("nvme-prp", "nvme_sgl=off");
+fn nvme_suite_with_prps_alone_uefi_pc() {
+    let o = nvme_suite_run("nvme-prp", "nvme_sgl=off", Firmware::Uefi, Machine::Pc);
     let (sgl, prp) = (
         o.trace_count("pci_nvme_map_sgl"),
         o.trace_count("pci_nvme_map_prp"),
@@ -148,8 +158,9 @@ impl NvmeRun {
 }
 
 /// Run the block suite on two NVMe controllers (images and trace named after `tag`),
-/// with `more` on the kernel command line; check the boot lines and the shutdowns.
-fn nvme_suite_run(tag: &str, more: &str) -> NvmeRun {
+/// with `more` on the kernel command line, on `firmware` and `machine`; check the boot
+/// lines and the shutdowns.
+fn nvme_suite_run(tag: &str, more: &str, firmware: Firmware, machine: Machine) -> NvmeRun {
     let main = scratch_disk(&format!("blk-{tag}-main"), MAIN_MIB);
     let eio = scratch_disk(&format!("blk-{tag}-eio"), 16);
     // Each disk is a controller of its own with one namespace: nvme0n1 and nvme1n1.
@@ -174,7 +185,7 @@ fn nvme_suite_run(tag: &str, more: &str) -> NvmeRun {
         "-D".into(),
         trace_file.display().to_string(),
     ];
-    let o = blk_suite_with(disks, &args, &main, "nvme0n1", extra);
+    let o = blk_suite_with(disks, &args, &main, "nvme0n1", extra, firmware, machine);
     let line = o
         .serial
         .lines()

@@ -6,6 +6,11 @@ use tests::*;
 
 /// The `fs` suite on an image of `block_size`-byte blocks on `bus`.
 fn fs_suite(bus: Bus, firmware: Firmware, tag: &str, block_size: u32) {
+    fs_suite_on(bus, firmware, Machine::Q35, tag, block_size);
+}
+
+/// [`fs_suite`] on `machine`.
+fn fs_suite_on(bus: Bus, firmware: Firmware, machine: Machine, tag: &str, block_size: u32) {
     let preloaded = pattern_bytes(3 * 1024 * 1024 + 100, 7);
     let img = ext2_image(
         &format!("fs-{tag}"),
@@ -15,7 +20,7 @@ fn fs_suite(bus: Bus, firmware: Firmware, tag: &str, block_size: u32) {
     );
     let q = Qemu {
         disks: vec![Disk::new(&img, bus)],
-        ..suite("fs", firmware, Machine::Q35)
+        ..suite("fs", firmware, machine)
     };
     let o = run(&q);
     let passed = assert_suite_passed(&o);
@@ -73,6 +78,11 @@ fn ext2_on_nvme() {
     // takes in one command (MDTS 512 KiB); the driver must cut them (it once refused them,
     // and the page cache gave up on the pages).
     fs_suite(Bus::Nvme, Firmware::Bios, "nvme", 4096);
+}
+
+#[test]
+fn ext2_on_nvme_uefi_pc() {
+    fs_suite_on(Bus::Nvme, Firmware::Uefi, Machine::Pc, "nvme-uefi-pc", 1024);
 }
 
 #[test]

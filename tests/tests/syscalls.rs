@@ -355,18 +355,19 @@ fn check_raw_disk(path: &Path) -> Vec<String> {
 
 #[test]
 fn syscall_conformance() {
-    conformance_on(Bus::Virtio, "virtio");
+    conformance_on(Bus::Virtio, "virtio", Machine::Q35);
 }
 
 /// The same suite with both disks on NVMe: `/mnt` on `nvme0n1` (copies within it are done
-/// by the device), the raw cases on `/dev/nvme1n1`.
+/// by the device), the raw cases on `/dev/nvme1n1`; on the pc machine.
 #[test]
-fn syscall_conformance_on_nvme() {
-    conformance_on(Bus::Nvme, "nvme");
+fn syscall_conformance_on_nvme_pc() {
+    conformance_on(Bus::Nvme, "nvme", Machine::Pc);
 }
 
-/// Run systest with the ext2 disk and the raw disk on `bus`; `tag` names their images.
-fn conformance_on(bus: Bus, tag: &str) {
+/// Run systest with the ext2 disk and the raw disk on `bus`, on `machine`; `tag` names
+/// their images.
+fn conformance_on(bus: Bus, tag: &str, machine: Machine) {
     let systest = build_systest();
     let img = make_disk(&systest, tag);
     let raw_name = format!("systest-raw-{tag}-{}", std::process::id());
@@ -375,6 +376,7 @@ fn conformance_on(bus: Bus, tag: &str) {
     raw_disk.blkdebug = Some(blkdebug_eio_config(&raw_name, RAW_EIO_SECTOR));
     let q = Qemu {
         mem: "256M".into(),
+        machine,
         disks: vec![Disk::new(&img, bus), raw_disk],
         cmdline: Some("init=/mnt/bin/systest".into()),
         timeout: Some(Duration::from_secs(900)),
