@@ -480,13 +480,12 @@ impl AddressSpace {
         ) {
             let span = 1u64 << (12 + 9 * (level as u64 - 1));
             let t = table_ptr(table);
-            for i in 0..512u64 {
+            // From the entry that covers `start` (the ones before it end below it).
+            let first = start.saturating_sub(base) / span;
+            for i in first.min(512)..512u64 {
                 let lo = base + i * span;
                 if lo >= end || lo.checked_add(span).is_none() || out.len() >= limit {
                     break;
-                }
-                if lo + span <= start {
-                    continue;
                 }
                 // SAFETY: `table` is a page table of this address space reached through the
                 // physical-memory map; `&mut self` on the address space excludes writers.
