@@ -283,8 +283,8 @@ mod tests {
 
     #[test]
     fn a_piece_out_of_descriptors_ends_at_a_sector() {
-        // 300 segments of 200 bytes (60,000 bytes): the first piece takes 256 descriptors
-        // = 51,200 bytes = 100 sectors exactly; the rest is 8,800 bytes, not whole sectors.
+        // A request that is not whole sectors is refused: 300 segments of 200 bytes
+        // (60,000 bytes; the first 256 make 100 sectors, the 8,800 after them do not).
         let segs: Vec<Segment> = (0..300)
             .map(|i| seg(0x100_0000 + 0x1000 * i, 200))
             .collect();

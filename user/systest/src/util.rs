@@ -674,7 +674,14 @@ pub fn mnt_disk<'a>(disks: &[&'a str]) -> Option<&'a str> {
 }
 
 /// The second disk: the raw scratch disk of the `direct` cases (`/dev/vdb`, or
-/// `/dev/nvme1n1` where the disks are NVMe namespaces), or None where there is none.
+/// `/dev/nvme1n1` where `/mnt` is on `/dev/nvme0n1`: the test's disks are NVMe
+/// namespaces; never an NVMe drive that merely exists, as on a Linux machine), or None.
 pub fn scratch_disk() -> Option<&'static str> {
-    ["/dev/vdb", "/dev/nvme1n1"].into_iter().find(|d| exists(d))
+    if exists("/dev/vdb") {
+        Some("/dev/vdb")
+    } else if mnt_disk(&["/dev/nvme0n1"]).is_some() && exists("/dev/nvme1n1") {
+        Some("/dev/nvme1n1")
+    } else {
+        None
+    }
 }
