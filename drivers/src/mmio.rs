@@ -81,12 +81,37 @@ impl RegisterWindow {
     }
 }
 
-/// Polls `cond` (a device register, a DMA'd status) until it holds or `iters` polls have
-/// failed; whether it held.
-pub(crate) fn spin_until(iters: u32, mut cond: impl FnMut() -> bool) -> bool {
-    for _ in 0..iters {
+/// The clock device waits are timed by (nanoseconds since boot), installed by the kernel
+/// before it probes devices ([`set_clock`]).
+static CLOCK: spin::Once<fn() -> u64> = spin::Once::new();
+
+/// Time the drivers' bounded waits by `now_ns` (a monotonic clock that runs with
+/// interrupts off, such as the TSC). Without one (host tests), a wait counts two polls
+/// per microsecond instead.
+pub fn set_clock(now_ns: fn() -> u64) {
+    CLOCK.call_once(|| now_ns);
+}
+
+/// Polls `cond` (a device register, a DMA'd status) until it holds or `timeout_ns` have
+/// passed; whether it held. A clock that does not advance still ends the wait after
+/// `timeout_ns` polls.
+pub(crate) fn spin_until(timeout_ns: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let Some(now) = CLOCK.get() else {
+        for _ in 0..timeout_ns / 500 {
+            if cond() {
+                return true;
+            }
+            core::hint::spin_loop();
+        }
+        return cond();
+    };
+    let end = now().saturating_add(timeout_ns);
+    for _ in 0..timeout_ns {
         if cond() {
             return true;
+        }
+        if now() >= end {
+            break;
         }
         core::hint::spin_loop();
     }

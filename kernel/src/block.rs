@@ -537,6 +537,11 @@ fn attach(
 
 /// Probe every storage controller found on PCI and print the disks.
 pub fn init() -> &'static [Arc<Disk>] {
+    // The drivers' bounded waits (resets, ready bits, admin commands) by the TSC clock,
+    // calibrated by now; without it they would count polls.
+    if crate::time::tsc_hz() != 0 {
+        drivers::mmio::set_clock(crate::time::now_ns);
+    }
     DISKS.call_once(|| {
         let mut list = Vec::new();
         let (mut virtio, mut sata, mut nvme) = (0, 0, 0);

@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::mmio::{MmioRegs, RegisterIo};
-use super::port::{AhciDisk, HbaInfo, SPIN_1S, SPIN_10MS, spin_until};
+use super::port::{AhciDisk, HbaInfo, WAIT_1S, WAIT_10MS, spin_until};
 use super::regs::*;
 use super::slots::bits;
 use crate::hal::Hal;
@@ -132,7 +132,7 @@ impl<H: Hal, R: RegisterIo + Clone> AhciController<H, R> {
         // Reset. AE must be set before HR on some HBAs; it is reset by HR, so set it again.
         regs.write(GHC, regs.read(GHC) | GHC_AE);
         regs.write(GHC, regs.read(GHC) | GHC_AE | GHC_HR);
-        if !spin_until(SPIN_1S, || regs.read(GHC) & GHC_HR == 0) {
+        if !spin_until(WAIT_1S, || regs.read(GHC) & GHC_HR == 0) {
             log::error!(
                 "{tag}: HBA reset did not complete (GHC {:#x})",
                 regs.read(GHC)
@@ -187,10 +187,10 @@ impl<H: Hal, R: RegisterIo + Clone> AhciController<H, R> {
         let det = |p: usize| ssts_det(regs.read(port_reg(p, PX_SSTS)));
         // Present links come up within milliseconds; a device seen but without
         // communication (DET=1) gets up to a second.
-        spin_until(SPIN_10MS, || {
+        spin_until(WAIT_10MS, || {
             ports.iter().all(|&p| det(p) == SSTS_DET_PRESENT)
         });
-        spin_until(SPIN_1S, || ports.iter().all(|&p| det(p) != 1));
+        spin_until(WAIT_1S, || ports.iter().all(|&p| det(p) != 1));
 
         let mut disks = Vec::new();
         let mut managed = 0;
@@ -319,9 +319,9 @@ fn bios_handoff<R: RegisterIo>(regs: &R, tag: &str) {
         return;
     }
     // The BIOS has 25 ms to release or set BB; then up to 2 s to finish.
-    let released = spin_until(SPIN_10MS * 3, || regs.read(BOHC) & BOHC_BOS == 0)
+    let released = spin_until(WAIT_10MS * 3, || regs.read(BOHC) & BOHC_BOS == 0)
         || (regs.read(BOHC) & BOHC_BB != 0
-            && spin_until(SPIN_1S * 2, || regs.read(BOHC) & BOHC_BOS == 0));
+            && spin_until(WAIT_1S * 2, || regs.read(BOHC) & BOHC_BOS == 0));
     if released {
         log::info!("{tag}: BIOS handed the HBA over");
     } else {

@@ -56,18 +56,17 @@ const FIS_OFFSET: u64 = 0x400;
 /// Offset of the IDENTIFY buffer in the port's first page.
 const IDENTIFY_OFFSET: u64 = 0x800;
 
-// Bounded waits, counted in register reads. A read over PCIe takes between a few hundred
-// nanoseconds and a microsecond, so these are at least the AHCI/SATA times they stand for.
-/// At least 1 ms.
-pub(crate) const SPIN_1MS: u32 = 5_000;
-/// About 10 ms.
-pub(crate) const SPIN_10MS: u32 = 20_000;
-/// About 500 ms (PxCMD.CR/FR to clear, AHCI section 10.1.2).
-pub(crate) const SPIN_500MS: u32 = 1_000_000;
-/// About a second (link, HBA reset).
-pub(crate) const SPIN_1S: u32 = 2_000_000;
-/// Several seconds (a disk spinning up after reset).
-pub(crate) const SPIN_LONG: u32 = 20_000_000;
+// Bounded waits, in nanoseconds (`spin_until`: by the kernel's clock).
+/// 1 ms.
+pub(crate) const WAIT_1MS: u64 = 1_000_000;
+/// 10 ms.
+pub(crate) const WAIT_10MS: u64 = 10_000_000;
+/// 500 ms (PxCMD.CR/FR to clear, AHCI section 10.1.2).
+pub(crate) const WAIT_500MS: u64 = 500_000_000;
+/// A second (link, HBA reset).
+pub(crate) const WAIT_1S: u64 = 1_000_000_000;
+/// Ten seconds (a disk spinning up after reset).
+pub(crate) const WAIT_LONG: u64 = 10_000_000_000;
 
 pub(crate) use crate::mmio::spin_until;
 
@@ -104,7 +103,7 @@ impl<R: RegisterIo> PortIo<R> {
         if self.r(PX_CMD) & CMD_ST != 0 {
             self.set_cmd(0, CMD_ST);
         }
-        spin_until(SPIN_500MS, || self.r(PX_CMD) & CMD_CR == 0)
+        spin_until(WAIT_500MS, || self.r(PX_CMD) & CMD_CR == 0)
     }
 
     /// Clears PxCMD.FRE and waits for FIS receive to stop (FR clear).
@@ -112,18 +111,20 @@ impl<R: RegisterIo> PortIo<R> {
         if self.r(PX_CMD) & CMD_FRE != 0 {
             self.set_cmd(0, CMD_FRE);
         }
-        spin_until(SPIN_500MS, || self.r(PX_CMD) & CMD_FR == 0)
+        spin_until(WAIT_500MS, || self.r(PX_CMD) & CMD_FR == 0)
     }
 
     /// Waits for the device to be idle (task file BSY and DRQ clear).
-    fn wait_idle(&self, iters: u32) -> bool {
-        spin_until(iters, || self.r(PX_TFD) & (TFD_STS_BSY | TFD_STS_DRQ) == 0)
+    fn wait_idle(&self, timeout_ns: u64) -> bool {
+        spin_until(timeout_ns, || {
+            self.r(PX_TFD) & (TFD_STS_BSY | TFD_STS_DRQ) == 0
+        })
     }
 
     /// Starts command processing: FIS receive on, device idle, then ST.
     fn start_engine(&self) -> bool {
         self.set_cmd(CMD_FRE, 0);
-        if !self.wait_idle(SPIN_1S) {
+        if !self.wait_idle(WAIT_1S) {
             return false;
         }
         self.set_cmd(CMD_ST, 0);
@@ -136,14 +137,14 @@ impl<R: RegisterIo> PortIo<R> {
         let sctl = self.r(PX_SCTL) & !0xFFF;
         // DET=1 starts COMRESET; IPM=3 keeps the link out of partial/slumber.
         self.w(PX_SCTL, sctl | 0x301);
-        spin_until(SPIN_1MS, || {
+        spin_until(WAIT_1MS, || {
             let _ = self.r(PX_SSTS);
             false
         });
         self.w(PX_SCTL, sctl | 0x300);
-        let up = spin_until(SPIN_1S, || ssts_det(self.r(PX_SSTS)) == SSTS_DET_PRESENT);
+        let up = spin_until(WAIT_1S, || ssts_det(self.r(PX_SSTS)) == SSTS_DET_PRESENT);
         self.w(PX_SERR, u32::MAX);
-        up && self.wait_idle(SPIN_LONG)
+        up && self.wait_idle(WAIT_LONG)
     }
 }
 
@@ -680,7 +681,7 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
         let stopped = io.stop_engine();
         // An HBA that keeps running the current command after ST is cleared (QEMU)
         // shows BSY until it is done.
-        let idle = io.wait_idle(SPIN_1S);
+        let idle = io.wait_idle(WAIT_1S);
         io.w(PX_SERR, u32::MAX);
         io.ack(u32::MAX);
         let link = ssts_det(io.r(PX_SSTS)) == SSTS_DET_PRESENT;
@@ -864,7 +865,7 @@ fn init_port<H: Hal, R: RegisterIo>(
     let ssts = io.r(PX_SSTS);
     if ssts_ipm(ssts) != SSTS_IPM_ACTIVE {
         io.set_cmd(CMD_ICC_ACTIVE, 0);
-        if !spin_until(SPIN_10MS, || ssts_ipm(io.r(PX_SSTS)) == SSTS_IPM_ACTIVE) {
+        if !spin_until(WAIT_10MS, || ssts_ipm(io.r(PX_SSTS)) == SSTS_IPM_ACTIVE) {
             return Err(format!("link not active (SSTS {:#x})", io.r(PX_SSTS)));
         }
     }
@@ -880,10 +881,10 @@ fn init_port<H: Hal, R: RegisterIo>(
     io.w(PX_SERR, u32::MAX);
     io.w(PX_IS, u32::MAX);
     io.set_cmd(CMD_FRE, 0);
-    if !spin_until(SPIN_500MS, || io.r(PX_CMD) & CMD_FR != 0) {
+    if !spin_until(WAIT_500MS, || io.r(PX_CMD) & CMD_FR != 0) {
         log::warn!("{name}: FIS receive does not report running");
     }
-    if !io.wait_idle(SPIN_LONG) {
+    if !io.wait_idle(WAIT_LONG) {
         log::warn!("{name}: device busy (TFD {:#06x}); COMRESET", io.r(PX_TFD));
         if !io.comreset() {
             return Err(format!(
@@ -919,7 +920,7 @@ fn init_port<H: Hal, R: RegisterIo>(
     );
     fence(Ordering::SeqCst);
     io.w(PX_CI, 1);
-    let finished = spin_until(SPIN_LONG, || {
+    let finished = spin_until(WAIT_LONG, || {
         io.r(PX_CI) & 1 == 0 || io.r(PX_IS) & IS_ERRORS != 0
     });
     let (is, tfd) = (io.r(PX_IS), io.r(PX_TFD));

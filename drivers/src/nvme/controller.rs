@@ -46,8 +46,8 @@ const MAX_COMMAND_BYTES: u64 = 1 << 20;
 const MAX_REQUEST_BYTES: u64 = 32 << 20;
 /// Namespaces looked at (1..=this).
 const MAX_NAMESPACES: u32 = 16;
-/// Polls of an admin completion before giving up (several seconds under TCG).
-const ADMIN_SPINS: u32 = 50_000_000;
+/// How long an admin command may take before the driver gives up on it.
+const ADMIN_TIMEOUT_NS: u64 = 25_000_000_000;
 
 /// Why a controller could not be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -588,7 +588,7 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
             return;
         }
         self.regs.write(CC, cc | CC_SHN_NORMAL);
-        let done = spin_until(self.ready_spins(), || {
+        let done = spin_until(self.ready_timeout_ns(), || {
             self.regs.read(CSTS) & CSTS_SHST_MASK == CSTS_SHST_COMPLETE
         });
         if done {
@@ -598,10 +598,9 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
         }
     }
 
-    /// Register polls standing for CAP.TO (at least 500 ms): about 2000 reads per
-    /// millisecond, as the AHCI driver's bounded waits count them.
-    fn ready_spins(&self) -> u32 {
-        self.cap.ready_timeout_ms.max(500).saturating_mul(2_000)
+    /// CAP.TO, at least 500 ms: how long CSTS.RDY may take to follow CC.EN.
+    fn ready_timeout_ns(&self) -> u64 {
+        u64::from(self.cap.ready_timeout_ms.max(500)) * 1_000_000
     }
 
     /// Clear CC.EN and wait for the controller to confirm (CSTS.RDY clear): only then has
@@ -609,7 +608,7 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
     /// is gone) count as confirmed.
     fn disable(&self) -> bool {
         self.regs.write(CC, 0);
-        spin_until(self.ready_spins(), || {
+        spin_until(self.ready_timeout_ns(), || {
             let csts = self.regs.read(CSTS);
             csts == u32::MAX || csts & CSTS_RDY == 0
         })
@@ -636,11 +635,11 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
 
     /// [`NvmeController::enable`] with the I/O state locked by the caller.
     fn restart(&self, io: &mut IoState) -> Result<(), NvmeError> {
-        let ready_spins = self.ready_spins();
+        let ready_timeout_ns = self.ready_timeout_ns();
         if self.regs.read(CC) & CC_EN != 0 {
             self.regs.write(CC, 0);
         }
-        if !spin_until(ready_spins, || self.regs.read(CSTS) & CSTS_RDY == 0) {
+        if !spin_until(ready_timeout_ns, || self.regs.read(CSTS) & CSTS_RDY == 0) {
             return Err(NvmeError::NotReady);
         }
         let mut admin = self.admin.lock();
@@ -653,7 +652,7 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
         self.regs.write(ACQ, admin.queue.cq as u32);
         self.regs.write(ACQ + 4, (admin.queue.cq >> 32) as u32);
         self.regs.write(CC, CC_ENABLE);
-        let ready = spin_until(ready_spins, || {
+        let ready = spin_until(ready_timeout_ns, || {
             self.regs.read(CSTS) & (CSTS_RDY | CSTS_CFS) != 0
         });
         if !ready || self.regs.read(CSTS) & CSTS_CFS != 0 {
@@ -775,7 +774,7 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
         self.regs
             .write(sq_tail_doorbell(0, stride), admin.queue.tail.into());
         let mut cqe = None;
-        spin_until(ADMIN_SPINS, || {
+        spin_until(ADMIN_TIMEOUT_NS, || {
             cqe = admin.queue.peek::<H>();
             cqe.is_some()
         });
