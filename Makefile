@@ -114,7 +114,8 @@ else
 endif
 
 # Long random runs that do not fit in `make test`: fsxa over 32 seeds of 50,000
-# operations (FSXA_SEEDS=first-last, FSXA_OPS=n to change).
+# operations (FSXA_SEEDS=first-last, FSXA_OPS=n to change; FSXA_BUS=ahci or nvme for
+# another disk than virtio-blk).
 soak: deps
 	FSXA_SEEDS=$${FSXA_SEEDS:-1-32} FSXA_OPS=$${FSXA_OPS:-50000} $(CARGO) test -p tests --test userland fsxa -- --nocapture
 

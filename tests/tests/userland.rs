@@ -482,7 +482,8 @@ fn fsxa_seeds(seeds: &[u64], ops: u64, bus: boot::Bus) {
 /// truncates, copy_file_range and sendfile (which make and break aliases), fsync,
 /// drop_caches and reopens, checked against a byte model: 100,000 operations over four
 /// seeds. `FSXA_SEEDS=first-last`
-/// and `FSXA_OPS=n` widen it (`make soak` does).
+/// and `FSXA_OPS=n` widen it (`make soak` does); `FSXA_BUS=ahci` or `nvme` moves the
+/// disk off virtio-blk.
 #[test]
 fn fsxa_random_operations_match_the_model() {
     let seeds: Vec<u64> = match std::env::var("FSXA_SEEDS") {
@@ -493,8 +494,14 @@ fn fsxa_random_operations_match_the_model() {
         Err(_) => vec![1, 2, 3, 4],
     };
     let ops = std::env::var("FSXA_OPS").map_or(25_000, |v| v.parse().expect("FSXA_OPS"));
+    let bus = match std::env::var("FSXA_BUS").as_deref() {
+        Ok("ahci") => boot::Bus::Ahci,
+        Ok("nvme") => boot::Bus::Nvme,
+        Ok("virtio") | Err(_) => boot::Bus::Virtio,
+        Ok(other) => panic!("FSXA_BUS={other}: virtio, ahci or nvme"),
+    };
     for chunk in seeds.chunks(4) {
-        fsxa_seeds(chunk, ops, boot::Bus::Virtio);
+        fsxa_seeds(chunk, ops, bus);
     }
 }
 
