@@ -513,6 +513,38 @@ fn fsxa_random_operations_match_the_model() {
 fn fsxa_with_device_copies_on_nvme() {
     fsxa_seeds(&[5, 6], 25_000, boot::Bus::Nvme);
 }
+/// A copy `cp src.bin bad.bin` that failed on an unreadable source block: the script
+/// left `/bad.status` and `/bad.err`, and `/bad.bin` (on the image `bad`).
+struct FailedCopy<'a> {
+    bad: &'a Path,
+    src: &'a [u8],
+    /// The source's unreadable 4 KiB block.
+    bad_block: usize,
+}
+
+impl FailedCopy<'_> {
+    /// `cp` failed with EIO (on `img`); the copy is a prefix of the source that ends
+    /// before the bad block; `moved`, what counter `what` says the disks moved, covers
+    /// at least that prefix and at most the source (requests in flight with the failed
+    /// one count too; their blocks are freed again).
+    fn check(&self, img: &Path, o: &boot::Outcome, moved: u64, what: &str) {
+        assert_eq!(read_back_text(img, "/bad.status", o), "1\n");
+        let err = read_back_text(img, "/bad.err", o);
+        assert!(err.contains("Input/output error"), "{err}");
+        let bad = read_back(self.bad, "/bad.bin", o);
+        assert!(
+            moved >= bad.len() as u64 && moved <= self.src.len() as u64,
+            "the failing copy: {what} grew by {moved}, {} bytes in the copy",
+            bad.len()
+        );
+        assert!(
+            bad.len() <= self.bad_block * 4096 && bad[..] == self.src[..bad.len()],
+            "bad.bin holds {} bytes, not a prefix of the source ending before its block {}",
+            bad.len(),
+            self.bad_block
+        );
+    }
+}
 
 /// A second data disk on `bus`: an ext2 image of `mib` MiB holding only `/name` (`data`),
 /// whose file block `block` fails to read and write (blkdebug EIO). The image and the
@@ -645,23 +677,16 @@ poweroff
     assert_eq!(delta(2, "copy_offload_bytes"), 2 * MIB as u64, "sparse.bin");
     // The failing copy: `cp` reports EIO; bad.bin holds what the device copied in order
     // before the failing request (maybe nothing), never the bad block.
-    assert_eq!(read_back_text(&img, "/bad.status", &o), "1\n");
-    let err = read_back_text(&img, "/bad.err", &o);
-    assert!(err.contains("Input/output error"), "{err}");
-    let bad = read_back(&img_b, "/bad.bin", &o);
-    // The counter counts what the disk copied, which includes requests after the failed
-    // one that were in flight with it (their blocks are freed again): at least the
-    // prefix, at most the file.
-    let offloaded = delta(3, "copy_offload_bytes");
-    assert!(
-        offloaded >= bad.len() as u64 && offloaded <= src.len() as u64,
-        "the failing copy: {offloaded} bytes copied by the disk, {} in the copy",
-        bad.len()
-    );
-    assert!(
-        bad.len() <= 1536 * 4096 && bad[..] == src[..bad.len()],
-        "bad.bin holds {} bytes, not a prefix of src.bin ending before its block 1536",
-        bad.len()
+    let failed = FailedCopy {
+        bad: &img_b,
+        src: &src,
+        bad_block: 1536,
+    };
+    failed.check(
+        &img,
+        &o,
+        delta(3, "copy_offload_bytes"),
+        "copy_offload_bytes",
     );
     // With /proc/sys/vm/copy_offload 0 the page cache copies (aliases), the device not.
     assert_eq!(delta(4, "copy_offload_bytes"), 0, "copy_offload 0");
@@ -818,23 +843,12 @@ poweroff
         assert!(delta(i, "data_copy_bytes") < MIB as u64, "copy {i}");
         assert_eq!(delta(i, "copy_offload_bytes"), 0, "copy {i}");
     }
-    assert_eq!(read_back_text(&img, "/bad.status", &o), "1\n");
-    let err = read_back_text(&img, "/bad.err", &o);
-    assert!(err.contains("Input/output error"), "{err}");
-    let bad = read_back(&img, "/bad.bin", &o);
-    // Pieces after the failed one that were in flight with it are written (and counted)
-    // too, then freed with the blocks past the size: at least the prefix, at most all.
-    let moved = delta(2, "transit_bytes");
-    assert!(
-        moved >= bad.len() as u64 && moved <= src.len() as u64,
-        "the failing copy: {moved} bytes through transit, {} in the copy",
-        bad.len()
-    );
-    assert!(
-        bad.len() <= 2000 * 4096 && bad[..] == src[..bad.len()],
-        "bad.bin holds {} bytes, not a prefix of the source ending before its block 2000",
-        bad.len()
-    );
+    let failed = FailedCopy {
+        bad: &img,
+        src: &src,
+        bad_block: 2000,
+    };
+    failed.check(&img, &o, delta(2, "transit_bytes"), "transit_bytes");
     // Raw to raw: every sector through transit frames, the rest of the target untouched.
     assert_eq!(delta(3, "transit_bytes"), raw.len() as u64, "raw copy");
     assert!(delta(3, "data_copy_bytes") < MIB as u64, "raw copy");

@@ -245,16 +245,7 @@ fn base_image(dir: &Path, fbench: &Path, rc: &str) -> Result<PathBuf, String> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(tree.join("fbench"), std::fs::Permissions::from_mode(0o755))
         .map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_file(&img);
-    let f = std::fs::File::create(&img).map_err(|e| e.to_string())?;
-    f.set_len(IMAGE_MIB << 20).map_err(|e| e.to_string())?;
-    drop(f);
-    run_cmd(
-        Command::new("mke2fs")
-            .args(["-q", "-F", "-t", "ext2", "-b", "4096", "-d"])
-            .arg(&tree)
-            .arg(&img),
-    )?;
+    make_ext2(&img, IMAGE_MIB, Some(&tree))?;
     let _ = std::fs::remove_dir_all(&tree);
     std::fs::write(&stamp_path, stamp).map_err(|e| e.to_string())?;
     Ok(img)
@@ -288,16 +279,22 @@ fn simple_hash(b: &[u8]) -> u64 {
 /// disks.
 fn target_image(dir: &Path, name: &str) -> Result<PathBuf, String> {
     let img = dir.join(format!("{name}.img"));
-    let _ = std::fs::remove_file(&img);
-    let f = std::fs::File::create(&img).map_err(|e| e.to_string())?;
-    f.set_len(TARGET_MIB << 20).map_err(|e| e.to_string())?;
-    drop(f);
-    run_cmd(
-        Command::new("mke2fs")
-            .args(["-q", "-F", "-t", "ext2", "-b", "4096"])
-            .arg(&img),
-    )?;
+    make_ext2(&img, TARGET_MIB, None)?;
     Ok(img)
+}
+
+/// A fresh sparse `mib` MiB ext2 image (4 KiB blocks) at `img`, holding `tree` if given.
+fn make_ext2(img: &Path, mib: u64, tree: Option<&Path>) -> Result<(), String> {
+    let _ = std::fs::remove_file(img);
+    let f = std::fs::File::create(img).map_err(|e| e.to_string())?;
+    f.set_len(mib << 20).map_err(|e| e.to_string())?;
+    drop(f);
+    let mut mke2fs = Command::new("mke2fs");
+    mke2fs.args(["-q", "-F", "-t", "ext2", "-b", "4096"]);
+    if let Some(tree) = tree {
+        mke2fs.arg("-d").arg(tree);
+    }
+    run_cmd(mke2fs.arg(img))
 }
 
 /// The name both systems give the second disk, on `second`, when the first is on

@@ -148,12 +148,15 @@ fn identify(dev: i32, nsid: u32, cns: u32) -> Result<Vec<u8>, Errno> {
         cdw10: cns,
         ..PassthruCmd::default()
     };
-    match ioctl(
-        dev,
-        NVME_IOCTL_ADMIN_CMD,
-        &mut cmd as *mut PassthruCmd as usize,
-    )? {
-        0 => Ok(page),
+    passthru(dev, NVME_IOCTL_ADMIN_CMD, &mut cmd)?;
+    Ok(page)
+}
+
+/// Issue `cmd` through the passthrough ioctl `request`: EIO if the command completed with
+/// an NVMe status (the ioctl's positive result).
+fn passthru(dev: i32, request: usize, cmd: &mut PassthruCmd) -> Result<(), Errno> {
+    match ioctl(dev, request, cmd as *mut PassthruCmd as usize)? {
+        0 => Ok(()),
         _ => Err(EIO),
     }
 }
@@ -197,14 +200,7 @@ fn copy_command(dev: i32, nsid: u32, to: u64, ranges: &[(u64, u64)]) -> Result<(
         cdw12: (ranges.len() - 1) as u32,
         ..PassthruCmd::default()
     };
-    match ioctl(
-        dev,
-        NVME_IOCTL_IO_CMD,
-        &mut cmd as *mut PassthruCmd as usize,
-    )? {
-        0 => Ok(()),
-        _ => Err(EIO),
-    }
+    passthru(dev, NVME_IOCTL_IO_CMD, &mut cmd)
 }
 
 /// Copy the first `bytes` of the file whose extents are `src` over the blocks of the
