@@ -173,7 +173,7 @@ pub fn copy_between(
     match block::ordered_prefix(&results) {
         // The first piece refused (a request shape a disk does not take): the caller
         // copies another way.
-        (0, Some(BlockError::TooLarge | BlockError::Misaligned | BlockError::Unsupported)) => None,
+        (0, Some(e)) if e.is_refusal() => None,
         r => Some(r),
     }
 }

@@ -70,6 +70,9 @@ pub struct BlockNode {
     disk: Arc<Disk>,
 }
 
+/// `ioctl(BLKDISCARD)`: erases a range, so it needs a file open for writing (as Linux).
+pub const BLKDISCARD: u32 = 0x1277;
+
 /// `st_rdev` of a disk, with Linux's majors: virtio-blk 254, SCSI/SATA 8 (16 minors per
 /// disk), NVMe 259.
 pub fn disk_rdev(disk: &Disk) -> u64 {
@@ -474,7 +477,6 @@ impl Node for BlockNode {
     /// cannot be dropped, being mapped, is read again afterwards).
     fn ioctl(&self, cmd: u32, arg: u64) -> Result<u64, Errno> {
         const BLKSSZGET: u32 = 0x1268;
-        const BLKDISCARD: u32 = 0x1277;
         const BLKGETSIZE64: u32 = 0x8008_1272;
         match cmd {
             BLKGETSIZE64 => uaccess::write_u64(arg, self.capacity()).map(|_| 0),

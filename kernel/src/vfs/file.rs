@@ -543,6 +543,9 @@ impl File {
     }
 
     pub fn ioctl(&self, cmd: u32, arg: u64) -> Result<u64, Errno> {
+        if cmd == super::devfs::BLKDISCARD && !self.writable() {
+            return Err(Errno::EBADF);
+        }
         self.ops.ioctl(cmd, arg)
     }
 

@@ -190,6 +190,16 @@ fn direct_errors() -> Res {
     };
     let buf = anon(64 << 10)?;
     let size = ok("fstat", fstat(fd))?.st_size as u64;
+    // BLKDISCARD erases: a descriptor open read-only may not (EBADF, as on Linux).
+    let dev = scratch_disk().ok_or("the scratch disk went away")?;
+    let ro = ok("open read-only", open_s(dev, O_RDONLY, 0))?;
+    let range: [u64; 2] = [16 << 20, 4096];
+    want(
+        "BLKDISCARD on a read-only descriptor",
+        sc(nr::IOCTL, &[ro as usize, 0x1277, range.as_ptr() as usize]),
+        EBADF,
+    )?;
+    let _ = close(ro);
     want("misaligned offset", pread(fd, buf, 4096, 100), EINVAL)?;
     want("misaligned length", pread(fd, buf, 1000, 0), EINVAL)?;
     want("misaligned buffer", pread(fd, buf + 8, 4096, 0), EINVAL)?;

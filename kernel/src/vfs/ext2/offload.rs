@@ -237,9 +237,7 @@ impl Inode {
         self.cache.refresh_after_write(first, last);
         let mut refused = false;
         let failed = match failed {
-            Some(BlockError::Unsupported | BlockError::TooLarge | BlockError::Misaligned)
-                if copied == 0 =>
-            {
+            Some(e) if e.is_refusal() && copied == 0 => {
                 if !REFUSAL_LOGGED.swap(true, Ordering::Relaxed) {
                     log::warn!(
                         "ext2: a copy to {} was refused ({:?}); it goes through the page cache",
