@@ -63,6 +63,10 @@ else
 RUN_DISKS := $(foreach d,$(subst $(comma), ,$(DISK)),--disk $(if $(findstring :,$(d)),$(d),$(d):$(BUS)))
 endif
 
+# The benchmarks share target/bench-files (base image, run images, logs): one at a time,
+# even under `make -j`.
+.NOTPARALLEL:
+
 .PHONY: all deps toolchain image initramfs run test lint gdb usb clean data-disk bench bench-blk bench-files bench-copy bench-direct soak profile
 
 all: image

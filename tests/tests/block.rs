@@ -145,8 +145,8 @@ fn nvme_suite_with_prps_alone_uefi_pc() {
     );
 }
 
-/// What a run of the NVMe block suite left: the serial log and QEMU's trace of how it
-/// mapped each command's data.
+/// What a run of the NVMe block suite left: QEMU's trace of how it mapped each command's
+/// data.
 struct NvmeRun {
     trace: String,
 }

@@ -399,11 +399,12 @@ poweroff
     assert_image_clean(&img, &o);
 }
 
-/// Counter `name` of a /proc/vmstat text (0 if absent).
+/// Counter `name` of a /proc/vmstat text; a missing counter fails the test (a check of
+/// "unchanged" must not pass on a counter that is not there).
 fn vmstat_field(text: &str, name: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("no {name} in this /proc/vmstat:\n{text}"))
 }
 
 /// `fsxa` (a model-based random test of file data) with seed `seed` and `ops` operations

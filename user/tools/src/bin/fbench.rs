@@ -269,8 +269,7 @@ fn copy_on_device(src: &CStr, dst: &CStr, size: u64, buf: &mut [u8]) -> u64 {
 /// then copied over by NVMe Copy commands through the passthrough ioctl, then flushed.
 fn copy_by_passthrough(src: &CStr, dst: &CStr, size: u64, buf: &mut [u8]) {
     use tools::nvme_copy;
-    let dev_path = NVME_DEV;
-    let dev = sys::open(dev_path, sys::O_RDWR, 0).unwrap_or_else(|e| fail(dev_path.to_bytes(), e));
+    let dev = sys::open(NVME_DEV, sys::O_RDWR, 0).unwrap_or_else(|e| fail(NVME_DEV.to_bytes(), e));
     let nsid = nvme_copy::namespace(dev).unwrap_or_else(|e| fail(b"NVME_IOCTL_ID", e));
     let limits = nvme_copy::limits(dev, nsid).unwrap_or_else(|e| fail(b"NVMe Identify", e));
     write_file(dst, size, buf);
