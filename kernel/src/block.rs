@@ -123,10 +123,16 @@ impl Disk {
         for (sector, mut range) in parts {
             let mut at = sector;
             while !range.is_empty() {
-                let part = range.take_front(max_pieces, max_bytes);
+                let mut segments = Vec::with_capacity(max_pieces.min(range.pages()));
+                let part = range.take_front_runs(max_pieces, max_bytes, |r| {
+                    segments.push(Segment {
+                        phys: r.addr,
+                        len: r.len as u32,
+                    })
+                });
                 let first = at;
                 at += part.bytes() as u64 / 512;
-                requests.push((first, part));
+                requests.push((first, part, segments));
             }
         }
         if requests.is_empty() {
@@ -140,15 +146,7 @@ impl Disk {
         }));
         let total = requests.len();
         let _batch = self.plug();
-        for (i, (sector, part)) in requests.into_iter().enumerate() {
-            let segments: Vec<Segment> = part
-                .segments(max_bytes)
-                .into_iter()
-                .map(|r| Segment {
-                    phys: r.addr,
-                    len: r.len as u32,
-                })
-                .collect();
+        for (i, (sector, part, segments)) in requests.into_iter().enumerate() {
             let st = state.clone();
             let req = Request::new(
                 op,

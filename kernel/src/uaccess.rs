@@ -28,18 +28,19 @@ const PAGE: u64 = FRAME_SIZE as u64;
 /// reference of its own, so it stays valid while the kernel copies.
 pub type Resolver = fn(va: u64, write: bool) -> Result<mm::FrameRef, Errno>;
 
-/// [`Resolver`] for `count` consecutive pages from the page-aligned `va`, appended to
-/// `out` in order; on an error, the pages before the failing one are in `out`.
-pub type RangeResolver =
-    fn(va: u64, count: usize, write: bool, out: &mut Vec<mm::FrameRef>) -> Result<(), Errno>;
+/// Pins `count` consecutive pages from the page-aligned `va` of the running process for
+/// DMA, each resolved as [`Resolver`] would, appended to `out` as whole pages in order; on
+/// an error, the pages before the failing one are in `out`.
+pub type RangePinner =
+    fn(va: u64, count: usize, write: bool, out: &mut mm::PinnedRange) -> Result<(), Errno>;
 
 static RESOLVER: spin::Once<Resolver> = spin::Once::new();
-static RANGE_RESOLVER: spin::Once<RangeResolver> = spin::Once::new();
+static RANGE_PINNER: spin::Once<RangePinner> = spin::Once::new();
 
 /// Install the resolvers (the process layer does, before the first process runs).
-pub fn set_resolver(page: Resolver, range: RangeResolver) {
+pub fn set_resolver(page: Resolver, range: RangePinner) {
     RESOLVER.call_once(|| page);
-    RANGE_RESOLVER.call_once(|| range);
+    RANGE_PINNER.call_once(|| range);
 }
 
 /// Check that `[va, va + len)` is a user range.
@@ -235,29 +236,23 @@ pub fn user_frames(
 /// left pinned.
 pub fn pin_user(va: u64, len: usize, write: bool) -> Result<mm::PinnedRange, Errno> {
     check_range(va, len)?;
-    let resolve = RANGE_RESOLVER.get().ok_or(Errno::EFAULT)?;
+    if len == 0 {
+        return Ok(mm::PinnedRange::new());
+    }
+    let pin_pages = RANGE_PINNER.get().ok_or(Errno::EFAULT)?;
+    let first = va - va % PAGE;
     let pages = (va % PAGE + len as u64).div_ceil(PAGE) as usize;
     let mut range = mm::PinnedRange::try_with_capacity(pages).ok_or(Errno::ENOMEM)?;
-    // Resolved a batch at a time: one lock of the address space per batch, and the
-    // frame references of a batch only, not of the whole buffer, held besides the pins.
-    const BATCH: usize = 64;
-    let mut frames = Vec::new();
-    frames
-        .try_reserve_exact(BATCH.min(pages))
-        .map_err(|_| Errno::ENOMEM)?;
-    let mut done = 0usize;
-    while done < len {
-        let at = va + done as u64;
-        let left = (at % PAGE + (len - done) as u64).div_ceil(PAGE) as usize;
-        resolve(at - at % PAGE, left.min(BATCH), write, &mut frames)?;
-        for frame in frames.drain(..) {
-            let at = va + done as u64;
-            let off = (at % PAGE) as usize;
-            let n = (len - done).min(FRAME_SIZE - off);
-            let pin = mm::Pin::new(&frame).map_err(|_| Errno::EFAULT)?;
-            range.push(pin, off, n);
-            done += n;
-        }
+    // A batch at a time: one lock of the address space per batch, so a long buffer does
+    // not keep the address space locked throughout.
+    const BATCH: usize = 256;
+    let mut done = 0;
+    while done < pages {
+        let n = (pages - done).min(BATCH);
+        pin_pages(first + done as u64 * PAGE, n, write, &mut range)?;
+        done += n;
     }
+    // The buffer's own start and end inside its first and last pages.
+    range.narrow((va % PAGE) as usize, len);
     Ok(range)
 }

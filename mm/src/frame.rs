@@ -11,21 +11,25 @@ pub struct Pfn(pub u64);
 
 impl Pfn {
     /// Physical address of the first byte of the frame.
+    #[inline]
     pub const fn addr(self) -> u64 {
         self.0 << FRAME_SHIFT
     }
 
     /// Frame number of `addr`, rounded down to the frame boundary.
+    #[inline]
     pub const fn from_addr(addr: u64) -> Pfn {
         Pfn(addr >> FRAME_SHIFT)
     }
 
     /// The frame that contains the byte at `addr` (same as [`Pfn::from_addr`]).
+    #[inline]
     pub const fn containing(addr: u64) -> Pfn {
         Pfn::from_addr(addr)
     }
 
     /// The frame `n` frames after this one (saturates instead of overflowing).
+    #[inline]
     pub const fn add(self, n: u64) -> Pfn {
         Pfn(self.0.saturating_add(n))
     }

@@ -21,13 +21,7 @@ impl FrameRef {
     /// memory, the page cache, DMA buffers, kernel buffers or tests): the kernel's heap
     /// and page tables have no handles, so safe code cannot reach their bytes.
     pub fn new(frames: &'static FrameAllocator, pfn: Pfn) -> Result<FrameRef, FrameError> {
-        let desc = frames.table().get(pfn).ok_or(FrameError::OutOfRange)?;
-        if matches!(
-            desc.owner(),
-            Owner::Heap | Owner::PageTable | Owner::Reserved | Owner::Free
-        ) {
-            return Err(FrameError::NotAllocated);
-        }
+        check_holds_data(frames, pfn)?;
         frames.get(pfn)?;
         Ok(FrameRef { pfn, frames })
     }
@@ -100,6 +94,20 @@ impl Drop for FrameRef {
             log::error!("dropping a reference to {:?}: {e}", self.pfn);
         }
     }
+}
+
+/// Whether `pfn` is allocated to a holder of data (user memory, the page cache, DMA
+/// buffers, kernel buffers or tests): the only frames a handle or a pin may be taken on.
+/// The kernel's heap and page tables have none, so safe code cannot reach their bytes.
+pub(crate) fn check_holds_data(frames: &FrameAllocator, pfn: Pfn) -> Result<(), FrameError> {
+    let desc = frames.table().get(pfn).ok_or(FrameError::OutOfRange)?;
+    if matches!(
+        desc.owner(),
+        Owner::Heap | Owner::PageTable | Owner::Reserved | Owner::Free
+    ) {
+        return Err(FrameError::NotAllocated);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

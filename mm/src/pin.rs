@@ -37,7 +37,17 @@ impl Pin {
         })
     }
 
+    /// Pin `pfn`, a frame that holds data (as [`FrameRef::new`] requires) and that the
+    /// caller knows stays allocated meanwhile: one a page table it has locked maps. Saves
+    /// taking and dropping a reference per page where a whole buffer is pinned for DMA.
+    pub fn mapped(frames: &'static FrameAllocator, pfn: Pfn) -> Result<Pin, FrameError> {
+        crate::frame_ref::check_holds_data(frames, pfn)?;
+        frames.pin(pfn)?;
+        Ok(Pin { pfn, frames })
+    }
+
     /// The pinned frame.
+    #[inline]
     pub fn pfn(&self) -> Pfn {
         self.pfn
     }
@@ -98,6 +108,7 @@ impl PinnedRange {
 
     /// Append `len` bytes at `offset` of the frame behind `pin` (the next piece of the
     /// user range, in order). `offset + len` must stay inside the frame.
+    #[inline]
     pub fn push(&mut self, pin: Pin, offset: usize, len: usize) {
         assert!(
             len > 0 && offset + len <= FRAME_SIZE,
@@ -108,11 +119,13 @@ impl PinnedRange {
     }
 
     /// Bytes covered.
+    #[inline]
     pub fn bytes(&self) -> usize {
         self.bytes
     }
 
     /// Frames pinned.
+    #[inline]
     pub fn pages(&self) -> usize {
         self.pieces.len()
     }
@@ -133,21 +146,43 @@ impl PinnedRange {
     /// (contiguous pieces merge into one) and `max_bytes` bytes (at least one piece), as a
     /// range of their own: one request's share of a transfer that takes several.
     pub fn take_front(&mut self, max_segments: usize, max_bytes: usize) -> PinnedRange {
+        self.take_front_runs(max_segments, max_bytes, |_| {})
+    }
+
+    /// [`PinnedRange::take_front`], handing `run` the physical runs of the part taken, in
+    /// order, as [`PinnedRange::segments`] would give them: one pass over the pieces for
+    /// both (a request needs its segments as soon as its share is known).
+    pub fn take_front_runs(
+        &mut self,
+        max_segments: usize,
+        max_bytes: usize,
+        mut run: impl FnMut(PhysRun),
+    ) -> PinnedRange {
         let mut at = 0;
         let mut n = 0;
         let mut segments = 0;
-        let mut run_end = None;
+        let mut current: Option<PhysRun> = None;
         while n < self.pieces.len() {
             let len = self.piece_len(n);
             let start = self.piece_addr(n);
-            let new_segment = run_end != Some(start);
-            if n > 0 && (at + len > max_bytes || (new_segment && segments >= max_segments)) {
+            let extends = current.is_some_and(|c| c.addr + c.len as u64 == start);
+            if n > 0 && (at + len > max_bytes || (!extends && segments >= max_segments)) {
                 break;
             }
-            segments += usize::from(new_segment);
-            run_end = Some(start + len as u64);
+            match &mut current {
+                Some(c) if extends => c.len += len,
+                _ => {
+                    if let Some(done) = current.replace(PhysRun { addr: start, len }) {
+                        run(done);
+                    }
+                    segments += 1;
+                }
+            }
             at += len;
             n += 1;
+        }
+        if let Some(done) = current {
+            run(done);
         }
         let rest = self.pieces.split_off(n);
         let front = core::mem::replace(&mut self.pieces, rest);
@@ -156,6 +191,29 @@ impl PinnedRange {
             pieces: front,
             bytes: at,
         }
+    }
+
+    /// Narrow a range of whole pages to the `bytes` bytes from `skip` bytes into its
+    /// first page on: a user buffer's own start and end, once its pages are pinned.
+    /// `skip` lies in the first page and the end in the last.
+    pub fn narrow(&mut self, skip: usize, bytes: usize) {
+        let pages = self.pieces.len();
+        assert!(
+            self.bytes == pages * FRAME_SIZE
+                && skip < FRAME_SIZE
+                && bytes > 0
+                && skip + bytes <= self.bytes
+                && skip + bytes > self.bytes - FRAME_SIZE,
+            "narrowing {} pages to {skip}+{bytes}",
+            pages
+        );
+        let cut = self.bytes - skip - bytes;
+        let first = &mut self.pieces[0];
+        first.1 += skip as u16;
+        first.2 -= skip as u16;
+        let last = &mut self.pieces[pages - 1];
+        last.2 -= cut as u16;
+        self.bytes = bytes;
     }
 
     /// Split off the first `bytes` bytes as a range of their own (one disk extent's share
@@ -188,16 +246,19 @@ impl PinnedRange {
     }
 
     /// Bytes of piece `n`.
+    #[inline]
     fn piece_len(&self, n: usize) -> usize {
         self.pieces[n].2 as usize + 1
     }
 
     /// Physical address of piece `n`'s first byte.
+    #[inline]
     fn piece_addr(&self, n: usize) -> u64 {
         self.pieces[n].0.pfn().addr() + self.pieces[n].1 as u64
     }
 
     /// Nothing left.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.pieces.is_empty()
     }
@@ -293,6 +354,86 @@ mod tests {
         let last = r.take_front(8, 512);
         assert_eq!(last.bytes(), 1024, "one piece at least");
         assert!(r.is_empty() && r.bytes() == 0);
+    }
+
+    #[test]
+    fn taking_requests_gives_the_runs_segments_would_give() {
+        let fa = allocator();
+        let pfn = fa.alloc_contiguous(8, Owner::Test).unwrap();
+        let frames: Vec<FrameRef> = (0..8)
+            .map(|i| {
+                let h = FrameRef::new(fa, Pfn(pfn.0 + i)).unwrap();
+                fa.put(h.pfn()).unwrap();
+                h
+            })
+            .collect();
+        // Pages 0-2 contiguous, then 5, 6, then 4 (behind 6: a run of its own), then 7.
+        let order = [0, 1, 2, 5, 6, 4, 7];
+        let whole = || {
+            let mut r = PinnedRange::new();
+            for &i in &order {
+                r.push(Pin::new(&frames[i]).unwrap(), 0, FRAME_SIZE);
+            }
+            r
+        };
+        for (max_segments, max_bytes) in [
+            (1, 1 << 20),
+            (2, 1 << 20),
+            (8, 2 * FRAME_SIZE),
+            (8, 1 << 20),
+        ] {
+            let mut r = whole();
+            let mut taken = 0;
+            while !r.is_empty() {
+                let mut runs = Vec::new();
+                let front = r.take_front_runs(max_segments, max_bytes, |run| runs.push(run));
+                assert_eq!(
+                    runs,
+                    front.segments(max_bytes),
+                    "{max_segments} {max_bytes}"
+                );
+                assert!(runs.len() <= max_segments && front.bytes() <= max_bytes);
+                assert_eq!(runs.iter().map(|r| r.len).sum::<usize>(), front.bytes());
+                taken += front.pages();
+            }
+            assert_eq!(taken, order.len());
+        }
+    }
+
+    #[test]
+    fn narrowing_whole_pages_to_a_buffer() {
+        let fa = allocator();
+        let a = FrameRef::alloc(fa, Owner::Test).unwrap();
+        let b = FrameRef::alloc(fa, Owner::Test).unwrap();
+        let mut r = PinnedRange::new();
+        r.push(Pin::new(&a).unwrap(), 0, FRAME_SIZE);
+        r.push(Pin::new(&b).unwrap(), 0, FRAME_SIZE);
+        r.narrow(512, FRAME_SIZE);
+        assert_eq!(r.bytes(), FRAME_SIZE);
+        let pieces = [
+            PhysRun {
+                addr: a.pfn().addr() + 512,
+                len: FRAME_SIZE - 512,
+            },
+            PhysRun {
+                addr: b.pfn().addr(),
+                len: 512,
+            },
+        ];
+        assert_eq!(
+            r.segments(FRAME_SIZE),
+            merge_runs(pieces.into_iter(), FRAME_SIZE)
+        );
+        let mut one = PinnedRange::new();
+        one.push(Pin::new(&a).unwrap(), 0, FRAME_SIZE);
+        one.narrow(1024, 2048);
+        assert_eq!(
+            one.segments(FRAME_SIZE),
+            vec![PhysRun {
+                addr: a.pfn().addr() + 1024,
+                len: 2048
+            }]
+        );
     }
 
     #[test]

@@ -142,16 +142,16 @@ fn resolve_user_page(va: u64, write: bool) -> Result<mm::FrameRef, Errno> {
     mem.resolve(va, write)
 }
 
-fn resolve_user_pages(
+/// [`crate::uaccess`]'s pinner: the pages from `va` on in the running process, faulted
+/// in as an access would and pinned for DMA.
+fn pin_user_pages(
     va: u64,
     count: usize,
     write: bool,
-    out: &mut alloc::vec::Vec<mm::FrameRef>,
+    out: &mut mm::PinnedRange,
 ) -> Result<(), Errno> {
     let p = try_current().ok_or(Errno::EFAULT)?;
-    let mut mem = p.mem.lock();
-    mem.drop_stale_mappings();
-    mem.resolve_pages(va, count, write, out)
+    p.mem.lock().pin_pages(va, count, write, out)
 }
 
 /// The process whose system call (or fault) is running. Panics outside process context.
@@ -275,7 +275,7 @@ pub fn start_init(path: &str, argv: &[&str]) -> Result<u32, Errno> {
 pub fn init() {
     oom::install();
     task::set_signal_check(on_return_to_user);
-    crate::uaccess::set_resolver(resolve_user_page, resolve_user_pages);
+    crate::uaccess::set_resolver(resolve_user_page, pin_user_pages);
     crate::memory::page_cache().set_moved_hook(rmap::page_moved);
 }
 

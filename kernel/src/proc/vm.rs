@@ -15,10 +15,10 @@ use alloc::sync::Arc;
 
 use mm::page_cache::CachedFile;
 
-use mm::FrameRef;
 use mm::counters::{self, Counter};
 use mm::frame::{FRAME_SIZE, Pfn};
 use mm::frame_table::Owner;
+use mm::{FrameRef, Pin, PinnedRange};
 
 use super::rmap::StaleQueue;
 use crate::arch::paging::{AddressSpace, MapError, PteFlags, USER_END};
@@ -526,39 +526,71 @@ impl MemoryMap {
         FrameRef::new(frames(), pfn).map_err(|_| Errno::EFAULT)
     }
 
-    /// [`MemoryMap::resolve`] for the `count` pages from `va` (page-aligned) on, into `out`
-    /// in order, with one area lookup per area instead of one per page (DMA pins whole
-    /// buffers). Stops at the first page that cannot be resolved, with its error; the
-    /// pages before it are in `out`.
-    pub fn resolve_pages(
+    /// Pin the `count` pages from `va` (page-aligned) on for DMA, each resolved as
+    /// [`MemoryMap::resolve`] resolves it (`write`: the device writes it), appended to
+    /// `out` as whole pages in order. Stops at the first page that cannot be resolved, with its error; the pages
+    /// before it are in `out`.
+    ///
+    /// A page already mapped as the access needs is pinned straight from its page-table
+    /// entry (one walk per leaf table, no reference taken and dropped): the lock on this
+    /// map keeps the mapping, and so the frame, in place meanwhile. Any other page is
+    /// faulted in by [`MemoryMap::resolve`] first.
+    pub fn pin_pages(
         &mut self,
         va: u64,
         count: usize,
         write: bool,
-        out: &mut alloc::vec::Vec<FrameRef>,
+        out: &mut PinnedRange,
     ) -> Result<(), Errno> {
         let mut page = page_down(va);
         let mut left = count;
         while left > 0 {
-            let area = self.area(page).cloned().ok_or(Errno::EFAULT)?;
-            let in_area = ((area.end - page) / PAGE) as usize;
-            let shared_file = area.kind.shared_file().is_some();
-            for _ in 0..left.min(in_area) {
-                // As `resolve` does for every page: a fault earlier in the batch may have
-                // slept, and a mapping may have gone stale meanwhile (cheap when none has).
-                self.drop_stale_mappings();
-                match self.space.lookup(page) {
-                    // The common case, a page mapped as this access needs it.
-                    Some((pfn, f))
-                        if (area.prot.read || write)
-                            && area.prot.accessible()
-                            && (!write || f.contains(PteFlags::WRITABLE))
-                            && !(write && shared_file && !f.contains(PteFlags::DIRTY)) =>
+            // A fault may have slept, and a mapping gone stale meanwhile (cheap when none
+            // has); the areas are looked up again for the same reason.
+            self.drop_stale_mappings();
+            let (end, as_is, shared_file) = {
+                let a = self.area(page).ok_or(Errno::EFAULT)?;
+                let as_is = (a.prot.read || write) && a.prot.accessible();
+                (a.end, as_is, a.kind.shared_file().is_some())
+            };
+            // The run of pages one leaf table maps inside this area.
+            let in_table = 512 - ((page / PAGE) % 512) as usize;
+            let run = left.min(((end - page) / PAGE) as usize).min(in_table);
+            let mut failed = None;
+            let fast = if as_is {
+                self.space.leaf_run(page, run, |pfn, f| {
+                    // Writable if the device writes; a shared file page also dirty, or
+                    // the store would not reach the file.
+                    if write
+                        && (!f.contains(PteFlags::WRITABLE)
+                            || (shared_file && !f.contains(PteFlags::DIRTY)))
                     {
-                        out.push(FrameRef::new(frames(), pfn).map_err(|_| Errno::EFAULT)?);
+                        return false;
                     }
-                    _ => out.push(self.resolve(page, write)?),
-                }
+                    match Pin::mapped(frames(), pfn) {
+                        Ok(pin) => {
+                            out.push(pin, 0, FRAME_SIZE);
+                            true
+                        }
+                        Err(_) => {
+                            failed = Some(Errno::EFAULT);
+                            false
+                        }
+                    }
+                })
+            } else {
+                0
+            };
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            page += fast as u64 * PAGE;
+            left -= fast;
+            if fast < run {
+                // Not mapped as the access needs (or not accessible at all): the slow
+                // path faults it in, or gives the error a user access would get.
+                let frame = self.resolve(page, write)?;
+                out.push(Pin::new(&frame).map_err(|_| Errno::EFAULT)?, 0, FRAME_SIZE);
                 page += PAGE;
                 left -= 1;
             }
