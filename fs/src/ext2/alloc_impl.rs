@@ -60,8 +60,9 @@ impl Ext2 {
         }
         let g = self.block_group(b);
         let (start, _) = self.geo.group_range(g);
-        if self.geo.group_has_super(g)
-            && b < start + 1 + self.geo.gdt_blocks + self.geo.reserved_gdt
+        // The cheap comparison first: most blocks lie past where a backup would end.
+        if b < start + 1 + self.geo.gdt_blocks + self.geo.reserved_gdt
+            && self.geo.group_has_super(g)
         {
             return true;
         }

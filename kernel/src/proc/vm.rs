@@ -496,11 +496,14 @@ impl MemoryMap {
         if !(USER_MIN..USER_LIMIT).contains(&va) {
             return Err(Errno::EFAULT);
         }
-        let area = self.area(va).cloned().ok_or(Errno::EFAULT)?;
-        if !area.prot.read && !write {
+        let (prot, shared_file) = {
+            let a = self.area(va).ok_or(Errno::EFAULT)?;
+            (a.prot, a.kind.shared_file().is_some())
+        };
+        if !prot.read && !write {
             return Err(Errno::EFAULT);
         }
-        if !area.prot.accessible() {
+        if !prot.accessible() {
             return Err(Errno::EFAULT);
         }
         let page = page_down(va);
@@ -518,7 +521,7 @@ impl MemoryMap {
                 _ => return Err(Errno::EFAULT),
             }
         };
-        if write && area.kind.shared_file().is_some() && !flags.contains(PteFlags::DIRTY) {
+        if write && shared_file && !flags.contains(PteFlags::DIRTY) {
             self.space
                 .set_flags(page, flags | PteFlags::DIRTY)
                 .map_err(map_errno)?;
@@ -560,10 +563,10 @@ impl MemoryMap {
             let fast = if as_is {
                 self.space.leaf_run(page, run, |pfn, f| {
                     // Writable if the device writes; a shared file page also dirty, or
-                    // the store would not reach the file.
+                    // the store would not reach the file (`resolve` marks it).
                     if write
-                        && (!f.contains(PteFlags::WRITABLE)
-                            || (shared_file && !f.contains(PteFlags::DIRTY)))
+                        && !(f.contains(PteFlags::WRITABLE)
+                            && (!shared_file || f.contains(PteFlags::DIRTY)))
                     {
                         return false;
                     }

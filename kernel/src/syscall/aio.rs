@@ -109,13 +109,23 @@ fn io_getevents(id: u64, min_nr: i64, nr: i64, events: u64, timeout: u64) -> Sys
         }
     }
     let got = ctx.take(nr);
-    for (i, ev) in got.iter().enumerate() {
-        if let Err(e) = uaccess::copy_to_user(events + 32 * i as u64, &ev.to_bytes()) {
-            // The completions not delivered are lost, as on Linux.
-            return if i == 0 { Err(e) } else { Ok(i as u64) };
-        }
+    if got.is_empty() {
+        return Ok(0);
     }
-    Ok(got.len() as u64)
+    // One user access for all the events, not one per event.
+    let bytes: Vec<u8> = got.into_iter().flat_map(IoEvent::to_bytes).collect();
+    let mut at = 0;
+    let written = uaccess::fill_user(events, bytes.len(), |dst| {
+        let n = dst.len();
+        dst.copy_from_slice(&bytes[at..at + n]);
+        at += n;
+        Ok(n)
+    })?;
+    // The completions not delivered whole are lost, as on Linux.
+    match written / 32 {
+        0 => Err(Errno::EFAULT),
+        n => Ok(n as u64),
+    }
 }
 
 /// `io_cancel(ctx, iocb, result)`: nothing can be cancelled once started: EAGAIN for a
