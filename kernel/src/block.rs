@@ -115,12 +115,27 @@ impl Disk {
     /// this call if the device finished at once), with the bytes moved contiguously from
     /// the start (a failure ends the count; a failure of the first request is the
     /// result).
-    pub fn submit_pinned(&self, op: Op, parts: Vec<(u64, PinnedRange)>, done: TransferDone) {
+    pub fn submit_pinned(
+        &self,
+        op: Op,
+        parts: Vec<(u64, PinnedRange)>,
+        done: impl FnOnce(Result<u64, BlockError>) + Send + 'static,
+    ) {
         let info = self.info();
         let max_pieces = info.max_segments.max(1);
         let max_bytes = (info.max_bytes.max(512) as usize).min(PINNED_REQUEST_BYTES) / 512 * 512;
-        let mut requests = Vec::new();
-        for (sector, mut range) in parts {
+        let state = Arc::new(Mutex::new(Transfer {
+            first: None,
+            rest: Vec::new(),
+            over: 0,
+            count: None,
+            done: Some(Box::new(done)),
+        }));
+        // Plugged, nothing reaches the device (so nothing completes) before every request
+        // is made: the count of requests is known before the first completion.
+        let batch = self.plug();
+        let mut count = 0;
+        'parts: for (sector, mut range) in parts {
             let mut at = sector;
             while !range.is_empty() {
                 let mut segments = Vec::with_capacity(max_pieces.min(range.pages()));
@@ -132,44 +147,33 @@ impl Disk {
                 });
                 let first = at;
                 at += part.bytes() as u64 / 512;
-                requests.push((first, part, segments));
+                let (st, i) = (state.clone(), count);
+                let req = Request::new(
+                    op,
+                    first,
+                    segments,
+                    // The request's share of the pins rides in its completion, released
+                    // before the transfer reports.
+                    Box::new(move |c| {
+                        drop(part);
+                        if let Ok(n) = c.result {
+                            counters::add(Counter::DmaPinnedBytes, n);
+                        }
+                        Transfer::finish(&st, i, c.result);
+                    }),
+                );
+                count += 1;
+                if let Err(e) = self.submit(req) {
+                    // This request and the rest of the transfer never start.
+                    cpu::without_interrupts(|| state.lock().record(i, Err(e)));
+                    break 'parts;
+                }
             }
         }
-        if requests.is_empty() {
-            done(Ok(0));
-            return;
-        }
-        let state = Arc::new(Mutex::new(Transfer {
-            results: alloc::vec![None; requests.len()],
-            left: requests.len(),
-            done: Some(done),
-        }));
-        let total = requests.len();
-        let _batch = self.plug();
-        for (i, (sector, part, segments)) in requests.into_iter().enumerate() {
-            let st = state.clone();
-            let req = Request::new(
-                op,
-                sector,
-                segments,
-                Box::new(move |c| {
-                    if let Ok(n) = c.result {
-                        counters::add(Counter::DmaPinnedBytes, n);
-                    }
-                    Transfer::finish(&st, i, c.result);
-                }),
-            )
-            .owning(part);
-            if let Err(e) = self.submit(req) {
-                // This request and the ones after it never start. (With interrupts off:
-                // the completion of an earlier request takes the same lock.)
-                cpu::without_interrupts(|| {
-                    for j in i..total {
-                        Transfer::finish(&state, j, Err(e));
-                    }
-                });
-                break;
-            }
+        let report = cpu::without_interrupts(|| state.lock().seal(count));
+        drop(batch);
+        if let Some((f, outcome)) = report {
+            f(outcome);
         }
     }
 
@@ -177,7 +181,7 @@ impl Disk {
     pub fn io_pinned(&self, op: Op, parts: Vec<(u64, PinnedRange)>) -> Result<u64, BlockError> {
         let slot: Arc<Mutex<Option<Result<u64, BlockError>>>> = Arc::new(Mutex::new(None));
         let s = slot.clone();
-        self.submit_pinned(op, parts, Box::new(move |r| *s.lock() = Some(r)));
+        self.submit_pinned(op, parts, move |r| *s.lock() = Some(r));
         self.wait_until(&|| slot.lock().is_some());
         slot.lock().take().unwrap_or(Err(BlockError::Io))
     }
@@ -315,7 +319,9 @@ type RequestResult = Result<u64, BlockError>;
 
 /// The bytes of requests `results` (in order) moved before the first that failed, and
 /// that failure (a request with no result counts as failed with EIO).
-pub fn ordered_prefix(results: &[Option<RequestResult>]) -> (u64, Option<BlockError>) {
+pub fn ordered_prefix<'a>(
+    results: impl IntoIterator<Item = &'a Option<RequestResult>>,
+) -> (u64, Option<BlockError>) {
     let mut bytes = 0;
     for r in results {
         match r {
@@ -340,31 +346,67 @@ pub type TransferDone = Box<dyn FnOnce(Result<u64, BlockError>) + Send>;
 
 /// The requests of one pinned transfer ([`Disk::submit_pinned`]).
 struct Transfer {
-    results: Vec<Option<Result<u64, BlockError>>>,
-    left: usize,
+    /// The first request's result (most transfers are one request: no list to allocate).
+    first: Option<RequestResult>,
+    /// The results of the requests after the first, in order.
+    rest: Vec<Option<RequestResult>>,
+    /// Requests over (completed, or failed to start).
+    over: usize,
+    /// How many requests the transfer is, once all are made ([`Transfer::seal`]): a
+    /// request may complete before that (another task's plug may let it go), and the
+    /// transfer must not report then.
+    count: Option<usize>,
     done: Option<TransferDone>,
 }
 
 impl Transfer {
-    /// Part `i` is over; the last one reports the whole transfer.
-    fn finish(state: &Mutex<Transfer>, i: usize, result: Result<u64, BlockError>) {
+    /// Keep request `i`'s result (the first one kept stands).
+    fn record(&mut self, i: usize, result: RequestResult) -> bool {
+        let slot = match i {
+            0 => &mut self.first,
+            _ => {
+                if self.rest.len() < i {
+                    self.rest.resize(i, None);
+                }
+                &mut self.rest[i - 1]
+            }
+        };
+        if slot.is_some() {
+            return false;
+        }
+        *slot = Some(result);
+        self.over += 1;
+        true
+    }
+
+    /// The transfer is `count` requests: what to report now if they are all over.
+    fn seal(&mut self, count: usize) -> Option<(TransferDone, RequestResult)> {
+        self.count = Some(count);
+        self.report()
+    }
+
+    /// The whole transfer's outcome, once every request is over: what went in order
+    /// before the first failure; the failure only if nothing did.
+    fn report(&mut self) -> Option<(TransferDone, RequestResult)> {
+        if self.count != Some(self.over) {
+            return None;
+        }
+        let outcome = match ordered_prefix(core::iter::once(&self.first).chain(&self.rest)) {
+            _ if self.over == 0 => Ok(0), // nothing to move
+            (0, Some(e)) => Err(e),
+            (total, _) => Ok(total),
+        };
+        self.done.take().map(|f| (f, outcome))
+    }
+
+    /// Request `i` is over; the last one reports the whole transfer.
+    fn finish(state: &Mutex<Transfer>, i: usize, result: RequestResult) {
         let report = {
             let mut t = state.lock();
-            if t.results[i].is_some() {
+            if !t.record(i, result) {
                 return;
             }
-            t.results[i] = Some(result);
-            t.left -= 1;
-            if t.left > 0 {
-                return;
-            }
-            // What went in order before the first failure; the failure only if nothing
-            // did.
-            let outcome = match ordered_prefix(&t.results) {
-                (0, Some(e)) => Err(e),
-                (total, _) => Ok(total),
-            };
-            t.done.take().map(|f| (f, outcome))
+            t.report()
         };
         if let Some((f, outcome)) = report {
             f(outcome);

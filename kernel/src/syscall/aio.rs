@@ -255,10 +255,13 @@ fn submit_one(ctx: &Arc<AioContext>, obj: u64, planned: &mut Vec<Started>) -> Re
         return Err(Errno::EINVAL);
     }
     let vectored = matches!(cb.opcode, IOCB_CMD_PREADV | IOCB_CMD_PWRITEV);
-    let iovs = if vectored {
-        abi::read_iovecs(cb.buf, cb.nbytes)?
+    let one = [(cb.buf, cb.nbytes as usize)];
+    let read;
+    let iovs: &[(u64, usize)] = if vectored {
+        read = abi::read_iovecs(cb.buf, cb.nbytes)?;
+        &read
     } else {
-        alloc::vec![(cb.buf, cb.nbytes as usize)]
+        &one
     };
     if !ctx.reserve(obj) {
         return Err(Errno::EAGAIN);
@@ -286,7 +289,7 @@ fn submit_one(ctx: &Arc<AioContext>, obj: u64, planned: &mut Vec<Started>) -> Re
     // Direct writes complete while they are planned (the page-cache work after the DMA
     // needs a task), so writes are done here, each byte once.
     let direct = match op {
-        Op::Read => plan(&file, op, pos, &iovs),
+        Op::Read => plan(&file, op, pos, iovs),
         _ => None,
     };
     match direct {
@@ -300,10 +303,10 @@ fn submit_one(ctx: &Arc<AioContext>, obj: u64, planned: &mut Vec<Started>) -> Re
         Some(Ok(io)) => {
             // Past the context's pinning budget: let go and do it now instead.
             drop(io);
-            event_now(planned, &|| transfer_now(&file, op, pos, &iovs));
+            event_now(planned, &|| transfer_now(&file, op, pos, iovs));
         }
         Some(Err(e)) => ctx.complete(event(Err(e)), 0),
-        None => event_now(planned, &|| transfer_now(&file, op, pos, &iovs)),
+        None => event_now(planned, &|| transfer_now(&file, op, pos, iovs)),
     }
     Ok(())
 }

@@ -215,14 +215,10 @@ impl DirectIo {
             Kind::Done(r) => done(r.map(|n| n.min(limit))),
             Kind::Pending {
                 disk, op, parts, ..
-            } => disk.submit_pinned(
-                op,
-                parts,
-                Box::new(move |r| {
-                    done(r.map(|n| (n as usize).min(limit)).map_err(blk_errno));
-                    drop(guard);
-                }),
-            ),
+            } => disk.submit_pinned(op, parts, move |r: Result<u64, BlockError>| {
+                done(r.map(|n| (n as usize).min(limit)).map_err(blk_errno));
+                drop(guard);
+            }),
         }
     }
 }
