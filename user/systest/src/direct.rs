@@ -566,6 +566,25 @@ fn aio_cases() -> Res {
         ),
         EINVAL,
     )?;
+    // Events delivered to memory the caller cannot write: EFAULT (a context of its own:
+    // Linux keeps the event in its ring, AliasOS drops it).
+    let ctx2 = io_setup(4)?;
+    let ro = ok(
+        "mmap PROT_READ",
+        mmap(0, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, MAP_FAILED_FD, 0),
+    )?;
+    full(
+        "io_submit",
+        submit(ctx2, &[iocb(6, CMD_PREAD, fd, r, 4096, 0)]),
+        1,
+    )?;
+    want(
+        "io_getevents into a read-only page",
+        sc(nr::IO_GETEVENTS, &[ctx2 as usize, 1, 1, ro, 0]),
+        EFAULT,
+    )?;
+    ok("io_destroy", sc(nr::IO_DESTROY, &[ctx2 as usize]))?;
+    ok("munmap", munmap(ro, 4096))?;
     // Nothing pending: a 20 ms timeout passes and returns 0.
     let ts = Timespec {
         sec: 0,
