@@ -127,15 +127,16 @@ impl Disk {
         let state = Arc::new(Mutex::new(Transfer {
             first: None,
             rest: Vec::new(),
-            over: 0,
-            count: None,
+            left: 0,
             done: Some(Box::new(done)),
         }));
-        // Plugged, nothing reaches the device (so nothing completes) before every request
-        // is made: the count of requests is known before the first completion.
-        let batch = self.plug();
+        // All the requests are made before the first is submitted, so their number is
+        // known before any completes. The first is kept apart: a transfer of one request
+        // allocates no list.
+        let mut first_request = None;
+        let mut more = Vec::new();
         let mut count = 0;
-        'parts: for (sector, mut range) in parts {
+        for (sector, mut range) in parts {
             let mut at = sector;
             while !range.is_empty() {
                 let mut segments = Vec::with_capacity(max_pieces.min(range.pages()));
@@ -162,18 +163,38 @@ impl Disk {
                         Transfer::finish(&st, i, c.result);
                     }),
                 );
-                count += 1;
-                if let Err(e) = self.submit(req) {
-                    // This request and the rest of the transfer never start.
-                    cpu::without_interrupts(|| state.lock().record(i, Err(e)));
-                    break 'parts;
+                match count {
+                    0 => first_request = Some(req),
+                    _ => more.push(req),
                 }
+                count += 1;
             }
         }
-        let report = cpu::without_interrupts(|| state.lock().seal(count));
-        drop(batch);
-        if let Some((f, outcome)) = report {
-            f(outcome);
+        // The results' room is made here, with interrupts on: completions (in the
+        // interrupt handler) never allocate.
+        let rest = alloc::vec![None; count.saturating_sub(1)];
+        cpu::without_interrupts(|| {
+            let mut t = state.lock();
+            t.rest = rest;
+            t.left = count;
+        });
+        if count == 0 {
+            let report = cpu::without_interrupts(|| state.lock().done.take());
+            if let Some(f) = report {
+                f(Ok(0));
+            }
+            return;
+        }
+        let _batch = self.plug();
+        for (i, req) in first_request.into_iter().chain(more).enumerate() {
+            if let Err(e) = self.submit(req) {
+                // This request and the ones after it never start (dropping them releases
+                // their pins).
+                for j in i..count {
+                    Transfer::finish(&state, j, Err(e));
+                }
+                break;
+            }
         }
     }
 
@@ -348,66 +369,40 @@ pub type TransferDone = Box<dyn FnOnce(Result<u64, BlockError>) + Send>;
 struct Transfer {
     /// The first request's result (most transfers are one request: no list to allocate).
     first: Option<RequestResult>,
-    /// The results of the requests after the first, in order.
+    /// The results of the requests after the first, in order (sized before the first
+    /// request is submitted).
     rest: Vec<Option<RequestResult>>,
-    /// Requests over (completed, or failed to start).
-    over: usize,
-    /// How many requests the transfer is, once all are made ([`Transfer::seal`]): a
-    /// request may complete before that (another task's plug may let it go), and the
-    /// transfer must not report then.
-    count: Option<usize>,
+    /// Requests not over yet.
+    left: usize,
     done: Option<TransferDone>,
 }
 
 impl Transfer {
-    /// Keep request `i`'s result (the first one kept stands).
-    fn record(&mut self, i: usize, result: RequestResult) -> bool {
-        let slot = match i {
-            0 => &mut self.first,
-            _ => {
-                if self.rest.len() < i {
-                    self.rest.resize(i, None);
-                }
-                &mut self.rest[i - 1]
-            }
-        };
-        if slot.is_some() {
-            return false;
-        }
-        *slot = Some(result);
-        self.over += 1;
-        true
-    }
-
-    /// The transfer is `count` requests: what to report now if they are all over.
-    fn seal(&mut self, count: usize) -> Option<(TransferDone, RequestResult)> {
-        self.count = Some(count);
-        self.report()
-    }
-
-    /// The whole transfer's outcome, once every request is over: what went in order
-    /// before the first failure; the failure only if nothing did.
-    fn report(&mut self) -> Option<(TransferDone, RequestResult)> {
-        if self.count != Some(self.over) {
-            return None;
-        }
-        let outcome = match ordered_prefix(core::iter::once(&self.first).chain(&self.rest)) {
-            _ if self.over == 0 => Ok(0), // nothing to move
-            (0, Some(e)) => Err(e),
-            (total, _) => Ok(total),
-        };
-        self.done.take().map(|f| (f, outcome))
-    }
-
-    /// Request `i` is over; the last one reports the whole transfer.
+    /// Request `i` is over; the last one reports the whole transfer: what went in order
+    /// before the first failure; the failure only if nothing did. Takes the lock with
+    /// interrupts off (the completions run in the interrupt handler); reports after
+    /// letting it go.
     fn finish(state: &Mutex<Transfer>, i: usize, result: RequestResult) {
-        let report = {
+        let report = cpu::without_interrupts(|| {
             let mut t = state.lock();
-            if !t.record(i, result) {
-                return;
+            let slot = match i {
+                0 => &mut t.first,
+                _ => t.rest.get_mut(i - 1)?,
+            };
+            if slot.is_some() {
+                return None;
             }
-            t.report()
-        };
+            *slot = Some(result);
+            t.left -= 1;
+            if t.left > 0 {
+                return None;
+            }
+            let outcome = match ordered_prefix(core::iter::once(&t.first).chain(&t.rest)) {
+                (0, Some(e)) => Err(e),
+                (total, _) => Ok(total),
+            };
+            t.done.take().map(|f| (f, outcome))
+        });
         if let Some((f, outcome)) = report {
             f(outcome);
         }

@@ -8,6 +8,7 @@ use crate::frame::{FRAME_SIZE, Pfn};
 use crate::frame_alloc::{AllocError, FrameAllocator, FrameError};
 use crate::frame_table::Owner;
 use crate::phys::{self, FramePiece};
+use crate::pin::Pin;
 
 /// One reference to an allocated frame; dropping it puts the reference (and frees the
 /// frame if it was the last holder).
@@ -93,6 +94,23 @@ impl Drop for FrameRef {
         if let Err(e) = self.frames.put(self.pfn) {
             log::error!("dropping a reference to {:?}: {e}", self.pfn);
         }
+    }
+}
+
+impl Pin {
+    /// Pin `pfn`, a frame that holds data (as [`FrameRef::new`] requires), without taking
+    /// a reference first: where a whole buffer is pinned for DMA straight from the page
+    /// tables that map it, a reference taken and dropped per page is the largest cost.
+    ///
+    /// # Safety
+    /// `pfn` stays allocated to its holder for the whole call, by a reference someone
+    /// else holds and cannot drop meanwhile (a page-table entry of an address space the
+    /// caller has locked). Otherwise the frame could be freed and handed to the heap
+    /// between the check and the pin, and a device would then write into it.
+    pub unsafe fn mapped(frames: &'static FrameAllocator, pfn: Pfn) -> Result<Pin, FrameError> {
+        check_holds_data(frames, pfn)?;
+        frames.pin(pfn)?;
+        Ok(Pin::adopt(frames, pfn))
     }
 }
 

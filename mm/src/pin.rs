@@ -8,10 +8,12 @@
 //! frame if nothing else holds it.
 //!
 //! A [`PinnedRange`] is a byte range of user memory pinned page by page, with the
-//! piece of each page it covers. Its [`PinnedRange::segments`] are the physical runs a
-//! device DMAs to or from; physically contiguous pieces merge into one segment. The
-//! request carries the range until its completion, as a buffer handed to a device belongs
-//! to it until the completion hands it back.
+//! piece of each page it covers. [`PinnedRange::take_front_runs`] cuts it into requests
+//! within a device's limits and gives each request's physical runs, the segments a device
+//! DMAs to or from ([`PinnedRange::segments`] gives all of them at once); physically
+//! contiguous pieces merge into one segment. The request carries its share of the range
+//! until its completion, as a buffer handed to a device belongs to it until the
+//! completion hands it back.
 
 use alloc::vec::Vec;
 
@@ -37,13 +39,10 @@ impl Pin {
         })
     }
 
-    /// Pin `pfn`, a frame that holds data (as [`FrameRef::new`] requires) and that the
-    /// caller knows stays allocated meanwhile: one a page table it has locked maps. Saves
-    /// taking and dropping a reference per page where a whole buffer is pinned for DMA.
-    pub fn mapped(frames: &'static FrameAllocator, pfn: Pfn) -> Result<Pin, FrameError> {
-        crate::frame_ref::check_holds_data(frames, pfn)?;
-        frames.pin(pfn)?;
-        Ok(Pin { pfn, frames })
+    /// A pin the caller has already taken on `pfn` (with [`FrameAllocator::pin`]), which
+    /// this handle now owns and releases.
+    pub(crate) fn adopt(frames: &'static FrameAllocator, pfn: Pfn) -> Pin {
+        Pin { pfn, frames }
     }
 
     /// The pinned frame.
@@ -145,6 +144,7 @@ impl PinnedRange {
     /// Take whole pieces off the front, as many as fit in `max_segments` physical runs
     /// (contiguous pieces merge into one) and `max_bytes` bytes (at least one piece), as a
     /// range of their own: one request's share of a transfer that takes several.
+    #[cfg(test)]
     pub fn take_front(&mut self, max_segments: usize, max_bytes: usize) -> PinnedRange {
         self.take_front_runs(max_segments, max_bytes, |_| {})
     }
@@ -309,18 +309,22 @@ mod tests {
         );
     }
 
-    #[test]
-    fn contiguous_pieces_merge_into_one_segment_up_to_the_limit() {
+    /// `n` physically contiguous frames (the frames of one buddy block), a handle each.
+    fn contiguous_frames(n: u64) -> Vec<FrameRef> {
         let fa = allocator();
-        // The frames of one buddy block are contiguous.
-        let pfn = fa.alloc_contiguous(4, Owner::Test).unwrap();
-        let frames: Vec<FrameRef> = (0..4)
+        let pfn = fa.alloc_contiguous(n, Owner::Test).unwrap();
+        (0..n)
             .map(|i| {
                 let h = FrameRef::new(fa, Pfn(pfn.0 + i)).unwrap();
                 fa.put(h.pfn()).unwrap(); // the handle keeps the frame
                 h
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn contiguous_pieces_merge_into_one_segment_up_to_the_limit() {
+        let frames = contiguous_frames(4);
         let mut r = PinnedRange::new();
         r.push(Pin::new(&frames[0]).unwrap(), 512, FRAME_SIZE - 512);
         r.push(Pin::new(&frames[1]).unwrap(), 0, FRAME_SIZE);
@@ -358,15 +362,7 @@ mod tests {
 
     #[test]
     fn taking_requests_gives_the_runs_segments_would_give() {
-        let fa = allocator();
-        let pfn = fa.alloc_contiguous(8, Owner::Test).unwrap();
-        let frames: Vec<FrameRef> = (0..8)
-            .map(|i| {
-                let h = FrameRef::new(fa, Pfn(pfn.0 + i)).unwrap();
-                fa.put(h.pfn()).unwrap();
-                h
-            })
-            .collect();
+        let frames = contiguous_frames(8);
         // Pages 0-2 contiguous, then 5, 6, then 4 (behind 6: a run of its own), then 7.
         let order = [0, 1, 2, 5, 6, 4, 7];
         let whole = || {
@@ -400,14 +396,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn narrowing_whole_pages_to_a_buffer() {
+    /// Two frames and a range pinning both whole.
+    fn two_whole_pages() -> (&'static FrameAllocator, FrameRef, FrameRef, PinnedRange) {
         let fa = allocator();
         let a = FrameRef::alloc(fa, Owner::Test).unwrap();
         let b = FrameRef::alloc(fa, Owner::Test).unwrap();
         let mut r = PinnedRange::new();
         r.push(Pin::new(&a).unwrap(), 0, FRAME_SIZE);
         r.push(Pin::new(&b).unwrap(), 0, FRAME_SIZE);
+        (fa, a, b, r)
+    }
+
+    #[test]
+    fn narrowing_whole_pages_to_a_buffer() {
+        let (_, a, b, mut r) = two_whole_pages();
         r.narrow(512, FRAME_SIZE);
         assert_eq!(r.bytes(), FRAME_SIZE);
         let pieces = [
@@ -438,12 +440,7 @@ mod tests {
 
     #[test]
     fn splitting_inside_a_piece_pins_its_frame_for_both_sides() {
-        let fa = allocator();
-        let a = FrameRef::alloc(fa, Owner::Test).unwrap();
-        let b = FrameRef::alloc(fa, Owner::Test).unwrap();
-        let mut r = PinnedRange::new();
-        r.push(Pin::new(&a).unwrap(), 0, FRAME_SIZE);
-        r.push(Pin::new(&b).unwrap(), 0, FRAME_SIZE);
+        let (fa, _a, b, mut r) = two_whole_pages();
         let front = r.split_front(FRAME_SIZE + 1024).unwrap();
         assert_eq!((front.bytes(), front.pages()), (FRAME_SIZE + 1024, 2));
         assert_eq!((r.bytes(), r.pages()), (FRAME_SIZE - 1024, 1));

@@ -531,13 +531,13 @@ impl MemoryMap {
 
     /// Pin the `count` pages from `va` (page-aligned) on for DMA, each resolved as
     /// [`MemoryMap::resolve`] resolves it (`write`: the device writes it), appended to
-    /// `out` as whole pages in order. Stops at the first page that cannot be resolved, with its error; the pages
-    /// before it are in `out`.
+    /// `out` as whole pages in order. Stops at the first page that cannot be resolved,
+    /// with its error; the pages before it are in `out`.
     ///
     /// A page already mapped as the access needs is pinned straight from its page-table
-    /// entry (one walk per leaf table, no reference taken and dropped): the lock on this
-    /// map keeps the mapping, and so the frame, in place meanwhile. Any other page is
-    /// faulted in by [`MemoryMap::resolve`] first.
+    /// entry ([`AddressSpace::pin_run`]: one walk per leaf table, no reference taken and
+    /// dropped); the lock on this map keeps the mapping, and so the frame, in place
+    /// meanwhile. Any other page is faulted in by [`MemoryMap::resolve`] first.
     pub fn pin_pages(
         &mut self,
         va: u64,
@@ -559,34 +559,20 @@ impl MemoryMap {
             // The run of pages one leaf table maps inside this area.
             let in_table = 512 - ((page / PAGE) % 512) as usize;
             let run = left.min(((end - page) / PAGE) as usize).min(in_table);
-            let mut failed = None;
+            // Writable if the device writes; a shared file page also dirty, or the store
+            // would not reach the file (`resolve` marks it).
+            let serves = |f: PteFlags| {
+                !write
+                    || (f.contains(PteFlags::WRITABLE)
+                        && (!shared_file || f.contains(PteFlags::DIRTY)))
+            };
             let fast = if as_is {
-                self.space.leaf_run(page, run, |pfn, f| {
-                    // Writable if the device writes; a shared file page also dirty, or
-                    // the store would not reach the file (`resolve` marks it).
-                    if write
-                        && !(f.contains(PteFlags::WRITABLE)
-                            && (!shared_file || f.contains(PteFlags::DIRTY)))
-                    {
-                        return false;
-                    }
-                    match Pin::mapped(frames(), pfn) {
-                        Ok(pin) => {
-                            out.push(pin, 0, FRAME_SIZE);
-                            true
-                        }
-                        Err(_) => {
-                            failed = Some(Errno::EFAULT);
-                            false
-                        }
-                    }
-                })
+                self.space
+                    .pin_run(page, run, serves, out)
+                    .map_err(|_| Errno::EFAULT)?
             } else {
                 0
             };
-            if let Some(e) = failed {
-                return Err(e);
-            }
             page += fast as u64 * PAGE;
             left -= fast;
             if fast < run {

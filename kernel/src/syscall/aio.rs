@@ -113,7 +113,10 @@ fn io_getevents(id: u64, min_nr: i64, nr: i64, events: u64, timeout: u64) -> Sys
         return Ok(0);
     }
     // One user access for all the events, not one per event.
-    let bytes: Vec<u8> = got.into_iter().flat_map(IoEvent::to_bytes).collect();
+    let mut bytes = Vec::with_capacity(got.len() * 32);
+    for ev in got {
+        bytes.extend_from_slice(&ev.to_bytes());
+    }
     let mut at = 0;
     let written = uaccess::fill_user(events, bytes.len(), |dst| {
         let n = dst.len();

@@ -571,7 +571,14 @@ fn aio_cases() -> Res {
     let ctx2 = io_setup(4)?;
     let ro = ok(
         "mmap PROT_READ",
-        mmap(0, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, MAP_FAILED_FD, 0),
+        mmap(
+            0,
+            4096,
+            PROT_READ,
+            MAP_PRIVATE | MAP_ANONYMOUS,
+            MAP_FAILED_FD,
+            0,
+        ),
     )?;
     full(
         "io_submit",

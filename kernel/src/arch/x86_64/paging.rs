@@ -6,7 +6,9 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use mm::frame::{FRAME_SIZE, Pfn};
+use mm::frame_alloc::FrameError;
 use mm::frame_table::{FrameDescriptor, Owner};
+use mm::{Pin, PinnedRange};
 use spin::Mutex;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::mapper::{MapToError, TranslateResult, UnmapError};
@@ -446,7 +448,7 @@ impl AddressSpace {
     /// The leaf table is reached once for the whole run, where [`AddressSpace::lookup`]
     /// walks all four levels for each page: pinning a 1 MiB buffer for DMA costs 256
     /// entry reads instead of 1024.
-    pub fn leaf_run(
+    fn leaf_run(
         &mut self,
         va: u64,
         max: usize,
@@ -484,6 +486,39 @@ impl AddressSpace {
             accepted += 1;
         }
         accepted
+    }
+
+    /// Pin for DMA, whole, into `out`, the pages mapped from the page-aligned user address
+    /// `va` on whose entries `serves` accepts, as [`AddressSpace::leaf_run`] walks them
+    /// (at most `max`, inside one leaf table): the pages pinned, or the first error.
+    pub fn pin_run(
+        &mut self,
+        va: u64,
+        max: usize,
+        serves: impl Fn(PageTableFlags) -> bool,
+        out: &mut PinnedRange,
+    ) -> Result<usize, FrameError> {
+        let frames = super::physmem::frames();
+        let mut failed = None;
+        let pinned = self.leaf_run(va, max, |pfn, flags| {
+            if !serves(flags) {
+                return false;
+            }
+            // SAFETY: a present entry of this address space maps `pfn` and owns a
+            // reference to it (every user mapping does), and `&mut self` keeps the entry,
+            // and so the frame, in place until the pin is taken.
+            match unsafe { Pin::mapped(frames, pfn) } {
+                Ok(pin) => {
+                    out.push(pin, 0, FRAME_SIZE);
+                    true
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
+        });
+        failed.map_or(Ok(pinned), Err)
     }
 
     /// Replace the flags of the page mapped at `va` (PRESENT is kept).
