@@ -170,21 +170,21 @@ impl Disk {
                 count += 1;
             }
         }
+        if count == 0 {
+            // Nothing to move (no request holds the state).
+            if let Some(f) = state.lock().done.take() {
+                f(Ok(0));
+            }
+            return;
+        }
         // The results' room is made here, with interrupts on: completions (in the
         // interrupt handler) never allocate.
-        let rest = alloc::vec![None; count.saturating_sub(1)];
+        let rest = alloc::vec![None; count - 1];
         cpu::without_interrupts(|| {
             let mut t = state.lock();
             t.rest = rest;
             t.left = count;
         });
-        if count == 0 {
-            let report = cpu::without_interrupts(|| state.lock().done.take());
-            if let Some(f) = report {
-                f(Ok(0));
-            }
-            return;
-        }
         let _batch = self.plug();
         for (i, req) in first_request.into_iter().chain(more).enumerate() {
             if let Err(e) = self.submit(req) {

@@ -104,18 +104,23 @@ pub fn copy_from_user(src: u64, dst: &mut [u8]) -> Result<(), Errno> {
 
 /// Copy `src` to user address `dst`.
 pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), Errno> {
-    let mut at = 0;
-    let n = walk(dst, src.len(), true, |p| {
-        let n = p.len();
-        p.write(0, &src[at..at + n]);
-        at += n;
-        Ok(n)
-    })?;
-    if n == src.len() {
+    if copy_to_user_prefix(dst, src)? == src.len() {
         Ok(())
     } else {
         Err(Errno::EFAULT)
     }
+}
+
+/// Copy as much of `src` to user address `dst` as can be written: the bytes copied, up to
+/// the first page that cannot be (EFAULT if that is the first).
+pub fn copy_to_user_prefix(dst: u64, src: &[u8]) -> Result<usize, Errno> {
+    let mut at = 0;
+    walk(dst, src.len(), true, |p| {
+        let n = p.len();
+        p.write(0, &src[at..at + n]);
+        at += n;
+        Ok(n)
+    })
 }
 
 /// Read a little-endian u64 at `va`.

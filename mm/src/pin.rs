@@ -10,8 +10,7 @@
 //! A [`PinnedRange`] is a byte range of user memory pinned page by page, with the
 //! piece of each page it covers. [`PinnedRange::take_front_runs`] cuts it into requests
 //! within a device's limits and gives each request's physical runs, the segments a device
-//! DMAs to or from ([`PinnedRange::segments`] gives all of them at once); physically
-//! contiguous pieces merge into one segment. The request carries its share of the range
+//! DMAs to or from; physically contiguous pieces merge into one segment. The request carries its share of the range
 //! until its completion, as a buffer handed to a device belongs to it until the
 //! completion hands it back.
 
@@ -131,6 +130,8 @@ impl PinnedRange {
 
     /// The physical runs of the range in order, physically contiguous pieces merged; no
     /// run is longer than `max_run` bytes (a device's segment limit; at least one page).
+    /// What [`PinnedRange::take_front_runs`] must give, for the tests.
+    #[cfg(test)]
     pub fn segments(&self, max_run: usize) -> Vec<PhysRun> {
         merge_runs(
             (0..self.pieces.len()).map(|n| PhysRun {
@@ -266,6 +267,7 @@ impl PinnedRange {
 
 /// Merge `runs` where each starts where the previous one ended, keeping every run at or
 /// under `max_run` bytes.
+#[cfg(test)]
 pub fn merge_runs(runs: impl Iterator<Item = PhysRun>, max_run: usize) -> Vec<PhysRun> {
     let mut out: Vec<PhysRun> = Vec::new();
     for r in runs {

@@ -117,13 +117,7 @@ fn io_getevents(id: u64, min_nr: i64, nr: i64, events: u64, timeout: u64) -> Sys
     for ev in got {
         bytes.extend_from_slice(&ev.to_bytes());
     }
-    let mut at = 0;
-    let written = uaccess::fill_user(events, bytes.len(), |dst| {
-        let n = dst.len();
-        dst.copy_from_slice(&bytes[at..at + n]);
-        at += n;
-        Ok(n)
-    })?;
+    let written = uaccess::copy_to_user_prefix(events, &bytes)?;
     // The completions not delivered whole are lost, as on Linux.
     match written / 32 {
         0 => Err(Errno::EFAULT),
