@@ -607,6 +607,8 @@ pub fn init() -> &'static [Arc<Disk>] {
                 let msg = vector.map(apic::msi_message);
                 match AhciController::<KernelHal>::probe(pci::access(), f, msg) {
                     Ok(hba) => {
+                        // `ahci_ncq=off`: non-queued commands only, as on HBAs without NCQ.
+                        hba.use_ncq(crate::cmdline::value("ahci_ncq") != Some("off"));
                         // One interrupt per controller; its handler services every port.
                         let vector = if hba.uses_interrupts() { vector } else { None };
                         if let Some(v) = vector {

@@ -86,21 +86,22 @@ fn virtio_blk_suite() {
     );
 }
 
-#[test]
-fn ahci_suite() {
-    let main = scratch_disk("blk-ahci-main", MAIN_MIB);
-    let eio = scratch_disk("blk-ahci-eio", 16);
-    // Both disks on one extra AHCI controller (ports 0 and 1): sda and sdb. On q35 the
-    // boot disk sits on the chipset's AHCI at 00:1f.2, probed later: sdc.
+/// The block suite on two disks of an extra AHCI controller (ports 0 and 1: sda and sdb,
+/// the second failing at [`EIO_SECTOR`]); `tag` names the scratch files, `extra` is added
+/// to the kernel command line.
+fn ahci_suite_run(tag: &str, extra: &str) -> Outcome {
+    let main = scratch_disk(&format!("blk-{tag}-main"), MAIN_MIB);
+    let eio = scratch_disk(&format!("blk-{tag}-eio"), 16);
+    // On q35 the boot disk sits on the chipset's AHCI at 00:1f.2, probed later: sdc.
     let disks = vec![
         Disk::new(&main, Bus::Ahci),
         Disk {
-            blkdebug: Some(blkdebug_eio_config("ahci-eio", EIO_SECTOR)),
+            blkdebug: Some(blkdebug_eio_config(&format!("{tag}-eio"), EIO_SECTOR)),
             ..Disk::new(&eio, Bus::Ahci)
         },
     ];
     let args = format!(
-        "blk_test=sda eio=sdb:{EIO_SECTOR} size_sda={}",
+        "blk_test=sda eio=sdb:{EIO_SECTOR} size_sda={} {extra}",
         MAIN_MIB << 20
     );
     let o = blk_suite(disks, &args, &main, "sda");
@@ -112,6 +113,39 @@ fn ahci_suite() {
     assert!(
         o.serial.contains("interrupts by MSI"),
         "AHCI completions are not interrupt-driven:\n{}",
+        o.serial
+    );
+    o
+}
+
+#[test]
+fn ahci_suite() {
+    let o = ahci_suite_run("ahci", "");
+    // Reads and writes went as NCQ commands, and the injected errors were found with
+    // queued commands outstanding (the port is reset then).
+    assert!(
+        o.serial.contains("sda: 96 MiB") && o.serial.contains("NCQ depth 32"),
+        "QEMU's AHCI disk offers NCQ:\n{}",
+        o.serial
+    );
+    assert!(
+        o.serial.contains("NCQ commands outstanding; COMRESET"),
+        "the I/O errors were not seen on queued commands:\n{}",
+        o.serial
+    );
+}
+
+#[test]
+fn ahci_suite_without_ncq() {
+    let o = ahci_suite_run("ahci-noncq", "ahci_ncq=off");
+    assert!(
+        o.serial.contains("NCQ turned off"),
+        "ahci_ncq=off was not taken:\n{}",
+        o.serial
+    );
+    assert!(
+        !o.serial.contains("NCQ commands outstanding"),
+        "queued commands with NCQ off:\n{}",
         o.serial
     );
 }

@@ -121,6 +121,7 @@ usage: bench-files [options]
                   b/ beside src.bin), workloads xdisk_sendfile,xdisk_rw,xdisk_direct; the source's
                   bus must come first in probe order (virtio, ahci, nvme)
   --profile       AliasOS with the sampling profiler; profile-<bus>.txt/.svg in target/bench-files
+  --kernel-args A added to AliasOS's command line, e.g. ahci_ncq=off or nvme_sgl=off (A/B runs)
   -v, --verbose   echo every serial line";
 
 struct Options {
@@ -131,6 +132,7 @@ struct Options {
     linux: bool,
     aliasos: bool,
     profile: bool,
+    kernel_args: String,
     verbose: bool,
     direct: bool,
     target_bus: Option<Bus>,
@@ -159,6 +161,7 @@ fn options() -> Result<Options, String> {
         linux: true,
         aliasos: true,
         profile: false,
+        kernel_args: String::new(),
         verbose: false,
         direct: false,
         target_bus: None,
@@ -184,6 +187,7 @@ fn options() -> Result<Options, String> {
             "--no-linux" => o.linux = false,
             "--no-aliasos" => o.aliasos = false,
             "--profile" => o.profile = true,
+            "--kernel-args" => o.kernel_args = value()?,
             "-v" | "--verbose" => o.verbose = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -618,14 +622,11 @@ fn real_main() -> Result<bool, String> {
                     }
                     // The lock-order checker (on in the debug build the tests boot) is off
                     // while measuring.
-                    q.cmdline = Some(
-                        if o.profile {
-                            "lockcheck=0 profile"
-                        } else {
-                            "lockcheck=0"
-                        }
-                        .into(),
-                    );
+                    q.cmdline = Some(format!(
+                        "lockcheck=0{} {}",
+                        if o.profile { " profile" } else { "" },
+                        o.kernel_args
+                    ));
                 }
             }
             let img = run_image(&base, &dir, &format!("{}-{bus}", os.name().to_lowercase()))?;

@@ -161,7 +161,7 @@ impl<H: Hal, R: RegisterIo + Clone> AhciController<H, R> {
             (cap & CAP_NP_MASK) + 1,
             hba.nslots,
             if hba.s64a { 64 } else { 32 },
-            if hba.sncq { "supported (unused)" } else { "no" },
+            if hba.sncq { "supported" } else { "no" },
             (cap >> CAP_ISS_SHIFT) & 0xF
         );
 
@@ -247,6 +247,17 @@ impl<H: Hal, R: RegisterIo + Clone> AhciController<H, R> {
     /// The disks found, in port order.
     pub fn disks(&self) -> Vec<Arc<AhciDisk<H, R>>> {
         self.disks.clone()
+    }
+
+    /// Whether the disks use NCQ where they support it (the default) or only
+    /// non-queued commands (see [`AhciDisk::use_ncq`]).
+    pub fn use_ncq(&self, on: bool) {
+        for d in &self.disks {
+            if !on && d.ncq_depth() > 0 {
+                log::info!("ahci {} port {}: NCQ turned off", self.name, d.port());
+            }
+            d.use_ncq(on);
+        }
     }
 
     /// The PCI address (or the name given to [`AhciController::init`]).

@@ -18,6 +18,10 @@ pub const ATA_WRITE_DMA_EXT: u8 = 0x35;
 pub const ATA_READ_DMA: u8 = 0xC8;
 /// ATA: WRITE DMA (LBA28).
 pub const ATA_WRITE_DMA: u8 = 0xCA;
+/// ATA: READ FPDMA QUEUED (NCQ).
+pub const ATA_READ_FPDMA_QUEUED: u8 = 0x60;
+/// ATA: WRITE FPDMA QUEUED (NCQ).
+pub const ATA_WRITE_FPDMA_QUEUED: u8 = 0x61;
 /// ATA: CHECK POWER MODE (no data; used to neutralise a stale slot).
 pub const ATA_CHECK_POWER_MODE: u8 = 0xE5;
 /// ATA: FLUSH CACHE (LBA28 devices).
@@ -130,6 +134,42 @@ impl AtaCommand {
         }
     }
 
+    /// The NCQ form of a read or write: READ/WRITE FPDMA QUEUED for `sectors` sectors
+    /// at `lba` under `tag` (the command slot, `0..32`). The sector count goes in the
+    /// features field, the tag in bits 3..8 of the count field.
+    pub fn queued(op: Op, lba: u64, sectors: u32, tag: u8) -> Result<AtaCommand, BlockError> {
+        let command = match op {
+            Op::Read => ATA_READ_FPDMA_QUEUED,
+            Op::Write => ATA_WRITE_FPDMA_QUEUED,
+            Op::Flush | Op::Copy | Op::Discard => return Err(BlockError::Unsupported),
+        };
+        if sectors == 0 {
+            return Err(BlockError::ZeroLength);
+        }
+        if sectors > LBA48_MAX_SECTORS {
+            return Err(BlockError::TooLarge);
+        }
+        let end = lba
+            .checked_add(u64::from(sectors))
+            .ok_or(BlockError::OutOfRange)?;
+        if end > 1 << 48 || tag >= 32 {
+            return Err(BlockError::OutOfRange);
+        }
+        Ok(AtaCommand {
+            command,
+            // 65536 wraps to 0, which the device reads as 65536.
+            features: sectors as u16,
+            lba,
+            count: u16::from(tag) << 3,
+            device: DEVICE_LBA,
+        })
+    }
+
+    /// Whether this is a queued (NCQ) command: it completes through PxSACT.
+    pub const fn is_queued(&self) -> bool {
+        matches!(self.command, ATA_READ_FPDMA_QUEUED | ATA_WRITE_FPDMA_QUEUED)
+    }
+
     /// The flush command: FLUSH CACHE EXT if the device has it, else FLUSH CACHE.
     pub const fn flush(ext: bool) -> AtaCommand {
         AtaCommand::simple(if ext {
@@ -141,7 +181,10 @@ impl AtaCommand {
 
     /// Whether this command moves data from memory to the device.
     pub const fn is_write(&self) -> bool {
-        matches!(self.command, ATA_WRITE_DMA_EXT | ATA_WRITE_DMA)
+        matches!(
+            self.command,
+            ATA_WRITE_DMA_EXT | ATA_WRITE_DMA | ATA_WRITE_FPDMA_QUEUED
+        )
     }
 
     /// The Register Host to Device FIS (20 bytes) that issues this command.

@@ -8,14 +8,37 @@
 //! never spins on the lock: if it is held (say the interrupt arrived while this CPU was
 //! inside `submit`), it leaves a note and the holder services the port once it unlocks.
 //!
+//! # Native command queuing
+//!
+//! Where both the HBA (CAP.SNCQ) and the disk (IDENTIFY word 76) support it, reads and
+//! writes are READ/WRITE FPDMA QUEUED commands, tagged with their slot: the disk holds up
+//! to its queue depth of them at once and finishes them in any order. The driver sets a
+//! slot's PxSACT bit, then its PxCI bit; the HBA clears PxCI once the disk took the
+//! command, and the disk clears PxSACT (Set Device Bits FIS, PxIS.SDBS) once it is done.
+//! Flushes are non-queued commands, and the two kinds never share the port (see
+//! [`SlotTable`]). [`AhciDisk::use_ncq`] turns NCQ off (kernel option `ahci_ncq=off`).
+//!
 //! # Several commands at once without NCQ
 //!
 //! Plain READ/WRITE DMA EXT commands are put in several slots at once; the HBA runs them
-//! one after another. When a fatal error arrives with more than one command outstanding,
-//! the driver cannot always tell which one failed (PxCMD.CCS is not reliable everywhere,
-//! and QEMU's HBA keeps running the other slots after an error), so it takes all of them
-//! back and re-runs them one at a time: each error is then unambiguous. Re-running a read
-//! or a write that had already succeeded is harmless.
+//! one after another.
+//!
+//! # Errors
+//!
+//! When a fatal error arrives with more than one command outstanding, the driver cannot
+//! always tell which one failed (PxCMD.CCS is not reliable everywhere, QEMU's HBA keeps
+//! running the other slots after an error, and an NCQ error names its command only in a
+//! log page), so it takes all of them back and re-runs them one at a time: each error is
+//! then unambiguous. Re-running a read or a write that had already succeeded is harmless.
+//! Queued commands whose PxSACT bit is clear finished well and complete first.
+//!
+//! After an error or a timeout with queued commands outstanding, the port always gets a
+//! COMRESET: a disk refuses further commands after an NCQ error until it is reset (or its
+//! error log is read), and QEMU's HBA keeps queued commands running when PxCMD.ST is
+//! cleared (only a reset cancels them), so their buffers could not be handed back before.
+//! A failed queued command raises PxIS.TFES (AHCI, and QEMU 7.2); older QEMUs only set its
+//! tag's bit in PxSERR and ERR in the status with a Set Device Bits FIS, so after such a
+//! FIS with queued commands still outstanding the driver checks PxSERR's error bits too.
 
 use alloc::collections::VecDeque;
 use alloc::format;
@@ -31,7 +54,7 @@ use super::fis::{self, AtaCommand, PRD_SIZE, PRDT_OFFSET, Prd};
 use super::identify::Identify;
 use super::mmio::{self, MmioRegs, RegisterIo};
 use super::regs::*;
-use super::slots::{SlotTable, bits};
+use super::slots::{Kind, SlotTable, bits};
 use crate::block::{self, BlockDevice, BlockError, DeviceInfo, Op, Request, SECTOR_SIZE, Segment};
 use crate::hal::Hal;
 
@@ -326,6 +349,10 @@ pub struct AhciDisk<H: Hal, R: RegisterIo + Clone = MmioRegs> {
     info: DeviceInfo,
     identify: Identify,
     s64a: bool,
+    /// The NCQ queue depth HBA and disk both support (0: no NCQ).
+    ncq_depth: u32,
+    /// Reads and writes go as queued commands (if `ncq_depth` > 0).
+    ncq: AtomicBool,
     state: Mutex<PortState<H>>,
     /// Work for whoever holds (or next takes) the lock: service the port.
     pending: AtomicBool,
@@ -391,15 +418,18 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
                 io.ack(u32::MAX);
                 io.w(PX_IE, IE_MASK);
                 let nslots = hba.nslots as usize;
+                let ncq_depth = ncq_depth(hba, &identify);
                 Some(AhciDisk {
                     io,
                     name,
                     info,
                     identify,
                     s64a: hba.s64a,
+                    ncq_depth,
+                    ncq: AtomicBool::new(ncq_depth > 0),
                     state: Mutex::new(PortState {
                         mem,
-                        slots: SlotTable::new(hba.nslots),
+                        slots: SlotTable::new(hba.nslots, ncq_depth),
                         cmds: (0..nslots).map(|_| None).collect(),
                         held: (0..nslots).map(|_| Vec::new()).collect(),
                         queue: VecDeque::new(),
@@ -434,6 +464,22 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
     pub(crate) fn process(&self) {
         self.pending.store(true, Ordering::SeqCst);
         self.drain_pending();
+    }
+
+    /// Whether reads and writes go as NCQ commands: `on` takes effect for the next
+    /// command issued, if HBA and disk support NCQ (see [`AhciDisk::ncq_depth`]).
+    pub fn use_ncq(&self, on: bool) {
+        self.ncq.store(on && self.ncq_depth > 0, Ordering::Relaxed);
+    }
+
+    /// The NCQ queue depth used: the device's, at most the HBA's slots; 0 if either
+    /// lacks NCQ or it is turned off.
+    pub fn ncq_depth(&self) -> u32 {
+        if self.ncq.load(Ordering::Relaxed) {
+            self.ncq_depth
+        } else {
+            0
+        }
     }
 
     /// The port number on the HBA.
@@ -509,9 +555,14 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
             if st.dead {
                 break;
             }
-            // PxCI before PxIS: a command whose bit is clear in `ci` finished before the
-            // PxIS read, so an error of its own would show there.
+            // PxCI and PxSACT before PxIS: a command whose bit is clear in `ci` finished
+            // before the PxIS read, so an error of its own would show there.
             let ci = self.io.r(PX_CI);
+            let sact = if st.slots.queued() != 0 {
+                self.io.r(PX_SACT)
+            } else {
+                0
+            };
             let is = self.io.r(PX_IS);
             if is == u32::MAX && ci == u32::MAX {
                 log::error!("{}: registers read all-ones; device gone", self.name);
@@ -529,9 +580,17 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
                     self.io.w(PX_SERR, serr);
                     log::warn!("{}: interface non-fatal error, SERR {serr:#x}", self.name);
                 }
-                // The HBA wrote the data before clearing PxCI.
+                // The HBA wrote the data before clearing PxCI (the disk before PxSACT).
                 fence(Ordering::SeqCst);
-                self.reap(st, ci, done);
+                self.reap(st, ci, sact, u32::MAX, done);
+                // Read after the PxIS write above: an NCQ failure that set PxSERR after
+                // that write raises SDBS again, and the next pass sees it.
+                if is & IS_SDBS != 0
+                    && st.slots.queued() != 0
+                    && self.io.r(PX_SERR) & SERR_ERRORS != 0
+                {
+                    self.recover(st, Cause::Error(is | IS_TFES), done);
+                }
             }
             self.issue(st, done);
             if is == 0 {
@@ -545,10 +604,11 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
         }
     }
 
-    /// Completes the busy slots whose PxCI bit is clear, and frees zombies the HBA let go.
-    fn reap(&self, st: &mut PortState<H>, ci: u32, done: &mut Vec<Done>) {
+    /// Completes the busy slots of `mask` whose commands finished (given PxCI and
+    /// PxSACT), and frees zombies the HBA let go.
+    fn reap(&self, st: &mut PortState<H>, ci: u32, sact: u32, mask: u32, done: &mut Vec<Done>) {
         let zombies = st.slots.zombies();
-        let finished = st.slots.finished(ci);
+        let finished = st.slots.finished(ci, sact) & mask;
         release_held(st, zombies);
         st.progressed |= finished != 0;
         for slot in bits(finished) {
@@ -567,12 +627,20 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
             return;
         }
         let mut issued = 0u32;
-        while !st.queue.is_empty() {
-            let Some(slot) = st.slots.next_free() else {
+        let mut queued = 0u32;
+        let ncq = self.ncq.load(Ordering::Relaxed);
+        while let Some(head) = st.queue.front() {
+            let kind = if ncq && matches!(head.req.op, Op::Read | Op::Write) {
+                Kind::Queued
+            } else {
+                Kind::NonQueued
+            };
+            // In order: a request that must wait holds back the ones behind it.
+            let Some(slot) = st.slots.next_free(kind) else {
                 break;
             };
             let Some(q) = st.queue.pop_front() else { break };
-            match self.prepare(&q.req) {
+            match self.prepare(&q.req, (kind == Kind::Queued).then_some(slot)) {
                 Ok((cmd, prdt, bounces)) => {
                     st.mem.write_command(slot, &cmd, &prdt);
                     let bytes = q.req.bytes();
@@ -584,8 +652,11 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
                         attempts: q.attempts,
                     });
                     st.next_seq += 1;
-                    st.slots.take(slot);
+                    st.slots.take(slot, kind);
                     issued |= 1 << slot;
+                    if kind == Kind::Queued {
+                        queued |= 1 << slot;
+                    }
                 }
                 Err(e) => {
                     st.slots.command_finished();
@@ -596,13 +667,21 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
         if issued != 0 {
             // Command tables and headers are in memory before the HBA is told.
             fence(Ordering::SeqCst);
+            if queued != 0 {
+                // PxSACT before PxCI (AHCI 1.3.1, 5.3.2.1).
+                self.io.w(PX_SACT, queued);
+            }
             self.io.w(PX_CI, issued);
         }
     }
 
-    /// The ATA command, PRDT and bounce buffers for `req`.
+    /// The ATA command, PRDT and bounce buffers for `req`; an NCQ command with `tag`.
     #[allow(clippy::type_complexity)]
-    fn prepare(&self, req: &Request) -> Result<(AtaCommand, Vec<Prd>, Vec<Bounce<H>>), BlockError> {
+    fn prepare(
+        &self,
+        req: &Request,
+        tag: Option<u8>,
+    ) -> Result<(AtaCommand, Vec<Prd>, Vec<Bounce<H>>), BlockError> {
         if req.op == Op::Flush {
             return Ok((
                 AtaCommand::flush(self.identify.flush_ext),
@@ -612,7 +691,10 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
         }
         let sectors = req.bytes() / SECTOR_SIZE as u64;
         let sectors = u32::try_from(sectors).map_err(|_| BlockError::TooLarge)?;
-        let cmd = AtaCommand::read_write(req.op, req.sector, sectors, self.identify.lba48)?;
+        let cmd = match tag {
+            Some(tag) => AtaCommand::queued(req.op, req.sector, sectors, tag)?,
+            None => AtaCommand::read_write(req.op, req.sector, sectors, self.identify.lba48)?,
+        };
         let mut ranges = Vec::with_capacity(req.segments.len());
         let mut bounces = Vec::new();
         for seg in &req.segments {
@@ -640,6 +722,13 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
     fn recover(&self, st: &mut PortState<H>, cause: Cause, done: &mut Vec<Done>) {
         let io = &self.io;
         let (tfd, serr, ci, cmd) = (io.r(PX_TFD), io.r(PX_SERR), io.r(PX_CI), io.r(PX_CMD));
+        // Queued commands the disk has finished (PxSACT clear) finished well: complete
+        // them now, before the reset below clears PxSACT.
+        if st.slots.queued() != 0 {
+            let sact = io.r(PX_SACT);
+            self.reap(st, ci, sact, st.slots.queued(), done);
+        }
+        let queued = st.slots.queued();
         let busy = st.slots.busy();
         match cause {
             Cause::Error(is) => log::warn!(
@@ -687,17 +776,23 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
         let link = ssts_det(io.r(PX_SSTS)) == SSTS_DET_PRESENT;
         // A hung command gets a COMRESET even if the task file looks idle: some HBAs
         // (QEMU) do not show BSY for the command they are running, and a reset is what
-        // makes the device drop it.
-        let mut ok = stopped && idle && link && cause != Cause::Timeout;
+        // makes the device drop it. So do outstanding queued commands (see the module
+        // documentation).
+        let mut ok = stopped && idle && link && cause != Cause::Timeout && queued == 0;
         if !ok {
             log::warn!(
-                "{}: after stop: engine {}, TFD {:#06x}, SSTS {:#x}{}; COMRESET",
+                "{}: after stop: engine {}, TFD {:#06x}, SSTS {:#x}{}{}; COMRESET",
                 self.name,
                 if stopped { "stopped" } else { "still running" },
                 io.r(PX_TFD),
                 io.r(PX_SSTS),
                 if cause == Cause::Timeout {
                     ", timeout"
+                } else {
+                    ""
+                },
+                if queued != 0 {
+                    ", NCQ commands outstanding"
                 } else {
                     ""
                 }
@@ -959,6 +1054,14 @@ fn init_port<H: Hal, R: RegisterIo>(
     Ok(id)
 }
 
+/// The NCQ queue depth HBA and disk both support (0: none).
+fn ncq_depth(hba: &HbaInfo, id: &Identify) -> u32 {
+    match (hba.sncq, id.ncq_depth) {
+        (true, Some(d)) => u32::from(d).min(hba.nslots),
+        _ => 0,
+    }
+}
+
 /// The [`DeviceInfo`] of a disk (name left empty: the kernel names disks).
 fn device_info(id: &Identify, hba: &HbaInfo, port: usize, ssts: u32) -> DeviceInfo {
     let max_sectors = if id.lba48 {
@@ -972,9 +1075,9 @@ fn device_info(id: &Identify, hba: &HbaInfo, port: usize, ssts: u32) -> DeviceIn
         id.sectors.min(fis::LBA28_LIMIT)
     };
     let flush = id.has_flushable_cache();
-    let ncq = match (hba.sncq, id.ncq_depth) {
-        (true, Some(d)) => format!("NCQ no (device supports depth {d})"),
-        _ => String::from("NCQ no"),
+    let ncq = match ncq_depth(hba, id) {
+        0 => String::from("NCQ no"),
+        d => format!("NCQ depth {d}"),
     };
     let features = format!(
         "port {port}, SATA gen{}, {} slots, {ncq}, {} DMA, {}, {}",
@@ -1048,7 +1151,12 @@ impl<H: Hal, R: RegisterIo + Clone> Drop for AhciDisk<H, R> {
     fn drop(&mut self) {
         let io = self.io.clone();
         io.w(PX_IE, 0);
-        let stopped = io.stop_engine() && io.stop_fis();
+        let mut stopped = io.stop_engine();
+        if self.state.lock().slots.queued() != 0 {
+            // Queued commands may go on after ST is cleared (QEMU): a reset ends them.
+            stopped &= io.comreset();
+        }
+        let stopped = stopped && io.stop_fis();
         if !stopped {
             log::error!(
                 "{}: port does not stop; its memory and requests are leaked",

@@ -252,11 +252,17 @@ impl IdentifySpec {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ErrorModel {
     /// AHCI 1.3: the failing slot stays in PxCI, processing halts until ST is cleared,
-    /// and clearing ST clears PxCI.
+    /// and clearing ST clears PxCI and PxSACT. A failed NCQ command sets TFES; the disk
+    /// then drops all its queued commands (their PxSACT bits stay set).
     Spec,
     /// QEMU 7.2: the failing slot's PxCI bit is cleared (TFES and DHRS both set),
-    /// processing goes on with the next slot, and clearing ST leaves PxCI alone.
+    /// processing goes on with the next slot, and clearing ST leaves PxCI and PxSACT
+    /// alone. A failed NCQ command sets TFES and keeps its PxSACT bit; the other queued
+    /// commands go on running until a COMRESET.
     Qemu,
+    /// As [`ErrorModel::Qemu`], but a failed NCQ command is reported as older QEMUs
+    /// did: its tag's bit in PxSERR, ERR in PxTFD and SDBS, no TFES.
+    OldQemu,
 }
 
 /// One command the disk executed: (slot, ATA command, LBA, sectors, failed).
@@ -313,6 +319,11 @@ struct FakePort {
     /// A command that never finishes.
     hung: Option<u8>,
     comresets: u32,
+    sact: u32,
+    /// Queued commands the disk took but has not run yet (`HbaState::hold_ncq`).
+    held: Vec<u8>,
+    /// Spec model: the disk dropped its queued commands after an NCQ error.
+    ncq_failed: bool,
 }
 
 pub struct HbaState {
@@ -326,6 +337,8 @@ pub struct HbaState {
     ports: Vec<FakePort>,
     /// Execute commands as soon as they are issued (else on `step`).
     pub auto: bool,
+    /// Queued (NCQ) commands are taken (PxCI cleared) but run only on `finish_ncq`.
+    pub hold_ncq: bool,
     pub model: ErrorModel,
     pub resets: u32,
     /// The last register writes, for assertions.
@@ -361,6 +374,7 @@ impl FakeHba {
             bios_release_after: 0,
             ports,
             auto: true,
+            hold_ncq: false,
             model: ErrorModel::Qemu,
             resets: 0,
             writes: Vec::new(),
@@ -394,6 +408,36 @@ impl FakeHba {
 
     pub fn ci(&self, port: usize) -> u32 {
         self.with(|s| s.ports[port].ci)
+    }
+
+    pub fn sact(&self, port: usize) -> u32 {
+        self.with(|s| s.ports[port].sact)
+    }
+
+    /// Queued commands taken but not run yet.
+    pub fn held(&self, port: usize) -> Vec<u8> {
+        self.with(|s| s.ports[port].held.clone())
+    }
+
+    /// Runs the held queued commands of `port`, in the order given (slots), or all of
+    /// them oldest first if `order` is empty.
+    pub fn finish_ncq(&self, port: usize, order: &[u8]) {
+        self.with(|s| {
+            let model = s.model;
+            let p = &mut s.ports[port];
+            let order: Vec<u8> = if order.is_empty() {
+                p.held.clone()
+            } else {
+                order.to_vec()
+            };
+            for slot in order {
+                let Some(i) = p.held.iter().position(|&h| h == slot) else {
+                    panic!("slot {slot} is not held");
+                };
+                p.held.remove(i);
+                run_queued(p, model, slot);
+            }
+        })
     }
 
     pub fn comresets(&self, port: usize) -> u32 {
@@ -435,6 +479,9 @@ impl HbaState {
             p.fis_sent = false;
             p.halted = false;
             p.hung = None;
+            p.sact = 0;
+            p.held.clear();
+            p.ncq_failed = false;
         }
     }
 
@@ -476,6 +523,7 @@ impl HbaState {
             PX_SCTL => p.sctl,
             PX_SERR => p.serr,
             PX_CI => p.ci,
+            PX_SACT => p.sact,
             _ => 0,
         }
     }
@@ -512,6 +560,8 @@ impl HbaState {
                     if self.model == ErrorModel::Spec {
                         p.ci = 0;
                         p.hung = None;
+                        p.sact = 0;
+                        p.held.clear();
                     }
                 }
                 if old & CMD_ST == 0 && p.cmd & CMD_ST != 0 && self.auto {
@@ -526,6 +576,10 @@ impl HbaState {
                     p.comresets += 1;
                     p.hung = None;
                     p.halted = false;
+                    // The disk drops its queued commands (QEMU cancels them).
+                    p.sact = 0;
+                    p.held.clear();
+                    p.ncq_failed = false;
                     p.tfd = 0x7F;
                     p.fis_sent = false;
                     if p.disk.is_some() && p.cmd & CMD_FRE != 0 {
@@ -537,6 +591,7 @@ impl HbaState {
                 }
             }
             PX_SERR => self.ports[port].serr &= !v,
+            PX_SACT => self.ports[port].sact |= v,
             PX_CI => {
                 let p = &mut self.ports[port];
                 if p.cmd & CMD_ST != 0 {
@@ -562,6 +617,17 @@ impl HbaState {
             }
             let slot = pending.trailing_zeros() as u8;
             n += 1;
+            if is_queued(p, slot) {
+                // The disk takes the command: PxCI clears, PxSACT stays until it is done.
+                assert_ne!(p.sact & (1 << slot), 0, "PxSACT is set before PxCI");
+                p.ci &= !(1 << slot);
+                if self.hold_ncq {
+                    p.held.push(slot);
+                } else {
+                    run_queued(p, model, slot);
+                }
+                continue;
+            }
             match execute(p, slot) {
                 Outcome::Done => {
                     p.ci &= !(1 << slot);
@@ -581,7 +647,7 @@ impl HbaState {
                             p.cmd = (p.cmd & !(0x1F << CMD_CCS_SHIFT))
                                 | (u32::from(slot) << CMD_CCS_SHIFT);
                         }
-                        ErrorModel::Qemu => {
+                        ErrorModel::Qemu | ErrorModel::OldQemu => {
                             p.ci &= !(1 << slot);
                             p.is |= IS_DHRS;
                         }
@@ -596,6 +662,46 @@ enum Outcome {
     Done,
     Error,
     Hang,
+}
+
+/// Whether the command in `slot` is an NCQ command.
+fn is_queued(p: &FakePort, slot: u8) -> bool {
+    let header = p.clb + u64::from(slot) * 32;
+    let table = u64::from(rd32(header + 8)) | (u64::from(rd32(header + 12)) << 32);
+    matches!(
+        peek(table + 2, 1)[0],
+        fis::ATA_READ_FPDMA_QUEUED | fis::ATA_WRITE_FPDMA_QUEUED
+    )
+}
+
+/// The disk runs the queued command in `slot` and reports it with a Set Device Bits FIS.
+fn run_queued(p: &mut FakePort, model: ErrorModel, slot: u8) {
+    if p.ncq_failed {
+        // Dropped after an earlier NCQ error: it never finishes.
+        return;
+    }
+    match execute(p, slot) {
+        Outcome::Done => {
+            p.sact &= !(1 << slot);
+            p.tfd = 0x50;
+            p.is |= IS_SDBS;
+        }
+        Outcome::Hang => {}
+        Outcome::Error => {
+            p.tfd = (0x04 << 8) | 0x51;
+            match model {
+                ErrorModel::Spec => {
+                    p.is |= IS_TFES;
+                    p.ncq_failed = true;
+                }
+                ErrorModel::Qemu => p.is |= IS_TFES,
+                ErrorModel::OldQemu => {
+                    p.is |= IS_SDBS;
+                    p.serr |= 1 << slot;
+                }
+            }
+        }
+    }
 }
 
 /// Runs the command in `slot` against the port's disk.
@@ -640,11 +746,28 @@ fn execute(p: &mut FakePort, slot: u8) -> Outcome {
             disk.log.push((slot, command, 0, 0, false));
             Outcome::Done
         }
-        fis::ATA_READ_DMA_EXT | fis::ATA_WRITE_DMA_EXT | fis::ATA_READ_DMA | fis::ATA_WRITE_DMA => {
+        fis::ATA_READ_DMA_EXT
+        | fis::ATA_WRITE_DMA_EXT
+        | fis::ATA_READ_DMA
+        | fis::ATA_WRITE_DMA
+        | fis::ATA_READ_FPDMA_QUEUED
+        | fis::ATA_WRITE_FPDMA_QUEUED => {
             let ext = matches!(command, fis::ATA_READ_DMA_EXT | fis::ATA_WRITE_DMA_EXT);
-            let write = matches!(command, fis::ATA_WRITE_DMA_EXT | fis::ATA_WRITE_DMA);
+            let queued = matches!(
+                command,
+                fis::ATA_READ_FPDMA_QUEUED | fis::ATA_WRITE_FPDMA_QUEUED
+            );
+            let write = matches!(
+                command,
+                fis::ATA_WRITE_DMA_EXT | fis::ATA_WRITE_DMA | fis::ATA_WRITE_FPDMA_QUEUED
+            );
             assert_eq!(write, write_bit, "W bit must match the command");
-            let (lba, sectors) = if ext {
+            let (lba, sectors) = if queued {
+                assert_eq!(f[7] & 0x40, 0x40, "LBA bit");
+                assert_eq!(f[12] >> 3, slot, "the NCQ tag is the slot");
+                let n = u32::from(f[3]) | (u32::from(f[11]) << 8);
+                (lba, if n == 0 { 65536 } else { n })
+            } else if ext {
                 (lba, if count == 0 { 65536 } else { count })
             } else {
                 assert_eq!(f[7] & 0x40, 0x40);

@@ -9,7 +9,7 @@ use std::vec::Vec;
 
 use super::fis::*;
 use super::identify::{Identify, ata_string};
-use super::slots::{SlotTable, bits};
+use super::slots::{Kind, SlotTable, bits};
 use super::testing::{self, ErrorModel, FakeDisk, FakeHal, FakeHba, IdentifySpec};
 use super::*;
 use crate::block::{BlockDevice, BlockError, Op, Request, Segment, stats};
@@ -293,57 +293,102 @@ fn identify_cache_and_sector_size_bits() {
 // ---------------------------------------------------------------------------------------
 // Slots
 
+const Q: Kind = Kind::Queued;
+const N: Kind = Kind::NonQueued;
+
 #[test]
 fn slots_lowest_free_first() {
-    let mut t = SlotTable::new(4);
-    assert_eq!(t.next_free(), Some(0));
-    t.take(0);
-    t.take(1);
-    assert_eq!(t.next_free(), Some(2));
-    t.take(2);
-    t.take(3);
-    assert_eq!(t.next_free(), None);
+    let mut t = SlotTable::new(4, 32);
+    assert_eq!(t.next_free(N), Some(0));
+    t.take(0, N);
+    t.take(1, N);
+    assert_eq!(t.next_free(N), Some(2));
+    t.take(2, N);
+    t.take(3, N);
+    assert_eq!(t.next_free(N), None);
     t.release(1);
-    assert_eq!(t.next_free(), Some(1));
+    assert_eq!(t.next_free(N), Some(1));
     assert_eq!(
-        t.finished(0b1101 & !0b0100),
+        t.finished(0b1101 & !0b0100, 0),
         0b0100,
         "slot 2 cleared in PxCI"
     );
-    assert_eq!(SlotTable::new(40).nslots(), 32);
-    let mut full = SlotTable::new(32);
+    assert_eq!(SlotTable::new(40, 32).nslots(), 32);
+    let mut full = SlotTable::new(32, 32);
     for s in 0..32 {
-        full.take(s);
+        full.take(s, N);
     }
-    assert_eq!(full.next_free(), None);
+    assert_eq!(full.next_free(N), None);
     assert_eq!(bits(0x8000_0005).collect::<Vec<_>>(), [0, 2, 31]);
 }
 
 #[test]
 fn slots_serial_mode_and_zombies() {
-    let mut t = SlotTable::new(8);
-    t.take(0);
-    t.take(1);
-    t.take(2);
+    let mut t = SlotTable::new(8, 32);
+    t.take(0, N);
+    t.take(1, N);
+    t.take(2, N);
     // Stopped with slots 1 and 2 still in PxCI (a QEMU-like HBA).
     t.stopped(0b110);
     assert_eq!((t.busy(), t.zombies()), (0, 0b110));
     t.enter_serial(3);
-    assert_eq!(t.next_free(), None, "serial mode waits for zombies too");
-    assert_eq!(t.finished(0b100), 0);
+    assert_eq!(t.next_free(N), None, "serial mode waits for zombies too");
+    assert_eq!(t.finished(0b100, 0), 0);
     assert_eq!(t.zombies(), 0b100);
-    assert_eq!(t.finished(0), 0);
+    assert_eq!(t.finished(0, 0), 0);
     assert_eq!(t.zombies(), 0);
-    assert_eq!(t.next_free(), Some(0));
-    t.take(0);
-    assert_eq!(t.next_free(), None, "one at a time");
+    assert_eq!(t.next_free(N), Some(0));
+    t.take(0, N);
+    assert_eq!(t.next_free(N), None, "one at a time");
     t.release(0);
     t.command_finished();
     t.command_finished();
     t.command_finished();
     assert_eq!(t.serial_left(), 0);
-    t.take(0);
-    assert_eq!(t.next_free(), Some(1));
+    t.take(0, N);
+    assert_eq!(t.next_free(N), Some(1));
+}
+
+#[test]
+fn slots_queued_and_non_queued_never_mix() {
+    let mut t = SlotTable::new(8, 4);
+    assert_eq!(t.next_free(Q), Some(0));
+    t.take(0, Q);
+    t.take(1, Q);
+    assert_eq!(
+        t.next_free(N),
+        None,
+        "a non-queued command waits for the queued ones"
+    );
+    assert_eq!(t.queued(), 0b11);
+    t.take(2, Q);
+    t.take(3, Q);
+    assert_eq!(
+        t.next_free(Q),
+        None,
+        "tags only below the device's queue depth"
+    );
+    // Slot 1 was sent (PxCI clear) but is still outstanding (PxSACT set); slot 2 is done.
+    assert_eq!(t.finished(0b1000, 0b1011), 0b0100);
+    t.release(2);
+    t.release(0);
+    t.release(1);
+    t.release(3);
+    assert_eq!((t.busy(), t.queued()), (0, 0));
+    assert_eq!(t.next_free(N), Some(0));
+    t.take(0, N);
+    assert_eq!(
+        t.next_free(Q),
+        None,
+        "a queued command waits for the non-queued one"
+    );
+    assert_eq!(t.next_free(N), Some(1));
+    // A non-queued command finishes with PxCI alone: a stale PxSACT bit does not matter.
+    assert_eq!(t.finished(0, 0b1), 0b1);
+    t.take(5, N);
+    t.stopped(0);
+    assert_eq!((t.busy(), t.queued()), (0, 0));
+    assert_eq!(SlotTable::new(32, 32).next_free(Q), Some(0));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -359,6 +404,8 @@ fn hba(nslots: u32, model: ErrorModel, disks: Vec<Option<FakeDisk>>) -> (FakeHba
     let fake = FakeHba::new(n, nslots, true, disks);
     fake.with(|s| s.model = model);
     let ctrl = Ctrl::init(fake.clone(), String::from("test"), true).expect("init");
+    // The tests below NCQ_TESTS are of non-queued commands.
+    ctrl.use_ncq(false);
     (fake, ctrl)
 }
 
@@ -437,7 +484,7 @@ fn probe_sets_up_ports_with_ata_disks() {
         (32, MAX_SEGMENTS, 32 << 20)
     );
     assert!(i.flush && !i.read_only);
-    for want in ["32 slots", "NCQ no", "64-bit DMA", "flush", "LBA48"] {
+    for want in ["32 slots", "NCQ depth 32", "64-bit DMA", "flush", "LBA48"] {
         assert!(i.features.contains(want), "{want} in {}", i.features);
     }
     assert_eq!(disks[1].info().sectors, 3 << 30);
@@ -1141,6 +1188,369 @@ fn dropping_the_controller_stops_ports_and_frees_memory() {
     drop(disk);
     assert_eq!(sorted(&out), [(0, Err(BlockError::Io))]);
     assert_eq!(fake.cmd(0) & (regs::CMD_ST | regs::CMD_FRE), 0);
+    assert_eq!(testing::dma_pages(), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// NCQ_TESTS: native command queuing
+
+/// One disk with NCQ on (depth 32 unless `spec` says otherwise).
+fn ncq_disk(
+    nslots: u32,
+    model: ErrorModel,
+    spec: &IdentifySpec,
+) -> (FakeHba, Arc<Ctrl>, Arc<Disk>) {
+    let (fake, ctrl) = hba(nslots, model, vec![Some(FakeDisk::new(spec))]);
+    ctrl.use_ncq(true);
+    let disk = ctrl.disks().pop().expect("a disk");
+    (fake, ctrl, disk)
+}
+
+#[test]
+fn fpdma_fis() {
+    let r = AtaCommand::queued(Op::Read, 0x0102_0304_0506, 65536, 7).unwrap();
+    assert!(r.is_queued() && !r.is_write());
+    let f = r.to_fis();
+    assert_eq!(f[2], ATA_READ_FPDMA_QUEUED);
+    assert_eq!(
+        (f[3], f[11]),
+        (0, 0),
+        "65536 sectors wrap to 0 in the features"
+    );
+    assert_eq!((f[4], f[5], f[6], f[8], f[9], f[10]), (6, 5, 4, 3, 2, 1));
+    assert_eq!((f[7], f[12], f[13]), (DEVICE_LBA, 7 << 3, 0));
+    let w = AtaCommand::queued(Op::Write, 9, 0x1234, 31).unwrap();
+    assert!(w.is_queued() && w.is_write());
+    let f = w.to_fis();
+    assert_eq!(
+        (f[2], f[3], f[11], f[12]),
+        (ATA_WRITE_FPDMA_QUEUED, 0x34, 0x12, 31 << 3)
+    );
+    assert_eq!(
+        AtaCommand::queued(Op::Flush, 0, 1, 0),
+        Err(BlockError::Unsupported)
+    );
+    assert_eq!(
+        AtaCommand::queued(Op::Read, 0, 0, 0),
+        Err(BlockError::ZeroLength)
+    );
+    assert_eq!(
+        AtaCommand::queued(Op::Read, 0, 65537, 0),
+        Err(BlockError::TooLarge)
+    );
+    assert_eq!(
+        AtaCommand::queued(Op::Read, (1 << 48) - 1, 2, 0),
+        Err(BlockError::OutOfRange)
+    );
+    assert_eq!(
+        AtaCommand::queued(Op::Read, 0, 1, 32),
+        Err(BlockError::OutOfRange)
+    );
+    assert!(
+        !AtaCommand::read_write(Op::Read, 0, 1, true)
+            .unwrap()
+            .is_queued()
+    );
+}
+
+#[test]
+fn ncq_commands_finish_out_of_order_by_sact() {
+    let (fake, ctrl, disk) = ncq_disk(32, ErrorModel::Qemu, &IdentifySpec::default());
+    assert_eq!(disk.ncq_depth(), 32);
+    fake.with(|s| {
+        s.hold_ncq = true;
+        s.writes.clear();
+    });
+    let out = results();
+    let base = 0x6000_0000u64;
+    testing::buffer(base, 8 * 4096);
+    testing::poke(base + 4 * 4096, &[0x5A; 4096]);
+    for i in 0..4u64 {
+        disk.submit(request(
+            Op::Read,
+            200 + 8 * i,
+            &[(base + i * 4096, 4096)],
+            &out,
+            i,
+        ))
+        .unwrap();
+    }
+    disk.submit(request(Op::Write, 900, &[(base + 4 * 4096, 4096)], &out, 4))
+        .unwrap();
+    // The disk took all five: PxCI is clear, PxSACT still shows them outstanding.
+    assert_eq!(fake.held(0), [0, 1, 2, 3, 4]);
+    assert_eq!((fake.ci(0), fake.sact(0)), (0, 0b11111));
+    let writes = fake.with(|s| s.writes.clone());
+    let sact_at = writes
+        .iter()
+        .position(|&(r, v)| r == regs::port_reg(0, regs::PX_SACT) && v == 1);
+    let ci_at = writes
+        .iter()
+        .position(|&(r, v)| r == regs::port_reg(0, regs::PX_CI) && v == 1);
+    assert!(
+        sact_at.unwrap() < ci_at.unwrap(),
+        "PxSACT before PxCI: {writes:x?}"
+    );
+    ctrl.handle_interrupt();
+    assert!(
+        out.lock().unwrap().is_empty(),
+        "PxCI clear is not completion"
+    );
+    assert_eq!(disk.in_flight(), 5);
+    // The disk finishes them in its own order.
+    fake.finish_ncq(0, &[3, 4]);
+    ctrl.handle_interrupt();
+    assert_eq!(sorted(&out), [(3, Ok(4096)), (4, Ok(4096))]);
+    fake.finish_ncq(0, &[]);
+    ctrl.handle_interrupt();
+    let r = sorted(&out);
+    assert_eq!(r.len(), 5);
+    assert!(r.iter().all(|(t, res)| *res == Ok(4096) && *t < 5), "{r:?}");
+    for i in 0..4 {
+        assert_eq!(
+            testing::peek(base + i * 4096 + 512, 512),
+            sector_pattern(200 + 8 * i + 1)
+        );
+    }
+    fake.disk(0, |d| {
+        assert!(d.data[900 * 512..908 * 512].iter().all(|&b| b == 0x5A));
+        // In the order the disk finished them: tags 3 and 4, then 0, 1, 2.
+        let cmds: Vec<(u8, u8)> = d.log.iter().skip(1).map(|e| (e.0, e.1)).collect();
+        let (r, w) = (ATA_READ_FPDMA_QUEUED, ATA_WRITE_FPDMA_QUEUED);
+        assert_eq!(cmds, [(3, r), (4, w), (0, r), (1, r), (2, r)]);
+    });
+    assert_eq!((disk.in_flight(), fake.sact(0)), (0, 0));
+    assert!(!fake.irq());
+}
+
+#[test]
+fn flush_waits_for_queued_commands_and_holds_back_later_ones() {
+    let (fake, ctrl, disk) = ncq_disk(32, ErrorModel::Qemu, &IdentifySpec::default());
+    fake.with(|s| s.hold_ncq = true);
+    let out = results();
+    let base = 0x6100_0000u64;
+    testing::buffer(base, 3 * 512);
+    disk.submit(request(Op::Write, 10, &[(base, 512)], &out, 0))
+        .unwrap();
+    disk.submit(request(Op::Write, 11, &[(base + 512, 512)], &out, 1))
+        .unwrap();
+    disk.submit(request(Op::Flush, 0, &[], &out, 2)).unwrap();
+    disk.submit(request(Op::Read, 12, &[(base + 1024, 512)], &out, 3))
+        .unwrap();
+    // The flush may not join the queued writes, and the read may not pass the flush.
+    assert_eq!(fake.held(0), [0, 1]);
+    assert_eq!(fake.disk(0, |d| d.flushes), 0);
+    fake.finish_ncq(0, &[1]);
+    ctrl.handle_interrupt();
+    assert_eq!(
+        fake.disk(0, |d| d.flushes),
+        0,
+        "one write still outstanding"
+    );
+    fake.finish_ncq(0, &[]);
+    ctrl.handle_interrupt();
+    // The flush ran (non-queued, auto mode) and then the read went out queued.
+    assert_eq!(fake.disk(0, |d| d.flushes), 1);
+    assert_eq!(fake.held(0), [0]);
+    fake.finish_ncq(0, &[]);
+    ctrl.handle_interrupt();
+    assert_eq!(
+        sorted(&out),
+        [(0, Ok(512)), (1, Ok(512)), (2, Ok(0)), (3, Ok(512))]
+    );
+    let order: Vec<u8> = fake.disk(0, |d| d.log.iter().skip(1).map(|e| e.1).collect());
+    assert_eq!(
+        order,
+        [
+            ATA_WRITE_FPDMA_QUEUED,
+            ATA_WRITE_FPDMA_QUEUED,
+            ATA_FLUSH_CACHE_EXT,
+            ATA_READ_FPDMA_QUEUED
+        ]
+    );
+}
+
+#[test]
+fn ncq_only_where_hba_and_disk_support_it() {
+    let out = results();
+    {
+        let (fake, ctrl, disk) = ncq_disk(8, ErrorModel::Qemu, &IdentifySpec::default());
+        assert_eq!(disk.ncq_depth(), 8, "tags only up to the HBA's slots");
+        testing::buffer(0x6200_0000, 512);
+        ctrl.use_ncq(false);
+        assert_eq!(disk.ncq_depth(), 0);
+        disk.submit(request(Op::Read, 5, &[(0x6200_0000, 512)], &out, 0))
+            .unwrap();
+        ctrl.handle_interrupt();
+        assert_eq!(
+            fake.disk(0, |d| d.log.last().map(|e| e.1)),
+            Some(ATA_READ_DMA_EXT)
+        );
+    }
+    let no_ncq = IdentifySpec {
+        ncq_depth: None,
+        ..IdentifySpec::default()
+    };
+    let (fake, ctrl, disk) = ncq_disk(32, ErrorModel::Qemu, &no_ncq);
+    assert_eq!(disk.ncq_depth(), 0, "the disk has no NCQ");
+    assert!(disk.info().features.contains("NCQ no"));
+    testing::buffer(0x6200_0000, 512);
+    disk.submit(request(Op::Read, 5, &[(0x6200_0000, 512)], &out, 1))
+        .unwrap();
+    ctrl.handle_interrupt();
+    assert_eq!(
+        fake.disk(0, |d| d.log.last().map(|e| e.1)),
+        Some(ATA_READ_DMA_EXT)
+    );
+    assert_eq!(sorted(&out), [(0, Ok(512)), (1, Ok(512))]);
+}
+
+/// Twelve queued reads, one of them on a bad sector, eight tags: the disk finishes
+/// some before the failure is seen. The failed read alone gets `Io`; the port is reset
+/// (queued commands outstanding), the others are re-run one at a time, and no command
+/// of before the reset moves data afterwards.
+fn ncq_error_among_many(model: ErrorModel) {
+    let (fake, ctrl, disk) = ncq_disk(8, model, &IdentifySpec::default());
+    fake.with(|s| s.hold_ncq = true);
+    fake.disk(0, |d| {
+        d.bad.insert(3000 + 5);
+    });
+    let out = results();
+    let base = 0x8000_0000u64;
+    testing::buffer(base, 12 * 512);
+    for i in 0..12u64 {
+        disk.submit(request(
+            Op::Read,
+            3000 + i,
+            &[(base + i * 512, 512)],
+            &out,
+            i,
+        ))
+        .unwrap();
+    }
+    assert_eq!(fake.sact(0), 0xFF);
+    // Tags 1 and 5 (the bad one) finish, then the driver looks.
+    fake.finish_ncq(0, &[1, 5]);
+    ctrl.handle_interrupt();
+    assert_eq!(fake.comresets(0), 1, "queued commands were outstanding");
+    assert!(sorted(&out).contains(&(1, Ok(512))), "{:?}", sorted(&out));
+    assert!(
+        fake.held(0).len() <= 1,
+        "the reset dropped the queued commands; one is re-issued: {:?}",
+        fake.held(0)
+    );
+    // Serial re-runs: one queued command at a time.
+    for _ in 0..100 {
+        if out.lock().unwrap().len() == 12 {
+            break;
+        }
+        // Slot 1 and then the seven taken back, one at a time; then the four that
+        // waited for a slot.
+        let completed = out.lock().unwrap().len();
+        assert!(
+            completed >= 8 || fake.held(0).len() <= 1,
+            "one at a time: {:?}",
+            fake.held(0)
+        );
+        fake.finish_ncq(0, &[]);
+        ctrl.handle_interrupt();
+    }
+    let r = sorted(&out);
+    assert_eq!(r.len(), 12, "{r:?}");
+    for (tag, res) in r {
+        if tag == 5 {
+            assert_eq!(res, Err(BlockError::Io));
+        } else {
+            assert_eq!(res, Ok(512), "request {tag}");
+            assert_eq!(
+                testing::peek(base + tag * 512, 512),
+                sector_pattern(3000 + tag)
+            );
+        }
+    }
+    let failed = fake.disk(0, |d| d.log.iter().filter(|e| e.4).count());
+    assert_eq!(
+        failed, 2,
+        "the bad read failed once queued and once alone, never again"
+    );
+    assert_eq!((disk.in_flight(), fake.sact(0)), (0, 0));
+    // Back to full queueing.
+    for i in 0..8u64 {
+        disk.submit(request(
+            Op::Read,
+            4000 + i,
+            &[(base + i * 512, 512)],
+            &out,
+            100 + i,
+        ))
+        .unwrap();
+    }
+    assert_eq!(fake.sact(0), 0xFF);
+    fake.finish_ncq(0, &[]);
+    ctrl.handle_interrupt();
+    assert_eq!(out.lock().unwrap().len(), 20);
+    assert!(sorted(&out)[12..].iter().all(|(_, r)| *r == Ok(512)));
+}
+
+#[test]
+fn ncq_error_among_many_qemu() {
+    ncq_error_among_many(ErrorModel::Qemu);
+}
+
+#[test]
+fn ncq_error_among_many_old_qemu() {
+    ncq_error_among_many(ErrorModel::OldQemu);
+}
+
+#[test]
+fn ncq_error_among_many_spec() {
+    ncq_error_among_many(ErrorModel::Spec);
+}
+
+#[test]
+fn ncq_timeout_resets_and_fails_the_hung_command() {
+    let (fake, ctrl, disk) = ncq_disk(8, ErrorModel::Qemu, &IdentifySpec::default());
+    fake.disk(0, |d| {
+        d.hang.insert(77);
+    });
+    let out = results();
+    testing::buffer(0x6300_0000, 2 * 512);
+    disk.submit(request(Op::Read, 77, &[(0x6300_0000, 512)], &out, 0))
+        .unwrap();
+    disk.submit(request(Op::Read, 78, &[(0x6300_0000 + 512, 512)], &out, 1))
+        .unwrap();
+    ctrl.handle_interrupt();
+    assert_eq!(sorted(&out), [(1, Ok(512))]);
+    assert_eq!(fake.sact(0), 1, "the hung command is outstanding");
+    let t0 = 1_000_000_000;
+    disk.check_timeouts(t0);
+    disk.check_timeouts(t0 + COMMAND_TIMEOUT_NS);
+    assert_eq!(fake.comresets(0), 1);
+    // Re-run alone, it hangs again and now it is the one to blame.
+    disk.check_timeouts(t0 + COMMAND_TIMEOUT_NS + 1);
+    disk.check_timeouts(t0 + 2 * COMMAND_TIMEOUT_NS + 1);
+    assert_eq!(sorted(&out), [(0, Err(BlockError::Timeout)), (1, Ok(512))]);
+    assert_eq!((disk.in_flight(), fake.sact(0)), (0, 0));
+}
+
+#[test]
+fn dropping_a_disk_with_queued_commands_resets_the_port() {
+    let (fake, ctrl, disk) = ncq_disk(8, ErrorModel::Qemu, &IdentifySpec::default());
+    fake.with(|s| s.hold_ncq = true);
+    let out = results();
+    testing::buffer(0xE100_0000, 512);
+    disk.submit(request(Op::Read, 3, &[(0xE100_0000, 512)], &out, 0))
+        .unwrap();
+    assert_eq!(fake.held(0), [0]);
+    drop(ctrl);
+    drop(disk);
+    assert_eq!(sorted(&out), [(0, Err(BlockError::Io))]);
+    assert_eq!(
+        fake.comresets(0),
+        1,
+        "QEMU keeps queued commands running after ST"
+    );
+    assert!(fake.held(0).is_empty());
     assert_eq!(testing::dma_pages(), 0);
 }
 
