@@ -605,10 +605,10 @@ pub fn init() -> &'static [Arc<Disk>] {
             } else if f.is_ahci() {
                 let vector = trap::alloc_vector();
                 let msg = vector.map(apic::msi_message);
-                match AhciController::<KernelHal>::probe(pci::access(), f, msg) {
+                // `ahci_ncq=off`: non-queued commands only, as on HBAs without NCQ.
+                let ncq = crate::cmdline::value("ahci_ncq") != Some("off");
+                match AhciController::<KernelHal>::probe(pci::access(), f, msg, ncq) {
                     Ok(hba) => {
-                        // `ahci_ncq=off`: non-queued commands only, as on HBAs without NCQ.
-                        hba.use_ncq(crate::cmdline::value("ahci_ncq") != Some("off"));
                         // One interrupt per controller; its handler services every port.
                         let vector = if hba.uses_interrupts() { vector } else { None };
                         if let Some(v) = vector {

@@ -62,11 +62,13 @@ impl<H: Hal> AhciController<H, MmioRegs> {
     /// (GHC.IE clear, INTx never used) and the kernel must poll
     /// [`AhciController::handle_interrupt`]; [`AhciController::uses_interrupts`] says
     /// which. The interrupt handler may run as soon as this returns: until it knows the
-    /// controller it can ignore the message (no request is outstanding yet).
+    /// controller it can ignore the message (no request is outstanding yet). `ncq`: use
+    /// native command queuing where HBA and disk offer it.
     pub fn probe<A: ConfigAccess + ?Sized>(
         access: &A,
         func: &PciFunction,
         irq: Option<(u64, u32)>,
+        ncq: bool,
     ) -> Result<Arc<AhciController<H, MmioRegs>>, AhciError> {
         let name = func.bdf.to_string();
         if !func.is_ahci() {
@@ -100,7 +102,7 @@ impl<H: Hal> AhciController<H, MmioRegs> {
             }
             None => false,
         };
-        Self::init(regs, name, interrupts)
+        Self::init(regs, name, interrupts, ncq)
     }
 }
 
@@ -109,7 +111,8 @@ impl<H: Hal, R: RegisterIo + Clone> AhciController<H, R> {
     /// CAP2.BOH), HBA reset (GHC.HR) and AHCI mode (GHC.AE), then each implemented port
     /// with a device present gets its memory, FIS receive and command engine, and its
     /// disk is identified. `interrupts` sets GHC.IE at the end (the message must already
-    /// be routed). `name` is used in log lines.
+    /// be routed). `name` is used in log lines. Reads and writes are NCQ commands if `ncq`
+    /// and both the HBA and the disk support it.
     ///
     /// Ports without a usable ATA disk are logged and skipped; the controller is returned
     /// even with no disks.
@@ -117,6 +120,7 @@ impl<H: Hal, R: RegisterIo + Clone> AhciController<H, R> {
         regs: R,
         name: String,
         interrupts: bool,
+        ncq: bool,
     ) -> Result<Arc<AhciController<H, R>>, AhciError> {
         let tag = format!("ahci {name}");
         let cap0 = regs.read(CAP);
@@ -154,6 +158,7 @@ impl<H: Hal, R: RegisterIo + Clone> AhciController<H, R> {
             nslots: ((cap >> CAP_NCS_SHIFT) & 0x1F) + 1,
             s64a: cap & CAP_S64A != 0,
             sncq: cap & CAP_SNCQ != 0,
+            ncq,
         };
         log::info!(
             "{tag}: AHCI {}, {} ports (implemented {pi:#x}), {} slots, {}-bit DMA, NCQ {}, gen{} speed",
@@ -161,7 +166,11 @@ impl<H: Hal, R: RegisterIo + Clone> AhciController<H, R> {
             (cap & CAP_NP_MASK) + 1,
             hba.nslots,
             if hba.s64a { 64 } else { 32 },
-            if hba.sncq { "supported" } else { "no" },
+            match (hba.sncq, ncq) {
+                (true, true) => "supported",
+                (true, false) => "supported, turned off",
+                (false, _) => "no",
+            },
             (cap >> CAP_ISS_SHIFT) & 0xF
         );
 
@@ -247,17 +256,6 @@ impl<H: Hal, R: RegisterIo + Clone> AhciController<H, R> {
     /// The disks found, in port order.
     pub fn disks(&self) -> Vec<Arc<AhciDisk<H, R>>> {
         self.disks.clone()
-    }
-
-    /// Whether the disks use NCQ where they support it (the default) or only
-    /// non-queued commands (see [`AhciDisk::use_ncq`]).
-    pub fn use_ncq(&self, on: bool) {
-        for d in &self.disks {
-            if !on && d.ncq_depth() > 0 {
-                log::info!("ahci {} port {}: NCQ turned off", self.name, d.port());
-            }
-            d.use_ncq(on);
-        }
     }
 
     /// The PCI address (or the name given to [`AhciController::init`]).

@@ -253,7 +253,8 @@ impl Prd {
 
 /// Builds the PRDT for physically contiguous `ranges` `(addr, len)`, one entry per range,
 /// splitting ranges above [`PRD_MAX_BYTES`]. No entry asks for an interrupt: the
-/// device's Register D2H FIS (PxIS.DHRS) signals completion.
+/// device's Register D2H FIS (PxIS.DHRS) signals completion, or for a queued command its
+/// Set Device Bits FIS (PxIS.SDBS).
 ///
 /// Errors: `Misaligned` for an odd address or length (AHCI needs word alignment and an
 /// even byte count), `ZeroLength` for an empty range, `TooLarge` past `max_entries`.

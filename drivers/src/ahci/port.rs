@@ -16,7 +16,7 @@
 //! slot's PxSACT bit, then its PxCI bit; the HBA clears PxCI once the disk took the
 //! command, and the disk clears PxSACT (Set Device Bits FIS, PxIS.SDBS) once it is done.
 //! Flushes are non-queued commands, and the two kinds never share the port (see
-//! [`SlotTable`]). [`AhciDisk::use_ncq`] turns NCQ off (kernel option `ahci_ncq=off`).
+//! [`SlotTable`]). The kernel option `ahci_ncq=off` keeps to non-queued commands.
 //!
 //! # Several commands at once without NCQ
 //!
@@ -36,9 +36,10 @@
 //! COMRESET: a disk refuses further commands after an NCQ error until it is reset (or its
 //! error log is read), and QEMU's HBA keeps queued commands running when PxCMD.ST is
 //! cleared (only a reset cancels them), so their buffers could not be handed back before.
-//! A failed queued command raises PxIS.TFES (AHCI, and QEMU 7.2); older QEMUs only set its
-//! tag's bit in PxSERR and ERR in the status with a Set Device Bits FIS, so after such a
-//! FIS with queued commands still outstanding the driver checks PxSERR's error bits too.
+//! A failed queued command raises PxIS.TFES (AHCI; QEMU 7.2.22 as tested here). Older QEMUs
+//! (before 7.2.6 and 8.1) only set its tag's bit in PxSERR and ERR in the status with a
+//! Set Device Bits FIS, so after such a FIS the driver also checks PxSERR for the tags
+//! still outstanding.
 
 use alloc::collections::VecDeque;
 use alloc::format;
@@ -335,6 +336,8 @@ pub(crate) struct HbaInfo {
     pub nslots: u32,
     pub s64a: bool,
     pub sncq: bool,
+    /// NCQ wanted (else non-queued commands only).
+    pub ncq: bool,
 }
 
 /// An ATA disk on one AHCI port: a [`BlockDevice`].
@@ -349,10 +352,8 @@ pub struct AhciDisk<H: Hal, R: RegisterIo + Clone = MmioRegs> {
     info: DeviceInfo,
     identify: Identify,
     s64a: bool,
-    /// The NCQ queue depth HBA and disk both support (0: no NCQ).
+    /// The NCQ queue depth used (0: no NCQ, non-queued commands only).
     ncq_depth: u32,
-    /// Reads and writes go as queued commands (if `ncq_depth` > 0).
-    ncq: AtomicBool,
     state: Mutex<PortState<H>>,
     /// Work for whoever holds (or next takes) the lock: service the port.
     pending: AtomicBool,
@@ -426,7 +427,6 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
                     identify,
                     s64a: hba.s64a,
                     ncq_depth,
-                    ncq: AtomicBool::new(ncq_depth > 0),
                     state: Mutex::new(PortState {
                         mem,
                         slots: SlotTable::new(hba.nslots, ncq_depth),
@@ -466,20 +466,10 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
         self.drain_pending();
     }
 
-    /// Whether reads and writes go as NCQ commands: `on` takes effect for the next
-    /// command issued, if HBA and disk support NCQ (see [`AhciDisk::ncq_depth`]).
-    pub fn use_ncq(&self, on: bool) {
-        self.ncq.store(on && self.ncq_depth > 0, Ordering::Relaxed);
-    }
-
     /// The NCQ queue depth used: the device's, at most the HBA's slots; 0 if either
     /// lacks NCQ or it is turned off.
     pub fn ncq_depth(&self) -> u32 {
-        if self.ncq.load(Ordering::Relaxed) {
-            self.ncq_depth
-        } else {
-            0
-        }
+        self.ncq_depth
     }
 
     /// The port number on the HBA.
@@ -575,20 +565,24 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
             if is & IS_ERRORS != 0 {
                 self.recover(st, Cause::Error(is), done);
             } else {
+                // Read after the PxIS write above: an older QEMU's NCQ failure that sets
+                // PxSERR after that write raises SDBS again, and the next pass sees it.
+                let serr = if is & IS_INFS != 0 || (is & IS_SDBS != 0 && st.slots.queued() != 0) {
+                    self.io.r(PX_SERR)
+                } else {
+                    0
+                };
+                // Tags still outstanding (their PxSACT bit set) flagged in PxSERR: how older
+                // QEMUs report failed queued commands.
+                let failed_tags = serr & st.slots.queued() & sact;
                 if is & IS_INFS != 0 {
-                    let serr = self.io.r(PX_SERR);
-                    self.io.w(PX_SERR, serr);
+                    self.io.w(PX_SERR, serr & !failed_tags);
                     log::warn!("{}: interface non-fatal error, SERR {serr:#x}", self.name);
                 }
                 // The HBA wrote the data before clearing PxCI (the disk before PxSACT).
                 fence(Ordering::SeqCst);
                 self.reap(st, ci, sact, u32::MAX, done);
-                // Read after the PxIS write above: an NCQ failure that set PxSERR after
-                // that write raises SDBS again, and the next pass sees it.
-                if is & IS_SDBS != 0
-                    && st.slots.queued() != 0
-                    && self.io.r(PX_SERR) & SERR_ERRORS != 0
-                {
+                if is & IS_SDBS != 0 && failed_tags != 0 {
                     self.recover(st, Cause::Error(is | IS_TFES), done);
                 }
             }
@@ -628,7 +622,7 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
         }
         let mut issued = 0u32;
         let mut queued = 0u32;
-        let ncq = self.ncq.load(Ordering::Relaxed);
+        let ncq = self.ncq_depth > 0;
         while let Some(head) = st.queue.front() {
             let kind = if ncq && matches!(head.req.op, Op::Read | Op::Write) {
                 Kind::Queued
@@ -668,7 +662,7 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
             // Command tables and headers are in memory before the HBA is told.
             fence(Ordering::SeqCst);
             if queued != 0 {
-                // PxSACT before PxCI (AHCI 1.3.1, 5.3.2.1).
+                // PxSACT before PxCI, as AHCI requires for queued commands.
                 self.io.w(PX_SACT, queued);
             }
             self.io.w(PX_CI, issued);
@@ -717,8 +711,9 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
         Ok((cmd, prdt, bounces))
     }
 
-    /// Error or timeout: stop the port, take the outstanding commands back, blame one if
-    /// it is unambiguous, reset the link if the device stays busy, restart.
+    /// Error or timeout: complete the queued commands the disk finished, stop the port,
+    /// take the outstanding commands back, blame one if it is unambiguous, reset the link
+    /// if the device stays busy, timed out or had queued commands, restart.
     fn recover(&self, st: &mut PortState<H>, cause: Cause, done: &mut Vec<Done>) {
         let io = &self.io;
         let (tfd, serr, ci, cmd) = (io.r(PX_TFD), io.r(PX_SERR), io.r(PX_CI), io.r(PX_CMD));
@@ -756,6 +751,8 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
                             inf.bytes,
                             if ci & (1 << slot) != 0 {
                                 "still issued (PxCI)"
+                            } else if queued & (1 << slot) != 0 {
+                                "taken by the disk, not finished (PxSACT)"
                             } else {
                                 "done by the device, not reaped"
                             },
@@ -827,8 +824,10 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
             // The engine is stopped (or COMRESET at least ran); if it is not, buffers of
             // the stale commands are kept forever rather than handed back.
             let engine_stopped = io.r(PX_CMD) & CMD_CR == 0;
+            // A queued command the disk took (PxCI clear) may still move data too.
+            let in_use = stale | queued;
             for (slot, inf) in taken {
-                if engine_stopped || stale & (1 << slot) == 0 {
+                if engine_stopped || in_use & (1 << slot) == 0 {
                     done.push(complete_inflight(inf, Err(BlockError::Io)));
                 } else {
                     log::error!(
@@ -1054,9 +1053,9 @@ fn init_port<H: Hal, R: RegisterIo>(
     Ok(id)
 }
 
-/// The NCQ queue depth HBA and disk both support (0: none).
+/// The NCQ queue depth to use: what HBA and disk both support, if NCQ is wanted (0: none).
 fn ncq_depth(hba: &HbaInfo, id: &Identify) -> u32 {
-    match (hba.sncq, id.ncq_depth) {
+    match (hba.sncq && hba.ncq, id.ncq_depth) {
         (true, Some(d)) => u32::from(d).min(hba.nslots),
         _ => 0,
     }
@@ -1075,9 +1074,10 @@ fn device_info(id: &Identify, hba: &HbaInfo, port: usize, ssts: u32) -> DeviceIn
         id.sectors.min(fis::LBA28_LIMIT)
     };
     let flush = id.has_flushable_cache();
-    let ncq = match ncq_depth(hba, id) {
-        0 => String::from("NCQ no"),
-        d => format!("NCQ depth {d}"),
+    let ncq = match (ncq_depth(hba, id), hba.sncq && id.ncq_depth.is_some()) {
+        (0, true) => String::from("NCQ off"),
+        (0, false) => String::from("NCQ no"),
+        (d, _) => format!("NCQ depth {d}"),
     };
     let features = format!(
         "port {port}, SATA gen{}, {} slots, {ncq}, {} DMA, {}, {}",

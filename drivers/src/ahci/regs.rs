@@ -151,10 +151,6 @@ pub const IE_MASK: u32 = IS_DHRS
 pub const IS_ERRORS: u32 =
     IS_UFS | IS_PCS | IS_PRCS | IS_OFS | IS_IFS | IS_HBDS | IS_HBFS | IS_TFES;
 
-/// PxSERR.ERR (bits 0..16): data integrity, communication, protocol or internal errors.
-/// Older QEMUs also set bit *tag* here for a failed NCQ command.
-pub const SERR_ERRORS: u32 = 0xFFFF;
-
 /// Task file status: error.
 pub const TFD_STS_ERR: u32 = 1 << 0;
 /// Task file status: data transfer requested.

@@ -2,8 +2,8 @@
 //! wait for the HBA to let go of a stale one, and when the next request may be issued.
 //! Pure.
 //!
-//! Queued (NCQ) and non-queued commands never share the port (AHCI 1.3.1, 5.3.1: the
-//! device would not know which protocol to follow): a non-queued command waits until no
+//! Queued (NCQ) and non-queued commands never share the port (AHCI forbids mixing them:
+//! the device would not know which protocol to follow): a non-queued command waits until no
 //! queued one is outstanding, and the other way round.
 
 /// The slots of one port.

@@ -255,13 +255,14 @@ pub enum ErrorModel {
     /// and clearing ST clears PxCI and PxSACT. A failed NCQ command sets TFES; the disk
     /// then drops all its queued commands (their PxSACT bits stay set).
     Spec,
-    /// QEMU 7.2: the failing slot's PxCI bit is cleared (TFES and DHRS both set),
-    /// processing goes on with the next slot, and clearing ST leaves PxCI and PxSACT
-    /// alone. A failed NCQ command sets TFES and keeps its PxSACT bit; the other queued
-    /// commands go on running until a COMRESET.
+    /// QEMU: the failing slot's PxCI bit is cleared (TFES and DHRS both set), processing
+    /// goes on with the next slot, and clearing ST leaves PxCI alone. A failed NCQ
+    /// command sets TFES and keeps its PxSACT bit; clearing ST clears PxSACT (QEMU 7.2.6
+    /// and later), but the disk's queued commands go on running until a COMRESET.
     Qemu,
-    /// As [`ErrorModel::Qemu`], but a failed NCQ command is reported as older QEMUs
-    /// did: its tag's bit in PxSERR, ERR in PxTFD and SDBS, no TFES.
+    /// As [`ErrorModel::Qemu`], but NCQ as QEMU did before 7.2.6 and 8.1: a failed queued
+    /// command sets its tag's bit in PxSERR, ERR in PxTFD and SDBS, no TFES; clearing ST
+    /// leaves PxSACT alone.
     OldQemu,
 }
 
@@ -557,11 +558,15 @@ impl HbaState {
                 }
                 if old & CMD_ST != 0 && p.cmd & CMD_ST == 0 {
                     p.halted = false;
-                    if self.model == ErrorModel::Spec {
-                        p.ci = 0;
-                        p.hung = None;
-                        p.sact = 0;
-                        p.held.clear();
+                    match self.model {
+                        ErrorModel::Spec => {
+                            p.ci = 0;
+                            p.hung = None;
+                            p.sact = 0;
+                            p.held.clear();
+                        }
+                        ErrorModel::Qemu => p.sact = 0,
+                        ErrorModel::OldQemu => {}
                     }
                 }
                 if old & CMD_ST == 0 && p.cmd & CMD_ST != 0 && self.auto {

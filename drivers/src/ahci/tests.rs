@@ -398,14 +398,23 @@ type Ctrl = AhciController<FakeHal, FakeHba>;
 type Disk = AhciDisk<FakeHal, FakeHba>;
 type Results = Arc<Mutex<Vec<(u64, Result<u64, BlockError>)>>>;
 
+/// An HBA with interrupts and without NCQ: the tests outside the NCQ_TESTS section are of
+/// non-queued commands.
 fn hba(nslots: u32, model: ErrorModel, disks: Vec<Option<FakeDisk>>) -> (FakeHba, Arc<Ctrl>) {
+    hba_with(nslots, model, disks, false)
+}
+
+fn hba_with(
+    nslots: u32,
+    model: ErrorModel,
+    disks: Vec<Option<FakeDisk>>,
+    ncq: bool,
+) -> (FakeHba, Arc<Ctrl>) {
     testing::reset_memory();
     let n = disks.len().max(1);
     let fake = FakeHba::new(n, nslots, true, disks);
     fake.with(|s| s.model = model);
-    let ctrl = Ctrl::init(fake.clone(), String::from("test"), true).expect("init");
-    // The tests below NCQ_TESTS are of non-queued commands.
-    ctrl.use_ncq(false);
+    let ctrl = Ctrl::init(fake.clone(), String::from("test"), true, ncq).expect("init");
     (fake, ctrl)
 }
 
@@ -484,7 +493,7 @@ fn probe_sets_up_ports_with_ata_disks() {
         (32, MAX_SEGMENTS, 32 << 20)
     );
     assert!(i.flush && !i.read_only);
-    for want in ["32 slots", "NCQ depth 32", "64-bit DMA", "flush", "LBA48"] {
+    for want in ["32 slots", "NCQ off", "64-bit DMA", "flush", "LBA48"] {
         assert!(i.features.contains(want), "{want} in {}", i.features);
     }
     assert_eq!(disks[1].info().sectors, 3 << 30);
@@ -746,6 +755,39 @@ fn error_with_one_outstanding_spec() {
     error_with_one_outstanding(ErrorModel::Spec);
 }
 
+/// Submits `n` one-sector reads of sectors `sector..`, into `base + 512 * i`, tagged
+/// `tag + i`.
+fn submit_reads(disk: &Disk, out: &Results, base: u64, sector: u64, n: u64, tag: u64) {
+    for i in 0..n {
+        disk.submit(request(
+            Op::Read,
+            sector + i,
+            &[(base + i * 512, 512)],
+            out,
+            tag + i,
+        ))
+        .unwrap();
+    }
+}
+
+/// The `n` reads of [`submit_reads`] (tags from 0) all completed: the one tagged `bad`
+/// with `Io`, the others with the sector's data.
+fn check_reads(out: &Results, base: u64, sector: u64, n: u64, bad: u64) {
+    let r = sorted(out);
+    assert_eq!(r.len(), n as usize, "{r:?}");
+    for (tag, res) in r {
+        if tag == bad {
+            assert_eq!(res, Err(BlockError::Io));
+        } else {
+            assert_eq!(res, Ok(512), "request {tag}");
+            assert_eq!(
+                testing::peek(base + tag * 512, 512),
+                sector_pattern(sector + tag)
+            );
+        }
+    }
+}
+
 fn error_among_many(model: ErrorModel) {
     let (fake, ctrl, disk) = one_disk(8, model);
     fake.with(|s| s.auto = false);
@@ -755,16 +797,7 @@ fn error_among_many(model: ErrorModel) {
     let out = results();
     let base = 0x8000_0000u64;
     testing::buffer(base, 12 * 512);
-    for i in 0..12u64 {
-        disk.submit(request(
-            Op::Read,
-            3000 + i,
-            &[(base + i * 512, 512)],
-            &out,
-            i,
-        ))
-        .unwrap();
-    }
+    submit_reads(&disk, &out, base, 3000, 12, 0);
     assert_eq!(fake.ci(0), 0xFF);
     // The HBA runs everything it can; the driver sorts it out.
     for _ in 0..100 {
@@ -774,32 +807,11 @@ fn error_among_many(model: ErrorModel) {
             break;
         }
     }
-    let r = sorted(&out);
-    assert_eq!(r.len(), 12, "{r:?}");
-    for (tag, res) in r {
-        if tag == 5 {
-            assert_eq!(res, Err(BlockError::Io));
-        } else {
-            assert_eq!(res, Ok(512), "request {tag}");
-            assert_eq!(
-                testing::peek(base + tag * 512, 512),
-                sector_pattern(3000 + tag)
-            );
-        }
-    }
+    check_reads(&out, base, 3000, 12, 5);
     assert_eq!(disk.in_flight(), 0);
     assert_eq!(fake.ci(0), 0);
     // Nothing stale is left: new requests work and use all slots again.
-    for i in 0..8u64 {
-        disk.submit(request(
-            Op::Read,
-            4000 + i,
-            &[(base + i * 512, 512)],
-            &out,
-            100 + i,
-        ))
-        .unwrap();
-    }
+    submit_reads(&disk, &out, base, 4000, 8, 100);
     assert_eq!(fake.ci(0), 0xFF);
     fake.run(0);
     ctrl.handle_interrupt();
@@ -883,7 +895,7 @@ fn bounce_buffers_only_for_unreachable_segments() {
         vec![Some(FakeDisk::new(&IdentifySpec::default()))],
     );
     testing::set_dma_base(0x10_0000);
-    let ctrl = Ctrl::init(fake.clone(), String::from("test32"), false).unwrap();
+    let ctrl = Ctrl::init(fake.clone(), String::from("test32"), false, false).unwrap();
     let disk = &ctrl.disks()[0];
     assert!(disk.info().features.contains("32-bit DMA"));
     let out = results();
@@ -928,7 +940,7 @@ fn hba_without_64bit_refuses_high_dma_memory() {
         vec![Some(FakeDisk::new(&IdentifySpec::default()))],
     );
     testing::set_dma_base(0x2_0000_0000);
-    let ctrl = Ctrl::init(fake, String::from("high"), false).unwrap();
+    let ctrl = Ctrl::init(fake, String::from("high"), false, false).unwrap();
     assert!(ctrl.disks().is_empty());
     assert_eq!(testing::dma_pages(), 0, "port memory given back");
 }
@@ -943,7 +955,7 @@ fn out_of_dma_memory_skips_the_port() {
         vec![Some(FakeDisk::new(&IdentifySpec::default()))],
     );
     testing::fail_dma_alloc(true);
-    let ctrl = Ctrl::init(fake, String::from("nomem"), false).unwrap();
+    let ctrl = Ctrl::init(fake, String::from("nomem"), false, false).unwrap();
     testing::fail_dma_alloc(false);
     assert!(ctrl.disks().is_empty());
 }
@@ -1200,8 +1212,7 @@ fn ncq_disk(
     model: ErrorModel,
     spec: &IdentifySpec,
 ) -> (FakeHba, Arc<Ctrl>, Arc<Disk>) {
-    let (fake, ctrl) = hba(nslots, model, vec![Some(FakeDisk::new(spec))]);
-    ctrl.use_ncq(true);
+    let (fake, ctrl) = hba_with(nslots, model, vec![Some(FakeDisk::new(spec))], true);
     let disk = ctrl.disks().pop().expect("a disk");
     (fake, ctrl, disk)
 }
@@ -1371,14 +1382,19 @@ fn flush_waits_for_queued_commands_and_holds_back_later_ones() {
 }
 
 #[test]
-fn ncq_only_where_hba_and_disk_support_it() {
+fn ncq_only_where_hba_and_disk_support_it_and_wanted() {
     let out = results();
     {
-        let (fake, ctrl, disk) = ncq_disk(8, ErrorModel::Qemu, &IdentifySpec::default());
+        let (_fake, _ctrl, disk) = ncq_disk(8, ErrorModel::Qemu, &IdentifySpec::default());
         assert_eq!(disk.ncq_depth(), 8, "tags only up to the HBA's slots");
-        testing::buffer(0x6200_0000, 512);
-        ctrl.use_ncq(false);
+        assert!(disk.info().features.contains("NCQ depth 8"));
+    }
+    {
+        // Offered by both, not wanted (`ahci_ncq=off`).
+        let (fake, ctrl, disk) = one_disk(32, ErrorModel::Qemu);
         assert_eq!(disk.ncq_depth(), 0);
+        assert!(disk.info().features.contains("NCQ off"));
+        testing::buffer(0x6200_0000, 512);
         disk.submit(request(Op::Read, 5, &[(0x6200_0000, 512)], &out, 0))
             .unwrap();
         ctrl.handle_interrupt();
@@ -1405,32 +1421,28 @@ fn ncq_only_where_hba_and_disk_support_it() {
     assert_eq!(sorted(&out), [(0, Ok(512)), (1, Ok(512))]);
 }
 
-/// Twelve queued reads, one of them on a bad sector, eight tags: the disk finishes
-/// some before the failure is seen. The failed read alone gets `Io`; the port is reset
-/// (queued commands outstanding), the others are re-run one at a time, and no command
-/// of before the reset moves data afterwards.
-fn ncq_error_among_many(model: ErrorModel) {
-    let (fake, ctrl, disk) = ncq_disk(8, model, &IdentifySpec::default());
+/// `nslots` + 4 queued reads, the one under tag `bad` on a bad sector: tags 1 and `bad`
+/// finish before the driver looks. The failed read alone gets `Io`; the port is reset
+/// (queued commands were outstanding), the rest re-run one at a time, and no command of
+/// before the reset moves data afterwards (the reset drops them).
+fn ncq_error_among_many(model: ErrorModel, nslots: u32, bad: u64) {
+    let (fake, ctrl, disk) = ncq_disk(nslots, model, &IdentifySpec::default());
     fake.with(|s| s.hold_ncq = true);
     fake.disk(0, |d| {
-        d.bad.insert(3000 + 5);
+        d.bad.insert(3000 + bad);
     });
     let out = results();
     let base = 0x8000_0000u64;
-    testing::buffer(base, 12 * 512);
-    for i in 0..12u64 {
-        disk.submit(request(
-            Op::Read,
-            3000 + i,
-            &[(base + i * 512, 512)],
-            &out,
-            i,
-        ))
-        .unwrap();
-    }
-    assert_eq!(fake.sact(0), 0xFF);
-    // Tags 1 and 5 (the bad one) finish, then the driver looks.
-    fake.finish_ncq(0, &[1, 5]);
+    let n = u64::from(nslots) + 4;
+    let all = if nslots == 32 {
+        u32::MAX
+    } else {
+        (1 << nslots) - 1
+    };
+    testing::buffer(base, n as usize * 512);
+    submit_reads(&disk, &out, base, 3000, n, 0);
+    assert_eq!(fake.sact(0), all);
+    fake.finish_ncq(0, &[1, bad as u8]);
     ctrl.handle_interrupt();
     assert_eq!(fake.comresets(0), 1, "queued commands were outstanding");
     assert!(sorted(&out).contains(&(1, Ok(512))), "{:?}", sorted(&out));
@@ -1439,35 +1451,22 @@ fn ncq_error_among_many(model: ErrorModel) {
         "the reset dropped the queued commands; one is re-issued: {:?}",
         fake.held(0)
     );
-    // Serial re-runs: one queued command at a time.
-    for _ in 0..100 {
-        if out.lock().unwrap().len() == 12 {
+    for _ in 0..200 {
+        if out.lock().unwrap().len() == n as usize {
             break;
         }
-        // Slot 1 and then the seven taken back, one at a time; then the four that
-        // waited for a slot.
+        // Tag 1, then the others taken back, one at a time; then the four that waited
+        // for a slot.
         let completed = out.lock().unwrap().len();
         assert!(
-            completed >= 8 || fake.held(0).len() <= 1,
+            completed >= nslots as usize || fake.held(0).len() <= 1,
             "one at a time: {:?}",
             fake.held(0)
         );
         fake.finish_ncq(0, &[]);
         ctrl.handle_interrupt();
     }
-    let r = sorted(&out);
-    assert_eq!(r.len(), 12, "{r:?}");
-    for (tag, res) in r {
-        if tag == 5 {
-            assert_eq!(res, Err(BlockError::Io));
-        } else {
-            assert_eq!(res, Ok(512), "request {tag}");
-            assert_eq!(
-                testing::peek(base + tag * 512, 512),
-                sector_pattern(3000 + tag)
-            );
-        }
-    }
+    check_reads(&out, base, 3000, n, bad);
     let failed = fake.disk(0, |d| d.log.iter().filter(|e| e.4).count());
     assert_eq!(
         failed, 2,
@@ -1475,61 +1474,70 @@ fn ncq_error_among_many(model: ErrorModel) {
     );
     assert_eq!((disk.in_flight(), fake.sact(0)), (0, 0));
     // Back to full queueing.
-    for i in 0..8u64 {
-        disk.submit(request(
-            Op::Read,
-            4000 + i,
-            &[(base + i * 512, 512)],
-            &out,
-            100 + i,
-        ))
-        .unwrap();
-    }
-    assert_eq!(fake.sact(0), 0xFF);
+    submit_reads(&disk, &out, base, 4000, u64::from(nslots), 100);
+    assert_eq!(fake.sact(0), all);
     fake.finish_ncq(0, &[]);
     ctrl.handle_interrupt();
-    assert_eq!(out.lock().unwrap().len(), 20);
-    assert!(sorted(&out)[12..].iter().all(|(_, r)| *r == Ok(512)));
+    assert_eq!(out.lock().unwrap().len(), (n + u64::from(nslots)) as usize);
+    assert!(
+        sorted(&out)[n as usize..]
+            .iter()
+            .all(|(_, r)| *r == Ok(512))
+    );
 }
 
 #[test]
-fn ncq_error_among_many_qemu() {
-    ncq_error_among_many(ErrorModel::Qemu);
-}
-
-#[test]
-fn ncq_error_among_many_old_qemu() {
-    ncq_error_among_many(ErrorModel::OldQemu);
-}
-
-#[test]
-fn ncq_error_among_many_spec() {
-    ncq_error_among_many(ErrorModel::Spec);
+fn ncq_error_among_many_under_each_model() {
+    for (model, nslots, bad) in [
+        (ErrorModel::Qemu, 8, 5),
+        (ErrorModel::OldQemu, 8, 5),
+        // PxSERR's low 16 bits are error bits on AHCI; older QEMUs use all 32 for tags.
+        (ErrorModel::OldQemu, 32, 20),
+        (ErrorModel::Spec, 8, 5),
+    ] {
+        eprintln!("{model:?}, {nslots} slots, failing tag {bad}");
+        ncq_error_among_many(model, nslots, bad);
+    }
 }
 
 #[test]
 fn ncq_timeout_resets_and_fails_the_hung_command() {
     let (fake, ctrl, disk) = ncq_disk(8, ErrorModel::Qemu, &IdentifySpec::default());
+    fake.with(|s| s.hold_ncq = true);
     fake.disk(0, |d| {
         d.hang.insert(77);
     });
     let out = results();
-    testing::buffer(0x6300_0000, 2 * 512);
-    disk.submit(request(Op::Read, 77, &[(0x6300_0000, 512)], &out, 0))
-        .unwrap();
-    disk.submit(request(Op::Read, 78, &[(0x6300_0000 + 512, 512)], &out, 1))
-        .unwrap();
+    testing::buffer(0x6300_0000, 3 * 512);
+    for (i, sector) in [77u64, 78, 79].into_iter().enumerate() {
+        let buf = 0x6300_0000 + 512 * i as u64;
+        disk.submit(request(Op::Read, sector, &[(buf, 512)], &out, i as u64))
+            .unwrap();
+    }
+    // The hung read and one other are outstanding on the disk, the third is done.
+    fake.finish_ncq(0, &[0, 2]);
     ctrl.handle_interrupt();
-    assert_eq!(sorted(&out), [(1, Ok(512))]);
-    assert_eq!(fake.sact(0), 1, "the hung command is outstanding");
+    assert_eq!(sorted(&out), [(2, Ok(512))]);
+    assert_eq!((fake.sact(0), fake.held(0)), (0b011, vec![1]));
     let t0 = 1_000_000_000;
     disk.check_timeouts(t0);
     disk.check_timeouts(t0 + COMMAND_TIMEOUT_NS);
+    // Two outstanding: which one hangs is unknown. Reset, then one at a time.
     assert_eq!(fake.comresets(0), 1);
-    // Re-run alone, it hangs again and now it is the one to blame.
+    assert!(out.lock().unwrap().len() == 1, "{:?}", sorted(&out));
+    assert_eq!(fake.held(0), [0], "the older one re-issued alone");
+    fake.finish_ncq(0, &[]);
+    ctrl.handle_interrupt();
+    // It hangs again; alone, it is the one to blame.
     disk.check_timeouts(t0 + COMMAND_TIMEOUT_NS + 1);
     disk.check_timeouts(t0 + 2 * COMMAND_TIMEOUT_NS + 1);
-    assert_eq!(sorted(&out), [(0, Err(BlockError::Timeout)), (1, Ok(512))]);
+    assert_eq!(fake.comresets(0), 2);
+    fake.finish_ncq(0, &[]);
+    ctrl.handle_interrupt();
+    assert_eq!(
+        sorted(&out),
+        [(0, Err(BlockError::Timeout)), (1, Ok(512)), (2, Ok(512))]
+    );
     assert_eq!((disk.in_flight(), fake.sact(0)), (0, 0));
 }
 
@@ -1568,7 +1576,7 @@ fn bios_handoff_is_requested() {
         s.bohc = regs::BOHC_BOS;
         s.bios_release_after = 3;
     });
-    let ctrl = Ctrl::init(fake.clone(), String::from("boh"), false).unwrap();
+    let ctrl = Ctrl::init(fake.clone(), String::from("boh"), false, false).unwrap();
     assert_eq!(
         fake.with(|s| s.bohc & (regs::BOHC_BOS | regs::BOHC_OOS)),
         regs::BOHC_OOS
@@ -1585,7 +1593,7 @@ fn polled_controller_leaves_interrupts_off() {
         true,
         vec![Some(FakeDisk::new(&IdentifySpec::default()))],
     );
-    let ctrl = Ctrl::init(fake.clone(), String::from("poll"), false).unwrap();
+    let ctrl = Ctrl::init(fake.clone(), String::from("poll"), false, false).unwrap();
     assert!(!ctrl.uses_interrupts());
     assert!(!fake.with(|s| {
         s.writes
@@ -1654,12 +1662,12 @@ mod probe {
         let cfg = Config(RefCell::new(HashMap::new()));
         let not = function((1, 1, 0x80), None);
         assert_eq!(
-            AhciController::<FakeHal>::probe(&cfg, &not, None).err(),
+            AhciController::<FakeHal>::probe(&cfg, &not, None, true).err(),
             Some(AhciError::NotAhci)
         );
         let nobar = function((1, 6, 1), None);
         assert_eq!(
-            AhciController::<FakeHal>::probe(&cfg, &nobar, None).err(),
+            AhciController::<FakeHal>::probe(&cfg, &nobar, None, true).err(),
             Some(AhciError::NoAbar)
         );
         let io = function(
@@ -1670,7 +1678,7 @@ mod probe {
             }),
         );
         assert_eq!(
-            AhciController::<FakeHal>::probe(&cfg, &io, None).err(),
+            AhciController::<FakeHal>::probe(&cfg, &io, None, true).err(),
             Some(AhciError::NoAbar)
         );
         assert!(cfg.0.borrow().is_empty(), "nothing written");
@@ -1697,7 +1705,7 @@ mod probe {
             (0x34, 0x80),
             (0x80, u32::from(CAP_ID_MSI)),
         ]);
-        let r = AhciController::<FakeHal>::probe(&cfg, &func, Some((0xFEE0_0000, 0x33)));
+        let r = AhciController::<FakeHal>::probe(&cfg, &func, Some((0xFEE0_0000, 0x33)), true);
         assert_eq!(r.err(), Some(AhciError::ResetTimeout));
         let c = cfg.0.borrow();
         assert_eq!(c[&0x04] & 0x406, 0x406, "memory, bus master, INTx off");
