@@ -385,6 +385,7 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
         }
         if added && inner.queue.should_notify() {
             inner.transport.notify(0);
+            crate::block::stats::add_notify();
         }
     }
 

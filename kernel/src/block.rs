@@ -562,6 +562,7 @@ fn attach(
         trap::set_irq_handler(
             v,
             Arc::new(move || {
+                drivers::block::stats::add_interrupt();
                 d.dev.handle_interrupt();
                 DISK_IRQ.wake_all();
             }),
@@ -592,6 +593,7 @@ pub fn init() -> &'static [Arc<Disk>] {
                             trap::set_irq_handler(
                                 v,
                                 Arc::new(move || {
+                                    drivers::block::stats::add_interrupt();
                                     d.handle_interrupt();
                                     DISK_IRQ.wake_all();
                                 }),
@@ -616,6 +618,7 @@ pub fn init() -> &'static [Arc<Disk>] {
                             trap::set_irq_handler(
                                 v,
                                 Arc::new(move || {
+                                    drivers::block::stats::add_interrupt();
                                     h.handle_interrupt();
                                     DISK_IRQ.wake_all();
                                 }),

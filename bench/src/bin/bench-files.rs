@@ -347,6 +347,9 @@ const CPU: &str = "@cpu";
 /// bounce bytes.
 const DMA: &str = "@dma";
 const BOUNCE: &str = "@bounce";
+/// Result-key suffixes: disk interrupts and device notifications per request (AliasOS).
+const IRQS: &str = "@irqs";
+const NOTIFIES: &str = "@notifies";
 /// A chart row: label, AliasOS median, Linux median.
 type ChartRow = (String, Option<f64>, Option<f64>);
 
@@ -397,6 +400,12 @@ fn run_guest(
                     res.entry(format!("{w}{BOUNCE}")).or_default().push(b);
                 }
                 (format!("{w}{DMA}"), *v)
+            }
+            (Os::AliasOs, [.., "FBENCH-IRQ", w, irqs, notifies]) => {
+                if let Ok(n) = notifies.parse::<f64>() {
+                    res.entry(format!("{w}{NOTIFIES}")).or_default().push(n);
+                }
+                (format!("{w}{IRQS}"), *irqs)
             }
             (Os::Linux, [.., "BENCH-FILES", b, w, v]) if *b == bus => (w.to_string(), *v),
             _ => continue,
@@ -451,11 +460,11 @@ fn table(
     let mut t = format!(
         "| workload | bus | AliasOS {unit} | Linux {unit} | ratio | AliasOS CPU-copied bytes/MiB |{}\n|---|---|---:|---:|---:|---:|{}\n",
         if o.direct {
-            " AliasOS DMA-pinned bytes per byte moved | AliasOS bounce bytes |"
+            " AliasOS DMA-pinned bytes per byte moved | AliasOS bounce bytes | AliasOS interrupts / notifications per request |"
         } else {
             ""
         },
-        if o.direct { "---:|---:|" } else { "" },
+        if o.direct { "---:|---:|---:|" } else { "" },
     );
     let mut chart = Vec::new();
     for w in &o.workloads {
@@ -485,7 +494,13 @@ fn table(
                     .map_or("n/a".to_string(), |(m, ..)| format!("{m}"))
             };
             let dma = if o.direct {
-                format!(" {} | {} |", aliasos_stat(DMA), aliasos_stat(BOUNCE))
+                format!(
+                    " {} | {} | {} / {} |",
+                    aliasos_stat(DMA),
+                    aliasos_stat(BOUNCE),
+                    aliasos_stat(IRQS),
+                    aliasos_stat(NOTIFIES)
+                )
             } else {
                 String::new()
             };

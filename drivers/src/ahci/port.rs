@@ -666,6 +666,7 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
                 self.io.w(PX_SACT, queued);
             }
             self.io.w(PX_CI, issued);
+            block::stats::add_notify();
         }
     }
 

@@ -10,6 +10,8 @@ static REQUESTS: AtomicU64 = AtomicU64::new(0);
 static ERRORS: AtomicU64 = AtomicU64::new(0);
 static BOUNCE_BYTES: AtomicU64 = AtomicU64::new(0);
 static COPY_OFFLOAD_BYTES: AtomicU64 = AtomicU64::new(0);
+static NOTIFIES: AtomicU64 = AtomicU64::new(0);
+static INTERRUPTS: AtomicU64 = AtomicU64::new(0);
 
 pub(crate) fn record(op: Op, result: &Result<u64, BlockError>) {
     REQUESTS.fetch_add(1, Ordering::Relaxed);
@@ -36,8 +38,19 @@ pub fn add_bounce(bytes: u64) {
     BOUNCE_BYTES.fetch_add(bytes, Ordering::Relaxed);
 }
 
+/// Count one notification of a device that there is new work (a doorbell: a virtio
+/// queue notify, an AHCI PxCI write, an NVMe submission-queue tail write).
+pub fn add_notify() {
+    NOTIFIES.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Count one disk interrupt taken (by the kernel's interrupt handler, not by polls).
+pub fn add_interrupt() {
+    INTERRUPTS.fetch_add(1, Ordering::Relaxed);
+}
+
 /// `(name, value)` for every block counter, in `/proc/vmstat` order.
-pub fn snapshot() -> [(&'static str, u64); 6] {
+pub fn snapshot() -> [(&'static str, u64); 8] {
     [
         ("blk_read_bytes", READ_BYTES.load(Ordering::Relaxed)),
         ("blk_write_bytes", WRITE_BYTES.load(Ordering::Relaxed)),
@@ -48,6 +61,8 @@ pub fn snapshot() -> [(&'static str, u64); 6] {
             "copy_offload_bytes",
             COPY_OFFLOAD_BYTES.load(Ordering::Relaxed),
         ),
+        ("blk_notifies", NOTIFIES.load(Ordering::Relaxed)),
+        ("blk_interrupts", INTERRUPTS.load(Ordering::Relaxed)),
     ]
 }
 

@@ -915,6 +915,7 @@ impl<H: Hal, R: RegisterIo + Clone> NvmeController<H, R> {
                 sq_tail_doorbell(io.queue.qid, self.cap.doorbell_stride),
                 io.queue.tail.into(),
             );
+            crate::block::stats::add_notify();
         }
     }
 

@@ -519,6 +519,9 @@ pub fn sequential_64mib_write() -> TestResult {
         let scattered: Vec<Segment> = f.0.iter().map(|&p| whole(p)).collect();
         let run = Contiguous::alloc(FRAMES_PER_REQUEST as u64)?;
         let contiguous = alloc::vec![run.segment()];
+        let stat = |name| drivers::block::stats::get(name).unwrap_or(0);
+        let (notifies0, irqs0, disk_irqs0) =
+            (stat("blk_notifies"), stat("blk_interrupts"), d.interrupts());
         let start = time::now_ns();
         let mut sector = SEQUENTIAL_SECTOR;
         let end = SEQUENTIAL_SECTOR + SEQUENTIAL_BYTES / 512;
@@ -540,6 +543,22 @@ pub fn sequential_64mib_write() -> TestResult {
         }
         d.flush().map_err(|e| format!("{}: flush: {e}", d.name()))?;
         let io_ns = (time::now_ns() - start - fill_ns).max(1);
+        // Each request waited for its own completion, so each was announced to the
+        // device on its own (`blk_notifies`); every interrupt of this disk was counted in
+        // `blk_interrupts`, which also counts the other disks'.
+        let requests = SEQUENTIAL_BYTES / request_bytes;
+        let notifies = stat("blk_notifies") - notifies0;
+        ensure!(
+            notifies >= requests,
+            "{}: {notifies} device notifications for {requests} requests",
+            d.name()
+        );
+        let (irqs, disk_irqs) = (stat("blk_interrupts") - irqs0, d.interrupts() - disk_irqs0);
+        ensure!(
+            irqs >= disk_irqs && (d.vector.is_none() || disk_irqs > 0),
+            "{}: blk_interrupts grew by {irqs}, the disk's own interrupts by {disk_irqs}",
+            d.name()
+        );
         kprintln!(
             "    {}: 64 MiB written, {} MiB/s of device time",
             d.name(),

@@ -1448,7 +1448,7 @@ fn devices() -> Res {
 }
 
 /// The counter names DESIGN.md promises in /proc/vmstat.
-const VMSTAT: [&str; 13] = [
+const VMSTAT: [&str; 15] = [
     "data_copy_bytes",
     "alias_pages",
     "cow_breaks",
@@ -1457,6 +1457,8 @@ const VMSTAT: [&str; 13] = [
     "blk_read_bytes",
     "blk_write_bytes",
     "blk_requests",
+    "blk_notifies",
+    "blk_interrupts",
     "pagecache_pages",
     "pagecache_hits",
     "pagecache_misses",

@@ -50,7 +50,8 @@
 //! Each run prints `FBENCH <workload> <value>`, and where `/proc/vmstat` counts them
 //! (AliasOS): `FBENCH-CPU <workload> <bytes per MiB>` (`data_copy_bytes`: bytes the CPU
 //! copied), and for direct workloads `FBENCH-DMA <workload> <dma_pinned_bytes per byte
-//! moved> <bounce_bytes>`. RUNS (default 3) runs per workload, in the order given
+//! moved> <bounce_bytes>`, and `FBENCH-IRQ <workload> <disk interrupts per request>
+//! <device notifications per request>` (`blk_interrupts`, `blk_notifies`). RUNS (default 3) runs per workload, in the order given
 //! (default `read,write,copy_rw,copy_cp,copy_sendfile,copy_cfr`).
 // Built only as a real binary: `--all-targets` would otherwise also compile a
 // test harness (with std) against the no_std runtime.
@@ -325,6 +326,15 @@ fn check_same(src: &CStr, dst: &CStr, buf: &mut [u8]) {
     }
     let _ = sys::close(a);
     let _ = sys::close(b);
+}
+
+/// `blk_requests`, `blk_notifies` and `blk_interrupts` of /proc/vmstat (AliasOS).
+fn device_signals() -> Option<(u64, u64, u64)> {
+    Some((
+        vmstat(b"blk_requests")?,
+        vmstat(b"blk_notifies")?,
+        vmstat(b"blk_interrupts")?,
+    ))
 }
 
 /// Counter `name` of /proc/vmstat (None where there is no such counter).
@@ -628,6 +638,7 @@ fn main() -> i32 {
             cold();
             let copied0 = cpu_copied();
             let (dma0, bounce0) = (vmstat(b"dma_pinned_bytes"), vmstat(b"bounce_bytes"));
+            let doorbells0 = device_signals();
             let t0 = now();
             let (mut value, mut moved) = (None, 0u64);
             let bytes = match w {
@@ -718,6 +729,15 @@ fn main() -> i32 {
                     Bytes(w),
                     d1.saturating_sub(d0) as f64 / (moved as f64).max(1.0),
                     b1.saturating_sub(b0)
+                );
+            }
+            if let (Some((r0, n0, i0)), Some((r1, n1, i1))) = (doorbells0, device_signals()) {
+                let requests = r1.saturating_sub(r0).max(1) as f64;
+                println!(
+                    "FBENCH-IRQ {} {:.3} {:.3}",
+                    Bytes(w),
+                    i1.saturating_sub(i0) as f64 / requests,
+                    n1.saturating_sub(n0) as f64 / requests
                 );
             }
             // After the counters: the check reads both files through the page cache.
