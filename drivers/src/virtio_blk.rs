@@ -131,16 +131,62 @@ pub struct VirtioBlk<H: virtio_drivers::Hal + Hal> {
     _hal: PhantomData<H>,
 }
 
-fn slices_for<H: Hal>(segments: &[Segment]) -> Vec<&'static mut [u8]> {
-    segments
-        .iter()
-        // SAFETY: each segment is physical memory the request's owner keeps alive (the
-        // completion callback holds it) and does not touch until completion; the slice is
-        // only handed to the virtqueue, which turns it back into a physical address.
-        .map(|s| unsafe {
-            core::slice::from_raw_parts_mut(H::phys_to_virt(s.phys), s.len as usize)
-        })
-        .collect()
+/// Requests of up to this many segments list their buffers on the stack; longer ones
+/// in a `Vec`.
+const INLINE_SEGMENTS: usize = 4;
+
+/// A request's data segment as the slice the virtqueue takes (it turns it back into the
+/// physical address).
+fn segment_slice<H: Hal>(s: &Segment) -> &'static mut [u8] {
+    // SAFETY: each segment is physical memory the request's owner keeps alive (the
+    // completion callback holds it) and does not touch until completion; the slice is only
+    // handed to the virtqueue, which turns it back into a physical address.
+    unsafe { core::slice::from_raw_parts_mut(H::phys_to_virt(s.phys), s.len as usize) }
+}
+
+/// Runs `f` with a request's buffers as the virtqueue takes them: the device reads the
+/// header (and a write's data), and writes a read's data and the status byte. The lists
+/// are on the stack for up to [`INLINE_SEGMENTS`] segments: no allocation per request.
+fn with_buffers<H: Hal, R>(
+    hdr: &[u8],
+    status: &mut [u8],
+    op: Op,
+    segments: &[Segment],
+    f: impl for<'a> FnOnce(&'a [&'a [u8]], &'a mut [&'a mut [u8]]) -> R,
+) -> R {
+    let write = op == Op::Write;
+    let n = segments.len();
+    if n > INLINE_SEGMENTS {
+        let mut inputs: Vec<&[u8]> = alloc::vec![hdr];
+        let mut outputs: Vec<&mut [u8]> = Vec::with_capacity(n + 1);
+        for seg in segments {
+            let slice = segment_slice::<H>(seg);
+            if write {
+                inputs.push(slice);
+            } else {
+                outputs.push(slice);
+            }
+        }
+        outputs.push(status);
+        return f(&inputs, &mut outputs);
+    }
+    let mut inputs: [&[u8]; INLINE_SEGMENTS + 1] = [&[]; INLINE_SEGMENTS + 1];
+    let mut outputs: [&mut [u8]; INLINE_SEGMENTS + 1] =
+        core::array::from_fn(|_| <&mut [u8]>::default());
+    inputs[0] = hdr;
+    let (mut ni, mut no) = (1, 0);
+    for seg in segments {
+        let slice = segment_slice::<H>(seg);
+        if write {
+            inputs[ni] = slice;
+            ni += 1;
+        } else {
+            outputs[no] = slice;
+            no += 1;
+        }
+    }
+    outputs[no] = status;
+    f(&inputs[..ni], &mut outputs[..=no])
 }
 
 impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
@@ -354,21 +400,13 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
                     core::slice::from_raw_parts_mut(p.add(16), 1),
                 )
             };
-            let mut data = slices_for::<H>(&req.segments);
-            let token = {
-                let (mut inputs, mut outputs): (Vec<&[u8]>, Vec<&mut [u8]>) =
-                    (alloc::vec![hdr], Vec::new());
-                if req.op == Op::Write {
-                    inputs.extend(data.drain(..).map(|s| &*s));
-                } else {
-                    outputs.append(&mut data);
-                }
-                outputs.push(status);
+            let queue = &mut inner.queue;
+            let token = with_buffers::<H, _>(hdr, status, req.op, &req.segments, |ins, outs| {
                 // SAFETY: every buffer stays valid and untouched until pop_used returns this
                 // token: the header/status cell is reserved, the data frames are kept alive
                 // by the request stored in `active`.
-                unsafe { inner.queue.add(&inputs, &mut outputs) }
-            };
+                unsafe { queue.add(ins, outs) }
+            });
             match token {
                 Ok(token) => {
                     let bytes = req.bytes();
@@ -470,19 +508,15 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
                     core::slice::from_raw_parts_mut(p.add(16), 1),
                 )
             };
-            let mut data = slices_for::<H>(&active.req.segments);
-            let popped = {
-                let (mut inputs, mut outputs): (Vec<&[u8]>, Vec<&mut [u8]>) =
-                    (alloc::vec![hdr], Vec::new());
-                if active.req.op == Op::Write {
-                    inputs.extend(data.drain(..).map(|s| &*s));
-                } else {
-                    outputs.append(&mut data);
-                }
-                outputs.push(status);
+            let queue = &mut inner.queue;
+            let popped = with_buffers::<H, _>(
+                hdr,
+                status,
+                active.req.op,
+                &active.req.segments,
                 // SAFETY: the buffers match the descriptors of `token` exactly.
-                unsafe { inner.queue.pop_used(token, &inputs, &mut outputs) }
-            };
+                |ins, outs| unsafe { queue.pop_used(token, ins, outs) },
+            );
             // SAFETY: the device has finished with the cell (the token was used).
             let status = unsafe { p.add(16).read_volatile() };
             inner.free_cells.push(active.cell);
