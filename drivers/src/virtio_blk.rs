@@ -401,10 +401,10 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
                 )
             };
             let queue = &mut inner.queue;
+            // The header/status cell is reserved and the request stored in `active` keeps its
+            // data frames alive until the device hands the token back.
             let token = with_buffers::<H, _>(hdr, status, req.op, &req.segments, |ins, outs| {
-                // SAFETY: every buffer stays valid and untouched until pop_used returns this
-                // token: the header/status cell is reserved, the data frames are kept alive
-                // by the request stored in `active`.
+                // SAFETY: the buffers stay valid and untouched until pop_used returns the token.
                 unsafe { queue.add(ins, outs) }
             });
             match token {
@@ -514,8 +514,10 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
                 status,
                 active.req.op,
                 &active.req.segments,
-                // SAFETY: the buffers match the descriptors of `token` exactly.
-                |ins, outs| unsafe { queue.pop_used(token, ins, outs) },
+                |ins, outs| {
+                    // SAFETY: the buffers match the descriptors of `token` exactly.
+                    unsafe { queue.pop_used(token, ins, outs) }
+                },
             );
             // SAFETY: the device has finished with the cell (the token was used).
             let status = unsafe { p.add(16).read_volatile() };

@@ -588,17 +588,6 @@ pub fn init() -> &'static [Arc<Disk>] {
                 match VirtioBlk::<KernelHal>::probe(pci::access(), f, msg) {
                     Ok(dev) => {
                         let vector = if dev.uses_interrupts() { vector } else { None };
-                        if let Some(v) = vector {
-                            let d = dev.clone();
-                            trap::set_irq_handler(
-                                v,
-                                Arc::new(move || {
-                                    drivers::block::stats::add_interrupt();
-                                    d.handle_interrupt();
-                                    DISK_IRQ.wake_all();
-                                }),
-                            );
-                        }
                         attach(&mut list, dev, disk_name("vd", virtio), vector, f);
                         virtio += 1;
                     }
@@ -611,19 +600,9 @@ pub fn init() -> &'static [Arc<Disk>] {
                 let ncq = crate::cmdline::value("ahci_ncq") != Some("off");
                 match AhciController::<KernelHal>::probe(pci::access(), f, msg, ncq) {
                     Ok(hba) => {
-                        // One interrupt per controller; its handler services every port.
+                        // One interrupt per controller: any of its disks' handlers services
+                        // every port, so the one `attach` routes it to last serves them all.
                         let vector = if hba.uses_interrupts() { vector } else { None };
-                        if let Some(v) = vector {
-                            let h = hba.clone();
-                            trap::set_irq_handler(
-                                v,
-                                Arc::new(move || {
-                                    drivers::block::stats::add_interrupt();
-                                    h.handle_interrupt();
-                                    DISK_IRQ.wake_all();
-                                }),
-                            );
-                        }
                         for disk in hba.disks() {
                             attach(&mut list, disk, disk_name("sd", sata), vector, f);
                             sata += 1;

@@ -138,30 +138,21 @@ impl AtaCommand {
     /// at `lba` under `tag` (the command slot, `0..32`). The sector count goes in the
     /// features field, the tag in bits 3..8 of the count field.
     pub fn queued(op: Op, lba: u64, sectors: u32, tag: u8) -> Result<AtaCommand, BlockError> {
-        let command = match op {
-            Op::Read => ATA_READ_FPDMA_QUEUED,
-            Op::Write => ATA_WRITE_FPDMA_QUEUED,
-            Op::Flush | Op::Copy | Op::Discard => return Err(BlockError::Unsupported),
-        };
-        if sectors == 0 {
-            return Err(BlockError::ZeroLength);
-        }
-        if sectors > LBA48_MAX_SECTORS {
-            return Err(BlockError::TooLarge);
-        }
-        let end = lba
-            .checked_add(u64::from(sectors))
-            .ok_or(BlockError::OutOfRange)?;
-        if end > 1 << 48 || tag >= 32 {
+        if tag >= 32 {
             return Err(BlockError::OutOfRange);
         }
+        // The same checks and LBA as the plain LBA48 form.
+        let plain = Self::read_write(op, lba, sectors, true)?;
         Ok(AtaCommand {
-            command,
-            // 65536 wraps to 0, which the device reads as 65536.
-            features: sectors as u16,
-            lba,
+            command: if plain.is_write() {
+                ATA_WRITE_FPDMA_QUEUED
+            } else {
+                ATA_READ_FPDMA_QUEUED
+            },
+            // The sector count moves to the features field (65536 stays 0).
+            features: plain.count,
             count: u16::from(tag) << 3,
-            device: DEVICE_LBA,
+            ..plain
         })
     }
 

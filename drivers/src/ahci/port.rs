@@ -565,24 +565,25 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
             if is & IS_ERRORS != 0 {
                 self.recover(st, Cause::Error(is), done);
             } else {
+                // The HBA wrote the data before clearing PxCI (the disk before PxSACT).
+                fence(Ordering::SeqCst);
+                self.reap(st, ci, sact, u32::MAX, done);
                 // Read after the PxIS write above: an older QEMU's NCQ failure that sets
-                // PxSERR after that write raises SDBS again, and the next pass sees it.
+                // PxSERR after that write raises SDBS again, and the next pass sees it. Only
+                // while queued commands are still outstanding (or for INFS).
                 let serr = if is & IS_INFS != 0 || (is & IS_SDBS != 0 && st.slots.queued() != 0) {
                     self.io.r(PX_SERR)
                 } else {
                     0
                 };
-                // Tags still outstanding (their PxSACT bit set) flagged in PxSERR: how older
-                // QEMUs report failed queued commands.
-                let failed_tags = serr & st.slots.queued() & sact;
+                // Outstanding tags flagged in PxSERR: how older QEMUs report failed queued
+                // commands.
+                let failed_tags = serr & st.slots.queued();
                 if is & IS_INFS != 0 {
                     self.io.w(PX_SERR, serr & !failed_tags);
                     log::warn!("{}: interface non-fatal error, SERR {serr:#x}", self.name);
                 }
-                // The HBA wrote the data before clearing PxCI (the disk before PxSACT).
-                fence(Ordering::SeqCst);
-                self.reap(st, ci, sact, u32::MAX, done);
-                if is & IS_SDBS != 0 && failed_tags != 0 {
+                if failed_tags != 0 {
                     self.recover(st, Cause::Error(is | IS_TFES), done);
                 }
             }
