@@ -119,6 +119,10 @@ pub fn copy_between(
     let mut next = 0usize;
     // The first piece that failed: nothing after it is started or counted.
     let mut failed_at: Option<usize> = None;
+    // Pieces are written in order: the next piece to write, and which pieces are read.
+    // So a piece past a failed read is never written, however late the failure shows.
+    let mut next_write = 0usize;
+    let mut read_ok: Vec<bool> = alloc::vec![false; pieces.len()];
     let start = |disk: &Disk, op: Op, slot: usize, piece: &CopyExtent, events: &Events| {
         let sector = if op == Op::Read { piece.from } else { piece.to };
         let bytes = piece.sectors * SECTOR_SIZE as u64;
@@ -146,9 +150,7 @@ pub fn copy_between(
             let Some(i) = carrying[slot] else { continue };
             let before_failure = failed_at.is_none_or(|f| i < f);
             match (written, result) {
-                (false, Ok(_)) if before_failure => {
-                    start(dst, Op::Write, slot, &pieces[i], &events)
-                }
+                (false, Ok(_)) if before_failure => read_ok[i] = true,
                 (true, Ok(n)) => {
                     counters::add(Counter::TransitBytes, n);
                     results[i] = Some(Ok(n));
@@ -166,6 +168,24 @@ pub fn copy_between(
                     results[i] = Some(Err(e));
                     failed_at = Some(failed_at.map_or(i, |f| f.min(i)));
                     carrying[slot] = None;
+                }
+            }
+        }
+        // Start the writes whose turn has come; drop the read pieces past a failure.
+        while next_write < pieces.len()
+            && read_ok[next_write]
+            && failed_at.is_none_or(|f| next_write < f)
+        {
+            if let Some(slot) = carrying.iter().position(|&c| c == Some(next_write)) {
+                start(dst, Op::Write, slot, &pieces[next_write], &events);
+            }
+            next_write += 1;
+        }
+        if let Some(f) = failed_at {
+            // Read, past the failure, and not being written (writes start in order).
+            for c in carrying.iter_mut() {
+                if c.is_some_and(|p| p >= f && p >= next_write && read_ok[p]) {
+                    *c = None;
                 }
             }
         }
