@@ -11,3 +11,4 @@ pub mod mmio;
 pub mod nvme;
 pub mod pci;
 pub mod virtio_blk;
+pub mod virtqueue;

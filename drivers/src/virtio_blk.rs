@@ -1,7 +1,10 @@
-//! virtio-blk over PCI. The `virtio-drivers` crate provides the PCI transport and the split
-//! virtqueue; this driver builds its own requests so that every segment of a block request
-//! becomes its own descriptor pointing at the caller's physical frames (the crate's
-//! `VirtIOBlk` takes one contiguous buffer per request, which would force a copy).
+//! virtio-blk over PCI. The `virtio-drivers` crate provides the PCI transport (feature
+//! negotiation, device status, configuration space); the split virtqueue is this crate's
+//! own ([`crate::virtqueue`]), so that every segment of a block request becomes a
+//! descriptor pointing straight at the caller's physical frames (the crate's `VirtIOBlk`
+//! takes one contiguous buffer per request, which would force a copy), with event indices
+//! (`VIRTIO_F_EVENT_IDX`) where the device offers them. The queue is notified by one write
+//! to its notify register, whose address is worked out once at probe time.
 //!
 //! Several requests are in flight at once (as many as the ring's descriptors allow); more
 //! wait in a software queue. Completion is by MSI-X when the kernel supplies a message,
@@ -16,25 +19,22 @@ use core::marker::PhantomData;
 
 use bitflags::bitflags;
 use spin::Mutex;
-use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{
     ConfigurationAccess as VirtioCam, DeviceFunction, PciRoot,
 };
 use virtio_drivers::transport::{DeviceStatus, Transport};
 
-use crate::block::{
-    BlockDevice, BlockError, DeviceInfo, Op, Request, SECTOR_SIZE, Segment, validate,
-};
+use crate::block::{BlockDevice, BlockError, DeviceInfo, Op, Request, SECTOR_SIZE, validate};
 use crate::hal::Hal;
 use crate::mmio::RegisterWindow;
 use crate::pci::{Bar, ConfigAccess, PciFunction};
+use crate::virtqueue::{Buffer, SplitQueue};
 
 /// Ring size. QEMU offers 256 by default; 128 fits every virtio-blk seen in practice.
 const QUEUE_SIZE: usize = 128;
 /// A request uses one descriptor for the header, one for the status byte, and one per
-/// segment (no indirect descriptors: the crate allocates those on the heap, which is not
-/// physically contiguous).
+/// segment (no indirect descriptors).
 const MAX_SEGMENTS: usize = QUEUE_SIZE - 2;
 /// Bytes per header/status cell in the driver's DMA page(s).
 const CELL: usize = 32;
@@ -49,8 +49,12 @@ const VIRTIO_BLK_S_UNSUPP: u8 = 2;
 const COMMON_MSIX_CONFIG: usize = 0x10;
 const COMMON_QUEUE_SELECT: usize = 0x16;
 const COMMON_QUEUE_MSIX_VECTOR: usize = 0x1A;
+const COMMON_QUEUE_NOTIFY_OFF: usize = 0x1E;
 /// Size of the common configuration structure (virtio 1.x, 4.1.4.3).
 const COMMON_CFG_SIZE: usize = 0x38;
+/// `cfg_type` of the vendor capabilities (4.1.4): common configuration, notifications.
+const PCI_CAP_COMMON_CFG: u8 = 1;
+const PCI_CAP_NOTIFY_CFG: u8 = 2;
 const VIRTIO_NO_VECTOR: u16 = 0xFFFF;
 
 bitflags! {
@@ -62,6 +66,7 @@ bitflags! {
         const RO = 1 << 5;
         const BLK_SIZE = 1 << 6;
         const FLUSH = 1 << 9;
+        const EVENT_IDX = 1 << 29;
         const VERSION_1 = 1 << 32;
     }
 }
@@ -103,9 +108,19 @@ struct Active {
     bytes: u64,
 }
 
-struct Inner<H: virtio_drivers::Hal> {
+/// Where the queue's notifications are written: a window over its notify register, or,
+/// if the notify capability could not be read, the transport's own (slower) method.
+enum Notify {
+    Register(RegisterWindow),
+    Transport,
+}
+
+struct Inner<H: Hal> {
     transport: PciTransport,
-    queue: VirtQueue<H, QUEUE_SIZE>,
+    queue: SplitQueue<H>,
+    notify: Notify,
+    /// The header/status cells (see [`CELL`]): a window over their DMA page(s).
+    cells: RegisterWindow,
     cells_phys: u64,
     free_cells: Vec<usize>,
     active: BTreeMap<u16, Active>,
@@ -131,71 +146,16 @@ pub struct VirtioBlk<H: virtio_drivers::Hal + Hal> {
     _hal: PhantomData<H>,
 }
 
-/// Requests of up to this many segments list their buffers on the stack; longer ones
-/// in a `Vec`.
-const INLINE_SEGMENTS: usize = 4;
-
-/// A request's data segment as the slice the virtqueue takes (it turns it back into the
-/// physical address).
-fn segment_slice<H: Hal>(s: &Segment) -> &'static mut [u8] {
-    // SAFETY: each segment is physical memory the request's owner keeps alive (the
-    // completion callback holds it) and does not touch until completion; the slice is only
-    // handed to the virtqueue, which turns it back into a physical address.
-    unsafe { core::slice::from_raw_parts_mut(H::phys_to_virt(s.phys), s.len as usize) }
-}
-
-/// Runs `f` with a request's buffers as the virtqueue takes them: the device reads the
-/// header (and a write's data), and writes a read's data and the status byte. The lists
-/// are on the stack for up to [`INLINE_SEGMENTS`] segments: no allocation per request.
-fn with_buffers<H: Hal, R>(
-    hdr: &[u8],
-    status: &mut [u8],
-    op: Op,
-    segments: &[Segment],
-    f: impl for<'a> FnOnce(&'a [&'a [u8]], &'a mut [&'a mut [u8]]) -> R,
-) -> R {
-    let write = op == Op::Write;
-    let n = segments.len();
-    if n > INLINE_SEGMENTS {
-        let mut inputs: Vec<&[u8]> = alloc::vec![hdr];
-        let mut outputs: Vec<&mut [u8]> = Vec::with_capacity(n + 1);
-        for seg in segments {
-            let slice = segment_slice::<H>(seg);
-            if write {
-                inputs.push(slice);
-            } else {
-                outputs.push(slice);
-            }
-        }
-        outputs.push(status);
-        return f(&inputs, &mut outputs);
-    }
-    let mut inputs: [&[u8]; INLINE_SEGMENTS + 1] = [&[]; INLINE_SEGMENTS + 1];
-    let mut outputs: [&mut [u8]; INLINE_SEGMENTS + 1] =
-        core::array::from_fn(|_| <&mut [u8]>::default());
-    inputs[0] = hdr;
-    let (mut ni, mut no) = (1, 0);
-    for seg in segments {
-        let slice = segment_slice::<H>(seg);
-        if write {
-            inputs[ni] = slice;
-            ni += 1;
-        } else {
-            outputs[no] = slice;
-            no += 1;
-        }
-    }
-    outputs[no] = status;
-    f(&inputs[..ni], &mut outputs[..=no])
-}
-
 impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
     /// Set up the virtio-blk function `func`. With `msix = Some((address, data))` the
     /// queue interrupt is delivered as that MSI-X message (table entry 0).
+    /// With `event_idx` false, `VIRTIO_F_EVENT_IDX` is not negotiated (the device is
+    /// notified unless it sets `NO_NOTIFY`, and interrupts for every completion).
     pub fn probe<A: ConfigAccess + ?Sized>(
         access: &A,
         func: &PciFunction,
         msix: Option<(u64, u32)>,
+        event_idx: bool,
     ) -> Result<Arc<VirtioBlk<H>>, VirtioBlkError> {
         let config = func.config(access);
         config.enable_memory_space();
@@ -215,7 +175,12 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
                 | Features::RO
                 | Features::BLK_SIZE
                 | Features::FLUSH
-                | Features::VERSION_1,
+                | Features::VERSION_1
+                | if event_idx {
+                    Features::EVENT_IDX
+                } else {
+                    Features::empty()
+                },
         )?;
         let cfg32 = |off: usize| transport.read_config_space::<u32>(off).unwrap_or(0);
         let sectors = cfg32(0) as u64 | (cfg32(4) as u64) << 32;
@@ -234,13 +199,35 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
                 "logical block size {blk_size}"
             )));
         }
-        let queue = VirtQueue::<H, QUEUE_SIZE>::new(&mut transport, 0, false, false)
-            .map_err(|e| VirtioBlkError::Transport(format!("queue: {e:?}")))?;
+        let max = transport.max_queue_size(0);
+        if max < QUEUE_SIZE as u32 {
+            return Err(VirtioBlkError::Unsupported(format!(
+                "queue 0 holds {max} entries, fewer than {QUEUE_SIZE}"
+            )));
+        }
+        let queue = SplitQueue::<H>::new(QUEUE_SIZE as u16, features.contains(Features::EVENT_IDX))
+            .ok_or(VirtioBlkError::NoMemory)?;
+        let (desc, driver, device) = queue.addresses();
+        transport.queue_set(0, QUEUE_SIZE as u32, desc, driver, device);
         let cell_pages = (QUEUE_SIZE * CELL).div_ceil(4096);
         let cells_phys = <H as Hal>::dma_alloc(cell_pages).ok_or(VirtioBlkError::NoMemory)?;
+        let cells_base = H::phys_to_virt(cells_phys) as usize;
+        // SAFETY: DMA pages just allocated for the cells, mapped by `phys_to_virt`, reached
+        // only through this window and by the device; the driver never frees them.
+        let cells = unsafe { RegisterWindow::new(cells_base, cell_pages * 4096) };
 
         let mut msix_ok = false;
-        let common_cfg = Self::common_cfg(access, func);
+        let common_cfg = Self::vendor_cap(access, func, PCI_CAP_COMMON_CFG).map(|(a, _)| a);
+        let notify = match Self::notify_register(access, func, common_cfg) {
+            Some(w) => Notify::Register(w),
+            None => {
+                log::warn!(
+                    "virtio-blk {}: notify register not found; notifying through the transport",
+                    func.bdf
+                );
+                Notify::Transport
+            }
+        };
         if let Some((address, data)) = msix
             && crate::pci::msi::enable_msix::<H>(access, func, 0, address, data)
         {
@@ -268,7 +255,7 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
             model: String::from("virtio-blk"),
             serial: String::new(),
             features: format!(
-                "{}{}queue {QUEUE_SIZE}, {max_segments} segments/request, {}",
+                "{}{}queue {QUEUE_SIZE}, {max_segments} segments/request, {}, {}",
                 if features.contains(Features::FLUSH) {
                     "flush, "
                 } else {
@@ -278,6 +265,13 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
                     "read-only, "
                 } else {
                     ""
+                },
+                if features.contains(Features::EVENT_IDX) {
+                    "event index"
+                } else if event_idx {
+                    "no event index"
+                } else {
+                    "event index off"
                 },
                 if msix_ok { "MSI-X" } else { "polled" }
             ),
@@ -292,6 +286,8 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
             inner: Mutex::new(Inner {
                 transport,
                 queue,
+                notify,
+                cells,
                 cells_phys,
                 free_cells: (0..QUEUE_SIZE).rev().collect(),
                 active: BTreeMap::new(),
@@ -328,30 +324,73 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
         Ok(negotiated)
     }
 
-    /// The physical address of the common configuration structure (found from the
-    /// vendor capability), if the device has a usable one.
-    fn common_cfg<A: ConfigAccess + ?Sized>(access: &A, func: &PciFunction) -> Option<u64> {
+    /// The physical address of the structure a virtio vendor capability of `cfg_type`
+    /// points at, and the capability's offset in configuration space, if the device has a
+    /// usable one.
+    fn vendor_cap<A: ConfigAccess + ?Sized>(
+        access: &A,
+        func: &PciFunction,
+        cfg_type: u8,
+    ) -> Option<(u64, u16)> {
         let config = func.config(access);
-        let common = config.capabilities().find(|c| {
-            c.id == crate::pci::CAP_ID_VENDOR && access.read8(func.bdf, c.offset + 3) == 1 // common cfg
+        let cap = config.capabilities().find(|c| {
+            c.id == crate::pci::CAP_ID_VENDOR && access.read8(func.bdf, c.offset + 3) == cfg_type
         })?;
-        let bar = access.read8(func.bdf, common.offset + 4) as usize;
-        let offset = access.read32(func.bdf, common.offset + 8) as u64;
+        let bar = access.read8(func.bdf, cap.offset + 4) as usize;
+        let offset = access.read32(func.bdf, cap.offset + 8) as u64;
         let Some(Some(Bar::Memory { addr, .. })) = func.bars.get(bar) else {
             return None;
         };
-        Some(addr + offset)
+        Some((addr + offset, cap.offset))
+    }
+
+    /// A window over queue 0's notify register (4.1.4.4): the notify structure's address
+    /// plus the queue's `queue_notify_off` times the capability's multiplier.
+    fn notify_register<A: ConfigAccess + ?Sized>(
+        access: &A,
+        func: &PciFunction,
+        common_cfg: Option<u64>,
+    ) -> Option<RegisterWindow> {
+        let (base, cap) = Self::vendor_cap(access, func, PCI_CAP_NOTIFY_CFG)?;
+        let multiplier = access.read32(func.bdf, cap + 16) as u64;
+        let common = Self::common_window(common_cfg?);
+        if !common.write::<u16>(COMMON_QUEUE_SELECT, 0) {
+            return None;
+        }
+        let off = common.read::<u16>(COMMON_QUEUE_NOTIFY_OFF)? as u64;
+        let addr = base.checked_add(off.checked_mul(multiplier)?)?;
+        let reg = H::phys_to_virt(addr) as usize;
+        // SAFETY: the queue's 16-bit notify register inside the notify structure of the
+        // device's memory BAR (4.1.4.4), mapped by the HAL; no Rust reference aliases it.
+        Some(unsafe { RegisterWindow::new(reg, 2) })
+    }
+
+    /// A window over the common configuration structure at physical address `base` (as
+    /// [`Self::vendor_cap`] found it).
+    fn common_window(base: u64) -> RegisterWindow {
+        // `base` is the common configuration structure in the device's memory BAR (as its
+        // capability says), mapped by the HAL.
+        let regs = H::phys_to_virt(base) as usize;
+        // SAFETY: device registers (just above) that no Rust reference aliases.
+        unsafe { RegisterWindow::new(regs, COMMON_CFG_SIZE) }
+    }
+
+    /// Tell the device queue 0 has new requests.
+    fn notify(inner: &mut Inner<H>) {
+        match &inner.notify {
+            Notify::Register(w) => {
+                w.write::<u16>(0, 0);
+            }
+            Notify::Transport => inner.transport.notify(0),
+        }
+        crate::block::stats::add_notify();
     }
 
     /// Point queue `queue`'s interrupt at MSI-X entry 0 and turn configuration-change
     /// interrupts off, through the common configuration structure at `base`. Returns
     /// whether the device accepted the vector.
     fn set_queue_vector(base: u64, queue: u16) -> bool {
-        // `base` is the common configuration structure in the device's memory BAR (as its
-        // capability says), mapped by the HAL.
-        let regs = H::phys_to_virt(base) as usize;
-        // SAFETY: device registers (just above) that no Rust reference aliases.
-        let common = unsafe { RegisterWindow::new(regs, COMMON_CFG_SIZE) };
+        let common = Self::common_window(base);
         common.write::<u16>(COMMON_MSIX_CONFIG, VIRTIO_NO_VECTOR)
             && common.write::<u16>(COMMON_QUEUE_SELECT, queue)
             && common.write::<u16>(COMMON_QUEUE_MSIX_VECTOR, 0)
@@ -363,16 +402,16 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
         self.msix
     }
 
-    fn cell_ptr(inner: &Inner<H>, cell: usize) -> *mut u8 {
-        H::phys_to_virt(inner.cells_phys + (cell * CELL) as u64)
+    /// The physical address of header/status cell `cell`.
+    fn cell_phys(inner: &Inner<H>, cell: usize) -> u64 {
+        inner.cells_phys + (cell * CELL) as u64
     }
 
     /// Start as many queued requests as the ring has room for.
     fn kick(inner: &mut Inner<H>) {
-        let mut added = false;
         while let Some(front) = inner.pending.front() {
             if inner.free_cells.is_empty()
-                || inner.queue.available_desc() < front.segments.len() + 2
+                || inner.queue.free_descriptors() < front.segments.len() + 2
             {
                 break;
             }
@@ -386,32 +425,35 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
                 // offers neither), so this arm only keeps the match whole.
                 Op::Copy | Op::Discard => (VIRTIO_BLK_T_FLUSH, 0),
             };
-            let p = Self::cell_ptr(inner, cell);
-            let mut header = [0u8; 16];
-            header[..4].copy_from_slice(&kind.to_le_bytes());
-            header[8..].copy_from_slice(&sector.to_le_bytes());
-            // SAFETY: the cell is a free 32-byte slot of this driver's DMA page: header at
-            // +0 (16 bytes), status at +16; no request uses it until it is freed again.
-            let (hdr, status) = unsafe {
-                core::ptr::copy_nonoverlapping(header.as_ptr(), p, 16);
-                p.add(16).write_volatile(0xFF);
-                (
-                    core::slice::from_raw_parts(p, 16),
-                    core::slice::from_raw_parts_mut(p.add(16), 1),
-                )
-            };
-            let queue = &mut inner.queue;
-            // The header/status cell is reserved and the request stored in `active` keeps its
-            // data frames alive until the device hands the token back.
-            let token = with_buffers::<H, _>(hdr, status, req.op, &req.segments, |ins, outs| {
-                // SAFETY: the buffers stay valid and untouched until pop_used returns the token.
-                unsafe { queue.add(ins, outs) }
-            });
-            match token {
+            // The cell: header at +0 (type, reserved, sector), status byte at +16.
+            let at = cell * CELL;
+            inner.cells.write::<u32>(at, kind.to_le());
+            inner.cells.write::<u32>(at + 4, 0);
+            inner.cells.write::<u64>(at + 8, sector.to_le());
+            inner.cells.write::<u8>(at + 16, 0xFF);
+            let phys = Self::cell_phys(inner, cell);
+            let device_writes_data = req.op == Op::Read;
+            let buffers = core::iter::once(Buffer {
+                phys,
+                len: 16,
+                device_writes: false,
+            })
+            .chain(req.segments.iter().map(|s| Buffer {
+                phys: s.phys,
+                len: s.len,
+                device_writes: device_writes_data,
+            }))
+            .chain(core::iter::once(Buffer {
+                phys: phys + 16,
+                len: 1,
+                device_writes: true,
+            }));
+            // The request, kept in `active` until the device hands the token back, keeps
+            // its data frames alive; the cell stays reserved as long.
+            match inner.queue.add(buffers) {
                 Ok(token) => {
                     let bytes = req.bytes();
                     inner.active.insert(token, Active { req, cell, bytes });
-                    added = true;
                 }
                 Err(e) => {
                     log::error!("virtio-blk: queue refused a request: {e:?}");
@@ -421,9 +463,8 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
                 }
             }
         }
-        if added && inner.queue.should_notify() {
-            inner.transport.notify(0);
-            crate::block::stats::add_notify();
+        if inner.queue.should_notify() {
+            Self::notify(inner);
         }
     }
 
@@ -455,21 +496,14 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
             }
             core::hint::spin_loop();
         }
-        let revived = reset_done
-            && Self::negotiate(&mut inner.transport, self.features).is_ok()
-            && match VirtQueue::<H, QUEUE_SIZE>::new(&mut inner.transport, 0, false, false) {
-                Ok(q) => {
-                    // The device was reset: it no longer reads the old ring, which is
-                    // freed here.
-                    inner.queue = q;
-                    true
-                }
-                Err(e) => {
-                    log::error!("virtio-blk: new queue after reset: {e:?}");
-                    false
-                }
-            };
+        let revived = reset_done && Self::negotiate(&mut inner.transport, self.features).is_ok();
         if revived {
+            // The device was reset: it no longer reads the ring, which starts afresh.
+            inner.queue.reset();
+            let (desc, driver, device) = inner.queue.addresses();
+            inner
+                .transport
+                .queue_set(0, inner.queue.size() as u32, desc, driver, device);
             if self.msix
                 && !self
                     .common_cfg
@@ -495,44 +529,31 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
     /// Collect finished requests (under the lock); they are completed by the caller after
     /// the lock is dropped, since a completion may submit more work.
     fn reap(inner: &mut Inner<H>, done: &mut Vec<Done>) {
-        while let Some(token) = inner.queue.peek_used() {
-            let Some(active) = inner.active.remove(&token) else {
-                log::error!("virtio-blk: device completed unknown token {token}");
+        loop {
+            while let Some(used) = inner.queue.pop_used() {
+                let Some(active) = inner.active.remove(&used.head) else {
+                    log::error!("virtio-blk: device completed unknown token {}", used.head);
+                    continue;
+                };
+                // The device has finished with the cell (its chain was used).
+                let status = inner
+                    .cells
+                    .read::<u8>(active.cell * CELL + 16)
+                    .unwrap_or(0xFF);
+                inner.free_cells.push(active.cell);
+                let result = match status {
+                    VIRTIO_BLK_S_OK => Ok(active.bytes),
+                    VIRTIO_BLK_S_UNSUPP => Err(BlockError::Unsupported),
+                    _ => Err(BlockError::Io),
+                };
+                inner.progressed = true;
+                done.push((active.req, result));
+            }
+            // Ask for the next interrupt; completions that slipped in meanwhile may have
+            // had theirs suppressed, so they are reaped now.
+            if !inner.queue.enable_interrupts() {
                 break;
-            };
-            let p = Self::cell_ptr(inner, active.cell);
-            // SAFETY: the same cell and frames that were added with this token.
-            let (hdr, status) = unsafe {
-                (
-                    core::slice::from_raw_parts(p, 16),
-                    core::slice::from_raw_parts_mut(p.add(16), 1),
-                )
-            };
-            let queue = &mut inner.queue;
-            let popped = with_buffers::<H, _>(
-                hdr,
-                status,
-                active.req.op,
-                &active.req.segments,
-                |ins, outs| {
-                    // SAFETY: the buffers match the descriptors of `token` exactly.
-                    unsafe { queue.pop_used(token, ins, outs) }
-                },
-            );
-            // SAFETY: the device has finished with the cell (the token was used).
-            let status = unsafe { p.add(16).read_volatile() };
-            inner.free_cells.push(active.cell);
-            let result = match (popped, status) {
-                (Err(e), _) => {
-                    log::error!("virtio-blk: pop_used: {e:?}");
-                    Err(BlockError::Io)
-                }
-                (Ok(_), VIRTIO_BLK_S_OK) => Ok(active.bytes),
-                (Ok(_), VIRTIO_BLK_S_UNSUPP) => Err(BlockError::Unsupported),
-                (Ok(_), _) => Err(BlockError::Io),
-            };
-            inner.progressed = true;
-            done.push((active.req, result));
+            }
         }
     }
 }

@@ -585,7 +585,10 @@ pub fn init() -> &'static [Arc<Disk>] {
             if f.is_virtio_blk() {
                 let vector = trap::alloc_vector();
                 let msg = vector.map(apic::msi_message);
-                match VirtioBlk::<KernelHal>::probe(pci::access(), f, msg) {
+                // `virtio_event_idx=off`: no event indices (a notification for every batch
+                // the device has not asked to skip, an interrupt for every completion).
+                let event_idx = crate::cmdline::value("virtio_event_idx") != Some("off");
+                match VirtioBlk::<KernelHal>::probe(pci::access(), f, msg, event_idx) {
                     Ok(dev) => {
                         let vector = if dev.uses_interrupts() { vector } else { None };
                         attach(&mut list, dev, disk_name("vd", virtio), vector, f);

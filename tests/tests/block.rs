@@ -47,11 +47,13 @@ fn blk_suite_with(
     o
 }
 
-#[test]
-fn virtio_blk_suite() {
-    let main = scratch_disk("blk-virtio-main", MAIN_MIB);
-    let ro = scratch_disk("blk-virtio-ro", 8);
-    let eio = scratch_disk("blk-virtio-eio", 16);
+/// The block suite on three virtio-blk disks (vda; vdb read-only; vdc failing at
+/// [`EIO_SECTOR`]); `tag` names the scratch files, `extra` is added to the kernel command
+/// line. Returns the boot log's line for vda.
+fn virtio_suite_run(tag: &str, extra: &str) -> String {
+    let main = scratch_disk(&format!("blk-{tag}-main"), MAIN_MIB);
+    let ro = scratch_disk(&format!("blk-{tag}-ro"), 8);
+    let eio = scratch_disk(&format!("blk-{tag}-eio"), 16);
     let disks = vec![
         Disk::new(&main, Bus::Virtio),
         Disk {
@@ -59,22 +61,18 @@ fn virtio_blk_suite() {
             ..Disk::new(&ro, Bus::Virtio)
         },
         Disk {
-            blkdebug: Some(blkdebug_eio_config("virtio-eio", EIO_SECTOR)),
+            blkdebug: Some(blkdebug_eio_config(&format!("{tag}-eio"), EIO_SECTOR)),
             ..Disk::new(&eio, Bus::Virtio)
         },
     ];
     let args = format!(
-        "blk_test=vda,vdb ro=vdb eio=vdc:{EIO_SECTOR} size_vda={}",
+        "blk_test=vda,vdb ro=vdb eio=vdc:{EIO_SECTOR} size_vda={} {extra}",
         MAIN_MIB << 20
     );
     let o = blk_suite(disks, &args, &main, "vda");
     // The boot log's line for the disk lists what was negotiated, ending in how its
     // completions arrive.
-    let vda = o
-        .serial
-        .lines()
-        .find(|l| l.starts_with("disk vda: "))
-        .unwrap_or_else(|| panic!("no boot-log line for vda:\n{}", o.serial));
+    let vda = disk_line(&o, "vda").to_string();
     assert!(
         vda.split(", ").any(|f| f.trim() == "MSI-X"),
         "virtio-blk completions are not interrupt-driven by MSI-X: {vda}"
@@ -83,6 +81,28 @@ fn virtio_blk_suite() {
     assert!(
         ro_bytes.iter().all(|&b| b == 0),
         "the read-only disk was written"
+    );
+    vda
+}
+
+#[test]
+fn virtio_blk_suite() {
+    let vda = virtio_suite_run("virtio", "");
+    // QEMU offers event indices: notifications and interrupts only where asked for.
+    assert!(
+        vda.split(", ").any(|f| f.trim() == "event index"),
+        "event indices were not negotiated: {vda}"
+    );
+}
+
+/// The same without event indices: the device is notified unless it says not to, and
+/// interrupts for every completion.
+#[test]
+fn virtio_blk_suite_without_event_idx() {
+    let vda = virtio_suite_run("virtio-noevent", "virtio_event_idx=off");
+    assert!(
+        vda.split(", ").any(|f| f.trim() == "event index off"),
+        "virtio_event_idx=off was not taken: {vda}"
     );
 }
 
