@@ -1,11 +1,11 @@
 //! Time: the local APIC timer's fixed tick and the hooks it calls, sleeping, the wall
 //! clock; the monotonic clock itself is the platform's (`arch::clock`, re-exported).
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub use crate::arch::clock::{calibrate, mark_boot, now_ns, spin_us, tsc_hz};
 use crate::arch::trap::{self, TrapFrame};
-use crate::arch::{apic, cpu};
+use crate::arch::{apic, cpu, ioapic, pit};
 
 /// Timer interrupts per second.
 pub const HZ: u64 = 100;
@@ -99,15 +99,56 @@ fn on_tick(frame: &mut TrapFrame) -> bool {
 }
 
 /// Start the periodic local APIC timer at [`HZ`].
-/// With the profiler on, the timer runs at its rate (a multiple of [`HZ`]) and every
-/// interrupt takes a sample; the scheduler's tick still comes at [`HZ`].
+///
+/// With the profiler on, samples come from the PIT's interrupt delivered as an NMI, at
+/// the profiler's rate: an NMI also lands in code that runs with interrupts off
+/// (interrupt handlers, spin-locked sections, a device register access QEMU serves
+/// synchronously), which a timer interrupt would only see once interrupts are back on,
+/// charging it to the wrong code (the idle loop, for interrupt handlers). Without an
+/// IOAPIC, or with `profile_clock=timer`, the timer itself runs at the profiler's rate (a
+/// multiple of [`HZ`]) and every interrupt takes a sample; the scheduler's tick still
+/// comes at [`HZ`].
 pub fn start_timer() {
     trap::set_handler(trap::VECTOR_TIMER, on_tick);
     let profile_hz = crate::profile::init();
-    let per_tick = (profile_hz / HZ).max(1);
+    let by_nmi = profile_hz > 0
+        && crate::cmdline::value("profile_clock") != Some("timer")
+        && start_nmi_sampling(profile_hz);
+    let per_tick = if by_nmi { 1 } else { (profile_hz / HZ).max(1) };
     SUBTICKS.store(per_tick, Ordering::Relaxed);
     let hz = apic::start_timer(trap::VECTOR_TIMER, HZ * per_tick, tsc_hz());
     APIC_TIMER_HZ.store(hz, Ordering::Relaxed);
+}
+
+/// NMIs are the PIT's sampling ticks (once [`start_nmi_sampling`] has routed them).
+static NMI_SAMPLING: AtomicBool = AtomicBool::new(false);
+
+/// Take a profiler sample of the code an NMI interrupted. Every NMI counts as a sampling
+/// tick once the PIT sends them (a hardware NMI while profiling is taken for one).
+fn on_nmi(frame: &mut TrapFrame) -> bool {
+    if !NMI_SAMPLING.load(Ordering::Relaxed) {
+        return false;
+    }
+    let image = SAMPLE_IMAGE
+        .get()
+        .map_or_else(crate::profile::kernel_image, |f| f());
+    crate::profile::sample(frame, image);
+    true
+}
+
+/// Route the PIT's IRQ 0 to this CPU as an NMI at `hz`; false where there is no IOAPIC
+/// input for it.
+fn start_nmi_sampling(hz: u64) -> bool {
+    let (gsi, _) = ioapic::isa_irq(0);
+    trap::set_nmi_handler(on_nmi);
+    NMI_SAMPLING.store(true, Ordering::Relaxed);
+    if ioapic::count() == 0 || !ioapic::route_nmi(gsi, apic::id()) {
+        NMI_SAMPLING.store(false, Ordering::Relaxed);
+        return false;
+    }
+    let rate = pit::start_periodic(hz);
+    crate::kprintln!("profile: samples by NMI from the PIT (IRQ 0, GSI {gsi}) at {rate} Hz");
+    true
 }
 
 /// Sleep (halting the CPU) for at least `n` timer ticks. Needs interrupts enabled.

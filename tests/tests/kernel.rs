@@ -9,8 +9,13 @@ const PIIX3_IDE: &str = "8086:7010";
 const VIRTIO_BLK: &str = "1af4:1042";
 const QEMU_NVME: &str = "1b36:0010";
 
-fn core_suite(firmware: Firmware, machine: Machine) {
-    let tag = format!("{firmware}-{machine:?}").to_lowercase();
+fn core_suite(firmware: Firmware, machine: Machine) -> Outcome {
+    core_suite_with(firmware, machine, "", "")
+}
+
+/// The core suite, `extra` added to the command line, `tag` to the scratch files' names.
+fn core_suite_with(firmware: Firmware, machine: Machine, extra: &str, tag: &str) -> Outcome {
+    let tag = format!("{firmware}-{machine:?}{tag}").to_lowercase();
     let disks = vec![
         Disk::new(scratch_disk(&format!("core-{tag}-vd"), 16), Bus::Virtio),
         Disk::new(scratch_disk(&format!("core-{tag}-sd"), 16), Bus::Ahci),
@@ -22,7 +27,7 @@ fn core_suite(firmware: Firmware, machine: Machine) {
         PIIX3_IDE
     };
     // One extra AHCI controller is added for the SATA disk.
-    let expect = format!("pci_expect={chipset},{VIRTIO_BLK},{ICH9_AHCI},{QEMU_NVME}");
+    let expect = format!("pci_expect={chipset},{VIRTIO_BLK},{ICH9_AHCI},{QEMU_NVME} {extra}");
     let q = Qemu {
         disks,
         ..with_args(suite("core", firmware, machine), &expect)
@@ -52,6 +57,32 @@ fn core_suite(firmware: Firmware, machine: Machine) {
         "only {} kernel tests passed: {passed:?}",
         passed.len()
     );
+    o
+}
+
+/// The sampling profiler takes its samples by NMI (the PIT's interrupt): NMIs that land
+/// anywhere (interrupt handlers, system call entry, context switches, spin-locked
+/// sections) must not disturb the kernel, and the samples reach the console.
+#[test]
+fn core_suite_under_the_nmi_profiler() {
+    let o = core_suite_with(Firmware::Bios, Machine::Q35, "profile=2000", "-profiled");
+    assert!(
+        o.serial.contains("profile: samples by NMI from the PIT"),
+        "the profiler did not sample by NMI:\n{}",
+        o.serial
+    );
+    let begin = o
+        .serial
+        .lines()
+        .find(|l| l.starts_with("PROFILE-BEGIN"))
+        .unwrap_or_else(|| panic!("no profile dump:\n{}", o.serial));
+    let samples: u64 = begin
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("samples="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(samples >= 100, "{samples} samples: {begin}");
+    assert!(o.serial.contains("PROFILE-END"), "the dump was cut short");
 }
 
 #[test]

@@ -140,8 +140,21 @@ fn with_input<R>(gsi: u32, f: impl FnOnce(&IoApic, u32) -> R) -> Option<R> {
 /// Deliver `gsi` to `vector` on the CPU with APIC id `dest`, unmasked. Returns false if
 /// no IOAPIC has that input.
 pub fn route(gsi: u32, vector: u8, trigger: Trigger, dest: u32) -> bool {
+    route_as(gsi, vector as u32, trigger, dest)
+}
+
+/// Deliver `gsi` as a non-maskable interrupt to the CPU with APIC id `dest` (delivery mode
+/// NMI, edge-triggered as the IOAPIC requires for it), unmasked. Returns false if no
+/// IOAPIC has that input.
+pub fn route_nmi(gsi: u32, dest: u32) -> bool {
+    const DELIVERY_NMI: u32 = 0b100 << 8;
+    route_as(gsi, DELIVERY_NMI, Trigger::ISA, dest)
+}
+
+/// Program `gsi`'s redirection entry: `low` holds the vector and delivery mode.
+fn route_as(gsi: u32, low: u32, trigger: Trigger, dest: u32) -> bool {
     with_input(gsi, |io, pin| {
-        let mut low = vector as u32;
+        let mut low = low;
         if trigger.active_low {
             low |= 1 << 13;
         }

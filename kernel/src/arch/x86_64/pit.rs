@@ -1,10 +1,26 @@
-//! The 8254 PIT, used only as a known-frequency reference to calibrate the TSC.
+//! The 8254 PIT: a known-frequency reference to calibrate the TSC (channel 2), and the
+//! profiler's sampling clock when its interrupt can be delivered as an NMI (channel 0).
 
 use x86_64::instructions::port::Port;
 
 use super::cpu;
 
 const PIT_HZ: u64 = 1_193_182;
+
+/// Run channel 0 as a rate generator at about `hz` interrupts per second (IRQ 0);
+/// returns the rate programmed.
+pub fn start_periodic(hz: u64) -> u64 {
+    let divisor = (PIT_HZ / hz.max(19)).clamp(2, 0xFFFF) as u16;
+    // SAFETY: ports 0x43 and 0x40 are the PIT's mode register and channel 0 data on every
+    // PC; channel 0 drives only IRQ 0, which nothing else in this kernel uses.
+    unsafe {
+        Port::<u8>::new(0x43).write(0b0011_0100); // channel 0, lobyte/hibyte, mode 2, binary
+        let mut ch0 = Port::<u8>::new(0x40);
+        ch0.write(divisor as u8);
+        ch0.write((divisor >> 8) as u8);
+    }
+    PIT_HZ / divisor as u64
+}
 
 /// Count TSC ticks across `ms` milliseconds of PIT channel 2 (gated, speaker off) and
 /// return the TSC frequency in Hz. Polls; call with interrupts in any state.

@@ -145,6 +145,19 @@ pub const VECTOR_TIMER: u8 = 0x30;
 pub const VECTOR_GSI_BASE: u8 = 0x40;
 /// The local APIC's spurious-interrupt vector.
 pub const VECTOR_SPURIOUS: u8 = 0xFF;
+/// The non-maskable interrupt.
+const VECTOR_NMI: u64 = 2;
+
+/// The NMI's handler, apart from [`HANDLERS`]: an NMI may arrive while that table's lock
+/// is held for writing, and must never wait for it.
+static NMI_HANDLER: spin::Once<TrapHandler> = spin::Once::new();
+
+/// Handle NMIs with `handler` (once; returning `false` makes an NMI fatal, as without
+/// one). It runs with NMIs blocked, possibly inside any code, even with locks held: it
+/// may only take locks with `try_lock`.
+pub fn set_nmi_handler(handler: TrapHandler) {
+    NMI_HANDLER.call_once(|| handler);
+}
 
 /// A device interrupt handler (may capture its device).
 pub type IrqHandler = Arc<dyn Fn() + Send + Sync>;
@@ -287,10 +300,20 @@ pub fn returning(frame: &mut TrapFrame) {
 #[unsafe(no_mangle)]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     trap_handle(frame);
-    returning(frame);
+    // An NMI may have hit anywhere, even with a lock held or on the way into a system
+    // call: it never runs the return-to-user work (signals, rescheduling).
+    if frame.vector != VECTOR_NMI {
+        returning(frame);
+    }
 }
 
 fn trap_handle(frame: &mut TrapFrame) {
+    if frame.vector == VECTOR_NMI {
+        if NMI_HANDLER.get().is_some_and(|h| h(frame)) {
+            return;
+        }
+        fatal_exception(frame);
+    }
     let vector = frame.vector as u8;
     let handler = HANDLERS.read()[vector as usize];
     if vector < 32 {
