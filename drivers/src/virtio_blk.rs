@@ -10,7 +10,7 @@
 //! wait in a software queue. Completion is by MSI-X when the kernel supplies a message,
 //! otherwise by polling [`BlockDevice::handle_interrupt`].
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -108,6 +108,68 @@ struct Active {
     bytes: u64,
 }
 
+/// The requests the device holds, by token (the head descriptor of their chain, below
+/// the queue size): one slot per descriptor, so starting and finishing a request is an
+/// index, with no search and no allocation.
+struct ActiveTable {
+    slots: Vec<Option<Active>>,
+    count: usize,
+}
+
+impl ActiveTable {
+    fn new(size: usize) -> ActiveTable {
+        ActiveTable {
+            slots: (0..size).map(|_| None).collect(),
+            count: 0,
+        }
+    }
+
+    /// Record the request of `token`, which the queue has just handed out: below the
+    /// queue size and not in flight. Were it either, the request it would lose is
+    /// leaked, never completed: the device may still be using its frames.
+    fn insert(&mut self, token: u16, active: Active) {
+        let Some(slot) = self.slots.get_mut(token as usize) else {
+            log::error!("virtio-blk: token {token} out of range; its request is leaked");
+            core::mem::forget(active);
+            return;
+        };
+        match slot.replace(active) {
+            Some(old) => {
+                log::error!("virtio-blk: token {token} was in flight; its request is leaked");
+                core::mem::forget(old);
+            }
+            None => self.count += 1,
+        }
+    }
+
+    fn remove(&mut self, token: u16) -> Option<Active> {
+        let a = self.slots.get_mut(token as usize)?.take()?;
+        self.count -= 1;
+        Some(a)
+    }
+
+    fn len(&self) -> usize {
+        self.count
+    }
+
+    fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (usize, &Active)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(t, a)| a.as_ref().map(|a| (t, a)))
+    }
+
+    /// Every request, taken out (after a device reset).
+    fn take_all(&mut self) -> Vec<Active> {
+        self.count = 0;
+        self.slots.iter_mut().filter_map(Option::take).collect()
+    }
+}
+
 /// Where the queue's notifications are written: a window over its notify register, or,
 /// if the notify capability could not be read, the transport's own (slower) method.
 enum Notify {
@@ -123,7 +185,7 @@ struct Inner<H: Hal> {
     cells: RegisterWindow,
     cells_phys: u64,
     free_cells: Vec<usize>,
-    active: BTreeMap<u16, Active>,
+    active: ActiveTable,
     pending: VecDeque<Request>,
     /// A request completed since the watchdog last looked.
     progressed: bool,
@@ -290,7 +352,7 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
                 cells,
                 cells_phys,
                 free_cells: (0..QUEUE_SIZE).rev().collect(),
-                active: BTreeMap::new(),
+                active: ActiveTable::new(QUEUE_SIZE),
                 pending: VecDeque::new(),
                 progressed: false,
                 stall_since: None,
@@ -478,7 +540,7 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
             crate::block::REQUEST_TIMEOUT_NS / 1_000_000_000,
             inner.active.len()
         );
-        for (token, a) in &inner.active {
+        for (token, a) in inner.active.iter() {
             log::warn!(
                 "virtio-blk:   descriptor {token}: {:?} sector {} ({} bytes), status cell {}, not returned by the device",
                 a.req.op,
@@ -516,9 +578,9 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
             log::error!("virtio-blk: the device did not come back after a reset; it is offline");
             inner.dead = true;
         }
-        let stuck = core::mem::take(&mut inner.active);
+        let stuck = inner.active.take_all();
         inner.free_cells = (0..QUEUE_SIZE).rev().collect();
-        for (_, a) in stuck {
+        for a in stuck {
             done.push((a.req, Err(BlockError::Timeout)));
         }
         if inner.dead {
@@ -531,7 +593,7 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
     fn reap(inner: &mut Inner<H>, done: &mut Vec<Done>) {
         loop {
             while let Some(used) = inner.queue.pop_used() {
-                let Some(active) = inner.active.remove(&used.head) else {
+                let Some(active) = inner.active.remove(used.head) else {
                     log::error!("virtio-blk: device completed unknown token {}", used.head);
                     continue;
                 };

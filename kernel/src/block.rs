@@ -124,18 +124,11 @@ impl Disk {
         let info = self.info();
         let max_pieces = info.max_segments.max(1);
         let max_bytes = (info.max_bytes.max(512) as usize).min(PINNED_REQUEST_BYTES) / 512 * 512;
-        let state = Arc::new(Mutex::new(Transfer {
-            first: None,
-            rest: Vec::new(),
-            left: 0,
-            done: Some(Box::new(done)),
-        }));
-        // All the requests are made before the first is submitted, so their number is
-        // known before any completes. The first is kept apart: a transfer of one request
-        // allocates no list.
-        let mut first_request = None;
+        // Every request's share (start sector, pins, segments) is cut before the first is
+        // submitted, so their number is known before any completes. The first is kept
+        // apart: a transfer of one request allocates no list.
+        let mut first = None;
         let mut more = Vec::new();
-        let mut count = 0;
         for (sector, mut range) in parts {
             let mut at = sector;
             while !range.is_empty() {
@@ -146,47 +139,48 @@ impl Disk {
                         len: r.len as u32,
                     })
                 });
-                let first = at;
-                at += part.bytes() as u64 / 512;
-                let (st, i) = (state.clone(), count);
-                let req = Request::new(
-                    op,
-                    first,
-                    segments,
-                    // The request's share of the pins rides in its completion, released
-                    // before the transfer reports.
-                    Box::new(move |c| {
-                        drop(part);
-                        if let Ok(n) = c.result {
-                            counters::add(Counter::DmaPinnedBytes, n);
-                        }
-                        Transfer::finish(&st, i, c.result);
-                    }),
-                );
-                match count {
-                    0 => first_request = Some(req),
-                    _ => more.push(req),
+                let share = (at, part, segments);
+                at += share.1.bytes() as u64 / 512;
+                match first {
+                    None => first = Some(share),
+                    Some(_) => more.push(share),
                 }
-                count += 1;
             }
         }
-        if count == 0 {
-            // Nothing to move (no request holds the state).
-            if let Some(f) = state.lock().done.take() {
-                f(Ok(0));
-            }
+        let Some(first) = first else {
+            // Nothing to move.
+            done(Ok(0));
+            return;
+        };
+        if more.is_empty() {
+            // Most transfers are one request (a 4 KiB read; a 1 MiB read of few runs): it
+            // reports to `done` itself, with no shared state.
+            self.submit_one_pinned(op, first, done);
             return;
         }
+        let count = 1 + more.len();
         // The results' room is made here, with interrupts on: completions (in the
         // interrupt handler) never allocate.
-        let rest = alloc::vec![None; count - 1];
-        cpu::without_interrupts(|| {
-            let mut t = state.lock();
-            t.rest = rest;
-            t.left = count;
-        });
+        let state = Arc::new(Mutex::new(Transfer {
+            first: None,
+            rest: alloc::vec![None; count - 1],
+            left: count,
+            done: Some(Box::new(done)),
+        }));
         let _batch = self.plug();
-        for (i, req) in first_request.into_iter().chain(more).enumerate() {
+        for (i, (sector, part, segments)) in core::iter::once(first).chain(more).enumerate() {
+            let st = state.clone();
+            let req = Request::new(
+                op,
+                sector,
+                segments,
+                // The request's share of the pins rides in its completion, released
+                // before the transfer reports.
+                Box::new(move |c| {
+                    pinned_request_over(part, &c.result);
+                    Transfer::finish(&st, i, c.result);
+                }),
+            );
             if let Err(e) = self.submit(req) {
                 // This request and the ones after it never start (dropping them releases
                 // their pins).
@@ -194,6 +188,37 @@ impl Disk {
                     Transfer::finish(&state, j, Err(e));
                 }
                 break;
+            }
+        }
+    }
+
+    /// The one request of a pinned transfer: its completion releases the pins, counts
+    /// the bytes and reports to `done`. A request the disk refuses reports the refusal.
+    fn submit_one_pinned(
+        &self,
+        op: Op,
+        (sector, part, segments): (u64, PinnedRange, Vec<Segment>),
+        done: impl FnOnce(Result<u64, BlockError>) + Send + 'static,
+    ) {
+        let done = ReportOnce(Some(done));
+        let req = Request::new(
+            op,
+            sector,
+            segments,
+            Box::new(move |c| {
+                pinned_request_over(part, &c.result);
+                done.report(c.result);
+            }),
+        );
+        // Checked first, so that a refusal reaches `done` with its reason (a refused
+        // request is dropped, not completed).
+        match drivers::block::validate(self.info(), &req) {
+            Err(e) => req.complete(Err(e)),
+            Ok(_) => {
+                if let Err(e) = self.submit(req) {
+                    // Dropped uncompleted: `ReportOnce` has reported an I/O error.
+                    log::error!("{}: a checked request was refused: {e:?}", self.name());
+                }
             }
         }
     }
@@ -364,6 +389,35 @@ pub struct CopyInFlight {
 
 /// What a pinned transfer reports when it is over ([`Disk::submit_pinned`]).
 pub type TransferDone = Box<dyn FnOnce(Result<u64, BlockError>) + Send>;
+
+/// A pinned request is over: its pins go, and the bytes it moved count as
+/// `dma_pinned_bytes`.
+fn pinned_request_over(pins: PinnedRange, result: &Result<u64, BlockError>) {
+    drop(pins);
+    if let Ok(n) = result {
+        counters::add(Counter::DmaPinnedBytes, *n);
+    }
+}
+
+/// A transfer's report, made exactly once: with the result, or with an I/O error if the
+/// request holding it is dropped without completing (so a caller never waits forever).
+struct ReportOnce<F: FnOnce(Result<u64, BlockError>)>(Option<F>);
+
+impl<F: FnOnce(Result<u64, BlockError>)> ReportOnce<F> {
+    fn report(mut self, result: Result<u64, BlockError>) {
+        if let Some(f) = self.0.take() {
+            f(result);
+        }
+    }
+}
+
+impl<F: FnOnce(Result<u64, BlockError>)> Drop for ReportOnce<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(Err(BlockError::Io));
+        }
+    }
+}
 
 /// The requests of one pinned transfer ([`Disk::submit_pinned`]).
 struct Transfer {

@@ -14,7 +14,7 @@
 //! until its completion, as a buffer handed to a device belongs to it until the
 //! completion hands it back.
 
-use alloc::vec::Vec;
+use smallvec::SmallVec;
 
 use crate::frame::{FRAME_SIZE, Pfn};
 use crate::frame_alloc::{FrameAllocator, FrameError};
@@ -83,10 +83,14 @@ pub struct PhysRun {
     pub len: usize,
 }
 
+/// Each page's pin, and the piece of the page covered (offset, length - 1). One piece is
+/// kept inline: a range of one page (a 4 KiB transfer) allocates nothing.
+type Pieces = SmallVec<[(Pin, u16, u16); 1]>;
+
 /// A user byte range pinned for DMA: each page's pin and the piece of the page covered.
 #[derive(Debug, Default)]
 pub struct PinnedRange {
-    pieces: Vec<(Pin, u16, u16)>,
+    pieces: Pieces,
     bytes: usize,
 }
 
@@ -99,7 +103,7 @@ impl PinnedRange {
     /// An empty range with room for `pages` pieces, or None if the memory for that
     /// bookkeeping cannot be had (the caller reports ENOMEM instead of panicking).
     pub fn try_with_capacity(pages: usize) -> Option<PinnedRange> {
-        let mut pieces = Vec::new();
+        let mut pieces = Pieces::new();
         pieces.try_reserve_exact(pages).ok()?;
         Some(PinnedRange { pieces, bytes: 0 })
     }
@@ -185,8 +189,7 @@ impl PinnedRange {
         if let Some(done) = current {
             run(done);
         }
-        let rest = self.pieces.split_off(n);
-        let front = core::mem::replace(&mut self.pieces, rest);
+        let front = self.split_pieces(n);
         self.bytes -= at;
         PinnedRange {
             pieces: front,
@@ -236,14 +239,22 @@ impl PinnedRange {
             *len_m1 -= k as u16;
             at = bytes;
         }
-        let rest = self.pieces.split_off(n);
-        let mut front = core::mem::replace(&mut self.pieces, rest);
+        let mut front = self.split_pieces(n);
         front.extend(straddler);
         self.bytes -= at;
         Ok(PinnedRange {
             pieces: front,
             bytes: at,
         })
+    }
+
+    /// The first `n` pieces, taken off the front.
+    fn split_pieces(&mut self, n: usize) -> Pieces {
+        if n == self.pieces.len() {
+            return core::mem::take(&mut self.pieces);
+        }
+        let rest: Pieces = self.pieces.drain(n..).collect();
+        core::mem::replace(&mut self.pieces, rest)
     }
 
     /// Bytes of piece `n`.

@@ -175,12 +175,13 @@ fn io_submit(id: u64, nr: i64, iocbpp: u64) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let mut taken = 0u64;
-    let mut started: Vec<Started> = Vec::new();
-    let mut first_error = None;
     // The iocb pointers, read a chunk at a time (one user access per chunk); a chunk
     // that is not all readable is read a pointer at a time, so the requests before the
     // first unreadable pointer are still taken, as on Linux.
     const CHUNK: u64 = 64;
+    // Room for a chunk of planned transfers up front, rather than growing one by one.
+    let mut started: Vec<Started> = Vec::with_capacity((nr as usize).min(CHUNK as usize));
+    let mut first_error = None;
     let mut ptrs = [0u8; CHUNK as usize * 8];
     let mut chunk_read = false;
     for i in 0..nr as u64 {

@@ -6,7 +6,7 @@
 //! flight, so a process may exit or destroy the context while its DMA runs: the request
 //! keeps its pins and the context alive until the device is done.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use crate::arch::cpu;
@@ -37,9 +37,11 @@ struct Queue {
     /// Completions not yet reaped (room for the whole capacity is kept, so completing
     /// never allocates in an interrupt handler).
     done: VecDeque<IoEvent>,
-    /// The `iocb` addresses of requests submitted and not yet completed (an `iocb`
-    /// submitted twice counts twice).
-    in_flight: BTreeMap<u64, usize>,
+    /// The `iocb` addresses of requests submitted and not yet completed, in no order (an
+    /// `iocb` submitted twice is there twice). Room for the whole capacity is kept, so
+    /// neither submitting nor completing allocates; a completion finds its entry by a
+    /// scan of the requests in flight (a few dozen at the depths AIO is used at).
+    in_flight: Vec<u64>,
     /// Requests submitted and not yet completed.
     pending: usize,
     /// Bytes of user memory pinned by the requests in flight.
@@ -66,12 +68,16 @@ impl AioContext {
         let mut done = VecDeque::new();
         done.try_reserve_exact(capacity)
             .map_err(|_| crate::errno::Errno::ENOMEM)?;
+        let mut in_flight = Vec::new();
+        in_flight
+            .try_reserve_exact(capacity)
+            .map_err(|_| crate::errno::Errno::ENOMEM)?;
         Ok(AioContext {
             id,
             capacity,
             queue: spin::Mutex::new(Queue {
                 done,
-                in_flight: BTreeMap::new(),
+                in_flight,
                 pending: 0,
                 pinned: 0,
             }),
@@ -90,7 +96,8 @@ impl AioContext {
             if q.done.len() + q.pending >= self.capacity {
                 return false;
             }
-            *q.in_flight.entry(obj).or_insert(0) += 1;
+            // Within the room kept: `pending` (one entry each) is below the capacity.
+            q.in_flight.push(obj);
             q.pending += 1;
             true
         })
@@ -111,11 +118,8 @@ impl AioContext {
     /// A reserved request finished (`pinned`: the bytes it had charged).
     pub fn complete(&self, ev: IoEvent, pinned: usize) {
         self.with(|q| {
-            if let Some(n) = q.in_flight.get_mut(&ev.obj) {
-                *n -= 1;
-                if *n == 0 {
-                    q.in_flight.remove(&ev.obj);
-                }
+            if let Some(i) = q.in_flight.iter().rposition(|&o| o == ev.obj) {
+                q.in_flight.swap_remove(i);
             }
             q.pending = q.pending.saturating_sub(1);
             q.pinned = q.pinned.saturating_sub(pinned);
@@ -138,7 +142,7 @@ impl AioContext {
 
     /// Whether request `obj` is still in flight.
     pub fn is_in_flight(&self, obj: u64) -> bool {
-        self.with(|q| q.in_flight.contains_key(&obj))
+        self.with(|q| q.in_flight.contains(&obj))
     }
 
     /// Take up to `n` completions, oldest first.
