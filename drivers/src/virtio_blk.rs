@@ -163,10 +163,13 @@ impl ActiveTable {
             .filter_map(|(t, a)| a.as_ref().map(|a| (t, a)))
     }
 
-    /// Every request, taken out (after a device reset).
-    fn take_all(&mut self) -> Vec<Active> {
+    /// Hand every request to `f`, taking it out (after a device reset).
+    fn take_each(&mut self, mut f: impl FnMut(Active)) {
         self.count = 0;
-        self.slots.iter_mut().filter_map(Option::take).collect()
+        self.slots
+            .iter_mut()
+            .filter_map(Option::take)
+            .for_each(&mut f);
     }
 }
 
@@ -267,16 +270,20 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
                 "queue 0 holds {max} entries, fewer than {QUEUE_SIZE}"
             )));
         }
-        let queue = SplitQueue::<H>::new(QUEUE_SIZE as u16, features.contains(Features::EVENT_IDX))
-            .ok_or(VirtioBlkError::NoMemory)?;
-        let (desc, driver, device) = queue.addresses();
-        transport.queue_set(0, QUEUE_SIZE as u32, desc, driver, device);
         let cell_pages = (QUEUE_SIZE * CELL).div_ceil(4096);
         let cells_phys = <H as Hal>::dma_alloc(cell_pages).ok_or(VirtioBlkError::NoMemory)?;
         let cells_base = H::phys_to_virt(cells_phys) as usize;
         // SAFETY: DMA pages just allocated for the cells, mapped by `phys_to_virt`, reached
         // only through this window and by the device; the driver never frees them.
         let cells = unsafe { RegisterWindow::new(cells_base, cell_pages * 4096) };
+        let Some(queue) =
+            SplitQueue::<H>::new(QUEUE_SIZE as u16, features.contains(Features::EVENT_IDX))
+        else {
+            <H as Hal>::dma_free(cells_phys, cell_pages);
+            return Err(VirtioBlkError::NoMemory);
+        };
+        let (desc, driver, device) = queue.addresses();
+        transport.queue_set(0, QUEUE_SIZE as u32, desc, driver, device);
 
         let mut msix_ok = false;
         let common_cfg = Self::vendor_cap(access, func, PCI_CAP_COMMON_CFG).map(|(a, _)| a);
@@ -403,7 +410,7 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
         let Some(Some(Bar::Memory { addr, .. })) = func.bars.get(bar) else {
             return None;
         };
-        Some((addr + offset, cap.offset))
+        Some((addr.checked_add(offset)?, cap.offset))
     }
 
     /// A window over queue 0's notify register (4.1.4.4): the notify structure's address
@@ -414,13 +421,24 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
         common_cfg: Option<u64>,
     ) -> Option<RegisterWindow> {
         let (base, cap) = Self::vendor_cap(access, func, PCI_CAP_NOTIFY_CFG)?;
+        let length = access.read32(func.bdf, cap + 12) as u64;
         let multiplier = access.read32(func.bdf, cap + 16) as u64;
         let common = Self::common_window(common_cfg?);
         if !common.write::<u16>(COMMON_QUEUE_SELECT, 0) {
             return None;
         }
         let off = common.read::<u16>(COMMON_QUEUE_NOTIFY_OFF)? as u64;
-        let addr = base.checked_add(off.checked_mul(multiplier)?)?;
+        let within = off.checked_mul(multiplier)?;
+        // The register must lie inside the notify structure, as the capability sizes it
+        // (and that inside its BAR, which `vendor_cap` found to be a memory BAR).
+        if within.checked_add(2)? > length {
+            log::warn!(
+                "virtio-blk {}: queue notify offset {within} outside the notify structure ({length} bytes)",
+                func.bdf
+            );
+            return None;
+        }
+        let addr = base.checked_add(within)?;
         let reg = H::phys_to_virt(addr) as usize;
         // SAFETY: the queue's 16-bit notify register inside the notify structure of the
         // device's memory BAR (4.1.4.4), mapped by the HAL; no Rust reference aliases it.
@@ -558,10 +576,18 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
             }
             core::hint::spin_loop();
         }
-        let revived = reset_done && Self::negotiate(&mut inner.transport, self.features).is_ok();
-        if revived {
-            // The device was reset: it no longer reads the ring, which starts afresh.
+        let renegotiated = if reset_done {
+            Self::negotiate(&mut inner.transport, self.features).ok()
+        } else {
+            None
+        };
+        if let Some(features) = renegotiated {
+            // The device was reset: it no longer reads the ring, which starts afresh, with
+            // event indices only if the device still offers them.
             inner.queue.reset();
+            inner
+                .queue
+                .set_event_idx(features.contains(Features::EVENT_IDX));
             let (desc, driver, device) = inner.queue.addresses();
             inner
                 .transport
@@ -578,11 +604,10 @@ impl<H: virtio_drivers::Hal + Hal> VirtioBlk<H> {
             log::error!("virtio-blk: the device did not come back after a reset; it is offline");
             inner.dead = true;
         }
-        let stuck = inner.active.take_all();
+        inner
+            .active
+            .take_each(|a| done.push((a.req, Err(BlockError::Timeout))));
         inner.free_cells = (0..QUEUE_SIZE).rev().collect();
-        for a in stuck {
-            done.push((a.req, Err(BlockError::Timeout)));
-        }
         if inner.dead {
             done.extend(inner.pending.drain(..).map(|r| (r, Err(BlockError::Io))));
         }

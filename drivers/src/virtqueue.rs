@@ -117,6 +117,9 @@ pub struct SplitQueue<H: Hal> {
     unnotified: u16,
     /// Used entries reaped so far (modulo 2^16).
     last_used: u16,
+    /// The device moved its used index impossibly far: nothing more is reaped until a
+    /// reset.
+    broken: bool,
     _hal: PhantomData<H>,
 }
 
@@ -150,6 +153,7 @@ impl<H: Hal> SplitQueue<H> {
             avail_idx: 0,
             unnotified: 0,
             last_used: 0,
+            broken: false,
             _hal: PhantomData,
         };
         q.reset();
@@ -196,6 +200,12 @@ impl<H: Hal> SplitQueue<H> {
         self.avail_idx = 0;
         self.unnotified = 0;
         self.last_used = 0;
+        self.broken = false;
+    }
+
+    /// Use event indices (after a device reset, as negotiated again) or not.
+    pub fn set_event_idx(&mut self, on: bool) {
+        self.event_idx = on;
     }
 
     /// Put the chain of `buffers` in the available ring; its token (head descriptor). The
@@ -262,10 +272,24 @@ impl<H: Hal> SplitQueue<H> {
     }
 
     /// The next chain the device has finished with, its descriptors freed. A used entry
-    /// naming no chain in flight (a broken device) is logged and skipped.
+    /// naming no chain in flight (a broken device) is logged and skipped. A used index
+    /// more than the queue size ahead of the entries reaped (a broken device: it would
+    /// have overwritten entries not yet read) yields nothing more; the driver's watchdog
+    /// then resets the device.
     pub fn pop_used(&mut self) -> Option<Used> {
         loop {
-            if self.used_index() == self.last_used {
+            let ahead = self.used_index().wrapping_sub(self.last_used);
+            if ahead == 0 {
+                return None;
+            }
+            if ahead > self.size {
+                if !self.broken {
+                    log::error!(
+                        "virtqueue: the device's used index is {ahead} entries ahead of a queue of {}",
+                        self.size
+                    );
+                    self.broken = true;
+                }
                 return None;
             }
             // The entry after the index that published it.

@@ -168,19 +168,9 @@ impl Disk {
             done: Some(Box::new(done)),
         }));
         let _batch = self.plug();
-        for (i, (sector, part, segments)) in core::iter::once(first).chain(more).enumerate() {
+        for (i, share) in core::iter::once(first).chain(more).enumerate() {
             let st = state.clone();
-            let req = Request::new(
-                op,
-                sector,
-                segments,
-                // The request's share of the pins rides in its completion, released
-                // before the transfer reports.
-                Box::new(move |c| {
-                    pinned_request_over(part, &c.result);
-                    Transfer::finish(&st, i, c.result);
-                }),
-            );
+            let req = pinned_request(op, share, move |r| Transfer::finish(&st, i, r));
             if let Err(e) = self.submit(req) {
                 // This request and the ones after it never start (dropping them releases
                 // their pins).
@@ -193,23 +183,16 @@ impl Disk {
     }
 
     /// The one request of a pinned transfer: its completion releases the pins, counts
-    /// the bytes and reports to `done`. A request the disk refuses reports the refusal.
+    /// the bytes and reports to `done`. A request that fails the disk's checks reports
+    /// why; one refused anyway reports an I/O error.
     fn submit_one_pinned(
         &self,
         op: Op,
-        (sector, part, segments): (u64, PinnedRange, Vec<Segment>),
+        share: (u64, PinnedRange, Vec<Segment>),
         done: impl FnOnce(Result<u64, BlockError>) + Send + 'static,
     ) {
         let done = ReportOnce(Some(done));
-        let req = Request::new(
-            op,
-            sector,
-            segments,
-            Box::new(move |c| {
-                pinned_request_over(part, &c.result);
-                done.report(c.result);
-            }),
-        );
+        let req = pinned_request(op, share, move |r| done.report(r));
         // Checked first, so that a refusal reaches `done` with its reason (a refused
         // request is dropped, not completed).
         match drivers::block::validate(self.info(), &req) {
@@ -390,13 +373,26 @@ pub struct CopyInFlight {
 /// What a pinned transfer reports when it is over ([`Disk::submit_pinned`]).
 pub type TransferDone = Box<dyn FnOnce(Result<u64, BlockError>) + Send>;
 
-/// A pinned request is over: its pins go, and the bytes it moved count as
-/// `dma_pinned_bytes`.
-fn pinned_request_over(pins: PinnedRange, result: &Result<u64, BlockError>) {
-    drop(pins);
-    if let Ok(n) = result {
-        counters::add(Counter::DmaPinnedBytes, *n);
-    }
+/// The request for one share (start sector, pins, segments) of a pinned transfer. The
+/// pins ride in its completion, which releases them, counts the bytes moved as
+/// `dma_pinned_bytes`, then hands the result to `then`.
+fn pinned_request(
+    op: Op,
+    (sector, pins, segments): (u64, PinnedRange, Vec<Segment>),
+    then: impl FnOnce(Result<u64, BlockError>) + Send + 'static,
+) -> Request {
+    Request::new(
+        op,
+        sector,
+        segments,
+        Box::new(move |c| {
+            drop(pins);
+            if let Ok(n) = c.result {
+                counters::add(Counter::DmaPinnedBytes, n);
+            }
+            then(c.result);
+        }),
+    )
 }
 
 /// A transfer's report, made exactly once: with the result, or with an I/O error if the

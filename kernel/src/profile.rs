@@ -129,8 +129,9 @@ pub fn sample(frame: &TrapFrame, image: u32) {
         depth: depth as u8,
         frames,
     };
-    // Only the timer interrupt adds samples; the dump takes the lock with interrupts
-    // off, so this never spins.
+    // Only the sampling tick (an NMI, or the timer interrupt) adds samples, and it never
+    // waits for the lock: an NMI may have interrupted its holder (`image`, the dump),
+    // and then the sample is dropped and counted.
     match PROFILE.try_lock() {
         Some(mut g) => match g.as_mut() {
             Some(p) if p.samples.len() < p.samples.capacity() => p.samples.push(s),

@@ -416,3 +416,47 @@ fn sizes_memory_and_its_return() {
     drop(q);
     assert_eq!(dma_pages(), before);
 }
+
+#[test]
+fn a_used_index_running_past_the_queue_stops_reaping() {
+    reset_memory();
+    let mut q = SplitQueue::<FakeHal>::new(8, true).unwrap();
+    let mut dev = Device::new(&q, true);
+    let t = q.add(chain(1, 0x1000)).unwrap();
+    dev.take().unwrap();
+    dev.complete(t, 0);
+    // The device claims 20 more entries than it could have written.
+    poke(dev.used + 2, &21u16.to_le_bytes());
+    assert_eq!(q.pop_used(), None);
+    assert_eq!(q.in_flight(), 1, "nothing was completed from stale entries");
+    // A reset clears the state; the queue works again.
+    q.reset();
+    let mut dev = Device::new(&q, true);
+    let t = q.add(chain(1, 0x2000)).unwrap();
+    dev.take().unwrap();
+    dev.complete(t, 4);
+    assert_eq!(
+        q.pop_used(),
+        Some(Used {
+            head: t,
+            written: 4
+        })
+    );
+}
+
+#[test]
+fn without_event_indices_enable_interrupts_still_reports_late_entries() {
+    reset_memory();
+    let mut q = SplitQueue::<FakeHal>::new(8, false).unwrap();
+    let mut dev = Device::new(&q, false);
+    let t = q.add(chain(1, 0x1000)).unwrap();
+    dev.take().unwrap();
+    assert!(!q.enable_interrupts());
+    dev.complete(t, 0);
+    assert!(q.enable_interrupts());
+    assert!(q.pop_used().is_some());
+    assert!(!q.enable_interrupts());
+    // No used_event is written without event indices.
+    let (_, avail, _) = q.addresses();
+    assert_eq!(peek(avail + 4 + 2 * 8, 2), vec![0, 0]);
+}
