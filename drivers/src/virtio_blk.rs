@@ -113,14 +113,12 @@ struct Active {
 /// index, with no search and no allocation.
 struct ActiveTable {
     slots: Vec<Option<Active>>,
-    count: usize,
 }
 
 impl ActiveTable {
     fn new(size: usize) -> ActiveTable {
         ActiveTable {
             slots: (0..size).map(|_| None).collect(),
-            count: 0,
         }
     }
 
@@ -133,27 +131,24 @@ impl ActiveTable {
             core::mem::forget(active);
             return;
         };
-        match slot.replace(active) {
-            Some(old) => {
-                log::error!("virtio-blk: token {token} was in flight; its request is leaked");
-                core::mem::forget(old);
-            }
-            None => self.count += 1,
+        if let Some(old) = slot.replace(active) {
+            log::error!("virtio-blk: token {token} was in flight; its request is leaked");
+            core::mem::forget(old);
         }
     }
 
     fn remove(&mut self, token: u16) -> Option<Active> {
-        let a = self.slots.get_mut(token as usize)?.take()?;
-        self.count -= 1;
-        Some(a)
+        self.slots.get_mut(token as usize)?.take()
     }
 
+    /// Requests held (a scan of the slots: for the watchdog and statistics, not the data
+    /// path).
     fn len(&self) -> usize {
-        self.count
+        self.iter().count()
     }
 
     fn is_empty(&self) -> bool {
-        self.count == 0
+        self.iter().next().is_none()
     }
 
     fn iter(&self) -> impl Iterator<Item = (usize, &Active)> {
@@ -165,7 +160,6 @@ impl ActiveTable {
 
     /// Hand every request to `f`, taking it out (after a device reset).
     fn take_each(&mut self, mut f: impl FnMut(Active)) {
-        self.count = 0;
         self.slots
             .iter_mut()
             .filter_map(Option::take)

@@ -38,12 +38,11 @@ struct Queue {
     /// never allocates in an interrupt handler).
     done: VecDeque<IoEvent>,
     /// The `iocb` addresses of requests submitted and not yet completed, in no order (an
-    /// `iocb` submitted twice is there twice). Room for the whole capacity is kept, so
-    /// neither submitting nor completing allocates; a completion finds its entry by a
-    /// scan of the requests in flight (a few dozen at the depths AIO is used at).
+    /// `iocb` submitted twice is there twice): one entry per request in flight. Room for
+    /// the whole capacity is kept, so neither submitting nor completing allocates; a
+    /// completion finds its entry by a scan of the requests in flight (a few dozen at the
+    /// depths AIO is used at).
     in_flight: Vec<u64>,
-    /// Requests submitted and not yet completed.
-    pending: usize,
     /// Bytes of user memory pinned by the requests in flight.
     pinned: usize,
 }
@@ -78,7 +77,6 @@ impl AioContext {
             queue: spin::Mutex::new(Queue {
                 done,
                 in_flight,
-                pending: 0,
                 pinned: 0,
             }),
         })
@@ -93,12 +91,11 @@ impl AioContext {
     /// (submitted plus unreaped requests at its capacity).
     pub fn reserve(&self, obj: u64) -> bool {
         self.with(|q| {
-            if q.done.len() + q.pending >= self.capacity {
+            if q.done.len() + q.in_flight.len() >= self.capacity {
                 return false;
             }
-            // Within the room kept: `pending` (one entry each) is below the capacity.
+            // Within the room kept: fewer than `capacity` entries so far.
             q.in_flight.push(obj);
-            q.pending += 1;
             true
         })
     }
@@ -121,7 +118,6 @@ impl AioContext {
             if let Some(i) = q.in_flight.iter().rposition(|&o| o == ev.obj) {
                 q.in_flight.swap_remove(i);
             }
-            q.pending = q.pending.saturating_sub(1);
             q.pinned = q.pinned.saturating_sub(pinned);
             // Room was reserved in `new` for every request the context may hold.
             if q.done.len() < q.done.capacity() {
@@ -137,7 +133,7 @@ impl AioContext {
 
     /// Requests submitted and not yet completed.
     pub fn in_flight(&self) -> usize {
-        self.with(|q| q.pending)
+        self.with(|q| q.in_flight.len())
     }
 
     /// Whether request `obj` is still in flight.
