@@ -303,3 +303,76 @@ fn failing_writes_return_eio_and_recover() {
         }
     }
 }
+
+/// Direct I/O maps a file's blocks by runs and checks each run once: a run of pointers
+/// that walks from data blocks into a group's metadata (a superblock copy, a bitmap, the
+/// inode table) must be refused as a whole, exactly where a lookup block by block
+/// refuses one of its blocks.
+#[test]
+fn pointer_runs_into_metadata_are_corrupt() {
+    use std::io::{Seek, SeekFrom, Write};
+    let t = TempDir::new("runs_into_metadata");
+    let img = t.path().join("img");
+    // 1 KiB blocks, groups of 1024 blocks: four groups' metadata in 4 MiB.
+    mkfs(&img, 4 << 20, &["-b", "1024", "-g", "1024"], None);
+    let mut fs = mount(&img);
+    let f = fs.create(ROOT_INO, b"f", 0o644).unwrap();
+    fs.map_range(f, 0, 40, true, |_, b| assert!(b.is_some()))
+        .unwrap();
+    fs.set_size(f, 40 * 1024).unwrap();
+    fs.unmount().unwrap();
+    // The indirect block maps file blocks 12.. (debugfs: "(IND):n").
+    let stat = String::from_utf8(debugfs(&img, "stat /f")).unwrap();
+    let ind: u64 = stat.split("(IND):").nth(1).unwrap()[..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap();
+    let blocks = 4096u64;
+    let (mut refused, mut mapped) = (0, 0);
+    for start in (1..blocks - 8).step_by(3) {
+        // File blocks 12..20 point to disk blocks start..start + 8.
+        let mut file = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+        file.seek(SeekFrom::Start(ind * 1024)).unwrap();
+        let ptrs: Vec<u8> = (start..start + 8)
+            .flat_map(|b| (b as u32).to_le_bytes())
+            .collect();
+        file.write_all(&ptrs).unwrap();
+        drop(file);
+        let mut fs = mount_ro(&img);
+        let each: Vec<Result<Option<u64>, FsError>> =
+            (12..20).map(|fb| fs.bmap(f, fb, false)).collect();
+        let mut runs = Vec::new();
+        let got = fs.map_runs(f, 10, 12, |fb, d, n| runs.push((fb, d, n)));
+        if each.iter().all(|r| r.is_ok()) {
+            got.unwrap_or_else(|e| panic!("{start}: {e:?}"));
+            let expanded: Vec<(u64, Option<u64>)> = runs
+                .iter()
+                .flat_map(|&(fb, d, n)| (0..n).map(move |k| (fb + k, d.map(|d| d + k))))
+                .collect();
+            let oracle: Vec<(u64, Option<u64>)> = (10..22)
+                .map(|fb| (fb, fs.bmap(f, fb, false).unwrap()))
+                .collect();
+            assert_eq!(expanded, oracle, "{start}");
+            assert!(
+                runs.iter()
+                    .any(|&(fb, d, n)| fb <= 12 && fb + n >= 20 && d.is_some()),
+                "{start}: the eight pointers make one run: {runs:?}"
+            );
+            mapped += 1;
+        } else {
+            assert!(each.contains(&Err(FsError::Corrupt)), "{start}: {each:?}");
+            assert_eq!(got, Err(FsError::Corrupt), "{start}: {runs:?}");
+            let mut per_block = Vec::new();
+            let r = fs.map_range(f, 12, 8, false, |fb, d| per_block.push((fb, d)));
+            assert_eq!(r, Err(FsError::Corrupt), "{start}: map_range");
+            refused += 1;
+        }
+    }
+    // Every group's metadata was met, and data between them.
+    assert!(
+        refused > 4 * 20 && mapped > 600,
+        "{refused} refused, {mapped} mapped"
+    );
+}

@@ -2,8 +2,8 @@
 
 use alloc::vec::Vec;
 
-use super::Ext2;
 use super::layout::GroupDesc;
+use super::{Ext2, Geometry};
 use crate::error::{FsError, Result};
 
 /// First clear bit in `[from, to)` of `bitmap`.
@@ -36,6 +36,46 @@ fn set_bit(bitmap: &mut [u8], bit: u64, on: bool) -> Result<()> {
         *byte &= !(1 << (bit % 8));
     }
     Ok(())
+}
+
+/// Whether no block of `[b, b + n)` lies outside the data area of the file system laid
+/// out by `geo` and `groups`: past its ends, or on a superblock or descriptor copy (with
+/// the reserved GDT blocks), a bitmap or an inode table. One check per block group the
+/// run crosses. An empty run is fine.
+pub(crate) fn data_run_ok(geo: &Geometry, groups: &[GroupDesc], b: u64, n: u64) -> bool {
+    let Some(end) = b.checked_add(n) else {
+        return false;
+    };
+    if n == 0 {
+        return true;
+    }
+    if b < geo.first_data_block || end > geo.blocks_count {
+        return false;
+    }
+    let mut at = b;
+    while at < end {
+        let g = (at - geo.first_data_block) / geo.blocks_per_group;
+        let Ok(g) = u32::try_from(g) else {
+            return false;
+        };
+        let Some(gd) = groups.get(g as usize) else {
+            return false;
+        };
+        let (start, group_end) = geo.group_range(g);
+        let upto = end.min(group_end);
+        // `[at, upto)` lies in group `g`: does it meet one of its metadata ranges?
+        let meets = |first: u64, len: u64| at < first.saturating_add(len) && first < upto;
+        let fixed = 1 + geo.gdt_blocks + geo.reserved_gdt;
+        if (geo.group_has_super(g) && meets(start, fixed))
+            || meets(gd.block_bitmap as u64, 1)
+            || meets(gd.inode_bitmap as u64, 1)
+            || meets(gd.inode_table as u64, geo.itb_per_group)
+        {
+            return false;
+        }
+        at = upto;
+    }
+    true
 }
 
 impl Ext2 {
@@ -276,5 +316,101 @@ impl Ext2 {
         }
         self.free_inodes += 1;
         self.put_group(g)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A layout of 1 KiB blocks, 5 groups of 64 blocks (the last one short), sparse
+    /// superblocks, with each group's bitmaps and inode table somewhere in it.
+    fn layout(seed: u64) -> (Geometry, Vec<GroupDesc>) {
+        let geo = Geometry {
+            block_size: 1024,
+            blocks_count: 1 + 4 * 64 + 40,
+            inodes_count: 0,
+            first_data_block: 1,
+            blocks_per_group: 64,
+            inodes_per_group: 0,
+            inode_size: 128,
+            first_ino: 11,
+            group_count: 5,
+            gdt_blocks: 1,
+            reserved_gdt: 3,
+            itb_per_group: 6,
+            rev: 1,
+            sparse_super: true,
+            filetype: true,
+            ptrs: 256,
+            max_file_size: 0,
+            extra_isize: 0,
+        };
+        let mut x = seed | 1;
+        let mut next = |below: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % below
+        };
+        let groups = (0..geo.group_count)
+            .map(|g| {
+                let (start, end) = geo.group_range(g);
+                let room = end - start - 10;
+                GroupDesc {
+                    block_bitmap: (start + 5 + next(room)) as u32,
+                    inode_bitmap: (start + 5 + next(room)) as u32,
+                    inode_table: (start + 5 + next(room.min(end - start - 12))) as u32,
+                    ..GroupDesc::default()
+                }
+            })
+            .collect();
+        (geo, groups)
+    }
+
+    /// Block by block, written apart from the code under test.
+    fn is_data(geo: &Geometry, groups: &[GroupDesc], b: u64) -> bool {
+        if b < geo.first_data_block || b >= geo.blocks_count {
+            return false;
+        }
+        let g = ((b - geo.first_data_block) / geo.blocks_per_group) as u32;
+        let (start, _) = geo.group_range(g);
+        let gd = groups[g as usize];
+        let it = gd.inode_table as u64;
+        let fixed = geo.group_has_super(g) && b < start + 1 + geo.gdt_blocks + geo.reserved_gdt;
+        !(fixed
+            || b == gd.block_bitmap as u64
+            || b == gd.inode_bitmap as u64
+            || (it..it + geo.itb_per_group).contains(&b))
+    }
+
+    #[test]
+    fn a_run_is_data_exactly_when_each_of_its_blocks_is() {
+        for seed in 1..40 {
+            let (geo, groups) = layout(seed * 0x9e37_79b9);
+            let end = geo.blocks_count + 3;
+            for b in 0..end {
+                let mut all = true;
+                for n in 1..=end - b {
+                    all &= is_data(&geo, &groups, b + n - 1);
+                    assert_eq!(
+                        data_run_ok(&geo, &groups, b, n),
+                        all,
+                        "seed {seed}: {b}+{n}"
+                    );
+                }
+                assert!(data_run_ok(&geo, &groups, b, 0), "empty");
+            }
+            assert!(!data_run_ok(&geo, &groups, u64::MAX - 1, 4), "wraps");
+        }
+    }
+
+    #[test]
+    fn a_group_without_a_descriptor_holds_no_data() {
+        let (geo, mut groups) = layout(7);
+        groups.pop();
+        let (start, end) = geo.group_range(4);
+        assert!(!data_run_ok(&geo, &groups, start + 1, end - start - 1));
+        assert!(!data_run_ok(&geo, &groups, end - 1, 1));
     }
 }

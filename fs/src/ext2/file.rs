@@ -3,8 +3,9 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::Ext2;
+use super::alloc_impl::data_run_ok;
 use super::layout::*;
+use super::{Ext2, Geometry};
 use crate::error::{FsError, Result};
 
 /// Where file block `fb` hangs: the `i_block` slot, the indices inside each
@@ -456,9 +457,8 @@ impl Ext2 {
         Ok(())
     }
 
-    /// [`Ext2::map_block`] for `count` file blocks from `fb` on, in order: the pointer
-    /// block holding the last level of the blocks' paths is looked up once for all the
-    /// blocks it maps, not once per block (direct I/O and the page cache map whole runs).
+    /// [`Ext2::map_block`] for `count` file blocks from `fb` on, in order, block by block
+    /// ([`Ext2::map_runs`] expanded).
     fn map_existing(
         &mut self,
         ino: u32,
@@ -467,13 +467,48 @@ impl Ext2 {
         count: u64,
         mut each: impl FnMut(u64, Option<u64>),
     ) -> Result<()> {
+        self.runs_of(ino, inode, fb, count, |first, disk, n| {
+            for k in 0..n {
+                each(first + k, disk.map(|d| d + k));
+            }
+        })
+    }
+
+    /// The blocks behind file blocks `[fb, fb + count)` of `ino`, without allocating, as
+    /// runs: `each(first file block, first disk block or None for holes, blocks)` for
+    /// each run of blocks contiguous on disk (or of holes), in order. A run ends at least
+    /// at the end of each last-level pointer block. Every run is checked to lie in the
+    /// data area (FsError::Corrupt otherwise), once per run rather than per block: what
+    /// direct I/O needs for each transfer, at the cost of a few comparisons per block.
+    pub fn map_runs(
+        &mut self,
+        ino: u32,
+        fb: u64,
+        count: u64,
+        each: impl FnMut(u64, Option<u64>, u64),
+    ) -> Result<()> {
+        let inode = self.read_inode(ino)?;
+        if inode.is_symlink() && self.is_fast_symlink(&inode) {
+            return Err(FsError::Invalid);
+        }
+        self.runs_of(ino, &inode, fb, count, each)
+    }
+
+    /// [`Ext2::map_runs`] for `inode`, already read.
+    fn runs_of(
+        &mut self,
+        ino: u32,
+        inode: &Inode,
+        fb: u64,
+        count: u64,
+        mut each: impl FnMut(u64, Option<u64>, u64),
+    ) -> Result<()> {
         let end = fb.saturating_add(count);
         let mut b = fb;
-        let mut ptrs: Vec<u32> = Vec::new();
         while b < end {
             let path = self.block_path(b)?;
             if path.depth == 0 {
-                each(b, self.map_block(ino, inode, b)?);
+                each(b, self.map_block(ino, inode, b)?, 1);
                 b += 1;
                 continue;
             }
@@ -488,22 +523,44 @@ impl Ext2 {
             }
             let first = path.idx[path.depth - 1];
             let n = (end - b).min(self.geo.ptrs - first as u64) as usize;
-            ptrs.clear();
             if leaf == 0 {
-                ptrs.resize(n, 0);
-            } else {
-                self.check_ptr(leaf, ino)?;
-                let data = self.cache.get(leaf)?;
-                for i in 0..n {
-                    ptrs.push(rd32(data, (first + i) * 4)?);
+                each(b, None, n as u64);
+                b += n as u64;
+                continue;
+            }
+            self.check_ptr(leaf, ino)?;
+            // The cache and the layout are separate fields: the pointers are read in
+            // place while runs are checked against the layout.
+            let (geo, groups) = (&self.geo, &self.groups);
+            let data = self.cache.get(leaf)?;
+            let ptrs = data
+                .get(first * 4..(first + n) * 4)
+                .ok_or(FsError::Corrupt)?
+                .as_chunks::<4>()
+                .0
+                .iter()
+                .map(|&p| u32::from_le_bytes(p) as u64);
+            // The run being gathered: first file block, first disk block (0: holes), length.
+            let mut run: Option<(u64, u64, u64)> = None;
+            for (i, d) in ptrs.enumerate() {
+                let at = b + i as u64;
+                if let Some((_, start, len)) = &mut run {
+                    let continues = if *start == 0 {
+                        d == 0
+                    } else {
+                        d == *start + *len
+                    };
+                    if continues {
+                        *len += 1;
+                        continue;
+                    }
+                }
+                if let Some(done) = run.replace((at, d, 1)) {
+                    emit_run(geo, groups, ino, done, &mut each)?;
                 }
             }
-            for (i, &d) in ptrs.iter().enumerate() {
-                let d = d as u64;
-                if d != 0 {
-                    self.check_ptr(d, ino)?;
-                }
-                each(b + i as u64, (d != 0).then_some(d));
+            if let Some(done) = run {
+                emit_run(geo, groups, ino, done, &mut each)?;
             }
             b += n as u64;
         }
@@ -837,4 +894,26 @@ impl Ext2 {
         result?;
         self.free_inode_bit(ino, is_dir)
     }
+}
+
+/// Hand `run` (first file block, first disk block or 0 for holes, blocks) of inode `ino`
+/// to `each`, once it is known to lie in the data area of the file system laid out by
+/// `geo` and `groups`.
+fn emit_run(
+    geo: &Geometry,
+    groups: &[GroupDesc],
+    ino: u32,
+    (first, disk, len): (u64, u64, u64),
+    each: &mut impl FnMut(u64, Option<u64>, u64),
+) -> Result<()> {
+    if disk == 0 {
+        each(first, None, len);
+        return Ok(());
+    }
+    if !data_run_ok(geo, groups, disk, len) {
+        log::error!("ext2: inode {ino}: blocks {disk}+{len} reach outside the data area");
+        return Err(FsError::Corrupt);
+    }
+    each(first, Some(disk), len);
+    Ok(())
 }

@@ -37,31 +37,29 @@ impl Inode {
     fn disk_runs(&self, offset: u64, len: usize) -> Result<Option<Vec<DiskRun>>, Errno> {
         let mut fs = self.fs.lock();
         let bs = fs.block_size() as u64;
+        let spb = bs / 512;
+        let end = offset + len as u64;
         let first = offset / bs;
-        let last = (offset + len as u64 - 1) / bs;
-        let mut blocks: Vec<Option<u64>> = alloc::vec![None; (last - first + 1) as usize];
-        fs.map_range(self.ino, first, last - first + 1, false, |fb, b| {
-            blocks[(fb - first) as usize] = b;
+        let last = (end - 1) / bs;
+        let mut runs: Vec<DiskRun> = Vec::new();
+        let mut hole = false;
+        fs.map_runs(self.ino, first, last - first + 1, |fb, disk, n| {
+            let Some(disk) = disk else {
+                hole = true;
+                return;
+            };
+            // The part of these blocks inside the range, as sectors and bytes.
+            let (run_start, run_end) = (fb * bs, (fb + n) * bs);
+            let (from, to) = (offset.max(run_start), end.min(run_end));
+            let sector = disk * spb + (from - run_start) / 512;
+            let bytes = (to - from) as usize;
+            match runs.last_mut() {
+                Some((s, len)) if *s + (*len as u64) / 512 == sector => *len += bytes,
+                _ => runs.push((sector, bytes)),
+            }
         })
         .map_err(Errno::from)?;
-        drop(fs);
-        let spb = bs / 512;
-        let mut runs: Vec<DiskRun> = Vec::new();
-        let mut at = offset;
-        let end = offset + len as u64;
-        for (i, b) in blocks.into_iter().enumerate() {
-            let Some(b) = b else { return Ok(None) };
-            let block_start = (first + i as u64) * bs;
-            let (from, to) = (at.max(block_start), end.min(block_start + bs));
-            let sector = b * spb + (from - block_start) / 512;
-            let n = (to - from) as usize;
-            match runs.last_mut() {
-                Some((s, len)) if *s + (*len as u64) / 512 == sector => *len += n,
-                _ => runs.push((sector, n)),
-            }
-            at = to;
-        }
-        Ok(Some(runs))
+        Ok((!hole).then_some(runs))
     }
 
     /// The pinned user memory `[va, va + len)` cut into one range per disk run.
