@@ -118,7 +118,7 @@ impl Disk {
     pub fn submit_pinned(
         &self,
         op: Op,
-        parts: Vec<(u64, PinnedRange)>,
+        parts: PinnedParts,
         done: impl FnOnce(Result<u64, BlockError>) + Send + 'static,
     ) {
         let info = self.info();
@@ -207,7 +207,7 @@ impl Disk {
     }
 
     /// [`Disk::submit_pinned`], waiting for the result.
-    pub fn io_pinned(&self, op: Op, parts: Vec<(u64, PinnedRange)>) -> Result<u64, BlockError> {
+    pub fn io_pinned(&self, op: Op, parts: PinnedParts) -> Result<u64, BlockError> {
         let slot: Arc<Mutex<Option<Result<u64, BlockError>>>> = Arc::new(Mutex::new(None));
         let s = slot.clone();
         self.submit_pinned(op, parts, move |r| *s.lock() = Some(r));
@@ -369,6 +369,10 @@ pub struct CopyInFlight {
     results: Arc<Mutex<Vec<Option<RequestResult>>>>,
     left: Arc<AtomicUsize>,
 }
+
+/// The parts of a pinned transfer: each a start sector and the pinned memory that goes
+/// there. One is kept inline: most transfers have one (a raw device, a file's one run).
+pub type PinnedParts = smallvec::SmallVec<[(u64, PinnedRange); 1]>;
 
 /// What a pinned transfer reports when it is over ([`Disk::submit_pinned`]).
 pub type TransferDone = Box<dyn FnOnce(Result<u64, BlockError>) + Send>;

@@ -350,6 +350,10 @@ const BOUNCE: &str = "@bounce";
 /// Result-key suffixes: disk interrupts and device notifications per request (AliasOS).
 const IRQS: &str = "@irqs";
 const NOTIFIES: &str = "@notifies";
+/// Result-key suffixes of a direct write workload (both systems): MiB/s of the writes
+/// alone, and seconds of the `fsync` after them.
+const WRITES: &str = "@writes";
+const FSYNC: &str = "@fsync";
 /// A chart row: label, AliasOS median, Linux median.
 type ChartRow = (String, Option<f64>, Option<f64>);
 
@@ -408,6 +412,12 @@ fn run_guest(
                 (format!("{w}{IRQS}"), *irqs)
             }
             (Os::Linux, [.., "BENCH-FILES", b, w, v]) if *b == bus => (w.to_string(), *v),
+            (_, [.., "FBENCH-WRITES", w, rate, sync]) => {
+                if let Ok(s) = sync.parse::<f64>() {
+                    res.entry(format!("{w}{FSYNC}")).or_default().push(s);
+                }
+                (format!("{w}{WRITES}"), *rate)
+            }
             _ => continue,
         };
         if let Ok(v) = v.parse::<f64>() {
@@ -467,9 +477,11 @@ fn table(
         if o.direct { "---:|---:|---:|" } else { "" },
     );
     let mut chart = Vec::new();
+    let mut fsyncs = Vec::new();
     for w in &o.workloads {
         for &b in &o.buses {
             let bus = bus_name(b);
+            let bus_key = bus;
             let a = results
                 .get(&(bus.to_string(), "AliasOS"))
                 .and_then(|r| r.get(w));
@@ -514,7 +526,41 @@ fn table(
                 cell(l)
             ));
             chart.push((format!("{w} {bus}"), am.map(|m| m.0), lm.map(|m| m.0)));
+            // A direct write: its writes alone, and what the fsync after them cost.
+            let of = |os: &'static str, suffix: &str| -> Option<&Vec<f64>> {
+                results
+                    .get(&(bus_key.to_string(), os))
+                    .and_then(|r| r.get(&format!("{w}{suffix}")))
+            };
+            if of("AliasOS", WRITES).is_some() || of("Linux", WRITES).is_some() {
+                let (aw, lw) = (of("AliasOS", WRITES), of("Linux", WRITES));
+                let ratio = match (aw.and_then(|v| median(v)), lw.and_then(|v| median(v))) {
+                    (Some((x, ..)), Some((y, ..))) if y > 0.0 => format!("{:.2}x", x / y),
+                    _ => "n/a".into(),
+                };
+                let blanks = if o.direct { " | | |" } else { "" };
+                t.push_str(&format!(
+                    "| {w}: writes before the fsync | {bus} | {} | {} | {ratio} | |{blanks}\n",
+                    cell(aw),
+                    cell(lw)
+                ));
+                let secs = |os: &'static str| {
+                    of(os, FSYNC)
+                        .and_then(|v| median(v))
+                        .map_or("n/a".to_string(), |(m, ..)| format!("{m:.3} s"))
+                };
+                fsyncs.push(format!(
+                    "- `{w}` on {bus}: the `fsync` after the writes took {} on AliasOS, {} on \
+                     Linux (medians).\n",
+                    secs("AliasOS"),
+                    secs("Linux")
+                ));
+            }
         }
+    }
+    if !fsyncs.is_empty() {
+        t.push('\n');
+        t.extend(fsyncs);
     }
     (t, chart)
 }

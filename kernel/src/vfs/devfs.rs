@@ -626,7 +626,7 @@ impl Node for BlockNode {
         }
         let cache = self.cache();
         let part = |device_writes| -> Result<_, Errno> {
-            Ok(alloc::vec![(
+            Ok(smallvec::smallvec![(
                 offset / 512,
                 uaccess::pin_user(va, total, device_writes)?
             )])

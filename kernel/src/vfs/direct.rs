@@ -11,13 +11,11 @@
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 
 use drivers::block::{BlockError, Op};
-use mm::PinnedRange;
 use mm::page_cache::{CachedFile, pages_of};
 
-use crate::block::Disk;
+use crate::block::{Disk, PinnedParts};
 use crate::errno::Errno;
 
 /// The logical block size of every disk AliasOS drives: offsets, lengths and buffer
@@ -102,7 +100,7 @@ enum Kind {
     Pending {
         disk: Arc<Disk>,
         op: Op,
-        parts: Vec<(u64, PinnedRange)>,
+        parts: PinnedParts,
         bytes: usize,
     },
     Done(Result<usize, Errno>),
@@ -111,7 +109,7 @@ enum Kind {
 impl DirectIo {
     /// `op` between `disk` and the pinned ranges, each at its start sector (no parts: a
     /// transfer of nothing, as a read at the end of the device).
-    pub fn new(disk: Arc<Disk>, op: Op, parts: Vec<(u64, PinnedRange)>) -> DirectIo {
+    pub fn new(disk: Arc<Disk>, op: Op, parts: PinnedParts) -> DirectIo {
         let bytes = parts.iter().map(|(_, r)| r.bytes()).sum();
         DirectIo {
             kind: Kind::Pending {

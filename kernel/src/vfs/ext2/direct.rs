@@ -15,6 +15,7 @@
 //!   comes back at once.
 
 use super::*;
+use crate::block::PinnedParts;
 use crate::uaccess;
 use crate::vfs::direct::{self, DirectIo};
 
@@ -31,17 +32,21 @@ impl Drop for DioRead {
 /// A run of the file's blocks that is contiguous on disk: start sector, bytes.
 type DiskRun = (u64, usize);
 
+/// The disk runs of one transfer: most have one or two (a file's blocks are contiguous
+/// but for a pointer block now and then), kept inline.
+type DiskRuns = smallvec::SmallVec<[DiskRun; 2]>;
+
 impl Inode {
     /// The disk runs behind bytes `[offset, offset + len)` (512-byte aligned) of the
     /// file; None if a block is a hole.
-    fn disk_runs(&self, offset: u64, len: usize) -> Result<Option<Vec<DiskRun>>, Errno> {
+    fn disk_runs(&self, offset: u64, len: usize) -> Result<Option<DiskRuns>, Errno> {
         let mut fs = self.fs.lock();
         let bs = fs.block_size() as u64;
         let spb = bs / 512;
         let end = offset + len as u64;
         let first = offset / bs;
         let last = (end - 1) / bs;
-        let mut runs: Vec<DiskRun> = Vec::new();
+        let mut runs = DiskRuns::new();
         let mut hole = false;
         fs.map_runs(self.ino, first, last - first + 1, |fb, disk, n| {
             let Some(disk) = disk else {
@@ -68,7 +73,7 @@ impl Inode {
         len: usize,
         runs: &[DiskRun],
         device_writes: bool,
-    ) -> Result<Vec<(u64, mm::PinnedRange)>, Errno> {
+    ) -> Result<PinnedParts, Errno> {
         let mut pinned = uaccess::pin_user(va, len, device_writes)?;
         runs.iter()
             .map(|&(sector, n)| {
