@@ -321,14 +321,7 @@ fn pointer_runs_into_metadata_are_corrupt() {
         .unwrap();
     fs.set_size(f, 40 * 1024).unwrap();
     fs.unmount().unwrap();
-    // The indirect block maps file blocks 12.. (debugfs: "(IND):n").
-    let stat = String::from_utf8(debugfs(&img, "stat /f")).unwrap();
-    let ind: u64 = stat.split("(IND):").nth(1).unwrap()[..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect::<String>()
-        .parse()
-        .unwrap();
+    let ind = indirect_block(&img, "/f");
     let blocks = 4096u64;
     let (mut refused, mut mapped) = (0, 0);
     for start in (1..blocks - 8).step_by(3) {
@@ -375,4 +368,52 @@ fn pointer_runs_into_metadata_are_corrupt() {
         refused > 4 * 20 && mapped > 600,
         "{refused} refused, {mapped} mapped"
     );
+}
+
+/// The indirect block of the file at `path` (debugfs: "(IND):n"): it maps file blocks
+/// 12 on.
+fn indirect_block(img: &Path, path: &str) -> u64 {
+    let stat = String::from_utf8(debugfs(img, &format!("stat {path}"))).unwrap();
+    stat.split("(IND):").nth(1).unwrap()[..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+/// A bad pointer refuses the transfers that need its block, not the others nearby (which
+/// `map_runs` maps with it, as it learns a whole pointer block's runs at once).
+#[test]
+fn a_bad_pointer_refuses_only_what_needs_it() {
+    use std::io::{Seek, SeekFrom, Write};
+    let t = TempDir::new("bad_pointer_nearby");
+    let img = t.path().join("img");
+    mkfs(&img, 4 << 20, &["-b", "1024"], None);
+    let mut fs = mount(&img);
+    let f = fs.create(ROOT_INO, b"f", 0o644).unwrap();
+    fs.map_range(f, 0, 40, true, |_, b| assert!(b.is_some()))
+        .unwrap();
+    fs.set_size(f, 40 * 1024).unwrap();
+    fs.unmount().unwrap();
+    // File block 30 now points at block 1 (the group descriptors).
+    let ind = indirect_block(&img, "/f");
+    let mut file = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+    file.seek(SeekFrom::Start(ind * 1024 + (30 - 12) * 4))
+        .unwrap();
+    file.write_all(&1u32.to_le_bytes()).unwrap();
+    drop(file);
+    let mut fs = mount_ro(&img);
+    for _ in 0..2 {
+        let mut n = 0;
+        fs.map_runs(f, 12, 8, |_, d, k| {
+            assert!(d.is_some());
+            n += k
+        })
+        .unwrap();
+        assert_eq!(n, 8);
+        assert_eq!(fs.map_runs(f, 28, 4, |_, _, _| {}), Err(FsError::Corrupt));
+        fs.map_runs(f, 31, 9, |_, d, _| assert!(d.is_some()))
+            .unwrap();
+    }
 }

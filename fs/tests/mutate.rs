@@ -796,3 +796,80 @@ fn map_range_allocates_runs_around_existing_blocks() {
     assert_clean(&img);
     assert!(debugfs_cat(&img, "/r") == expect);
 }
+
+/// `map_runs` remembers the runs it found; every change to a file's blocks (writes that
+/// allocate, truncation, freeing past the size, unlink and a new file on the same inode)
+/// must make it find them again. Checked against `bmap` (which walks the tree each time)
+/// after every step of a random mix on two files.
+#[test]
+fn map_runs_follows_every_change_to_the_block_tree() {
+    let t = TempDir::new("map_runs_changes");
+    let img = t.path().join("img");
+    mkfs(&img, 16 << 20, &["-b", "1024"], None);
+    let mut fs = mount(&img);
+    let mut files = vec![
+        fs.create(ROOT_INO, b"a", 0o644).unwrap(),
+        fs.create(ROOT_INO, b"b", 0o644).unwrap(),
+    ];
+    let mut rng = Rng(0x5eed_1234);
+    // Past the direct, indirect and into the double-indirect area (1 KiB blocks).
+    let limit = 1400u64;
+    let mut checks = 0;
+    for step in 0..400 {
+        let which = rng.below(2) as usize;
+        let f = files[which];
+        match rng.below(6) {
+            0 | 1 => {
+                let at = rng.below(limit);
+                let n = 1 + rng.below(64).min(limit - at - 1);
+                fs.map_range(f, at, n, true, |_, b| assert!(b.is_some()))
+                    .unwrap();
+                let size = fs.stat(f).unwrap().size.max((at + n) * 1024);
+                fs.set_size(f, size).unwrap();
+            }
+            2 => {
+                let at = rng.below(limit * 1024);
+                let len = 1 + rng.below(5000) as usize;
+                let data = rng.bytes(len);
+                fs.write_at(f, at, &data).unwrap();
+            }
+            3 => {
+                let size = fs.stat(f).unwrap().size;
+                fs.set_size(f, rng.below(size + 1)).unwrap();
+            }
+            4 => {
+                // Blocks past the size, then freed again.
+                let size = fs.stat(f).unwrap().size;
+                let first = size.div_ceil(1024);
+                if first + 8 < limit {
+                    fs.map_range(f, first, 8, true, |_, _| {}).unwrap();
+                    fs.free_past_size(f).unwrap();
+                }
+            }
+            _ => {
+                let name: &[u8] = if which == 0 { b"a" } else { b"b" };
+                fs.unlink(ROOT_INO, name).unwrap();
+                files[which] = fs.create(ROOT_INO, name, 0o644).unwrap();
+            }
+        }
+        for &f in &files {
+            for _ in 0..4 {
+                let at = rng.below(limit);
+                let n = 1 + rng.below(300).min(limit - at - 1);
+                let mut got = Vec::new();
+                fs.map_runs(f, at, n, |fb, d, k| {
+                    got.extend((0..k).map(|i| (fb + i, d.map(|d| d + i))))
+                })
+                .unwrap();
+                let want: Vec<(u64, Option<u64>)> = (at..at + n)
+                    .map(|fb| (fb, fs.bmap(f, fb, false).unwrap()))
+                    .collect();
+                assert_eq!(got, want, "step {step}: file {f}, blocks {at}+{n}");
+                checks += 1;
+            }
+        }
+    }
+    assert_eq!(checks, 400 * 2 * 4);
+    fs.unmount().unwrap();
+    assert_clean(&img);
+}

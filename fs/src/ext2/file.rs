@@ -5,6 +5,7 @@ use alloc::vec::Vec;
 
 use super::alloc_impl::data_run_ok;
 use super::layout::*;
+use super::run_cache::Run;
 use super::{Ext2, Geometry};
 use crate::error::{FsError, Result};
 
@@ -131,6 +132,7 @@ impl Ext2 {
         fb: u64,
     ) -> Result<(u64, bool)> {
         self.check_rw()?;
+        self.runs.forget(ino);
         let path = self.block_path(fb)?;
         let mut parent: Option<u64> = None;
         let mut ptr = *inode.block.get(path.slot).ok_or(FsError::Corrupt)? as u64;
@@ -209,6 +211,7 @@ impl Ext2 {
         inode: &mut Inode,
         from: u64,
     ) -> Result<()> {
+        self.runs.forget(ino);
         let p = self.geo.ptrs;
         let spb = self.geo.sectors_per_block();
         let mut freed = 0u64;
@@ -388,6 +391,7 @@ impl Ext2 {
         changed: &mut bool,
         each: &mut impl FnMut(u64, Option<u64>),
     ) -> Result<()> {
+        self.runs.forget(ino);
         let end = fb.saturating_add(count);
         let spb = self.geo.sectors_per_block();
         let mut b = fb;
@@ -467,7 +471,8 @@ impl Ext2 {
         count: u64,
         mut each: impl FnMut(u64, Option<u64>),
     ) -> Result<()> {
-        self.runs_of(ino, inode, fb, count, |first, disk, n| {
+        let range = (fb, fb.saturating_add(count));
+        self.runs_of(ino, inode, range, range, |first, disk, n| {
             for k in 0..n {
                 each(first + k, disk.map(|d| d + k));
             }
@@ -476,39 +481,90 @@ impl Ext2 {
 
     /// The blocks behind file blocks `[fb, fb + count)` of `ino`, without allocating, as
     /// runs: `each(first file block, first disk block or None for holes, blocks)` for
-    /// each run of blocks contiguous on disk (or of holes), in order. A run ends at least
-    /// at the end of each last-level pointer block. Every run is checked to lie in the
-    /// data area (FsError::Corrupt otherwise), once per run rather than per block: what
-    /// direct I/O needs for each transfer, at the cost of a few comparisons per block.
+    /// each run of blocks contiguous on disk (or of holes), in order. Every run is
+    /// checked to lie in the data area (FsError::Corrupt otherwise), once per run rather
+    /// than per block. The mapped runs of the pointer blocks walked are remembered for the
+    /// file (until its block tree changes), so mapping blocks of the same file again,
+    /// as direct I/O does for each transfer, is a lookup.
     pub fn map_runs(
         &mut self,
         ino: u32,
         fb: u64,
         count: u64,
-        each: impl FnMut(u64, Option<u64>, u64),
+        mut each: impl FnMut(u64, Option<u64>, u64),
     ) -> Result<()> {
-        let inode = self.read_inode(ino)?;
-        if inode.is_symlink() && self.is_fast_symlink(&inode) {
-            return Err(FsError::Invalid);
+        let end = fb.saturating_add(count);
+        let mut at = fb;
+        let mut inode = None;
+        while at < end {
+            if let Some(r) = self.runs.lookup(ino, at) {
+                let n = (r.first + r.len).min(end) - at;
+                each(at, Some(r.disk + (at - r.first)), n);
+                at += n;
+                continue;
+            }
+            let file = match inode.take() {
+                Some(i) => i,
+                None => {
+                    let i = self.read_inode(ino)?;
+                    if i.is_symlink() && self.is_fast_symlink(&i) {
+                        return Err(FsError::Invalid);
+                    }
+                    i
+                }
+            };
+            // Not known: every block the pointer block of `at` maps (the direct blocks,
+            // for the first ones), remembered, and handed on inside the range.
+            let path = self.block_path(at)?;
+            let (first, len) = match path.depth {
+                0 => (0, N_DIRECT as u64),
+                d => (at - path.idx[d - 1] as u64, self.geo.ptrs),
+            };
+            let mut found: Vec<(u64, Option<u64>, u64)> = Vec::new();
+            let span = (first, first + len);
+            self.runs_of(ino, &file, span, (at, end), |f, d, n| found.push((f, d, n)))?;
+            for (f, d, n) in found {
+                if let Some(disk) = d {
+                    self.runs.remember(
+                        ino,
+                        Run {
+                            first: f,
+                            disk,
+                            len: n,
+                        },
+                    );
+                }
+                let (from, to) = (f.max(at), (f + n).min(end));
+                if from < to {
+                    each(from, d.map(|d| d + (from - f)), to - from);
+                }
+            }
+            at = (first + len).min(end);
+            inode = Some(file);
         }
-        self.runs_of(ino, &inode, fb, count, each)
+        Ok(())
     }
 
-    /// [`Ext2::map_runs`] for `inode`, already read.
+    /// The runs of file blocks `[span.0, span.1)` of `inode` (already read), as
+    /// [`Ext2::map_runs`] gives them; a run reaching outside the data area is an error
+    /// if it meets `needed` (the blocks asked for), and is left out otherwise.
     fn runs_of(
         &mut self,
         ino: u32,
         inode: &Inode,
-        fb: u64,
-        count: u64,
+        (fb, end): (u64, u64),
+        needed: (u64, u64),
         mut each: impl FnMut(u64, Option<u64>, u64),
     ) -> Result<()> {
-        let end = fb.saturating_add(count);
         let mut b = fb;
         while b < end {
             let path = self.block_path(b)?;
             if path.depth == 0 {
-                each(b, self.map_block(ino, inode, b)?, 1);
+                match self.map_block(ino, inode, b) {
+                    Ok(d) => each(b, d, 1),
+                    Err(e) if (needed.0..needed.1).contains(&b) => return Err(e),
+                    Err(_) => {}
+                }
                 b += 1;
                 continue;
             }
@@ -556,11 +612,11 @@ impl Ext2 {
                     }
                 }
                 if let Some(done) = run.replace((at, d, 1)) {
-                    emit_run(geo, groups, ino, done, &mut each)?;
+                    emit_run(geo, groups, ino, done, needed, &mut each)?;
                 }
             }
             if let Some(done) = run {
-                emit_run(geo, groups, ino, done, &mut each)?;
+                emit_run(geo, groups, ino, done, needed, &mut each)?;
             }
             b += n as u64;
         }
@@ -898,12 +954,14 @@ impl Ext2 {
 
 /// Hand `run` (first file block, first disk block or 0 for holes, blocks) of inode `ino`
 /// to `each`, once it is known to lie in the data area of the file system laid out by
-/// `geo` and `groups`.
+/// `geo` and `groups`. One that does not is an error if it meets the file blocks
+/// `needed`, and is left out otherwise.
 fn emit_run(
     geo: &Geometry,
     groups: &[GroupDesc],
     ino: u32,
     (first, disk, len): (u64, u64, u64),
+    needed: (u64, u64),
     each: &mut impl FnMut(u64, Option<u64>, u64),
 ) -> Result<()> {
     if disk == 0 {
@@ -911,6 +969,9 @@ fn emit_run(
         return Ok(());
     }
     if !data_run_ok(geo, groups, disk, len) {
+        if first >= needed.1 || first + len <= needed.0 {
+            return Ok(());
+        }
         log::error!("ext2: inode {ino}: blocks {disk}+{len} reach outside the data area");
         return Err(FsError::Corrupt);
     }

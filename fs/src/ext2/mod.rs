@@ -24,6 +24,7 @@ mod dir;
 mod file;
 pub(crate) mod layout;
 mod namei;
+mod run_cache;
 
 pub use namei::{MAX_SYMLINKS, PATH_MAX};
 
@@ -256,6 +257,8 @@ pub struct Ext2 {
     /// goal for the next one.
     last_alloc: Option<(u32, u64, u64)>,
     generation: u32,
+    /// Mapped runs of recently mapped files ([`Ext2::map_runs`]).
+    runs: run_cache::RunCache,
 }
 
 fn feature_names(bits: u32, table: &[(u32, &str)]) -> String {
@@ -406,6 +409,7 @@ impl Ext2 {
             holds: BTreeMap::new(),
             last_alloc: None,
             generation: 0,
+            runs: run_cache::RunCache::default(),
         };
         let root = fs.read_inode(ROOT_INO)?;
         if !root.is_dir() {
@@ -657,6 +661,7 @@ impl Ext2 {
 
     pub(crate) fn write_inode(&mut self, ino: u32, inode: &Inode) -> Result<()> {
         self.check_rw()?;
+        self.runs.forget(ino);
         let (blk, off) = self.inode_loc(ino)?;
         let size = self.geo.inode_size as usize;
         let data = self.cache.get_mut(blk)?;
@@ -665,6 +670,7 @@ impl Ext2 {
 
     /// Zero the whole on-disk inode slot and write `inode` into it.
     pub(crate) fn init_inode(&mut self, ino: u32, inode: &Inode) -> Result<()> {
+        self.runs.forget(ino);
         let (blk, off) = self.inode_loc(ino)?;
         let size = self.geo.inode_size as usize;
         let extra = self.geo.extra_isize;

@@ -1,0 +1,177 @@
+//! The mapped runs of a few files' blocks, as [`super::Ext2::map_runs`] found them:
+//! direct I/O maps the same file's blocks again and again (random 4 KiB reads), and a
+//! run found once spares the walk down the block tree (the inode, the pointer blocks,
+//! the checks against the layout) the next times.
+//!
+//! Only mapped runs are kept, each checked against the layout when found. Anything that
+//! changes a file's block tree (an allocation, a freeing, writing its inode) forgets that
+//! file's runs first, so a run is never used after its blocks could have moved.
+
+use alloc::vec::Vec;
+
+/// A run of a file's blocks contiguous on disk: the first file block, the first disk
+/// block, the blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Run {
+    pub first: u64,
+    pub disk: u64,
+    pub len: u64,
+}
+
+impl Run {
+    fn end(&self) -> u64 {
+        self.first + self.len
+    }
+}
+
+/// Files whose runs are kept at once (the oldest is replaced).
+const FILES: usize = 4;
+
+/// Runs kept per file: past it the file's runs start over (a file that fragmented is
+/// mapped again as it is used).
+const RUNS_PER_FILE: usize = 1024;
+
+/// One file's runs, in file-block order, not overlapping.
+struct FileRuns {
+    ino: u32,
+    runs: Vec<Run>,
+}
+
+/// The runs of up to [`FILES`] files.
+#[derive(Default)]
+pub(crate) struct RunCache {
+    files: [Option<FileRuns>; FILES],
+    /// The slot the next new file takes.
+    next: usize,
+}
+
+impl RunCache {
+    /// The run of file `ino` that holds file block `fb`.
+    pub fn lookup(&self, ino: u32, fb: u64) -> Option<Run> {
+        let runs = &self.file(ino)?.runs;
+        let i = runs.partition_point(|r| r.end() <= fb);
+        runs.get(i).copied().filter(|r| r.first <= fb)
+    }
+
+    /// Keep `run` of file `ino` (a run overlapping one kept already is left out: both
+    /// came from the same block tree, which nothing has changed since).
+    pub fn remember(&mut self, ino: u32, run: Run) {
+        if run.len == 0 || run.first.checked_add(run.len).is_none() {
+            return;
+        }
+        let slot = match self
+            .files
+            .iter()
+            .position(|f| f.as_ref().is_some_and(|f| f.ino == ino))
+        {
+            Some(i) => i,
+            None => {
+                let i = self.next;
+                self.next = (i + 1) % FILES;
+                self.files[i] = Some(FileRuns {
+                    ino,
+                    runs: Vec::new(),
+                });
+                i
+            }
+        };
+        let Some(file) = self.files[slot].as_mut() else {
+            return;
+        };
+        let i = file.runs.partition_point(|r| r.end() <= run.first);
+        if file.runs.get(i).is_some_and(|r| r.first < run.end()) {
+            return;
+        }
+        if file.runs.len() >= RUNS_PER_FILE {
+            file.runs.clear();
+            file.runs.push(run);
+            return;
+        }
+        // Room is made without failing (a kernel heap that cannot grow the list leaves
+        // the run out; it is found again next time).
+        if file.runs.try_reserve(1).is_ok() {
+            file.runs.insert(i, run);
+        }
+    }
+
+    /// Forget every run of file `ino`.
+    pub fn forget(&mut self, ino: u32) {
+        for f in &mut self.files {
+            if f.as_ref().is_some_and(|f| f.ino == ino) {
+                *f = None;
+            }
+        }
+    }
+
+    fn file(&self, ino: u32) -> Option<&FileRuns> {
+        self.files.iter().flatten().find(|f| f.ino == ino)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(first: u64, disk: u64, len: u64) -> Run {
+        Run { first, disk, len }
+    }
+
+    #[test]
+    fn a_block_is_found_in_the_run_that_holds_it() {
+        let mut c = RunCache::default();
+        c.remember(7, run(100, 5000, 10));
+        c.remember(7, run(12, 900, 50));
+        c.remember(7, run(62, 2000, 1));
+        assert_eq!(c.lookup(7, 12), Some(run(12, 900, 50)));
+        assert_eq!(c.lookup(7, 61), Some(run(12, 900, 50)));
+        assert_eq!(c.lookup(7, 62), Some(run(62, 2000, 1)));
+        assert_eq!(c.lookup(7, 63), None, "between runs");
+        assert_eq!(c.lookup(7, 109), Some(run(100, 5000, 10)));
+        assert_eq!(c.lookup(7, 110), None, "past the last");
+        assert_eq!(c.lookup(7, 11), None, "before the first");
+        assert_eq!(c.lookup(8, 12), None, "another file");
+    }
+
+    #[test]
+    fn overlapping_runs_and_empty_ones_are_left_out() {
+        let mut c = RunCache::default();
+        c.remember(1, run(10, 100, 10));
+        c.remember(1, run(15, 700, 10));
+        c.remember(1, run(5, 700, 6));
+        c.remember(1, run(30, 0, 0));
+        c.remember(1, run(u64::MAX - 1, 5, 4));
+        assert_eq!(c.lookup(1, 19), Some(run(10, 100, 10)));
+        assert_eq!(c.lookup(1, 20), None);
+        assert_eq!(c.lookup(1, 5), None);
+        assert_eq!(c.lookup(1, 30), None);
+    }
+
+    #[test]
+    fn forgetting_a_file_keeps_the_others() {
+        let mut c = RunCache::default();
+        c.remember(1, run(0, 100, 4));
+        c.remember(2, run(0, 200, 4));
+        c.forget(1);
+        assert_eq!(c.lookup(1, 0), None);
+        assert_eq!(c.lookup(2, 3), Some(run(0, 200, 4)));
+        c.remember(1, run(0, 300, 4));
+        assert_eq!(c.lookup(1, 0), Some(run(0, 300, 4)));
+    }
+
+    #[test]
+    fn the_oldest_file_makes_room_and_a_full_file_starts_over() {
+        let mut c = RunCache::default();
+        for ino in 1..=FILES as u32 + 1 {
+            c.remember(ino, run(0, ino as u64 * 10, 1));
+        }
+        assert_eq!(c.lookup(1, 0), None, "the oldest went");
+        assert!((2..=FILES as u32 + 1).all(|ino| c.lookup(ino, 0).is_some()));
+        for k in 0..RUNS_PER_FILE as u64 - 1 {
+            c.remember(2, run(10 + 2 * k, 5000 + 3 * k, 1));
+        }
+        assert_eq!(c.lookup(2, 10), Some(run(10, 5000, 1)));
+        c.remember(2, run(1_000_000, 1, 1));
+        assert_eq!(c.lookup(2, 10), None, "started over");
+        assert_eq!(c.lookup(2, 1_000_000), Some(run(1_000_000, 1, 1)));
+    }
+}
