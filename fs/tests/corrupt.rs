@@ -310,29 +310,14 @@ fn failing_writes_return_eio_and_recover() {
 /// refuses one of its blocks.
 #[test]
 fn pointer_runs_into_metadata_are_corrupt() {
-    use std::io::{Seek, SeekFrom, Write};
-    let t = TempDir::new("runs_into_metadata");
-    let img = t.path().join("img");
     // 1 KiB blocks, groups of 1024 blocks: four groups' metadata in 4 MiB.
-    mkfs(&img, 4 << 20, &["-b", "1024", "-g", "1024"], None);
-    let mut fs = mount(&img);
-    let f = fs.create(ROOT_INO, b"f", 0o644).unwrap();
-    fs.map_range(f, 0, 40, true, |_, b| assert!(b.is_some()))
-        .unwrap();
-    fs.set_size(f, 40 * 1024).unwrap();
-    fs.unmount().unwrap();
-    let ind = indirect_block(&img, "/f");
+    let (_t, img, f, ind) = forty_block_file("runs_into_metadata", &["-g", "1024"]);
     let blocks = 4096u64;
     let (mut refused, mut mapped) = (0, 0);
     for start in (1..blocks - 8).step_by(3) {
         // File blocks 12..20 point to disk blocks start..start + 8.
-        let mut file = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
-        file.seek(SeekFrom::Start(ind * 1024)).unwrap();
-        let ptrs: Vec<u8> = (start..start + 8)
-            .flat_map(|b| (b as u32).to_le_bytes())
-            .collect();
-        file.write_all(&ptrs).unwrap();
-        drop(file);
+        let ptrs: Vec<u32> = (start..start + 8).map(|b| b as u32).collect();
+        set_pointers(&img, ind, 12, &ptrs);
         let mut fs = mount_ro(&img);
         let each: Vec<Result<Option<u64>, FsError>> =
             (12..20).map(|fb| fs.bmap(f, fb, false)).collect();
@@ -370,6 +355,34 @@ fn pointer_runs_into_metadata_are_corrupt() {
     );
 }
 
+/// A 4 MiB image of 1 KiB blocks (with `args` for mke2fs) holding `/f`, 40 blocks long
+/// (its indirect block maps the last 28): the directory, the image, the file's inode
+/// and its indirect block.
+fn forty_block_file(tag: &str, args: &[&str]) -> (TempDir, std::path::PathBuf, u32, u64) {
+    let t = TempDir::new(tag);
+    let img = t.path().join("img");
+    mkfs(&img, 4 << 20, &[&["-b", "1024"], args].concat(), None);
+    let mut fs = mount(&img);
+    let f = fs.create(ROOT_INO, b"f", 0o644).unwrap();
+    fs.map_range(f, 0, 40, true, |_, b| assert!(b.is_some()))
+        .unwrap();
+    fs.set_size(f, 40 * 1024).unwrap();
+    fs.unmount().unwrap();
+    let ind = indirect_block(&img, "/f");
+    (t, img, f, ind)
+}
+
+/// Point a file's blocks from `first` on (12 or more: in its indirect block `ind`) at
+/// `blocks`, writing the image directly.
+fn set_pointers(img: &Path, ind: u64, first: u64, blocks: &[u32]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut file = std::fs::OpenOptions::new().write(true).open(img).unwrap();
+    file.seek(SeekFrom::Start(ind * 1024 + (first - 12) * 4))
+        .unwrap();
+    let bytes: Vec<u8> = blocks.iter().flat_map(|b| b.to_le_bytes()).collect();
+    file.write_all(&bytes).unwrap();
+}
+
 /// The indirect block of the file at `path` (debugfs: "(IND):n"): it maps file blocks
 /// 12 on.
 fn indirect_block(img: &Path, path: &str) -> u64 {
@@ -386,23 +399,9 @@ fn indirect_block(img: &Path, path: &str) -> u64 {
 /// `map_runs` maps with it, as it learns a whole pointer block's runs at once).
 #[test]
 fn a_bad_pointer_refuses_only_what_needs_it() {
-    use std::io::{Seek, SeekFrom, Write};
-    let t = TempDir::new("bad_pointer_nearby");
-    let img = t.path().join("img");
-    mkfs(&img, 4 << 20, &["-b", "1024"], None);
-    let mut fs = mount(&img);
-    let f = fs.create(ROOT_INO, b"f", 0o644).unwrap();
-    fs.map_range(f, 0, 40, true, |_, b| assert!(b.is_some()))
-        .unwrap();
-    fs.set_size(f, 40 * 1024).unwrap();
-    fs.unmount().unwrap();
+    let (_t, img, f, ind) = forty_block_file("bad_pointer_nearby", &[]);
     // File block 30 now points at block 1 (the group descriptors).
-    let ind = indirect_block(&img, "/f");
-    let mut file = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
-    file.seek(SeekFrom::Start(ind * 1024 + (30 - 12) * 4))
-        .unwrap();
-    file.write_all(&1u32.to_le_bytes()).unwrap();
-    drop(file);
+    set_pointers(&img, ind, 30, &[1]);
     let mut fs = mount_ro(&img);
     for _ in 0..2 {
         let mut n = 0;

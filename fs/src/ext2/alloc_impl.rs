@@ -327,24 +327,8 @@ mod tests {
     /// superblocks, with each group's bitmaps and inode table somewhere in it.
     fn layout(seed: u64) -> (Geometry, Vec<GroupDesc>) {
         let geo = Geometry {
-            block_size: 1024,
-            blocks_count: 1 + 4 * 64 + 40,
-            inodes_count: 0,
-            first_data_block: 1,
-            blocks_per_group: 64,
-            inodes_per_group: 0,
-            inode_size: 128,
-            first_ino: 11,
-            group_count: 5,
-            gdt_blocks: 1,
             reserved_gdt: 3,
-            itb_per_group: 6,
-            rev: 1,
-            sparse_super: true,
-            filetype: true,
-            ptrs: 256,
-            max_file_size: 0,
-            extra_isize: 0,
+            ..Geometry::for_tests(1 + 4 * 64 + 40, 64, 6)
         };
         let mut x = seed | 1;
         let mut next = |below: u64| {

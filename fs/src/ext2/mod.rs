@@ -237,6 +237,33 @@ impl Geometry {
         let end = (start + self.blocks_per_group).min(self.blocks_count);
         (start, end)
     }
+
+    /// A layout of 1 KiB blocks (the first data block 1), sparse superblocks, one GDT
+    /// block, no reserved ones: `blocks` blocks in groups of `per_group`, with inode
+    /// tables of `itb` blocks.
+    #[cfg(test)]
+    pub fn for_tests(blocks: u64, per_group: u64, itb: u64) -> Geometry {
+        Geometry {
+            block_size: 1024,
+            blocks_count: blocks,
+            inodes_count: 0,
+            first_data_block: 1,
+            blocks_per_group: per_group,
+            inodes_per_group: 0,
+            inode_size: 128,
+            first_ino: 11,
+            group_count: (blocks - 1).div_ceil(per_group) as u32,
+            gdt_blocks: 1,
+            reserved_gdt: 0,
+            itb_per_group: itb,
+            rev: 1,
+            sparse_super: true,
+            filetype: true,
+            ptrs: 256,
+            max_file_size: 0,
+            extra_isize: 0,
+        }
+    }
 }
 
 /// A mounted ext2 file system.
@@ -854,26 +881,7 @@ mod tests {
 
     #[test]
     fn sparse_super_groups() {
-        let mut geo = Geometry {
-            block_size: 1024,
-            blocks_count: 1 << 20,
-            inodes_count: 0,
-            first_data_block: 1,
-            blocks_per_group: 8192,
-            inodes_per_group: 0,
-            inode_size: 128,
-            first_ino: 11,
-            group_count: 128,
-            gdt_blocks: 1,
-            reserved_gdt: 0,
-            itb_per_group: 0,
-            rev: 1,
-            sparse_super: true,
-            filetype: true,
-            ptrs: 256,
-            max_file_size: 0,
-            extra_isize: 0,
-        };
+        let mut geo = Geometry::for_tests(1 << 20, 8192, 0);
         let with: Vec<u32> = (0..130).filter(|&g| geo.group_has_super(g)).collect();
         assert_eq!(with, [0, 1, 3, 5, 7, 9, 25, 27, 49, 81, 125]);
         geo.sparse_super = false;
