@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 
 use super::alloc_impl::data_run_ok;
 use super::layout::*;
-use super::run_cache::Run;
+use super::run_cache::{LEARN_BLOCKS, MAX_LEARNED_RUNS, Run};
 use super::{Ext2, Geometry};
 use crate::error::{FsError, Result};
 
@@ -513,18 +513,27 @@ impl Ext2 {
                     i
                 }
             };
-            // Not known: every block the pointer block of `at` maps (the direct blocks,
-            // for the first ones), remembered, and handed on inside the range.
+            // Not known: a window of blocks around `at` inside its pointer block (the
+            // direct blocks, for the first ones), on to the end of the transfer if it
+            // goes further; its runs are remembered unless there are many, and handed
+            // on inside the range.
             let path = self.block_path(at)?;
-            let (first, len) = match path.depth {
+            let (leaf_first, leaf_end) = match path.depth {
                 0 => (0, N_DIRECT as u64),
-                d => (at - path.idx[d - 1] as u64, self.geo.ptrs),
+                d => {
+                    let first = at - path.idx[d - 1] as u64;
+                    (first, first + self.geo.ptrs)
+                }
             };
+            let first = leaf_first + (at - leaf_first) / LEARN_BLOCKS * LEARN_BLOCKS;
+            let span = (first, (first + LEARN_BLOCKS).max(end).min(leaf_end));
             let mut found: Vec<(u64, Option<u64>, u64)> = Vec::new();
-            let span = (first, first + len);
             self.runs_of(ino, &file, span, (at, end), |f, d, n| found.push((f, d, n)))?;
+            let keep = found.iter().filter(|r| r.1.is_some()).count() <= MAX_LEARNED_RUNS;
             for (f, d, n) in found {
-                if let Some(disk) = d {
+                if let Some(disk) = d
+                    && keep
+                {
                     self.runs.remember(
                         ino,
                         Run {
@@ -539,7 +548,7 @@ impl Ext2 {
                     each(from, d.map(|d| d + (from - f)), to - from);
                 }
             }
-            at = (first + len).min(end);
+            at = span.1.min(end);
             inode = Some(file);
         }
         Ok(())

@@ -24,6 +24,15 @@ impl Run {
     }
 }
 
+/// Blocks a miss maps around the block asked for (aligned, inside its pointer block, and
+/// further if the transfer goes on): a contiguous file is learned 256 KiB (4 KiB blocks)
+/// at a time, and a miss never walks much more than the transfer itself would.
+pub(crate) const LEARN_BLOCKS: u64 = 64;
+
+/// A learned window that holds more runs than this is not kept: the file is fragmented
+/// there, and keeping it would cost more than walking the tree again.
+pub(crate) const MAX_LEARNED_RUNS: usize = 8;
+
 /// Files whose runs are kept at once (the oldest is replaced).
 const FILES: usize = 4;
 
@@ -53,8 +62,9 @@ impl RunCache {
         runs.get(i).copied().filter(|r| r.first <= fb)
     }
 
-    /// Keep `run` of file `ino` (a run overlapping one kept already is left out: both
-    /// came from the same block tree, which nothing has changed since).
+    /// Keep `run` of file `ino`, merged with a kept neighbour it continues (on the disk
+    /// too). A run overlapping one kept already is left out: both came from the same
+    /// block tree, which nothing has changed since.
     pub fn remember(&mut self, ino: u32, run: Run) {
         if run.len == 0 || run.first.checked_add(run.len).is_none() {
             return;
@@ -80,6 +90,24 @@ impl RunCache {
         };
         let i = file.runs.partition_point(|r| r.end() <= run.first);
         if file.runs.get(i).is_some_and(|r| r.first < run.end()) {
+            return;
+        }
+        let continues = |a: &Run, b: &Run| a.end() == b.first && a.disk + a.len == b.disk;
+        if i > 0 && continues(&file.runs[i - 1], &run) {
+            file.runs[i - 1].len += run.len;
+            if i < file.runs.len() && continues(&file.runs[i - 1], &file.runs[i]) {
+                file.runs[i - 1].len += file.runs[i].len;
+                file.runs.remove(i);
+            }
+            return;
+        }
+        if let Some(next) = file.runs.get_mut(i)
+            && continues(&run, next)
+        {
+            *next = Run {
+                len: run.len + next.len,
+                ..run
+            };
             return;
         }
         if file.runs.len() >= RUNS_PER_FILE {
@@ -144,6 +172,29 @@ mod tests {
         assert_eq!(c.lookup(1, 20), None);
         assert_eq!(c.lookup(1, 5), None);
         assert_eq!(c.lookup(1, 30), None);
+    }
+
+    #[test]
+    fn runs_that_continue_each_other_merge() {
+        let mut c = RunCache::default();
+        c.remember(3, run(0, 100, 4));
+        c.remember(3, run(8, 108, 4));
+        c.remember(3, run(4, 104, 4)); // joins both
+        assert_eq!(c.lookup(3, 11), Some(run(0, 100, 12)));
+        c.remember(3, run(20, 500, 2));
+        c.remember(3, run(18, 498, 2)); // joins the next one
+        assert_eq!(c.lookup(3, 18), Some(run(18, 498, 4)));
+        c.remember(3, run(12, 300, 2)); // next in the file, not on the disk
+        assert_eq!(c.lookup(3, 12), Some(run(12, 300, 2)));
+        assert_eq!(c.lookup(3, 0), Some(run(0, 100, 12)));
+        assert_eq!(
+            c.files
+                .iter()
+                .flatten()
+                .map(|f| f.runs.len())
+                .sum::<usize>(),
+            3
+        );
     }
 
     #[test]
