@@ -416,3 +416,29 @@ fn a_bad_pointer_refuses_only_what_needs_it() {
             .unwrap();
     }
 }
+
+/// A run that starts on metadata and goes on into data: a transfer of its data part
+/// alone is served, one that needs the metadata block is refused.
+#[test]
+fn a_run_from_metadata_into_data_serves_its_data_part() {
+    let (_t, img, f, ind) = forty_block_file("run_from_metadata", &[]);
+    // The last inode-table block, then the first block after the table.
+    let stats = String::from_utf8(debugfs(&img, "stats")).unwrap();
+    let after = |key: &str| -> u64 {
+        let rest = stats.split(key).nth(1).unwrap().trim_start();
+        let d: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        d.parse().unwrap()
+    };
+    let last = after("inode table at ") + after("Inode blocks per group:") - 1;
+    set_pointers(&img, ind, 12, &[last as u32, last as u32 + 1]);
+    let mut fs = mount_ro(&img);
+    for _ in 0..2 {
+        let mut got = Vec::new();
+        fs.map_runs(f, 13, 1, |fb, d, n| got.push((fb, d, n)))
+            .unwrap();
+        assert_eq!(got, [(13, Some(last + 1), 1)]);
+        assert_eq!(fs.bmap(f, 13, false), Ok(Some(last + 1)));
+        assert_eq!(fs.map_runs(f, 12, 1, |_, _, _| {}), Err(FsError::Corrupt));
+        assert_eq!(fs.map_runs(f, 11, 3, |_, _, _| {}), Err(FsError::Corrupt));
+    }
+}

@@ -528,7 +528,21 @@ impl Ext2 {
             let first = leaf_first + (at - leaf_first) / LEARN_BLOCKS * LEARN_BLOCKS;
             let span = (first, (first + LEARN_BLOCKS).max(end).min(leaf_end));
             let mut found: Vec<(u64, Option<u64>, u64)> = Vec::new();
-            self.runs_of(ino, &file, span, (at, end), |f, d, n| found.push((f, d, n)))?;
+            // Runs that continue each other (the direct blocks come one by one) join.
+            self.runs_of(ino, &file, span, (at, end), |f, d, n| {
+                if let Some((lf, ld, ln)) = found.last_mut()
+                    && *lf + *ln == f
+                    && match (*ld, d) {
+                        (None, None) => true,
+                        (Some(a), Some(b)) => a + *ln == b,
+                        _ => false,
+                    }
+                {
+                    *ln += n;
+                    return;
+                }
+                found.push((f, d, n))
+            })?;
             let keep = found.iter().filter(|r| r.1.is_some()).count() <= MAX_LEARNED_RUNS;
             for (f, d, n) in found {
                 if let Some(disk) = d
@@ -977,13 +991,20 @@ fn emit_run(
         each(first, None, len);
         return Ok(());
     }
-    if !data_run_ok(geo, groups, disk, len) {
-        if first >= needed.1 || first + len <= needed.0 {
-            return Ok(());
-        }
+    if data_run_ok(geo, groups, disk, len) {
+        each(first, Some(disk), len);
+        return Ok(());
+    }
+    // Only the part needed counts: a bad block beside it is left out with the rest.
+    let (from, to) = (first.max(needed.0), (first + len).min(needed.1));
+    if from >= to {
+        return Ok(());
+    }
+    let at = disk + (from - first);
+    if !data_run_ok(geo, groups, at, to - from) {
         log::error!("ext2: inode {ino}: blocks {disk}+{len} reach outside the data area");
         return Err(FsError::Corrupt);
     }
-    each(first, Some(disk), len);
+    each(from, Some(at), to - from);
     Ok(())
 }

@@ -63,8 +63,9 @@ impl RunCache {
     }
 
     /// Keep `run` of file `ino`, merged with a kept neighbour it continues (on the disk
-    /// too). A run overlapping one kept already is left out: both came from the same
-    /// block tree, which nothing has changed since.
+    /// too). Where it overlaps runs kept already (both came from the same block tree,
+    /// which nothing has changed since), only its part in the gap from where the run
+    /// before it ends to where the next one starts is kept.
     pub fn remember(&mut self, ino: u32, run: Run) {
         if run.len == 0 || run.first.checked_add(run.len).is_none() {
             return;
@@ -76,8 +77,16 @@ impl RunCache {
         {
             Some(i) => i,
             None => {
-                let i = self.next;
-                self.next = (i + 1) % FILES;
+                // A slot a forgotten file left, or else the oldest.
+                let i = self
+                    .files
+                    .iter()
+                    .position(Option::is_none)
+                    .unwrap_or_else(|| {
+                        let i = self.next;
+                        self.next = (i + 1) % FILES;
+                        i
+                    });
                 self.files[i] = Some(FileRuns {
                     ino,
                     runs: Vec::new(),
@@ -88,9 +97,30 @@ impl RunCache {
         let Some(file) = self.files[slot].as_mut() else {
             return;
         };
-        let i = file.runs.partition_point(|r| r.end() <= run.first);
-        if file.runs.get(i).is_some_and(|r| r.first < run.end()) {
-            return;
+        let mut run = run;
+        let mut i = file.runs.partition_point(|r| r.end() <= run.first);
+        if let Some(r) = file.runs.get(i)
+            && r.first <= run.first
+        {
+            // Its front is kept already.
+            let cut = r.end() - run.first;
+            if cut >= run.len {
+                return;
+            }
+            run = Run {
+                first: run.first + cut,
+                disk: run.disk + cut,
+                len: run.len - cut,
+            };
+            i += 1;
+        }
+        if let Some(next) = file.runs.get(i)
+            && next.first < run.end()
+        {
+            run.len = next.first - run.first;
+            if run.len == 0 {
+                return;
+            }
         }
         let continues = |a: &Run, b: &Run| a.end() == b.first && a.disk + a.len == b.disk;
         if i > 0 && continues(&file.runs[i - 1], &run) {
@@ -161,17 +191,47 @@ mod tests {
     }
 
     #[test]
-    fn overlapping_runs_and_empty_ones_are_left_out() {
+    fn an_overlapping_run_keeps_its_part_in_the_gap() {
         let mut c = RunCache::default();
         c.remember(1, run(10, 100, 10));
-        c.remember(1, run(15, 700, 10));
-        c.remember(1, run(5, 700, 6));
+        c.remember(1, run(40, 900, 10));
+        // Overlaps the front: blocks 20..30 are new.
+        c.remember(1, run(15, 105, 15));
+        assert_eq!(c.lookup(1, 25), Some(run(10, 100, 20)), "merged on");
+        // Overlaps the back: blocks 32..40 are new.
+        c.remember(1, run(32, 600, 12));
+        assert_eq!(c.lookup(1, 35), Some(run(32, 600, 8)));
+        assert_eq!(c.lookup(1, 40), Some(run(40, 900, 10)));
+        // Wholly kept already, empty, or overflowing: nothing changes.
+        c.remember(1, run(12, 102, 4));
         c.remember(1, run(30, 0, 0));
         c.remember(1, run(u64::MAX - 1, 5, 4));
-        assert_eq!(c.lookup(1, 19), Some(run(10, 100, 10)));
-        assert_eq!(c.lookup(1, 20), None);
-        assert_eq!(c.lookup(1, 5), None);
         assert_eq!(c.lookup(1, 30), None);
+        assert_eq!(c.lookup(1, 9), None);
+        assert_eq!(
+            c.files
+                .iter()
+                .flatten()
+                .map(|f| f.runs.len())
+                .sum::<usize>(),
+            3
+        );
+    }
+
+    #[test]
+    fn a_forgotten_files_slot_is_taken_first() {
+        let mut c = RunCache::default();
+        for ino in 1..=FILES as u32 {
+            c.remember(ino, run(0, ino as u64, 1));
+        }
+        c.forget(3);
+        c.remember(9, run(0, 90, 1));
+        assert!(
+            (1..=FILES as u32)
+                .filter(|&i| i != 3)
+                .all(|i| c.lookup(i, 0).is_some())
+        );
+        assert_eq!(c.lookup(9, 0), Some(run(0, 90, 1)));
     }
 
     #[test]
