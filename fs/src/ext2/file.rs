@@ -528,21 +528,7 @@ impl Ext2 {
             let first = leaf_first + (at - leaf_first) / LEARN_BLOCKS * LEARN_BLOCKS;
             let span = (first, (first + LEARN_BLOCKS).max(end).min(leaf_end));
             let mut found: Vec<(u64, Option<u64>, u64)> = Vec::new();
-            // Runs that continue each other (the direct blocks come one by one) join.
-            self.runs_of(ino, &file, span, (at, end), |f, d, n| {
-                if let Some((lf, ld, ln)) = found.last_mut()
-                    && *lf + *ln == f
-                    && match (*ld, d) {
-                        (None, None) => true,
-                        (Some(a), Some(b)) => a + *ln == b,
-                        _ => false,
-                    }
-                {
-                    *ln += n;
-                    return;
-                }
-                found.push((f, d, n))
-            })?;
+            self.runs_of(ino, &file, span, (at, end), |f, d, n| found.push((f, d, n)))?;
             let keep = found.iter().filter(|r| r.1.is_some()).count() <= MAX_LEARNED_RUNS;
             for (f, d, n) in found {
                 if let Some(disk) = d
@@ -583,12 +569,13 @@ impl Ext2 {
         while b < end {
             let path = self.block_path(b)?;
             if path.depth == 0 {
-                match self.map_block(ino, inode, b) {
-                    Ok(d) => each(b, d, 1),
-                    Err(e) if (needed.0..needed.1).contains(&b) => return Err(e),
-                    Err(_) => {}
-                }
-                b += 1;
+                // The direct blocks: their pointers are in the inode.
+                let n = (end - b).min((N_DIRECT - path.slot) as u64) as usize;
+                let ptrs = inode.block[path.slot..path.slot + n]
+                    .iter()
+                    .map(|&p| p as u64);
+                emit_runs(&self.geo, &self.groups, ino, b, ptrs, needed, &mut each)?;
+                b += n as u64;
                 continue;
             }
             // Down to the pointer block of the last level (0: a hole above it).
@@ -619,28 +606,7 @@ impl Ext2 {
                 .0
                 .iter()
                 .map(|&p| u32::from_le_bytes(p) as u64);
-            // The run being gathered: first file block, first disk block (0: holes), length.
-            let mut run: Option<(u64, u64, u64)> = None;
-            for (i, d) in ptrs.enumerate() {
-                let at = b + i as u64;
-                if let Some((_, start, len)) = &mut run {
-                    let continues = if *start == 0 {
-                        d == 0
-                    } else {
-                        d == *start + *len
-                    };
-                    if continues {
-                        *len += 1;
-                        continue;
-                    }
-                }
-                if let Some(done) = run.replace((at, d, 1)) {
-                    emit_run(geo, groups, ino, done, needed, &mut each)?;
-                }
-            }
-            if let Some(done) = run {
-                emit_run(geo, groups, ino, done, needed, &mut each)?;
-            }
+            emit_runs(geo, groups, ino, b, ptrs, needed, &mut each)?;
             b += n as u64;
         }
         Ok(())
@@ -973,6 +939,41 @@ impl Ext2 {
         result?;
         self.free_inode_bit(ino, is_dir)
     }
+}
+
+/// Hand the runs of the pointers `ptrs` (0: a hole) of file blocks `b` on of inode `ino`
+/// to `each` ([`emit_run`] for each run of contiguous blocks, or of holes).
+fn emit_runs(
+    geo: &Geometry,
+    groups: &[GroupDesc],
+    ino: u32,
+    b: u64,
+    ptrs: impl Iterator<Item = u64>,
+    needed: (u64, u64),
+    each: &mut impl FnMut(u64, Option<u64>, u64),
+) -> Result<()> {
+    // The run being gathered: first file block, first disk block (0: holes), length.
+    let mut run: Option<(u64, u64, u64)> = None;
+    for (i, d) in ptrs.enumerate() {
+        if let Some((_, start, len)) = &mut run {
+            let continues = if *start == 0 {
+                d == 0
+            } else {
+                d == *start + *len
+            };
+            if continues {
+                *len += 1;
+                continue;
+            }
+        }
+        if let Some(done) = run.replace((b + i as u64, d, 1)) {
+            emit_run(geo, groups, ino, done, needed, each)?;
+        }
+    }
+    if let Some(done) = run {
+        emit_run(geo, groups, ino, done, needed, each)?;
+    }
+    Ok(())
 }
 
 /// Hand `run` (first file block, first disk block or 0 for holes, blocks) of inode `ino`

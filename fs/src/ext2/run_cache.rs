@@ -174,6 +174,11 @@ mod tests {
         Run { first, disk, len }
     }
 
+    /// Runs kept, all files together.
+    fn kept(c: &RunCache) -> usize {
+        c.files.iter().flatten().map(|f| f.runs.len()).sum()
+    }
+
     #[test]
     fn a_block_is_found_in_the_run_that_holds_it() {
         let mut c = RunCache::default();
@@ -208,14 +213,7 @@ mod tests {
         c.remember(1, run(u64::MAX - 1, 5, 4));
         assert_eq!(c.lookup(1, 30), None);
         assert_eq!(c.lookup(1, 9), None);
-        assert_eq!(
-            c.files
-                .iter()
-                .flatten()
-                .map(|f| f.runs.len())
-                .sum::<usize>(),
-            3
-        );
+        assert_eq!(kept(&c), 3);
     }
 
     #[test]
@@ -247,14 +245,7 @@ mod tests {
         c.remember(3, run(12, 300, 2)); // next in the file, not on the disk
         assert_eq!(c.lookup(3, 12), Some(run(12, 300, 2)));
         assert_eq!(c.lookup(3, 0), Some(run(0, 100, 12)));
-        assert_eq!(
-            c.files
-                .iter()
-                .flatten()
-                .map(|f| f.runs.len())
-                .sum::<usize>(),
-            3
-        );
+        assert_eq!(kept(&c), 3);
     }
 
     #[test]
