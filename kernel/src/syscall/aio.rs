@@ -16,8 +16,9 @@ use drivers::block::Op;
 
 use super::fs::{self, abi};
 use crate::errno::{Errno, SysResult};
+use crate::proc::Process;
 use crate::proc::{self, vm::Prot};
-use crate::uaccess;
+use crate::uaccess::{self, UserReader};
 use crate::vfs::File;
 use crate::vfs::aio::{AioContext, IoEvent};
 use crate::vfs::direct::DirectIo;
@@ -146,9 +147,9 @@ struct Iocb {
     offset: i64,
 }
 
-fn read_iocb(va: u64) -> Result<Iocb, Errno> {
+fn read_iocb(user: &mut UserReader, va: u64) -> Result<Iocb, Errno> {
     let mut b = [0u8; 64];
-    uaccess::copy_from_user(va, &mut b)?;
+    user.read(va, &mut b)?;
     let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
     let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or([0; 4]));
     let reserved2 = u64_at(48);
@@ -170,7 +171,8 @@ fn read_iocb(va: u64) -> Result<Iocb, Errno> {
 /// `io_submit(ctx, nr, iocbpp)`: the number of requests taken; an error only if the
 /// first could not be (EAGAIN when the context is full).
 fn io_submit(id: u64, nr: i64, iocbpp: u64) -> SysResult {
-    let ctx = proc::current().files.lock().aio(id)?;
+    let p = proc::current();
+    let ctx = p.files.lock().aio(id)?;
     if nr < 0 {
         return Err(Errno::EINVAL);
     }
@@ -184,12 +186,13 @@ fn io_submit(id: u64, nr: i64, iocbpp: u64) -> SysResult {
     let mut first_error = None;
     let mut ptrs = [0u8; CHUNK as usize * 8];
     let mut chunk_read = false;
+    let mut user = UserReader::new();
     for i in 0..nr as u64 {
         if i % CHUNK == 0 {
             let n = (nr as u64 - i).min(CHUNK) as usize;
             chunk_read = iocbpp
                 .checked_add(8 * i)
-                .is_some_and(|va| uaccess::copy_from_user(va, &mut ptrs[..8 * n]).is_ok());
+                .is_some_and(|va| user.read(va, &mut ptrs[..8 * n]).is_ok());
         }
         let k = (i % CHUNK) as usize * 8;
         let obj = if chunk_read {
@@ -199,9 +202,14 @@ fn io_submit(id: u64, nr: i64, iocbpp: u64) -> SysResult {
         } else {
             uaccess::read_u64(iocbpp.wrapping_add(8 * i))
         };
-        let r = obj.and_then(|obj| submit_one(&ctx, obj, &mut started));
+        let r = obj.and_then(|obj| submit_one(&p, &ctx, &mut user, obj, &mut started));
         match r {
-            Ok(()) => taken += 1,
+            Ok(()) => {
+                taken += 1;
+                if started.len() >= START_BATCH {
+                    start_all(&mut started);
+                }
+            }
             Err(e) => {
                 first_error = Some(e);
                 break;
@@ -215,7 +223,15 @@ fn io_submit(id: u64, nr: i64, iocbpp: u64) -> SysResult {
     }
 }
 
-/// A direct transfer planned by `io_submit`, started once every request is planned.
+/// Planned transfers are started this many at a time, not all at the end of `io_submit`:
+/// the device works on the first while the rest are planned. Starting all 32 of a
+/// depth-32 batch at once left the device idle while the guest planned them, and the
+/// guest idle while the device worked; batches of 4, 8 and 16 all gave virtio about 1.4x
+/// the IOPS at depth 32 (AHCI, which is told of each command on its own anyway, stayed
+/// within its spread). Each batch still reaches a disk with one notification.
+const START_BATCH: usize = 8;
+
+/// A direct transfer planned by `io_submit`, started with the rest of its batch.
 type Started = (DirectIo, Box<dyn FnOnce(Result<usize, Errno>) + Send>);
 
 /// Start the planned transfers: they reach each disk as one batch, one notification for
@@ -235,9 +251,15 @@ fn start_all(planned: &mut Vec<Started>) {
 /// to be started with the others; everything else is done here, after starting what is
 /// planned so far (a planned read may hold up a truncation of its file, which must not
 /// wait for this request's work too).
-fn submit_one(ctx: &Arc<AioContext>, obj: u64, planned: &mut Vec<Started>) -> Result<(), Errno> {
-    let cb = read_iocb(obj)?;
-    let file = proc::current().files.lock().get(cb.fd)?;
+fn submit_one(
+    p: &Process,
+    ctx: &Arc<AioContext>,
+    user: &mut UserReader,
+    obj: u64,
+    planned: &mut Vec<Started>,
+) -> Result<(), Errno> {
+    let cb = read_iocb(user, obj)?;
+    let file = p.files.lock().get(cb.fd)?;
     let op = match cb.opcode {
         IOCB_CMD_PREAD | IOCB_CMD_PREADV => Op::Read,
         IOCB_CMD_PWRITE | IOCB_CMD_PWRITEV => Op::Write,
