@@ -102,6 +102,40 @@ pub fn copy_from_user(src: u64, dst: &mut [u8]) -> Result<(), Errno> {
     }
 }
 
+/// Reads of user memory that keep the last page they found: small reads from one page
+/// (the iocbs of an `io_submit`, which programs keep in one array) find it once. For the
+/// length of one system call: the page is referenced, so it stays valid, and a page that
+/// another thread unmaps meanwhile is read as it was, as if the unmap came later.
+#[derive(Default)]
+pub struct UserReader {
+    page: Option<(u64, mm::FrameRef)>,
+}
+
+impl UserReader {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Copy `dst.len()` bytes from user address `src`, as [`copy_from_user`].
+    pub fn read(&mut self, src: u64, dst: &mut [u8]) -> Result<(), Errno> {
+        check_range(src, dst.len())?;
+        let resolve = RESOLVER.get().ok_or(Errno::EFAULT)?;
+        let mut done = 0;
+        while done < dst.len() {
+            let at = src + done as u64;
+            let (page, off) = (at - at % PAGE, (at % PAGE) as usize);
+            let n = (dst.len() - done).min(FRAME_SIZE - off);
+            let frame = match &self.page {
+                Some((p, frame)) if *p == page => frame,
+                _ => &self.page.insert((page, resolve(page, false)?)).1,
+            };
+            frame.piece(off, n).read(0, &mut dst[done..done + n]);
+            done += n;
+        }
+        Ok(())
+    }
+}
+
 /// Copy `src` to user address `dst`.
 pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), Errno> {
     if copy_to_user_prefix(dst, src)? == src.len() {

@@ -49,6 +49,7 @@ pub const CASES: &[Case] = &[
     ("direct: alignment EINVAL, bad buffers EFAULT, the end of the disk, an injected EIO; no pin left", direct_errors),
     ("direct: a MAP_SHARED file mapping as the buffer of direct reads and writes", direct_shared_mapping),
     ("direct: Linux AIO keeps 32 requests in flight (io_setup/submit/getevents/cancel/destroy)", aio_cases),
+    ("direct: io_submit reads iocbs wherever they lie; an unreadable one ends the batch there", aio_iocb_placement),
     ("direct: munmap, exit and fork while a direct read is in flight", direct_in_flight),
     ("direct: a raw disk's page cache and O_DIRECT on it agree (buffered writes, direct reads and back)", raw_cache_coherence),
     ("direct: O_DIRECT on an ext2 file, coherent with buffered and mapped I/O (holes, EOF, growth)", file_direct),
@@ -629,6 +630,107 @@ fn aio_cases() -> Res {
     )?;
     let _ = close(fd);
     no_pins_left("after AIO")
+}
+
+/// Store `cb` at `at` (any alignment but 8), word by word as `struct iocb` lays it out.
+fn put_iocb(at: usize, cb: &Iocb) {
+    let words = [
+        cb.data,
+        cb.key as u64 | (cb.rw_flags as u64) << 32,
+        cb.opcode as u64 | (cb.reqprio as u16 as u64) << 16 | (cb.fd as u64) << 32,
+        cb.buf,
+        cb.nbytes,
+        cb.offset as u64,
+        cb.reserved2,
+        cb.flags as u64 | (cb.resfd as u64) << 32,
+    ];
+    for (i, w) in words.into_iter().enumerate() {
+        poke64(at + 8 * i, w);
+    }
+}
+
+/// `io_submit` with `ptrs` at `at`: the pointers stored there first.
+fn submit_at(ctx: u64, at: usize, ptrs: &[usize]) -> Result<usize, Errno> {
+    for (i, &p) in ptrs.iter().enumerate() {
+        poke64(at + 8 * i, p as u64);
+    }
+    sc(nr::IO_SUBMIT, &[ctx as usize, ptrs.len(), at])
+}
+
+/// The iocbs of one `io_submit` on several pages, one across a page boundary, and the
+/// pointer array running into an unmapped page: every readable request is taken, in
+/// order, up to the first that cannot be read.
+fn aio_iocb_placement() -> Res {
+    let Some(fd) = open_dev()? else {
+        return Ok(());
+    };
+    let ctx = io_setup(16)?;
+    let bufs = anon(3 * 4096)?;
+    // Three pages for iocbs and pointers, the third unmapped.
+    let area = anon(3 * 4096)?;
+    ok("munmap", munmap(area + 2 * 4096, 4096))?;
+    let (a, b, c, gone) = (area, area + 4096 - 32, area + 4096 + 64, area + 2 * 4096);
+    let offsets = [3 * 4096u64, 1000 * 4096, 77 * 4096];
+    for (i, at) in [a, b, c].into_iter().enumerate() {
+        put_iocb(
+            at,
+            &iocb(i as u64, CMD_PREAD, fd, bufs + i * 4096, 4096, offsets[i]),
+        );
+    }
+    let reads_done = |what: &str, n: usize| -> Res {
+        let evs = reap(ctx, n)?;
+        let mut seen = [false; 3];
+        for e in &evs {
+            let i = e.data as usize;
+            ensure!(i < n && !seen[i], "{what}: event for request {}", e.data);
+            seen[i] = true;
+            ensure!(e.res == 4096, "{what}: read {i}: res {}", e.res);
+            check_for(
+                &format!("{what}: read {i}"),
+                bufs + i * 4096,
+                4096,
+                offsets[i],
+                dev_word,
+            )?;
+        }
+        Ok(())
+    };
+    let ptrs = area + 2048;
+    ensure!(
+        submit_at(ctx, ptrs, &[a, b, c]) == Ok(3),
+        "three iocbs on two pages, one across them: not all taken"
+    );
+    reads_done("three iocbs", 3)?;
+    ensure!(
+        submit_at(ctx, ptrs, &[a, gone, c]) == Ok(1),
+        "an unmapped second iocb: the first alone must be taken"
+    );
+    reads_done("before an unmapped iocb", 1)?;
+    want(
+        "an unmapped first iocb",
+        submit_at(ctx, ptrs, &[gone, a]),
+        EFAULT,
+    )?;
+    want(
+        "an iocb in the kernel half",
+        submit_at(ctx, ptrs, &[KERNEL_BASE, a]),
+        EFAULT,
+    )?;
+    // Two pointers at the end of the second page; the third would be on the unmapped one.
+    let edge = area + 2 * 4096 - 16;
+    for (i, p) in [a, b].into_iter().enumerate() {
+        poke64(edge + 8 * i, p as u64);
+    }
+    ensure!(
+        sc(nr::IO_SUBMIT, &[ctx as usize, 3, edge]) == Ok(2),
+        "a pointer array running into an unmapped page: the two readable ones must be taken"
+    );
+    reads_done("pointers up to an unmapped page", 2)?;
+    ok("io_destroy", sc(nr::IO_DESTROY, &[ctx as usize]))?;
+    ok("munmap", munmap(area, 2 * 4096))?;
+    ok("munmap", munmap(bufs, 3 * 4096))?;
+    let _ = close(fd);
+    no_pins_left("after the iocb placements")
 }
 
 fn direct_in_flight() -> Res {
