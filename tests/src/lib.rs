@@ -134,9 +134,10 @@ pub fn assert_ended_with(o: &Outcome, status: i32, needles: &[&str]) {
 
 /// Sector regions the kernel's `blk` suite writes (kernel/src/ktest/block.rs), as
 /// (first sector, sector count, pattern seed).
-pub const BLK_REGIONS: [(u64, u64, u64); 3] = [
+pub const BLK_REGIONS: [(u64, u64, u64); 4] = [
     (8, 45, 1),              // multi-segment round trip: 23040 bytes
     (16 * 1024, 64 * 16, 2), // 64 requests in flight, 8 KiB each
+    (24 * 1024, 48 * 8, 4),  // a plugged batch of 48 writes, 4 KiB each
     (32 * 1024, 131_072, 3), // 64 MiB sequential write
 ];
 

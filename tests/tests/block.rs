@@ -43,7 +43,7 @@ fn blk_suite_with(
         "boot log lacks the disk line:\n{}",
         o.serial
     );
-    assert_eq!(check_blk_regions(main), 45 + 1024 + 131_072);
+    assert_eq!(check_blk_regions(main), 45 + 1024 + 384 + 131_072);
     o
 }
 

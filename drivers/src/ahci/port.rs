@@ -367,11 +367,8 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
     /// Queue `req` and issue what the port has room for; a refused request comes back
     /// with the reason.
     fn enqueue(&self, req: Request) -> Result<(), (Request, BlockError)> {
-        if let Err(e) = block::validate(&self.info, &req) {
+        if let Err(e) = self.acceptable(&req) {
             return Err((req, e));
-        }
-        if req.op == Op::Flush && !self.info.flush {
-            return Err((req, BlockError::Unsupported));
         }
         let mut done = Vec::new();
         {
@@ -387,6 +384,15 @@ impl<H: Hal, R: RegisterIo + Clone> AhciDisk<H, R> {
         }
         self.finish(done);
         self.drain_pending();
+        Ok(())
+    }
+
+    /// Why the port would refuse `req`, before it is queued.
+    fn acceptable(&self, req: &Request) -> Result<(), BlockError> {
+        block::validate(&self.info, req)?;
+        if req.op == Op::Flush && !self.info.flush {
+            return Err(BlockError::Unsupported);
+        }
         Ok(())
     }
 
@@ -1120,12 +1126,30 @@ impl<H: Hal, R: RegisterIo + Clone> BlockDevice for AhciDisk<H, R> {
         self.enqueue(req).map_err(|(_, e)| e)
     }
 
-    /// A batch: a request the port refuses completes with the error.
+    /// A batch, queued together and issued with one PxCI write for all the slots free
+    /// (QEMU's HBA, like a real one, takes every bit set in one write); a request the
+    /// port refuses completes with the error.
     fn submit_many(&self, reqs: Vec<Request>) {
-        for r in reqs {
-            if let Err((r, e)) = self.enqueue(r) {
-                r.complete(Err(e));
+        let mut refused = Vec::new();
+        let mut done = Vec::new();
+        {
+            let mut st = self.state.lock();
+            for req in reqs {
+                match self.acceptable(&req) {
+                    Err(e) => refused.push((req, e)),
+                    Ok(()) if st.dead => refused.push((req, BlockError::Io)),
+                    Ok(()) => {
+                        self.in_flight.fetch_add(1, Ordering::SeqCst);
+                        st.queue.push_back(Queued { req, attempts: 0 });
+                    }
+                }
             }
+            self.issue(&mut st, &mut done);
+        }
+        self.finish(done);
+        self.drain_pending();
+        for (req, e) in refused {
+            req.complete(Err(e));
         }
     }
 

@@ -152,6 +152,10 @@ const BLK: &[Test] = &[
         run: block::many_requests_in_flight,
     },
     Test {
+        name: "blk_plugged_batch_reaches_the_disk",
+        run: block::plugged_batch_reaches_the_disk,
+    },
+    Test {
         name: "blk_flush_completes",
         run: block::flush_completes,
     },
