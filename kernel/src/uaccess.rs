@@ -105,7 +105,11 @@ pub fn copy_from_user(src: u64, dst: &mut [u8]) -> Result<(), Errno> {
 /// Reads of user memory that keep the last page they found: small reads from one page
 /// (the iocbs of an `io_submit`, which programs keep in one array) find it once. For the
 /// length of one system call: the page is referenced, so it stays valid, and a page that
-/// another thread unmaps meanwhile is read as it was, as if the unmap came later.
+/// another thread unmaps, protects or remaps meanwhile is read as it was, as if that
+/// came later. While kept, the page's extra reference makes a write to it a
+/// copy-on-write break even if it was this process's alone, after which this reader
+/// still sees the frame from before: whoever writes user memory in between calls
+/// [`UserReader::forget`] first.
 #[derive(Default)]
 pub struct UserReader {
     page: Option<(u64, mm::FrameRef)>,
@@ -116,7 +120,13 @@ impl UserReader {
         Self::default()
     }
 
-    /// Copy `dst.len()` bytes from user address `src`, as [`copy_from_user`].
+    /// Let the kept page go: the next read finds its page afresh.
+    pub fn forget(&mut self) {
+        self.page = None;
+    }
+
+    /// Copy `dst.len()` bytes from user address `src`, as [`copy_from_user`] (the error
+    /// finding the first page, EFAULT for a later one).
     pub fn read(&mut self, src: u64, dst: &mut [u8]) -> Result<(), Errno> {
         check_range(src, dst.len())?;
         let resolve = RESOLVER.get().ok_or(Errno::EFAULT)?;
@@ -127,7 +137,11 @@ impl UserReader {
             let n = (dst.len() - done).min(FRAME_SIZE - off);
             let frame = match &self.page {
                 Some((p, frame)) if *p == page => frame,
-                _ => &self.page.insert((page, resolve(page, false)?)).1,
+                _ => match resolve(page, false) {
+                    Ok(frame) => &self.page.insert((page, frame)).1,
+                    Err(e) if done == 0 => return Err(e),
+                    Err(_) => return Err(Errno::EFAULT),
+                },
             };
             frame.piece(off, n).read(0, &mut dst[done..done + n]);
             done += n;

@@ -632,7 +632,7 @@ fn aio_cases() -> Res {
     no_pins_left("after AIO")
 }
 
-/// Store `cb` at `at` (any alignment but 8), word by word as `struct iocb` lays it out.
+/// Store `cb` at `at` (8-byte aligned), word by word as `struct iocb` lays it out.
 fn put_iocb(at: usize, cb: &Iocb) {
     let words = [
         cb.data,
@@ -706,6 +706,20 @@ fn aio_iocb_placement() -> Res {
         "an unmapped second iocb: the first alone must be taken"
     );
     reads_done("before an unmapped iocb", 1)?;
+    // An iocb whose first half is readable (data, key, opcode and fd, buffer) and second
+    // half on the unmapped page.
+    let torn = gone - 32;
+    for (i, w) in [9, 0, (fd as u64) << 32, bufs as u64]
+        .into_iter()
+        .enumerate()
+    {
+        poke64(torn + 8 * i, w);
+    }
+    ensure!(
+        submit_at(ctx, ptrs, &[a, torn]) == Ok(1),
+        "an iocb running into an unmapped page: the one before it alone must be taken"
+    );
+    reads_done("before an iocb running into an unmapped page", 1)?;
     want(
         "an unmapped first iocb",
         submit_at(ctx, ptrs, &[gone, a]),
@@ -1118,7 +1132,7 @@ fn file_direct_private_and_append() -> Res {
     Ok(())
 }
 
-/// `io_submit` plans a whole batch before starting it, and a truncation waits for the
+/// `io_submit` plans its reads in batches of 8 before starting them, and a truncation waits for the
 /// direct reads of its file: the two must not wait for each other, and no read may see
 /// a freed block (its bytes are always the file's, or it is short at the end).
 fn file_aio_vs_truncate() -> Res {

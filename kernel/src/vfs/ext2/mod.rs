@@ -384,8 +384,9 @@ impl Inode {
 impl Inode {
     /// The write lock, taken once no direct read is in flight (none can start while it
     /// is held). The reads in flight are waited for without the lock (not interruptibly:
-    /// no block may be freed under a DMA): a read `io_submit` has planned starts only
-    /// once the whole batch is planned, and planning the next one takes the lock.
+    /// no block may be freed under a DMA): a read `io_submit` has planned starts with its
+    /// batch (`START_BATCH` reads), or before any request `io_submit` does itself, and
+    /// planning the next one takes the lock.
     fn lock_without_direct_reads(&self) -> mm::sync::MutexGuard<'_, ()> {
         self.truncations.fetch_add(1, Ordering::AcqRel);
         let reads = self.dio_reads.clone();
