@@ -86,20 +86,10 @@ fn walk(
     Ok(done)
 }
 
-/// Copy `dst.len()` bytes from user address `src`.
+/// Copy `dst.len()` bytes from user address `src`: the error finding the first page,
+/// EFAULT if a later one cannot be read.
 pub fn copy_from_user(src: u64, dst: &mut [u8]) -> Result<(), Errno> {
-    let mut at = 0;
-    let n = walk(src, dst.len(), false, |p| {
-        let n = p.len();
-        p.read(0, &mut dst[at..at + n]);
-        at += n;
-        Ok(n)
-    })?;
-    if n == dst.len() {
-        Ok(())
-    } else {
-        Err(Errno::EFAULT)
-    }
+    UserReader::new().read(src, dst)
 }
 
 /// Reads of user memory that keep the last page they found: small reads from one page
@@ -125,8 +115,7 @@ impl UserReader {
         self.page = None;
     }
 
-    /// Copy `dst.len()` bytes from user address `src`, as [`copy_from_user`] (the error
-    /// finding the first page, EFAULT for a later one).
+    /// Copy `dst.len()` bytes from user address `src`, as [`copy_from_user`].
     pub fn read(&mut self, src: u64, dst: &mut [u8]) -> Result<(), Errno> {
         check_range(src, dst.len())?;
         let resolve = RESOLVER.get().ok_or(Errno::EFAULT)?;

@@ -255,28 +255,10 @@ pub fn many_requests_in_flight() -> TestResult {
         // submissions: the device holds as many requests as its queue takes.
         crate::arch::cpu::without_interrupts(|| -> TestResult {
             for i in 0..N {
-                let segs = alloc::vec![whole(f.0[2 * i]), whole(f.0[2 * i + 1])];
                 let sector = IN_FLIGHT_SECTOR + (i as u64) * 16;
-                let (dn, fl) = (done.clone(), failed.clone());
-                // The request owns a reference to each of its frames until it completes.
-                let held = [f.0[2 * i], f.0[2 * i + 1]]
-                    .map(|p| mm::FrameRef::new(frames(), p).map_err(|e| format!("{e}")));
-                let [a, b] = held;
-                d.submit(
-                    Request::new(
-                        Op::Write,
-                        sector,
-                        segs,
-                        Box::new(move |c| {
-                            if c.result != Ok(8192) {
-                                fl.fetch_add(1, Ordering::SeqCst);
-                            }
-                            dn.fetch_add(1, Ordering::SeqCst);
-                        }),
-                    )
-                    .owning((a?, b?)),
-                )
-                .map_err(|e| format!("{}: submit {i}: {e}", d.name()))?;
+                let req = counted_write(sector, &f.0[2 * i..2 * i + 2], &done, &failed)?;
+                d.submit(req)
+                    .map_err(|e| format!("{}: submit {i}: {e}", d.name()))?;
                 peak = peak.max(d.in_flight());
                 let refs = frames().table().get(f.0[2 * i]).map_or(0, |d| d.refcount());
                 ensure!(
@@ -354,6 +336,35 @@ pub fn many_requests_in_flight() -> TestResult {
     Ok(())
 }
 
+/// A write of the whole frames `pfns` at `sector` that counts its completion in `done`,
+/// and in `failed` unless it moved every byte. It owns a reference to each of its frames
+/// until it completes.
+fn counted_write(
+    sector: u64,
+    pfns: &[Pfn],
+    done: &Arc<AtomicUsize>,
+    failed: &Arc<AtomicUsize>,
+) -> Result<Request, alloc::string::String> {
+    let held = pfns
+        .iter()
+        .map(|&p| mm::FrameRef::new(frames(), p).map_err(|e| format!("{e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bytes = (pfns.len() * FRAME_SIZE) as u64;
+    let (dn, fl) = (done.clone(), failed.clone());
+    Ok(Request::new(
+        Op::Write,
+        sector,
+        pfns.iter().map(|&p| whole(p)).collect(),
+        Box::new(move |c| {
+            if c.result != Ok(bytes) {
+                fl.fetch_add(1, Ordering::SeqCst);
+            }
+            dn.fetch_add(1, Ordering::SeqCst);
+        }),
+    )
+    .owning(held))
+}
+
 /// A plugged batch larger than the device's queue, with a flush in the middle, reaches
 /// the disk when the plug goes: every write lands, the flush completes, and the device
 /// is told of the batch with a few notifications, not one per request (AHCI: one PxCI
@@ -372,21 +383,9 @@ pub fn plugged_batch_reaches_the_disk() -> TestResult {
         let before = notifies();
         {
             let _plug = d.plug();
-            for (i, &p) in f.0.iter().enumerate() {
-                let (dn, fl) = (done.clone(), failed.clone());
-                let held = mm::FrameRef::new(frames(), p).map_err(|e| format!("{e}"))?;
-                let req = Request::new(
-                    Op::Write,
-                    PLUGGED_SECTOR + i as u64 * 8,
-                    alloc::vec![whole(p)],
-                    Box::new(move |c| {
-                        if c.result != Ok(FRAME_SIZE as u64) {
-                            fl.fetch_add(1, Ordering::SeqCst);
-                        }
-                        dn.fetch_add(1, Ordering::SeqCst);
-                    }),
-                )
-                .owning(held);
+            for i in 0..N {
+                let sector = PLUGGED_SECTOR + i as u64 * 8;
+                let req = counted_write(sector, &f.0[i..i + 1], &done, &failed)?;
                 d.submit(req)
                     .map_err(|e| format!("{}: submit {i}: {e}", d.name()))?;
                 if i == N / 2 {
